@@ -1,0 +1,163 @@
+//! The borrowed IR between `syn` and code generation: the user's struct with
+//! its parsed attributes, keeping references to the original nodes for spans.
+
+use syn::{Data, DeriveInput, Fields, Ident, Type, Visibility};
+
+use crate::attr;
+use crate::ctxt::Ctxt;
+use crate::passthrough::{self, Item};
+
+pub struct Input<'a> {
+    pub ident: &'a Ident,
+    pub vis: &'a Visibility,
+    pub attrs: attr::Container,
+    /// The container's `#[serde(..)]` items (its docs are not copied).
+    pub serde: Vec<Item>,
+    pub fields: Vec<Field<'a>>,
+}
+
+pub struct Field<'a> {
+    pub ident: &'a Ident,
+    pub ty: &'a Type,
+    pub vis: &'a Visibility,
+    pub attrs: attr::Field,
+    pub passthrough: Vec<Item>,
+}
+
+impl<'a> Input<'a> {
+    /// Reads the struct; `None` (with the reason in `cx`) for anything that
+    /// is not a non-generic struct with named fields.
+    pub fn from_syn(cx: &mut Ctxt, input: &'a DeriveInput) -> Option<Self> {
+        let attrs = attr::container(cx, &input.attrs);
+        let serde = passthrough::items(&input.attrs)
+            .into_iter()
+            .filter(|item| item.key.is_some())
+            .collect();
+        let fields = match &input.data {
+            Data::Struct(data) => match &data.fields {
+                Fields::Named(named) => Some(&named.named),
+                Fields::Unnamed(_) => {
+                    cx.error_spanned_by(
+                        &data.fields,
+                        "`StateEvent` needs named fields: a tuple struct has no field names to \
+                         carry across versions; write `struct Name { field: Type, .. }`",
+                    );
+                    None
+                }
+                Fields::Unit => {
+                    cx.error_spanned_by(
+                        &input.ident,
+                        "`StateEvent` needs named fields: a unit struct carries no state; \
+                         write `struct Name { key: Type, .. }`",
+                    );
+                    None
+                }
+            },
+            Data::Enum(data) => {
+                cx.error_spanned_by(
+                    data.enum_token,
+                    "`StateEvent` can only be derived for structs with named fields: an entity's \
+                     state is one struct; move the variants into a field, e.g. `status: Status`",
+                );
+                None
+            }
+            Data::Union(data) => {
+                cx.error_spanned_by(
+                    data.union_token,
+                    "`StateEvent` can only be derived for structs with named fields, not unions",
+                );
+                None
+            }
+        };
+        if !input.generics.params.is_empty() || input.generics.where_clause.is_some() {
+            cx.error_spanned_by(
+                &input.generics,
+                "`StateEvent` cannot be derived for a generic struct: every version needs one \
+                 concrete JSON Schema; derive it on a concrete struct (wrap the generic one in a \
+                 field if you must)",
+            );
+        }
+        let fields = fields?
+            .iter()
+            .filter_map(|field| {
+                let ident = field.ident.as_ref()?;
+                Some(Field {
+                    ident,
+                    ty: &field.ty,
+                    vis: &field.vis,
+                    attrs: attr::field(cx, &field.attrs),
+                    passthrough: passthrough::items(&field.attrs),
+                })
+            })
+            .collect();
+        Some(Input {
+            ident: &input.ident,
+            vis: &input.vis,
+            attrs,
+            serde,
+            fields,
+        })
+    }
+
+    /// The current (newest) version; 1 until validation says otherwise.
+    pub fn version(&self) -> u32 {
+        self.attrs.version.as_ref().map_or(1, |v| v.version)
+    }
+
+    pub fn key(&self) -> Option<&Field<'a>> {
+        self.fields.iter().find(|f| f.attrs.key.is_some())
+    }
+}
+
+impl Field<'_> {
+    /// The version this field appeared at (1 unless `added`).
+    pub fn added_at(&self) -> u32 {
+        self.attrs
+            .added
+            .as_ref()
+            .and_then(|a| a.since.as_ref())
+            .map_or(1, |s| s.version)
+    }
+
+    pub fn exists_at(&self, version: u32) -> bool {
+        version >= self.added_at()
+    }
+
+    /// The field's name at `version`: the `from` of the earliest rename that
+    /// happened after it, else the current name.
+    pub fn name_at(&self, version: u32) -> &Ident {
+        self.attrs
+            .renamed
+            .iter()
+            .filter_map(|r| Some((r.since.as_ref()?.version, &r.from.as_ref()?.ident)))
+            .filter(|(since, _)| *since > version)
+            .min_by_key(|(since, _)| *since)
+            .map_or(self.ident, |(_, from)| from)
+    }
+
+    /// The field's type at `version`, like [`Field::name_at`].
+    pub fn ty_at(&self, version: u32) -> &Type {
+        self.attrs
+            .retyped
+            .iter()
+            .filter_map(|r| Some((r.since.as_ref()?.version, r.from.as_ref()?)))
+            .filter(|(since, _)| *since > version)
+            .min_by_key(|(since, _)| *since)
+            .map_or(self.ty, |(_, from)| from)
+    }
+
+    /// The retype that takes effect at exactly `version`.
+    pub fn retyped_at(&self, version: u32) -> Option<&attr::Retyped> {
+        self.attrs
+            .retyped
+            .iter()
+            .find(|r| r.since.as_ref().is_some_and(|s| s.version == version))
+    }
+}
+
+impl attr::Removed {
+    /// Removed fields exist in every version before `since`.
+    pub fn exists_at(&self, version: u32) -> bool {
+        self.since.as_ref().is_some_and(|s| version < s.version)
+    }
+}

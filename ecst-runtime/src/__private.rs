@@ -1,0 +1,30 @@
+//! Paths used by code that `#[derive(StateEvent)]` generates. Not public API.
+
+pub use core::convert::{From, Into, TryFrom};
+pub use core::default::Default;
+pub use core::option::Option::{self, None, Some};
+pub use core::result::Result::{self, Err, Ok};
+pub use schemars;
+pub use serde;
+pub use std::string::String;
+
+pub use crate::event::{deserialize_and_upcast, StateEvent, Upcast};
+pub use crate::upcast::{DecodeVersionError, UpcastError};
+
+/// Calls a user hop/retype function and names the hop if it fails.
+#[inline]
+pub fn convert<T, E>(
+    result: Result<T, E>,
+    entity: &'static str,
+    from: u32,
+    to: u32,
+    field: Option<&'static str>,
+) -> Result<T, UpcastError>
+where
+    E: Into<crate::upcast::BoxError>,
+{
+    match result {
+        Ok(value) => Ok(value),
+        Err(e) => Err(UpcastError::new(entity, from, to, field, e)),
+    }
+}

@@ -1,0 +1,245 @@
+//! The CloudEvents 1.0 envelope around a state event.
+//!
+//! ecst writes JSON structured mode: one JSON object with the CloudEvents
+//! attributes and the state under `data`. Besides the required `specversion`,
+//! `id`, `source` and `type`, every envelope carries:
+//!
+//! | attribute | value |
+//! |---|---|
+//! | `type` | the entity name, e.g. `customer` |
+//! | `subject` | the entity key, as its `Display` form |
+//! | `time` | when the producer built the event (RFC 3339) |
+//! | `datacontenttype` | `application/json` (upserts only) |
+//! | `dataschema` | `urn:ecst:schema:<entity>:v<N>` (upserts only) |
+//! | `sequence` | the per-entity sequence, a 20-digit zero-padded decimal string so that it orders lexicographically, as the CloudEvents sequence extension asks; readers also accept unpadded strings and JSON integers |
+//! | `schemaversion` | the schema version of `data`, an integer; never guessed from the payload's shape |
+//! | `operation` | `upsert` or `delete` |
+//! | `correlationid`, `causationid`, `traceparent` | when set |
+//!
+//! Unknown extension attributes are accepted and ignored.
+
+mod decode;
+mod encode;
+
+use std::borrow::Cow;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::DecodeError;
+use crate::event::StateEvent;
+use crate::sequence::Sequence;
+
+pub(crate) use decode::{decode_header, decode_typed, finish_typed, DataSlot, Header};
+pub use encode::EncodeError;
+
+/// The CloudEvents spec version ecst writes and reads.
+pub const SPEC_VERSION: &str = "1.0";
+
+/// The `datacontenttype` ecst writes.
+pub const CONTENT_TYPE: &str = "application/json";
+
+/// What an event does to its entity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Operation {
+    /// The entity was created or changed; `data` carries its full state.
+    Upsert,
+    /// The entity was deleted; there is no `data`.
+    Delete,
+}
+
+impl Operation {
+    /// The wire name: `upsert` or `delete`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Operation::Upsert => "upsert",
+            Operation::Delete => "delete",
+        }
+    }
+}
+
+/// The change an event carries.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change<T> {
+    /// The entity's full, newest state.
+    Upsert(T),
+    /// The entity was deleted.
+    Delete,
+}
+
+impl<T> Change<T> {
+    /// The operation of this change.
+    pub fn operation(&self) -> Operation {
+        match self {
+            Change::Upsert(_) => Operation::Upsert,
+            Change::Delete => Operation::Delete,
+        }
+    }
+}
+
+/// A state event in its CloudEvents envelope, with the state decoded (and
+/// upcast) to the newest version of `T`.
+///
+/// Build one on the producer side with a [`Producer`](crate::Producer) (which
+/// keeps the per-key sequence) or with [`Envelope::upsert`] /
+/// [`Envelope::delete`]; read one with [`Envelope::from_json`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Envelope<T: StateEvent> {
+    /// The CloudEvents `id`, unique per `source`.
+    pub id: String,
+    /// The CloudEvents `source`: the producing service.
+    pub source: String,
+    /// The entity key (`subject` on the wire).
+    pub key: T::Key,
+    /// The per-entity sequence.
+    pub sequence: Sequence,
+    /// The CloudEvents `time`, RFC 3339, as written.
+    pub time: Option<String>,
+    /// The id of the request or conversation this event belongs to.
+    pub correlation_id: Option<String>,
+    /// The id of the message that caused this event.
+    pub causation_id: Option<String>,
+    /// A W3C trace context `traceparent`.
+    pub traceparent: Option<String>,
+    /// The change itself.
+    pub change: Change<T>,
+    written_version: u32,
+}
+
+impl<T: StateEvent> Envelope<T> {
+    /// An upsert of `state` at `sequence`. The key is taken from the state;
+    /// `time` is now.
+    pub fn upsert(
+        source: impl Into<String>,
+        id: impl Into<String>,
+        sequence: Sequence,
+        state: T,
+    ) -> Self {
+        let key = state.key().clone();
+        Self::new(
+            source.into(),
+            id.into(),
+            key,
+            sequence,
+            Change::Upsert(state),
+        )
+    }
+
+    /// A delete of the entity `key` at `sequence`; `time` is now.
+    pub fn delete(
+        source: impl Into<String>,
+        id: impl Into<String>,
+        key: T::Key,
+        sequence: Sequence,
+    ) -> Self {
+        Self::new(source.into(), id.into(), key, sequence, Change::Delete)
+    }
+
+    fn new(source: String, id: String, key: T::Key, sequence: Sequence, change: Change<T>) -> Self {
+        Envelope {
+            id,
+            source,
+            key,
+            sequence,
+            time: Some(humantime::format_rfc3339_millis(SystemTime::now()).to_string()),
+            correlation_id: None,
+            causation_id: None,
+            traceparent: None,
+            change,
+            written_version: T::VERSION,
+        }
+    }
+
+    /// Sets the correlation id.
+    #[must_use]
+    pub fn with_correlation_id(mut self, id: impl Into<String>) -> Self {
+        self.correlation_id = Some(id.into());
+        self
+    }
+
+    /// Sets the causation id.
+    #[must_use]
+    pub fn with_causation_id(mut self, id: impl Into<String>) -> Self {
+        self.causation_id = Some(id.into());
+        self
+    }
+
+    /// Sets the W3C `traceparent`.
+    #[must_use]
+    pub fn with_traceparent(mut self, traceparent: impl Into<String>) -> Self {
+        self.traceparent = Some(traceparent.into());
+        self
+    }
+
+    /// The operation of this event.
+    pub fn operation(&self) -> Operation {
+        self.change.operation()
+    }
+
+    /// The state, for an upsert.
+    pub fn state(&self) -> Option<&T> {
+        match &self.change {
+            Change::Upsert(state) => Some(state),
+            Change::Delete => None,
+        }
+    }
+
+    /// The schema version the event was written in: for a decoded envelope,
+    /// the `schemaversion` on the wire (the state has been upcast since); for
+    /// one built here, `T::VERSION`.
+    pub fn written_version(&self) -> u32 {
+        self.written_version
+    }
+
+    /// The CloudEvents `time` parsed, if present and valid RFC 3339.
+    pub fn time(&self) -> Option<SystemTime> {
+        self.time
+            .as_deref()
+            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+    }
+
+    /// The `dataschema` URI of version `version` of `T`.
+    pub fn dataschema(version: u32) -> String {
+        dataschema(T::ENTITY, version)
+    }
+
+    /// Encodes the envelope as CloudEvents JSON (structured mode), always in
+    /// the newest schema version.
+    ///
+    /// Fails only if the state's own `Serialize` implementation fails.
+    pub fn to_json(&self) -> Result<Vec<u8>, EncodeError> {
+        let mut out = Vec::with_capacity(512);
+        self.write_json(&mut out)?;
+        Ok(out)
+    }
+
+    /// Appends the CloudEvents JSON encoding to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        encode::write(self, out)
+    }
+
+    /// Decodes CloudEvents JSON (structured mode) of entity `T`, upcasting
+    /// the state from whatever version it was written in.
+    pub fn from_json(json: &[u8]) -> Result<Self, DecodeError> {
+        let decoded = decode_typed::<T>(json)?;
+        let header = decoded.header;
+        Ok(Envelope {
+            id: header.id.into_owned(),
+            source: header.source.into_owned(),
+            key: decoded.key,
+            sequence: header.sequence,
+            time: header.time.map(Cow::into_owned),
+            correlation_id: header.correlation_id.map(Cow::into_owned),
+            causation_id: header.causation_id.map(Cow::into_owned),
+            traceparent: header.traceparent.map(Cow::into_owned),
+            change: decoded.change,
+            written_version: header.schema_version,
+        })
+    }
+}
+
+/// The `dataschema` URI of an entity's schema version.
+pub fn dataschema(entity: &str, version: u32) -> String {
+    format!("urn:ecst:schema:{entity}:v{version}")
+}

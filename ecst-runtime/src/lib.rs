@@ -1,0 +1,41 @@
+//! The runtime of [ecst](https://docs.rs/ecst): everything
+//! `#[derive(StateEvent)]` generates code against, and the sans-IO core of
+//! Event-Carried State Transfer.
+//!
+//! Most users depend on the `ecst` facade crate, which re-exports this crate
+//! and the derive. The pieces:
+//!
+//! - [`StateEvent`] and [`Upcast`]: what a versioned event type is;
+//! - [`Envelope`]: the CloudEvents 1.0 envelope, encoded and decoded;
+//! - [`Producer`]: envelopes with a strictly increasing per-key [`Sequence`];
+//! - [`Replica`] and [`Router`]: order-proof, idempotent local copies;
+//! - [`DecodeError`]: the one typed error every rejected event becomes.
+//!
+//! Nothing here needs an async runtime or does I/O beyond what the caller
+//! hands in.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod envelope;
+mod error;
+mod event;
+mod producer;
+mod replica;
+mod router;
+mod sequence;
+mod snapshot;
+mod upcast;
+
+#[doc(hidden)]
+pub mod __private;
+
+pub use envelope::{Change, EncodeError, Envelope, Operation};
+pub use error::{DecodeError, DecodeErrorKind, EventContext};
+pub use event::{EntityKey, StateEvent, Upcast};
+pub use producer::{Producer, SequenceError};
+pub use replica::{ApplyStats, Entry, Outcome, Replica};
+pub use router::{EntityTaken, Routed, Router};
+pub use sequence::Sequence;
+pub use snapshot::SnapshotError;
+pub use upcast::{BoxError, DecodeVersionError, PayloadError, UpcastError};

@@ -1,0 +1,355 @@
+//! An in-memory replica of one entity type, applying events idempotently and
+//! in any order.
+
+use std::borrow::Borrow;
+use std::collections::hash_map::{self, HashMap};
+use std::hash::Hash;
+use std::time::SystemTime;
+
+use crate::envelope::{decode_typed, finish_typed, Change, DataSlot, Envelope, Header};
+use crate::error::DecodeError;
+use crate::event::StateEvent;
+use crate::sequence::Sequence;
+
+/// What applying one event did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// An upsert for a key with no live state (never seen, or deleted at a
+    /// lower sequence): the state was stored.
+    Inserted,
+    /// An upsert with a higher sequence than the live state: it replaced it.
+    Updated,
+    /// A delete with a higher sequence than what the key had (or for a key
+    /// never seen): a tombstone now holds the key's sequence.
+    Deleted,
+    /// The key already holds exactly this sequence: nothing changed.
+    Duplicate,
+    /// The key holds a higher sequence (state or tombstone): nothing changed.
+    Stale,
+}
+
+/// Counts of every outcome and every rejection since the replica was made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ApplyStats {
+    /// [`Outcome::Inserted`] results.
+    pub inserted: u64,
+    /// [`Outcome::Updated`] results.
+    pub updated: u64,
+    /// [`Outcome::Deleted`] results.
+    pub deleted: u64,
+    /// [`Outcome::Duplicate`] results.
+    pub duplicates: u64,
+    /// [`Outcome::Stale`] results.
+    pub stale: u64,
+    /// Events rejected with a [`DecodeError`], future versions included.
+    pub rejected: u64,
+    /// The part of `rejected` written in a schema version newer than this
+    /// build knows.
+    pub future_version: u64,
+}
+
+impl ApplyStats {
+    pub(crate) fn record(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Inserted => self.inserted += 1,
+            Outcome::Updated => self.updated += 1,
+            Outcome::Deleted => self.deleted += 1,
+            Outcome::Duplicate => self.duplicates += 1,
+            Outcome::Stale => self.stale += 1,
+        }
+    }
+
+    fn reject(&mut self, error: &DecodeError) {
+        self.rejected += 1;
+        if error.is_future_version() {
+            self.future_version += 1;
+        }
+    }
+
+    /// Events that changed the replica.
+    pub fn applied(&self) -> u64 {
+        self.inserted + self.updated + self.deleted
+    }
+}
+
+/// What a replica holds for one key.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Entry<'a, T> {
+    /// The newest state and the sequence it came with.
+    Live {
+        /// The sequence of the event that carried `state`.
+        sequence: Sequence,
+        /// The state.
+        state: &'a T,
+    },
+    /// The entity was deleted at `sequence`.
+    Tombstone {
+        /// The sequence of the delete.
+        sequence: Sequence,
+    },
+}
+
+impl<T> Entry<'_, T> {
+    /// The sequence held for the key.
+    pub fn sequence(&self) -> Sequence {
+        match self {
+            Entry::Live { sequence, .. } | Entry::Tombstone { sequence } => *sequence,
+        }
+    }
+}
+
+pub(crate) enum Slot<T> {
+    Live {
+        sequence: Sequence,
+        state: T,
+    },
+    Tombstone {
+        sequence: Sequence,
+        deleted_at: SystemTime,
+    },
+}
+
+impl<T> Slot<T> {
+    fn sequence(&self) -> Sequence {
+        match self {
+            Slot::Live { sequence, .. } | Slot::Tombstone { sequence, .. } => *sequence,
+        }
+    }
+}
+
+/// A local copy of the entities of type `T`, kept up to date by applying
+/// their state events.
+///
+/// Per key, the replica holds the newest state and its sequence, or a
+/// tombstone with the sequence of the delete. An event is applied only when
+/// its sequence is higher than the one held, so the final state does not
+/// depend on delivery order or duplication:
+///
+/// | held for the key | event | outcome |
+/// |---|---|---|
+/// | nothing | upsert / delete | [`Inserted`](Outcome::Inserted) / [`Deleted`](Outcome::Deleted) (a tombstone) |
+/// | sequence `s` | sequence `> s` | [`Inserted`](Outcome::Inserted) (over a tombstone), [`Updated`](Outcome::Updated), [`Deleted`](Outcome::Deleted) |
+/// | sequence `s` | sequence `= s` | [`Duplicate`](Outcome::Duplicate) |
+/// | sequence `s` | sequence `< s` | [`Stale`](Outcome::Stale) (an upsert older than a tombstone too) |
+///
+/// Bad input is a [`DecodeError`], counted in [`ApplyStats::rejected`], and
+/// never changes the replica.
+pub struct Replica<T: StateEvent> {
+    pub(crate) slots: HashMap<T::Key, Slot<T>>,
+    live: usize,
+    stats: ApplyStats,
+}
+
+impl<T: StateEvent> Default for Replica<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: StateEvent> Replica<T> {
+    /// An empty replica.
+    pub fn new() -> Self {
+        Replica {
+            slots: HashMap::new(),
+            live: 0,
+            stats: ApplyStats::default(),
+        }
+    }
+
+    /// An empty replica with room for `capacity` keys.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Replica {
+            slots: HashMap::with_capacity(capacity),
+            live: 0,
+            stats: ApplyStats::default(),
+        }
+    }
+
+    /// Applies a decoded event.
+    pub fn apply(&mut self, envelope: Envelope<T>) -> Outcome {
+        self.apply_change(envelope.key, envelope.sequence, envelope.change)
+    }
+
+    /// Decodes a CloudEvents JSON event of `T` (any known schema version)
+    /// and applies it.
+    pub fn apply_json(&mut self, json: &[u8]) -> Result<Outcome, DecodeError> {
+        match decode_typed::<T>(json) {
+            Ok(decoded) => {
+                Ok(self.apply_change(decoded.key, decoded.header.sequence, decoded.change))
+            }
+            Err(error) => {
+                self.stats.reject(&error);
+                Err(error)
+            }
+        }
+    }
+
+    pub(crate) fn apply_parts(
+        &mut self,
+        header: Header<'_>,
+        slot: DataSlot<'_, T>,
+    ) -> Result<Outcome, DecodeError> {
+        match finish_typed::<T>(header, slot) {
+            Ok(decoded) => {
+                Ok(self.apply_change(decoded.key, decoded.header.sequence, decoded.change))
+            }
+            Err(error) => {
+                self.stats.reject(&error);
+                Err(error)
+            }
+        }
+    }
+
+    /// Applies `change` to `key` at `sequence`: the version gate itself.
+    pub fn apply_change(&mut self, key: T::Key, sequence: Sequence, change: Change<T>) -> Outcome {
+        let outcome = self.merge(key, sequence, change);
+        self.stats.record(outcome);
+        outcome
+    }
+
+    /// The version gate, without counting.
+    pub(crate) fn merge(&mut self, key: T::Key, sequence: Sequence, change: Change<T>) -> Outcome {
+        match self.slots.entry(key) {
+            hash_map::Entry::Vacant(vacant) => match change {
+                Change::Upsert(state) => {
+                    vacant.insert(Slot::Live { sequence, state });
+                    self.live += 1;
+                    Outcome::Inserted
+                }
+                Change::Delete => {
+                    vacant.insert(Slot::Tombstone {
+                        sequence,
+                        deleted_at: SystemTime::now(),
+                    });
+                    Outcome::Deleted
+                }
+            },
+            hash_map::Entry::Occupied(mut occupied) => {
+                let held = occupied.get().sequence();
+                if sequence < held {
+                    Outcome::Stale
+                } else if sequence == held {
+                    Outcome::Duplicate
+                } else {
+                    let slot = occupied.get_mut();
+                    let was_live = matches!(slot, Slot::Live { .. });
+                    match change {
+                        Change::Upsert(state) => {
+                            *slot = Slot::Live { sequence, state };
+                            if was_live {
+                                Outcome::Updated
+                            } else {
+                                self.live += 1;
+                                Outcome::Inserted
+                            }
+                        }
+                        Change::Delete => {
+                            *slot = Slot::Tombstone {
+                                sequence,
+                                deleted_at: SystemTime::now(),
+                            };
+                            if was_live {
+                                self.live -= 1;
+                            }
+                            Outcome::Deleted
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The live state of `key`, `None` if unknown or deleted.
+    pub fn get<Q>(&self, key: &Q) -> Option<&T>
+    where
+        T::Key: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        match self.slots.get(key) {
+            Some(Slot::Live { state, .. }) => Some(state),
+            _ => None,
+        }
+    }
+
+    /// What the replica holds for `key`: the state and its sequence, or a
+    /// tombstone.
+    pub fn entry<Q>(&self, key: &Q) -> Option<Entry<'_, T>>
+    where
+        T::Key: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.slots.get(key).map(entry_of)
+    }
+
+    /// The live entities, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&T::Key, &T)> + '_ {
+        self.slots.iter().filter_map(|(key, slot)| match slot {
+            Slot::Live { state, .. } => Some((key, state)),
+            Slot::Tombstone { .. } => None,
+        })
+    }
+
+    /// Every key the replica holds, live or tombstoned, in no particular
+    /// order.
+    pub fn entries(&self) -> impl Iterator<Item = (&T::Key, Entry<'_, T>)> + '_ {
+        self.slots.iter().map(|(key, slot)| (key, entry_of(slot)))
+    }
+
+    /// The number of live entities.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    /// `true` when no entity is live.
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// The number of tombstones held.
+    pub fn tombstones(&self) -> usize {
+        self.slots.len() - self.live
+    }
+
+    /// Drops tombstones recorded before `cutoff` and returns how many.
+    ///
+    /// Tombstones are what make an upsert older than a delete stale. Purge
+    /// only those older than the longest delay an old upsert can still
+    /// arrive with (the broker's redelivery and retention horizon): after a
+    /// purge, such an upsert would bring the entity back.
+    pub fn purge_tombstones_before(&mut self, cutoff: SystemTime) -> usize {
+        let before = self.slots.len();
+        self.slots.retain(|_, slot| match slot {
+            Slot::Tombstone { deleted_at, .. } => *deleted_at >= cutoff,
+            Slot::Live { .. } => true,
+        });
+        before - self.slots.len()
+    }
+
+    /// Counts of every outcome and rejection so far.
+    pub fn stats(&self) -> ApplyStats {
+        self.stats
+    }
+}
+
+fn entry_of<T>(slot: &Slot<T>) -> Entry<'_, T> {
+    match slot {
+        Slot::Live { sequence, state } => Entry::Live {
+            sequence: *sequence,
+            state,
+        },
+        Slot::Tombstone { sequence, .. } => Entry::Tombstone {
+            sequence: *sequence,
+        },
+    }
+}
+
+impl<T: StateEvent + core::fmt::Debug> core::fmt::Debug for Replica<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Replica")
+            .field("entity", &T::ENTITY)
+            .field("live", &self.live)
+            .field("tombstones", &self.tombstones())
+            .field("stats", &self.stats)
+            .finish()
+    }
+}

@@ -1,0 +1,108 @@
+//! # ecst: Event-Carried State Transfer for Rust
+//!
+//! A service that owns data publishes an event whenever an entity changes,
+//! and the event carries the entity's whole state. Other services keep local
+//! replicas and never call the owner. ecst gives such events an explicit
+//! schema version, typed upcasting from every older version, a CloudEvents
+//! 1.0 envelope, and replicas that apply events idempotently in any order.
+//!
+//! ## Declaring an event type
+//!
+//! Write the struct in its newest shape and declare its history:
+//!
+//! ```
+//! use ecst::StateEvent;
+//! use schemars::JsonSchema;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+//! #[state_event(entity = "customer", version = 3)]
+//! #[state_event(removed(since = 3, field = "fax", ty = Option<String>))]
+//! pub struct Customer {
+//!     #[state_event(key)]
+//!     pub id: String,
+//!     #[state_event(renamed(since = 2, from = "full_name"))]
+//!     pub name: String,
+//!     #[state_event(added(since = 2))] // Default::default() for older data
+//!     pub email: Option<String>,
+//!     #[state_event(retyped(since = 3, from = u32, with = dollars_to_cents))]
+//!     pub credit_limit_cents: u64,
+//! }
+//!
+//! fn dollars_to_cents(dollars: u32) -> Result<u64, std::convert::Infallible> {
+//!     Ok(u64::from(dollars) * 100)
+//! }
+//!
+//! // Generated: `CustomerV1` and `CustomerV2` (typed, with serde and
+//! // schemars derives), the hops between them, and one entry point that
+//! // decodes any known version into the newest struct:
+//! let v1 = br#"{"id":"c-1","full_name":"Ada","credit_limit_cents":12,"fax":null}"#;
+//! let customer = Customer::from_json_version(1, v1).unwrap();
+//! assert_eq!(customer.name, "Ada");
+//! assert_eq!(customer.credit_limit_cents, 1200);
+//! assert_eq!(Customer::schemas().len(), 3);
+//! ```
+//!
+//! | attribute | where | meaning |
+//! |---|---|---|
+//! | `entity = "customer"` | struct | the entity name: CloudEvents `type`, replica routing |
+//! | `version = N` | struct | the newest schema version; versions run `1..=N` and every version after 1 must declare a change |
+//! | `removed(since = N, field = "x", ty = T)` | struct | field `x: T` existed before version `N` |
+//! | `hop(since = N, with = f)` | struct | `f(VNminus1) -> Result<VN, E>` replaces the generated hop into `N` |
+//! | `derive(Eq, Hash, ..)` | struct | extra derives for the generated older structs (they always get `Serialize`, `Deserialize`, `JsonSchema`, `Debug`, `Clone`) |
+//! | `crate = "path"` | struct | where ecst is, if renamed |
+//! | `key` | field | the entity key, `subject` on the wire; exactly one field |
+//! | `added(since = N)` | field | new in version `N`; older data gets `Default::default()` |
+//! | `added(since = N, default = f)` | field | ... or `f()` |
+//! | `added(since = N, with = f)` | field | ... or `f(&previous_version)` |
+//! | `renamed(since = N, from = "old")` | field | called `old` before version `N` |
+//! | `retyped(since = N, from = T, with = f)` | field | of type `T` before version `N`; `f(T) -> Result<New, E>` converts |
+//!
+//! `E` is any error that converts into `Box<dyn Error + Send + Sync>`; a
+//! failure becomes an [`UpcastError`] naming the entity, the hop and the
+//! field. Field-level changes combine: a field can be renamed at one version
+//! and retyped at another.
+//!
+//! The user's `#[serde(..)]` attributes mean the same in every version: the
+//! container's are copied to each generated struct, a field's are copied to
+//! every version where the field has the same name (for `rename`, `alias`)
+//! and the same type (for `with`, `default = ..`, `skip_serializing_if`, and
+//! all `#[schemars(..)]` items). `from`/`into`/`try_from` on the container
+//! cannot carry over and are rejected when older versions exist.
+//!
+//! ## Envelopes, producers, replicas
+//!
+//! ```
+//! # use ecst::StateEvent;
+//! # use schemars::JsonSchema;
+//! # use serde::{Deserialize, Serialize};
+//! # #[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+//! # #[state_event(entity = "customer", version = 1)]
+//! # pub struct Customer { #[state_event(key)] pub id: String, pub name: String }
+//! use ecst::{Outcome, Producer, Replica};
+//!
+//! let mut producer = Producer::<Customer>::new("urn:example:crm");
+//! let first = producer.upsert(Customer { id: "c-1".into(), name: "Ada".into() })?.to_json()?;
+//! let second = producer.upsert(Customer { id: "c-1".into(), name: "Ada L.".into() })?.to_json()?;
+//!
+//! let mut replica = Replica::<Customer>::new();
+//! assert_eq!(replica.apply_json(&second)?, Outcome::Inserted);
+//! assert_eq!(replica.apply_json(&first)?, Outcome::Stale); // late: ignored
+//! assert_eq!(replica.apply_json(&second)?, Outcome::Duplicate); // again: ignored
+//! assert_eq!(replica.get("c-1").map(|c| c.name.as_str()), Some("Ada L."));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! See [`Replica`] for the exact apply rules, [`envelope`] for the wire
+//! format, and [`DecodeError`] for the error policy.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub use ecst_derive::StateEvent;
+pub use ecst_runtime::*;
+
+#[doc(hidden)]
+pub mod __private {
+    pub use ecst_runtime::__private::*;
+}
