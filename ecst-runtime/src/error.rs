@@ -24,31 +24,33 @@ pub struct EventContext {
 }
 
 impl fmt::Display for EventContext {
+    /// `event customer:c-1:7 (type customer, key c-1, schemaversion 3,
+    /// sequence 7)`, leaving out what could not be read.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fn field(
-            f: &mut fmt::Formatter<'_>,
-            name: &str,
-            v: Option<&dyn fmt::Display>,
-        ) -> fmt::Result {
-            match v {
-                Some(v) => write!(f, "{name}={v}"),
-                None => write!(f, "{name}=?"),
-            }
+        f.write_str("event")?;
+        if let Some(id) = &self.id {
+            write!(f, " {id}")?;
         }
-        f.write_str("event ")?;
-        field(f, "id", self.id.as_ref().map(|v| v as _))?;
-        f.write_str(" entity ")?;
-        field(f, "type", self.entity.as_ref().map(|v| v as _))?;
-        f.write_str(" ")?;
-        field(f, "key", self.key.as_ref().map(|v| v as _))?;
-        f.write_str(" ")?;
-        field(
-            f,
-            "schemaversion",
-            self.schema_version.as_ref().map(|v| v as _),
-        )?;
-        f.write_str(" ")?;
-        field(f, "sequence", self.sequence.as_ref().map(|v| v as _))
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(entity) = &self.entity {
+            parts.push(format!("type {entity}"));
+        }
+        if let Some(key) = &self.key {
+            parts.push(format!("key {key}"));
+        }
+        if let Some(version) = self.schema_version {
+            parts.push(format!("schemaversion {version}"));
+        }
+        if let Some(sequence) = self.sequence {
+            parts.push(format!("sequence {sequence}"));
+        }
+        if parts.is_empty() && self.id.is_none() {
+            f.write_str(" (unreadable envelope)")
+        } else if parts.is_empty() {
+            Ok(())
+        } else {
+            write!(f, " ({})", parts.join(", "))
+        }
     }
 }
 
