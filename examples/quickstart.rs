@@ -98,16 +98,37 @@ fn main() -> Result<(), Box<dyn Error>> {
         producer: Producer::resume("urn:example:crm", [("c-0".to_owned(), Sequence::new(1))]),
         outbox: vec![OLD_LOG_EVENT.as_bytes().to_vec()],
     };
-    crm.customers.insert("c-0".into(), customer("c-0", "Grace Hopper", None, 5_000));
+    crm.customers
+        .insert("c-0".into(), customer("c-0", "Grace Hopper", None, 5_000));
 
     // Business as usual.
-    crm.save(customer("c-1", "Ada Lovelace", Some("ada@example.com"), 100_000))?;
+    crm.save(customer(
+        "c-1",
+        "Ada Lovelace",
+        Some("ada@example.com"),
+        100_000,
+    ))?;
     crm.save(customer("c-2", "Alan Turing", None, 50_000))?;
     crm.save(customer("c-3", "Edsger Dijkstra", None, 75_000))?;
-    crm.save(customer("c-1", "Ada King", Some("ada@example.com"), 120_000))?;
+    crm.save(customer(
+        "c-1",
+        "Ada King",
+        Some("ada@example.com"),
+        120_000,
+    ))?;
     crm.remove("c-2")?;
-    crm.save(customer("c-3", "Edsger W. Dijkstra", Some("ewd@example.com"), 75_000))?;
-    crm.save(customer("c-1", "Ada King", Some("countess@example.com"), 150_000))?;
+    crm.save(customer(
+        "c-3",
+        "Edsger W. Dijkstra",
+        Some("ewd@example.com"),
+        75_000,
+    ))?;
+    crm.save(customer(
+        "c-1",
+        "Ada King",
+        Some("countess@example.com"),
+        150_000,
+    ))?;
 
     // The broker: shuffled delivery, every third event twice, two bad messages.
     let mut delivery = crm.outbox.clone();
@@ -143,7 +164,11 @@ fn main() -> Result<(), Box<dyn Error>> {
         .iter()
         .map(|(key, state)| (key.clone(), state.clone()))
         .collect();
-    println!("\nconsumer replica ({} live, {} tombstones):", replica.len(), replica.tombstones());
+    println!(
+        "\nconsumer replica ({} live, {} tombstones):",
+        replica.len(),
+        replica.tombstones()
+    );
     for (key, state) in &mut local {
         println!("  {key}: {state:?}");
     }

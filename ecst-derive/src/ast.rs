@@ -70,11 +70,19 @@ impl<'a> Input<'a> {
             }
         };
         if !input.generics.params.is_empty() || input.generics.where_clause.is_some() {
+            let params = &input.generics.params;
+            let remove = if params.is_empty() {
+                "the `where` clause".to_owned()
+            } else {
+                let params = quote::quote!(#params).to_string().replace(" ,", ",");
+                format!("`<{params}>` and give the fields that use it a concrete type")
+            };
             cx.error_spanned_by(
                 &input.generics,
-                "`StateEvent` cannot be derived for a generic struct: every version needs one \
-                 concrete JSON Schema; derive it on a concrete struct (wrap the generic one in a \
-                 field if you must)",
+                format!(
+                    "`StateEvent` cannot be derived for a generic struct: each version is one \
+                     concrete JSON Schema on the wire; remove {remove}"
+                ),
             );
         }
         let fields = fields?

@@ -2,13 +2,18 @@
 //!
 //! Every mistake is recorded in the [`Ctxt`] and parsing goes on with the
 //! next item, so that one compile shows them all. Required arguments of a
-//! list (`removed(since, field, ty)`) are checked here; how the attributes fit
-//! together is `valid.rs`'s job.
+//! list (`removed(since, field, ty)`) are checked here, except a missing
+//! `with`, whose message names types that only `valid.rs` knows; how the
+//! attributes fit together is `valid.rs`'s job.
+//!
+//! Each key the user wrote is remembered in `written` even when its value
+//! was malformed or it sat on the wrong item, so that validation does not
+//! add a second "missing `version`" error to the first "bad `version`" one.
 
 use proc_macro2::{Span, TokenTree};
 use syn::meta::ParseNestedMeta;
 use syn::parse::ParseStream;
-use syn::{Attribute, Ident, LitInt, LitStr, Path, Token, Type};
+use syn::{Attribute, Ident, Lit, LitInt, LitStr, Meta, Path, Token, Type};
 
 use crate::ctxt::Ctxt;
 use crate::symbol::*;
@@ -34,8 +39,11 @@ pub struct Removed {
 }
 
 pub struct Hop {
+    pub keyword: Ident,
     pub since: Option<Since>,
     pub with: Option<Path>,
+    /// `with` was written, even if its value did not parse.
+    pub with_written: bool,
 }
 
 #[derive(Default)]
@@ -46,6 +54,9 @@ pub struct Container {
     pub hops: Vec<Hop>,
     pub derives: Vec<Path>,
     pub krate: Option<Path>,
+    /// Every key written on the struct, including malformed, misplaced and
+    /// (as the key they most resemble) misspelled ones.
+    pub written: Vec<&'static str>,
 }
 
 pub struct Added {
@@ -65,6 +76,8 @@ pub struct Retyped {
     pub since: Option<Since>,
     pub from: Option<Type>,
     pub with: Option<Path>,
+    /// `with` was written, even if its value did not parse.
+    pub with_written: bool,
 }
 
 #[derive(Default)]
@@ -73,13 +86,26 @@ pub struct Field {
     pub added: Option<Added>,
     pub renamed: Vec<Renamed>,
     pub retyped: Vec<Retyped>,
+    /// Every key written on the field, like [`Container::written`].
+    pub written: Vec<&'static str>,
 }
 
 /// Reads the container's `#[state_event(...)]` attributes.
 pub fn container(cx: &mut Ctxt, attrs: &[Attribute]) -> Container {
     let mut out = Container::default();
     for attr in attrs.iter().filter(|a| a.path().is_ident(STATE_EVENT)) {
+        if !matches!(attr.meta, Meta::List(_)) {
+            cx.error_spanned_by(
+                &attr.meta,
+                "`state_event` needs a list of arguments: write \
+                 `#[state_event(entity = \"customer\", version = 1)]`",
+            );
+            // Do not also report the missing `entity` and `version`.
+            out.written.extend([ENTITY, VERSION]);
+            continue;
+        }
         let result = attr.parse_nested_meta(|meta| {
+            out.written.extend(written_key(&meta.path, ALL_KEYS));
             if let Err(e) = container_item(cx, &mut out, &meta) {
                 cx.syn_error(e);
                 skip_rest(meta.input);
@@ -96,30 +122,29 @@ pub fn container(cx: &mut Ctxt, attrs: &[Attribute]) -> Container {
 fn container_item(cx: &mut Ctxt, out: &mut Container, meta: &ParseNestedMeta) -> syn::Result<()> {
     let path = &meta.path;
     if path.is_ident(ENTITY) {
-        let lit: LitStr = meta.value()?.parse()?;
+        let lit: LitStr = parse_string(meta, "entity = \"customer\"")?;
         set_once(cx, &mut out.entity, lit, path);
     } else if path.is_ident(VERSION) {
-        let since = parse_version(meta, "version = 3")?;
+        let since = parse_version(meta, VERSION, 3)?;
         set_once(cx, &mut out.version, since, path);
     } else if path.is_ident(REMOVED) {
         let keyword = keyword(meta)?;
         let (mut since, mut field, mut ty) = (None, None, None);
-        list(
+        let written = list(
             cx,
             meta,
             "removed(since = 3, field = \"fax\", ty = Option<String>)",
+            &[SINCE, FIELD, TY],
             |cx, arg| {
                 if arg.path.is_ident(SINCE) {
-                    let v = parse_version(arg, "since = 3")?;
+                    let v = parse_version(arg, SINCE, 3)?;
                     set_once(cx, &mut since, v, &arg.path);
                 } else if arg.path.is_ident(FIELD) {
                     let v = parse_name(arg)?;
                     set_once(cx, &mut field, v, &arg.path);
-                } else if arg.path.is_ident(TY) {
+                } else {
                     let v: Type = arg.value()?.parse()?;
                     set_once(cx, &mut ty, v, &arg.path);
-                } else {
-                    return Err(unknown_argument(arg, REMOVED, &[SINCE, FIELD, TY]));
                 }
                 Ok(())
             },
@@ -127,38 +152,37 @@ fn container_item(cx: &mut Ctxt, out: &mut Container, meta: &ParseNestedMeta) ->
         require(
             cx,
             &keyword,
-            since.is_some(),
-            "the version the field was removed at: `since = 3`",
+            since.is_some() || written.contains(&SINCE),
+            "the version the field was removed at, e.g. `since = 3`",
         );
         require(
             cx,
             &keyword,
-            field.is_some(),
-            "the removed field's name: `field = \"fax\"`",
+            field.is_some() || written.contains(&FIELD),
+            "the removed field's name, e.g. `field = \"fax\"`",
         );
         require(
             cx,
             &keyword,
-            ty.is_some(),
-            "the removed field's old type: `ty = Option<String>`",
+            ty.is_some() || written.contains(&TY),
+            "the removed field's type, e.g. `ty = Option<String>`",
         );
         out.removed.push(Removed { since, field, ty });
     } else if path.is_ident(HOP) {
         let keyword = keyword(meta)?;
         let (mut since, mut with) = (None, None);
-        list(
+        let written = list(
             cx,
             meta,
             "hop(since = 2, with = path::to::function)",
+            &[SINCE, WITH],
             |cx, arg| {
                 if arg.path.is_ident(SINCE) {
-                    let v = parse_version(arg, "since = 2")?;
+                    let v = parse_version(arg, SINCE, 2)?;
                     set_once(cx, &mut since, v, &arg.path);
-                } else if arg.path.is_ident(WITH) {
+                } else {
                     let v = parse_path(arg)?;
                     set_once(cx, &mut with, v, &arg.path);
-                } else {
-                    return Err(unknown_argument(arg, HOP, &[SINCE, WITH]));
                 }
                 Ok(())
             },
@@ -166,37 +190,36 @@ fn container_item(cx: &mut Ctxt, out: &mut Container, meta: &ParseNestedMeta) ->
         require(
             cx,
             &keyword,
-            since.is_some(),
-            "the version the hop leads to: `since = 2`",
+            since.is_some() || written.contains(&SINCE),
+            "the version the hop leads to, e.g. `since = 2`",
         );
-        require(
-            cx,
-            &keyword,
-            with.is_some(),
-            "the hop function: `with = path::to::function`, a `fn(PreviousVersion) -> Result<NextVersion, E>`",
-        );
-        out.hops.push(Hop { since, with });
+        // A missing `with` is reported by validation, which knows the types.
+        out.hops.push(Hop {
+            keyword,
+            since,
+            with,
+            with_written: written.contains(&WITH),
+        });
     } else if path.is_ident(DERIVE) {
-        list(cx, meta, "derive(Eq, Hash)", |_, arg| {
+        if !meta.input.peek(syn::token::Paren) {
+            return Err(meta.error("expected a list of derives, e.g. `derive(Eq, Hash)`"));
+        }
+        meta.parse_nested_meta(|arg| {
             out.derives.push(arg.path.clone());
             Ok(())
         })?;
     } else if path.is_ident(CRATE) {
-        let lit: LitStr = meta.value()?.parse()?;
+        let lit: LitStr = parse_string(meta, "crate = \"path::to::ecst\"")?;
         let krate: Path = lit.parse()?;
         set_once(cx, &mut out.krate, krate, path);
     } else if FIELD_KEYS.iter().any(|k| path.is_ident(k)) {
         return Err(meta.error(format!(
             "`{}` belongs on a field, not on the struct: put `#[state_event({})]` above the field",
             quote::quote!(#path),
-            field_example(path),
+            as_written(meta).unwrap_or_else(|| example(path).to_owned()),
         )));
     } else {
-        return Err(meta.error(format!(
-            "unknown `state_event` attribute `{}` on a struct; expected {}",
-            quote::quote!(#path),
-            one_of(CONTAINER_KEYS),
-        )));
+        return Err(meta.error(unknown_key(path, "a struct", CONTAINER_KEYS)));
     }
     Ok(())
 }
@@ -205,7 +228,16 @@ fn container_item(cx: &mut Ctxt, out: &mut Container, meta: &ParseNestedMeta) ->
 pub fn field(cx: &mut Ctxt, attrs: &[Attribute]) -> Field {
     let mut out = Field::default();
     for attr in attrs.iter().filter(|a| a.path().is_ident(STATE_EVENT)) {
+        if !matches!(attr.meta, Meta::List(_)) {
+            cx.error_spanned_by(
+                &attr.meta,
+                "`state_event` needs a list of arguments, e.g. `#[state_event(key)]` or \
+                 `#[state_event(added(since = 2))]`",
+            );
+            continue;
+        }
         let result = attr.parse_nested_meta(|meta| {
+            out.written.extend(written_key(&meta.path, ALL_KEYS));
             if let Err(e) = field_item(cx, &mut out, &meta) {
                 cx.syn_error(e);
                 skip_rest(meta.input);
@@ -230,26 +262,30 @@ fn field_item(cx: &mut Ctxt, out: &mut Field, meta: &ParseNestedMeta) -> syn::Re
     } else if path.is_ident(ADDED) {
         let keyword = keyword(meta)?;
         let (mut since, mut default, mut with) = (None, None, None);
-        list(cx, meta, "added(since = 2)", |cx, arg| {
-            if arg.path.is_ident(SINCE) {
-                let v = parse_version(arg, "since = 2")?;
-                set_once(cx, &mut since, v, &arg.path);
-            } else if arg.path.is_ident(DEFAULT) {
-                let v = parse_path(arg)?;
-                set_once(cx, &mut default, v, &arg.path);
-            } else if arg.path.is_ident(WITH) {
-                let v = parse_path(arg)?;
-                set_once(cx, &mut with, v, &arg.path);
-            } else {
-                return Err(unknown_argument(arg, ADDED, &[SINCE, DEFAULT, WITH]));
-            }
-            Ok(())
-        })?;
+        let written = list(
+            cx,
+            meta,
+            "added(since = 2)",
+            &[SINCE, DEFAULT, WITH],
+            |cx, arg| {
+                if arg.path.is_ident(SINCE) {
+                    let v = parse_version(arg, SINCE, 2)?;
+                    set_once(cx, &mut since, v, &arg.path);
+                } else if arg.path.is_ident(DEFAULT) {
+                    let v = parse_path(arg)?;
+                    set_once(cx, &mut default, v, &arg.path);
+                } else {
+                    let v = parse_path(arg)?;
+                    set_once(cx, &mut with, v, &arg.path);
+                }
+                Ok(())
+            },
+        )?;
         require(
             cx,
             &keyword,
-            since.is_some(),
-            "the version the field was added at: `since = 2`",
+            since.is_some() || written.contains(&SINCE),
+            "the version the field was added at, e.g. `since = 2`",
         );
         let added = Added {
             keyword,
@@ -258,26 +294,28 @@ fn field_item(cx: &mut Ctxt, out: &mut Field, meta: &ParseNestedMeta) -> syn::Re
             with,
         };
         if out.added.is_some() {
-            cx.error_spanned_by(&added.keyword, "duplicate `added`: a field is added once");
+            cx.error_spanned_by(
+                &added.keyword,
+                "duplicate `added`: a field is added once; keep one `added(since = ..)`",
+            );
         } else {
             out.added = Some(added);
         }
     } else if path.is_ident(RENAMED) {
         let keyword = keyword(meta)?;
         let (mut since, mut from) = (None, None);
-        list(
+        let written = list(
             cx,
             meta,
             "renamed(since = 2, from = \"old_name\")",
+            &[SINCE, FROM],
             |cx, arg| {
                 if arg.path.is_ident(SINCE) {
-                    let v = parse_version(arg, "since = 2")?;
+                    let v = parse_version(arg, SINCE, 2)?;
                     set_once(cx, &mut since, v, &arg.path);
-                } else if arg.path.is_ident(FROM) {
+                } else {
                     let v = parse_name(arg)?;
                     set_once(cx, &mut from, v, &arg.path);
-                } else {
-                    return Err(unknown_argument(arg, RENAMED, &[SINCE, FROM]));
                 }
                 Ok(())
             },
@@ -285,35 +323,34 @@ fn field_item(cx: &mut Ctxt, out: &mut Field, meta: &ParseNestedMeta) -> syn::Re
         require(
             cx,
             &keyword,
-            since.is_some(),
-            "the version the new name starts at: `since = 2`",
+            since.is_some() || written.contains(&SINCE),
+            "the version the new name starts at, e.g. `since = 2`",
         );
         require(
             cx,
             &keyword,
-            from.is_some(),
-            "the field's previous name: `from = \"old_name\"`",
+            from.is_some() || written.contains(&FROM),
+            "the field's previous name, e.g. `from = \"old_name\"`",
         );
         out.renamed.push(Renamed { since, from });
     } else if path.is_ident(RETYPED) {
         let keyword = keyword(meta)?;
         let (mut since, mut from, mut with) = (None, None, None);
-        list(
+        let written = list(
             cx,
             meta,
             "retyped(since = 2, from = u32, with = path::to::function)",
+            &[SINCE, FROM, WITH],
             |cx, arg| {
                 if arg.path.is_ident(SINCE) {
-                    let v = parse_version(arg, "since = 2")?;
+                    let v = parse_version(arg, SINCE, 2)?;
                     set_once(cx, &mut since, v, &arg.path);
                 } else if arg.path.is_ident(FROM) {
                     let v: Type = arg.value()?.parse()?;
                     set_once(cx, &mut from, v, &arg.path);
-                } else if arg.path.is_ident(WITH) {
+                } else {
                     let v = parse_path(arg)?;
                     set_once(cx, &mut with, v, &arg.path);
-                } else {
-                    return Err(unknown_argument(arg, RETYPED, &[SINCE, FROM, WITH]));
                 }
                 Ok(())
             },
@@ -321,53 +358,97 @@ fn field_item(cx: &mut Ctxt, out: &mut Field, meta: &ParseNestedMeta) -> syn::Re
         require(
             cx,
             &keyword,
-            since.is_some(),
-            "the version the new type starts at: `since = 2`",
+            since.is_some() || written.contains(&SINCE),
+            "the version the new type starts at, e.g. `since = 2`",
         );
         require(
             cx,
             &keyword,
-            from.is_some(),
-            "the field's previous type: `from = u32`",
+            from.is_some() || written.contains(&FROM),
+            "the field's previous type, e.g. `from = u32`",
         );
-        require(
-            cx,
-            &keyword,
-            with.is_some(),
-            "a conversion from the previous type: `with = path::to::function`, a `fn(Old) -> Result<New, E>`",
-        );
+        // A missing `with` is reported by validation, which knows the types.
         out.retyped.push(Retyped {
             keyword,
             since,
             from,
             with,
+            with_written: written.contains(&WITH),
         });
     } else if CONTAINER_KEYS.iter().any(|k| path.is_ident(k)) {
         return Err(meta.error(format!(
-            "`{}` belongs on the struct, not on a field: put `#[state_event({} ..)]` above the struct",
+            "`{}` belongs on the struct, not on a field: put `#[state_event({})]` above the struct",
             quote::quote!(#path),
-            quote::quote!(#path),
+            as_written(meta).unwrap_or_else(|| example(path).to_owned()),
         )));
     } else {
-        return Err(meta.error(format!(
-            "unknown `state_event` attribute `{}` on a field; expected {}",
-            quote::quote!(#path),
-            one_of(FIELD_KEYS),
-        )));
+        return Err(meta.error(unknown_key(path, "a field", FIELD_KEYS)));
     }
     Ok(())
 }
 
-fn field_example(path: &Path) -> &'static str {
-    if path.is_ident(KEY) {
-        "key"
-    } else if path.is_ident(ADDED) {
-        "added(since = 2)"
-    } else if path.is_ident(RENAMED) {
-        "renamed(since = 2, from = \"old_name\")"
-    } else {
-        "retyped(since = 2, from = u32, with = path::to::function)"
+/// The item as the user wrote it, if it is a simple `name = literal`.
+fn as_written(meta: &ParseNestedMeta) -> Option<String> {
+    let fork = meta.input.fork();
+    fork.parse::<Token![=]>().ok()?;
+    let lit: Lit = fork.parse().ok()?;
+    if !fork.is_empty() && !fork.peek(Token![,]) {
+        return None;
     }
+    let path = &meta.path;
+    Some(format!(
+        "{} = {}",
+        quote::quote!(#path),
+        quote::quote!(#lit)
+    ))
+}
+
+/// How to write the item `path`, for messages that move it.
+fn example(path: &Path) -> &'static str {
+    const EXAMPLES: &[(&str, &str)] = &[
+        (ENTITY, "entity = \"customer\""),
+        (VERSION, "version = 2"),
+        (
+            REMOVED,
+            "removed(since = 2, field = \"fax\", ty = Option<String>)",
+        ),
+        (HOP, "hop(since = 2, with = path::to::function)"),
+        (DERIVE, "derive(Eq, Hash)"),
+        (CRATE, "crate = \"path::to::ecst\""),
+        (KEY, "key"),
+        (ADDED, "added(since = 2)"),
+        (RENAMED, "renamed(since = 2, from = \"old_name\")"),
+        (
+            RETYPED,
+            "retyped(since = 2, from = u32, with = path::to::function)",
+        ),
+    ];
+    EXAMPLES
+        .iter()
+        .find(|(k, _)| path.is_ident(k))
+        .map_or("..", |(_, example)| example)
+}
+
+fn unknown_key(path: &Path, on: &str, allowed: &[&'static str]) -> String {
+    let written = quote::quote!(#path).to_string();
+    match closest(&written, allowed) {
+        Some(suggestion) => format!(
+            "unknown `state_event` attribute `{written}` on {on}; did you mean `{suggestion}`?"
+        ),
+        None => format!(
+            "unknown `state_event` attribute `{written}` on {on}; expected {}",
+            one_of(allowed),
+        ),
+    }
+}
+
+/// The vocabulary key `path` is, or most likely means.
+fn written_key(path: &Path, keys: &[&'static str]) -> Option<&'static str> {
+    let ident = path.get_ident()?.to_string();
+    keys.iter()
+        .find(|k| **k == ident)
+        .copied()
+        .or_else(|| closest(&ident, keys))
 }
 
 /// The keyword itself, for spans.
@@ -379,29 +460,54 @@ fn keyword(meta: &ParseNestedMeta) -> syn::Result<Ident> {
 }
 
 /// Parses `name(arg, arg, ..)`, recording each bad argument and going on.
+/// `each` sees only arguments in `allowed`. Returns the arguments written,
+/// including malformed and (as the argument they resemble) misspelled ones.
 fn list(
     cx: &mut Ctxt,
     meta: &ParseNestedMeta,
     example: &str,
+    allowed: &[&'static str],
     mut each: impl FnMut(&mut Ctxt, &ParseNestedMeta) -> syn::Result<()>,
-) -> syn::Result<()> {
+) -> syn::Result<Vec<&'static str>> {
     if !meta.input.peek(syn::token::Paren) {
-        return Err(meta.error(format!("expected a list: `{example}`")));
+        let name = &meta.path;
+        return Err(meta.error(format!(
+            "`{}` takes a list of arguments: write `{example}`",
+            quote::quote!(#name),
+        )));
     }
+    let list = meta.path.get_ident().map(Ident::to_string);
+    let mut written = Vec::new();
     meta.parse_nested_meta(|arg| {
-        if let Err(e) = each(cx, &arg) {
+        let result = match arg.path.get_ident().map(Ident::to_string) {
+            Some(name) if allowed.contains(&name.as_str()) => {
+                written.extend(allowed.iter().find(|k| **k == name));
+                each(cx, &arg)
+            }
+            _ => {
+                written.extend(written_key(&arg.path, allowed));
+                Err(unknown_argument(
+                    &arg,
+                    list.as_deref().unwrap_or(""),
+                    allowed,
+                ))
+            }
+        };
+        if let Err(e) = result {
             cx.syn_error(e);
             skip_rest(arg.input);
         }
         Ok(())
-    })
+    })?;
+    Ok(written)
 }
 
 fn set_once<T>(cx: &mut Ctxt, slot: &mut Option<T>, value: T, path: &Path) {
     if slot.is_some() {
+        let name = quote::quote!(#path);
         cx.error_spanned_by(
             path,
-            format!("duplicate `{}`: it is already set", quote::quote!(#path)),
+            format!("duplicate `{name}`: it is already set; keep one `{name}`"),
         );
     } else {
         *slot = Some(value);
@@ -414,27 +520,62 @@ fn require(cx: &mut Ctxt, keyword: &Ident, present: bool, what: &str) {
     }
 }
 
-fn unknown_argument(arg: &ParseNestedMeta, list: &str, allowed: &[&str]) -> syn::Error {
+fn unknown_argument(arg: &ParseNestedMeta, list: &str, allowed: &[&'static str]) -> syn::Error {
     let path = &arg.path;
-    arg.error(format!(
-        "unknown argument `{}` in `{list}(..)`; expected {}",
-        quote::quote!(#path),
-        one_of(allowed),
-    ))
+    let written = quote::quote!(#path).to_string();
+    match closest(&written, allowed) {
+        Some(suggestion) => arg.error(format!(
+            "unknown argument `{written}` in `{list}(..)`; did you mean `{suggestion}`?"
+        )),
+        None => arg.error(format!(
+            "unknown argument `{written}` in `{list}(..)`; expected {}",
+            one_of(allowed),
+        )),
+    }
 }
 
-fn parse_version(meta: &ParseNestedMeta, example: &str) -> syn::Result<Since> {
+/// `name = 3`: a version number, 1 or more (0 is checked by validation).
+fn parse_version(meta: &ParseNestedMeta, name: &str, example: u32) -> syn::Result<Since> {
     let input = meta.value()?;
-    let lit: LitInt = input.parse().map_err(|e| {
-        syn::Error::new(e.span(), format!("expected a version number: `{example}`"))
-    })?;
+    let lit = match input.parse::<Lit>() {
+        Ok(Lit::Int(lit)) => lit,
+        Ok(Lit::Str(s)) if s.value().trim().parse::<u32>().is_ok() => {
+            return Err(syn::Error::new(
+                s.span(),
+                format!(
+                    "`{name}` takes a number, not a string: write `{name} = {}`",
+                    s.value().trim()
+                ),
+            ));
+        }
+        Ok(other) => {
+            return Err(syn::Error::new(
+                other.span(),
+                format!("expected a version number, e.g. `{name} = {example}`"),
+            ));
+        }
+        Err(e) => {
+            return Err(syn::Error::new(
+                e.span(),
+                format!("expected a version number, e.g. `{name} = {example}`"),
+            ));
+        }
+    };
     let version = lit.base10_parse::<u32>().map_err(|_| {
         syn::Error::new(
             lit.span(),
-            format!("expected a version number: `{example}`"),
+            format!("expected a version number (a `u32`), e.g. `{name} = {example}`"),
         )
     })?;
     Ok(Since { version, lit })
+}
+
+/// `name = "text"`, with a message that shows how to write it.
+fn parse_string(meta: &ParseNestedMeta, example: &str) -> syn::Result<LitStr> {
+    let input = meta.value()?;
+    input
+        .parse::<LitStr>()
+        .map_err(|e| syn::Error::new(e.span(), format!("expected a string, e.g. `{example}`")))
 }
 
 /// A field name: `"fax"` (or the bare identifier `fax`).
@@ -442,7 +583,7 @@ fn parse_name(meta: &ParseNestedMeta) -> syn::Result<Name> {
     let input = meta.value()?;
     if input.peek(LitStr) {
         let lit: LitStr = input.parse()?;
-        let ident = syn::parse_str::<Ident>(&lit.value()).map_err(|_| {
+        let mut ident = syn::parse_str::<Ident>(&lit.value()).map_err(|_| {
             syn::Error::new(
                 lit.span(),
                 format!(
@@ -451,8 +592,11 @@ fn parse_name(meta: &ParseNestedMeta) -> syn::Result<Name> {
                 ),
             )
         })?;
+        // Re-span rather than `Ident::new(&ident.to_string(), ..)`, which
+        // panics on a raw identifier such as `"r#type"`.
+        ident.set_span(lit.span());
         Ok(Name {
-            ident: Ident::new(&ident.to_string(), lit.span()),
+            ident,
             span: lit.span(),
         })
     } else {

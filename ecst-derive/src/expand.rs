@@ -33,7 +33,9 @@ pub fn derive(input: &Input) -> TokenStream {
 /// A stand-in impl emitted beside the errors, so that uses of the type do
 /// not add a second wave of "StateEvent is not implemented" errors.
 pub fn fallback(input: &syn::DeriveInput, krate: Option<&Path>) -> TokenStream {
-    if !input.generics.params.is_empty() {
+    // Generic structs would need bounds; unions cannot derive serde's traits,
+    // so an impl would only add "`Serialize` is not implemented" errors.
+    if !input.generics.params.is_empty() || matches!(input.data, syn::Data::Union(_)) {
         return TokenStream::new();
     }
     let private = private_path(krate);
@@ -197,7 +199,8 @@ impl<'i, 'a> Gen<'i, 'a> {
             .and_then(|h| h.with.as_ref());
         let body = match user_hop {
             Some(with) => {
-                let call = quote_spanned!(with.span()=> #with(previous));
+                let signature = quote!(fn(#prev) -> #private::Result<#next, _>);
+                let call = call_through(with, signature, quote!(previous));
                 quote! {
                     #private::convert(#call, #entity, #from, #v, #private::None)
                 }
@@ -223,23 +226,30 @@ impl<'i, 'a> Gen<'i, 'a> {
         let mut fresh = Vec::new(); // values of fields added at v
         let mut moved = Vec::new(); // `old_name: binding` patterns
         let mut inits = Vec::new(); // `new_name: value`
-        for field in self.input.fields.iter().filter(|f| f.exists_at(v)) {
+
+        // Bindings are numbered, not named after fields: `__ecst_old_{name}`
+        // would not be snake case for `_id` or `fullName`.
+        for (index, field) in self.input.fields.iter().enumerate() {
+            if !field.exists_at(v) {
+                continue;
+            }
             let name = field.name_at(v);
             let ty = field.ty_at(v);
+            let binding = format_ident!("__ecst_field_{}", index);
             if field.added_at() == v {
-                let binding = format_ident!("__ecst_new_{}", name.unraw());
-                let value = added_value(field, ty, private);
+                let value = added_value(field, ty, &prev, private);
                 fresh.push(quote!(let #binding: #ty = #value;));
                 inits.push(quote!(#name: #binding));
                 continue;
             }
             let old = field.name_at(v - 1);
-            let binding = format_ident!("__ecst_old_{}", old.unraw());
             moved.push(quote!(#old: #binding));
             match field.retyped_at(v).and_then(|r| r.with.as_ref()) {
                 Some(with) => {
                     let field_name = field.ident.unraw().to_string();
-                    let call = quote_spanned!(with.span()=> #with(#binding));
+                    let old_ty = field.ty_at(v - 1);
+                    let signature = quote!(fn(#old_ty) -> #private::Result<#ty, _>);
+                    let call = call_through(with, signature, quote!(#binding));
                     inits.push(quote! {
                         #name: #private::convert(#call, #entity, #from, #v, #private::Some(#field_name))?
                     });
@@ -247,10 +257,13 @@ impl<'i, 'a> Gen<'i, 'a> {
                 None => inits.push(quote!(#name: #binding)),
             }
         }
-        for removed in self.input.attrs.removed.iter().filter(|r| r.exists_at(v)) {
+        for (index, removed) in self.input.attrs.removed.iter().enumerate() {
+            if !removed.exists_at(v) {
+                continue;
+            }
             if let Some(name) = &removed.field {
                 let name = &name.ident;
-                let binding = format_ident!("__ecst_old_{}", name.unraw());
+                let binding = format_ident!("__ecst_removed_{}", index);
                 moved.push(quote!(#name: #binding));
                 inits.push(quote!(#name: #binding));
             }
@@ -346,16 +359,52 @@ impl<'i, 'a> Gen<'i, 'a> {
 
 /// The value of a field added at this hop: `Default`, `default = f` (called
 /// with nothing) or `with = f` (called with the previous version).
-fn added_value(field: &Field, ty: &Type, private: &TokenStream) -> TokenStream {
+fn added_value(field: &Field, ty: &Type, prev: &TokenStream, private: &TokenStream) -> TokenStream {
     let added = field.attrs.added.as_ref();
     if let Some(with) = added.and_then(|a| a.with.as_ref()) {
-        return quote_spanned!(with.span()=> #with(&previous));
+        return call_through(with, quote!(fn(&#prev) -> #ty), quote!(&previous));
     }
     if let Some(default) = added.and_then(|a| a.default.as_ref()) {
-        return quote_spanned!(default.span()=> #default());
+        return call_through(default, quote!(fn() -> #ty), TokenStream::new());
     }
     let span = added.map_or_else(|| field.ident.span(), |a| a.keyword.span());
     quote_spanned!(span=> <#ty as #private::Default>::default())
+}
+
+/// Calls the user's function `with` through a function pointer of the
+/// expected `signature`, so that a mismatch is reported at `with` as
+/// "expected fn pointer `fn(u32) -> Result<u64, _>`, found fn item `..`",
+/// not as a type error inside the generated code.
+fn call_through(with: &Path, signature: TokenStream, args: TokenStream) -> TokenStream {
+    let signature = respan(signature, with.span());
+    // The binding keeps the macro's span, so that lints about underscore
+    // bindings see generated code, not the user's attribute.
+    let binding = format_ident!("__ecst_fn");
+    quote_spanned! {with.span()=>
+        {
+            let #binding: #signature = #with;
+            #binding(#args)
+        }
+    }
+}
+
+/// `tokens` with every span set to `span`, so that rustc's "expected due to
+/// this" labels point at the user's attribute rather than at the derive.
+fn respan(tokens: TokenStream, span: proc_macro2::Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tt| {
+            if let proc_macro2::TokenTree::Group(group) = &tt {
+                let mut inner =
+                    proc_macro2::Group::new(group.delimiter(), respan(group.stream(), span));
+                inner.set_span(span);
+                tt = proc_macro2::TokenTree::Group(inner);
+            } else {
+                tt.set_span(span);
+            }
+            tt
+        })
+        .collect()
 }
 
 fn removed_field(removed: &Removed, vis: &syn::Visibility) -> TokenStream {

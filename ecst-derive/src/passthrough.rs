@@ -1,6 +1,6 @@
-//! The user's own `#[serde(..)]`, `#[schemars(..)]` and doc attributes,
-//! split into single items so each generated version gets the ones that
-//! still mean the same thing there.
+//! The user's own `#[serde(..)]`, `#[schemars(..)]`, doc and lint-level
+//! (`#[allow(..)]`, `#[expect(..)]`) attributes, split into single items so
+//! each generated version gets the ones that still mean the same thing there.
 
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -38,6 +38,21 @@ pub fn items(attrs: &[Attribute]) -> Vec<Item> {
                 depends: Depends::Nothing,
                 key: None,
             });
+            continue;
+        }
+        if path.is_ident("allow") || path.is_ident("expect") {
+            // A lint the user silenced on their struct (say `non_snake_case`
+            // for JSON-shaped names) is silenced on the generated versions
+            // too. `expect` becomes `allow` there: the lint need not fire in
+            // every version, and an unmet expectation would warn.
+            if let Meta::List(list) = &attr.meta {
+                let tokens = &list.tokens;
+                out.push(Item {
+                    tokens: quote!(#[allow(#tokens)]),
+                    depends: Depends::Nothing,
+                    key: Some(path.clone()),
+                });
+            }
             continue;
         }
         let schemars = path.is_ident("schemars");

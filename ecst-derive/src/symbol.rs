@@ -26,6 +26,9 @@ pub const DEFAULT: &str = "default";
 
 pub const CONTAINER_KEYS: &[&str] = &[ENTITY, VERSION, REMOVED, HOP, DERIVE, CRATE];
 pub const FIELD_KEYS: &[&str] = &[KEY, ADDED, RENAMED, RETYPED];
+pub const ALL_KEYS: &[&str] = &[
+    ENTITY, VERSION, REMOVED, HOP, DERIVE, CRATE, KEY, ADDED, RENAMED, RETYPED,
+];
 
 /// `a`, `b` or `c` as backticked text.
 pub fn one_of(keys: &[&str]) -> String {
@@ -35,4 +38,40 @@ pub fn one_of(keys: &[&str]) -> String {
         Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
         None => String::new(),
     }
+}
+
+/// The key in `keys` that `written` is most likely a misspelling of, e.g.
+/// `form` for `from` or `rename` for `renamed`.
+pub fn closest(written: &str, keys: &[&'static str]) -> Option<&'static str> {
+    keys.iter()
+        .map(|k| (edit_distance(written, k), *k))
+        .filter(|(d, k)| *d <= 2 && *d < k.len().min(written.len()).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance, counting a swap of two neighbours as one edit.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
 }

@@ -5,24 +5,52 @@ use std::collections::BTreeMap;
 use proc_macro2::Span;
 use quote::ToTokens;
 
-use crate::ast::Input;
+use crate::ast::{Field, Input};
 use crate::attr::Since;
 use crate::ctxt::Ctxt;
+use crate::symbol::{ENTITY, KEY, VERSION};
 
 pub fn check(cx: &mut Ctxt, input: &Input) {
+    // Errors so far are parse errors: an attribute that did not parse may
+    // have declared a version, so gaps are only reported without them.
+    let parsed_cleanly = !cx.has_errors();
     check_entity(cx, input);
     check_version(cx, input);
     check_key(cx, input);
     check_since_ranges(cx, input);
     check_field_histories(cx, input);
+    check_hops(cx, input);
     check_removed(cx, input);
+    if parsed_cleanly {
+        check_every_version_declared(cx, input);
+    }
+    // Last: it walks every version, which is only bounded once the
+    // versions are known to be contiguous (each declared by an attribute).
     check_names_per_version(cx, input);
-    check_every_version_declared(cx, input);
     check_serde(cx, input);
+}
+
+/// Whether the user wrote `key` anywhere, even malformed or misplaced:
+/// then its error is already reported, and "missing `key`" would repeat it.
+fn written(input: &Input, key: &str) -> bool {
+    input.attrs.written.contains(&key)
+        || input.fields.iter().any(|f| f.attrs.written.contains(&key))
+}
+
+/// The name of version `v`'s type: `CustomerV1`, ..., `Customer`.
+fn type_name(input: &Input, v: u32) -> String {
+    if v == input.version() {
+        input.ident.to_string()
+    } else {
+        format!("{}V{v}", input.ident)
+    }
 }
 
 fn check_entity(cx: &mut Ctxt, input: &Input) {
     let Some(lit) = &input.attrs.entity else {
+        if written(input, ENTITY) {
+            return;
+        }
         cx.error_spanned_by(
             input.ident,
             format!(
@@ -42,13 +70,31 @@ fn check_entity(cx: &mut Ctxt, input: &Input) {
         || name.ends_with('.')
         || name.contains("..")
     {
+        let mut suggestion: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        while suggestion.contains("..") {
+            suggestion = suggestion.replace("..", ".");
+        }
+        let suggestion = suggestion.trim_matches('.');
+        let suggestion = if suggestion.trim_matches('_').is_empty() {
+            snake_case(&input.ident.to_string())
+        } else {
+            suggestion.to_owned()
+        };
         cx.error_spanned_by(
             lit,
             format!(
-                "`{name}` is not a valid entity name: use ASCII letters, digits, `_`, `-` and \
-                 inner dots, e.g. `entity = \"{}\"`; it becomes the CloudEvents `type` and a \
-                 broker subject token",
-                snake_case(&input.ident.to_string())
+                "`{name}` is not a valid entity name: it becomes the CloudEvents `type` and a \
+                 broker subject token, so use ASCII letters, digits, `_`, `-` and inner dots, \
+                 e.g. `entity = \"{suggestion}\"`"
             ),
         );
     }
@@ -56,6 +102,7 @@ fn check_entity(cx: &mut Ctxt, input: &Input) {
 
 fn check_version(cx: &mut Ctxt, input: &Input) {
     match &input.attrs.version {
+        None if written(input, VERSION) => {}
         None => cx.error_spanned_by(
             input.ident,
             "missing the current schema version: add `#[state_event(version = 1)]` for a new \
@@ -76,10 +123,24 @@ fn check_key(cx: &mut Ctxt, input: &Input) {
         .filter(|f| f.attrs.key.is_some())
         .collect();
     match keys.as_slice() {
-        [] => cx.error_spanned_by(
-            input.ident,
-            "no key field: mark the field that identifies the entity with `#[state_event(key)]`",
-        ),
+        [] if written(input, KEY) => {}
+        [] => {
+            let likely = input.fields.iter().find(|f| {
+                let name = f.ident.to_string();
+                name == "id" || name.ends_with("_id") || name == "key"
+            });
+            let hint = match likely {
+                Some(field) => format!(", e.g. above `{}`", field.ident),
+                None => String::new(),
+            };
+            cx.error_spanned_by(
+                input.ident,
+                format!(
+                    "no key field: mark the field that identifies the entity with \
+                     `#[state_event(key)]`{hint}"
+                ),
+            );
+        }
         [first, rest @ ..] => {
             for other in rest {
                 if let Some(key) = &other.attrs.key {
@@ -87,7 +148,8 @@ fn check_key(cx: &mut Ctxt, input: &Input) {
                         key,
                         format!(
                             "only one field can be the key, and `{}` already is: remove this \
-                             `key`, or key on a struct field that combines both",
+                             `key`, or put both values in one field (e.g. of a struct type) \
+                             and make that the key",
                             first.ident
                         ),
                     );
@@ -146,22 +208,38 @@ fn check_since_ranges(cx: &mut Ctxt, input: &Input) {
     else {
         return;
     };
-    for (since, what) in all_since(input) {
+    let sinces = all_since(input);
+    let newest = sinces
+        .iter()
+        .map(|(s, _)| s.version)
+        .max()
+        .unwrap_or(2)
+        .max(2);
+    for (since, what) in sinces {
         let v = since.version;
-        if version == 1 {
+        if v < 2 {
+            cx.error_spanned_by(
+                &since.lit,
+                format!(
+                    "`{what}(since = {v})` is too early: version 1 is the first shape, so a \
+                     change takes effect at version 2 or later; describe the field as it is \
+                     now and write the version where it changed, e.g. `since = 2`"
+                ),
+            );
+        } else if version == 1 {
             cx.error_spanned_by(
                 &since.lit,
                 format!(
                     "`{what}(since = {v})` declares history, but `version = 1` has none: raise \
-                     `version` to the newest version number"
+                     it to the newest version, `version = {newest}`"
                 ),
             );
-        } else if v < 2 || v > version {
+        } else if v > version {
             cx.error_spanned_by(
                 &since.lit,
                 format!(
-                    "`since = {v}` is outside 2..={version}: a change takes effect at a version \
-                     after the first and at most the current `version = {version}`"
+                    "`{what}(since = {v})` is after the current `version = {version}`: raise it \
+                     to `version = {v}` if this change is the newest, or lower `since`"
                 ),
             );
         }
@@ -176,7 +254,7 @@ fn check_field_histories(cx: &mut Ctxt, input: &Input) {
                 cx.error_spanned_by(
                     default,
                     "`added` takes `default = f` (a `fn() -> T`) or `with = f` (a \
-                     `fn(&PreviousVersion) -> T`), not both",
+                     `fn(&PreviousVersion) -> T`), not both: remove one",
                 );
             }
             let added_at = field.added_at();
@@ -187,13 +265,19 @@ fn check_field_histories(cx: &mut Ctxt, input: &Input) {
                 .chain(attrs.retyped.iter().map(|r| (r.since.as_ref(), "retyped")));
             for (since, what) in changes {
                 if let Some(since) = since.filter(|s| s.version <= added_at) {
+                    let when = if since.version == added_at {
+                        "as it is added"
+                    } else {
+                        "before it exists"
+                    };
                     cx.error_spanned_by(
                         &since.lit,
                         format!(
-                            "`{what}(since = {})` is not after `added(since = {added_at})`: a \
-                             field can only change after it exists; declare the field's first \
-                             shape in `added` instead",
-                            since.version
+                            "`{what}(since = {v})` would change `{field}` {when}: it is \
+                             `added(since = {added_at})`, and a field's history starts there; \
+                             remove this `{what}`, or make it later than version {added_at}",
+                            v = since.version,
+                            field = field.ident,
                         ),
                     );
                 }
@@ -236,6 +320,20 @@ fn check_field_histories(cx: &mut Ctxt, input: &Input) {
             }
         }
         for retyped in &attrs.retyped {
+            if retyped.with.is_none() && !retyped.with_written {
+                let old = retyped.from.as_ref().map_or("Old".to_owned(), type_text);
+                let new = match &retyped.since {
+                    Some(since) => type_text(field.ty_at(since.version)),
+                    None => "New".to_owned(),
+                };
+                cx.error_spanned_by(
+                    &retyped.keyword,
+                    format!(
+                        "`retyped` needs a conversion from the previous type: `with = f`, where \
+                         `fn f(old: {old}) -> Result<{new}, E>`"
+                    ),
+                );
+            }
             let (Some(since), Some(from)) = (&retyped.since, &retyped.from) else {
                 continue;
             };
@@ -246,7 +344,7 @@ fn check_field_histories(cx: &mut Ctxt, input: &Input) {
                     format!(
                         "`retyped` from `{}` to the same type changes nothing: remove it, or \
                          write the type the field had before version {}",
-                        from.to_token_stream(),
+                        type_text(from),
                         since.version
                     ),
                 );
@@ -258,6 +356,26 @@ fn check_field_histories(cx: &mut Ctxt, input: &Input) {
         input.attrs.hops.iter().filter_map(|h| h.since.as_ref()),
         |v| format!("two `hop`s lead to version {v}: keep one `hop(since = {v}, ..)`"),
     );
+}
+
+fn check_hops(cx: &mut Ctxt, input: &Input) {
+    for hop in &input.attrs.hops {
+        if hop.with.is_some() || hop.with_written {
+            continue;
+        }
+        let signature = match &hop.since {
+            Some(since) if (2..=input.version()).contains(&since.version) => format!(
+                ", where `fn f(previous: {}) -> Result<{}, E>`",
+                type_name(input, since.version - 1),
+                type_name(input, since.version),
+            ),
+            _ => String::new(),
+        };
+        cx.error_spanned_by(
+            &hop.keyword,
+            format!("`hop` needs the function that performs it: `with = f`{signature}"),
+        );
+    }
 }
 
 fn check_removed(cx: &mut Ctxt, input: &Input) {
@@ -279,38 +397,84 @@ fn check_names_per_version(cx: &mut Ctxt, input: &Input) {
     if cx.has_errors() {
         return; // names are only meaningful once the history itself is sound
     }
+    // Each clash is reported once, at the first version it occurs in.
+    let mut reported: Vec<(String, String)> = Vec::new();
     for version in 1..=input.version() {
-        let mut seen: BTreeMap<String, ()> = BTreeMap::new();
+        let mut seen: BTreeMap<String, &Field> = BTreeMap::new();
         for field in input.fields.iter().filter(|f| f.exists_at(version)) {
             let name = field.name_at(version);
-            if seen.insert(name.to_string(), ()).is_some() {
-                let span = field
-                    .attrs
+            let Some(other) = seen.get(&name.to_string()).copied() else {
+                seen.insert(name.to_string(), field);
+                continue;
+            };
+            let pair = (other.ident.to_string(), field.ident.to_string());
+            if reported.contains(&pair) {
+                continue;
+            }
+            reported.push(pair);
+            let from = |f: &Field| {
+                f.attrs
                     .renamed
                     .iter()
                     .filter_map(|r| r.from.as_ref())
-                    .find(|f| f.ident == *name)
-                    .map_or(field.ident.span(), |f| f.span);
-                cx.error_at(
+                    .find(|from| from.ident == *name)
+                    .map(|from| from.span)
+            };
+            let (this, that) = (field.ident, other.ident);
+            match (from(field), from(other)) {
+                (Some(span), Some(_)) => cx.error_at(
                     span,
                     format!(
-                        "two fields are named `{name}` in version {version}: rename one of them"
+                        "`{this}` and `{that}` are both renamed from `{name}`, so both are named \
+                         `{name}` in version {version}: correct one of the `from`s"
                     ),
-                );
+                ),
+                (Some(span), None) => cx.error_at(
+                    span,
+                    format!(
+                        "`{this}` was named `{name}` in version {version}, but so was the field \
+                         `{that}`: correct this `from`, or declare `{that}`'s own history with \
+                         `added(since = ..)` or `renamed(since = .., from = ..)`"
+                    ),
+                ),
+                (None, Some(_)) => cx.error_spanned_by(
+                    field.ident,
+                    format!(
+                        "`{this}` is named `{name}` in version {version}, but so was `{that}`, \
+                         renamed from `{name}`: correct that `from`, or declare `{this}`'s own \
+                         history with `added(since = ..)` or `renamed(since = .., from = ..)`"
+                    ),
+                ),
+                (None, None) => cx.error_spanned_by(
+                    field.ident,
+                    format!("two fields are named `{name}` in version {version}: rename one"),
+                ),
             }
         }
         for removed in input.attrs.removed.iter().filter(|r| r.exists_at(version)) {
             let Some(name) = &removed.field else { continue };
-            if seen.insert(name.ident.to_string(), ()).is_some() {
-                cx.error_at(
-                    name.span,
-                    format!(
-                        "removed field `{}` clashes with a field of the same name in version \
-                         {version}: in that version only one field can have this name",
-                        name.ident
-                    ),
-                );
+            let Some(other) = seen.get(&name.ident.to_string()).copied() else {
+                continue;
+            };
+            let pair = (other.ident.to_string(), name.ident.to_string());
+            if reported.contains(&pair) {
+                continue;
             }
+            reported.push(pair);
+            let that = if *other.ident == name.ident {
+                format!("the field `{}`", other.ident)
+            } else {
+                format!("`{}`, then named `{}`", other.ident, name.ident)
+            };
+            cx.error_at(
+                name.span,
+                format!(
+                    "the removed field `{}` clashes in version {version} with {that}: if it is \
+                     the same field, describe its change with `renamed` or `retyped` instead of \
+                     `removed`; if it was added back later, mark it `added(since = ..)`",
+                    name.ident
+                ),
+            );
         }
     }
 }
@@ -321,28 +485,45 @@ fn check_every_version_declared(cx: &mut Ctxt, input: &Input) {
         return;
     };
     let declared: Vec<u32> = all_since(input).iter().map(|(s, _)| s.version).collect();
+    // At most a few: `version = 4000000000` must not take forever.
+    const SHOWN: usize = 5;
     let missing: Vec<u32> = (2..=version.version)
         .filter(|v| !declared.contains(v))
+        .take(SHOWN + 1)
         .collect();
     if missing.is_empty() {
         return;
     }
-    let list = missing
+    let mut list = missing
         .iter()
+        .take(SHOWN)
         .map(|v| v.to_string())
         .collect::<Vec<_>>()
         .join(", ");
+    if missing.len() > SHOWN {
+        list.push_str(" and more");
+    }
     let plural = if missing.len() == 1 {
         "version"
     } else {
         "versions"
+    };
+    // Everything declared lies below the gap: `version` is simply too high.
+    let fix = match declared.iter().max() {
+        Some(max) if *max < missing[0] => format!("lower it to `version = {max}`"),
+        None => "lower it to `version = 1`".to_owned(),
+        Some(_) => format!(
+            "if there was no version {}, number the versions without it: lower `version` and \
+             the `since`s after it",
+            missing[0]
+        ),
     };
     cx.error_spanned_by(
         &version.lit,
         format!(
             "versions must be contiguous, but no change is declared for {plural} {list}: every \
              version after the first needs an `added`, `removed`, `renamed`, `retyped` or `hop` \
-             with that `since`; lower `version` if there was no such version"
+             with that `since`; {fix}"
         ),
     );
 }
@@ -380,6 +561,23 @@ fn duplicates<'s>(
             seen.push(since.version);
         }
     }
+}
+
+/// A type as the user would write it: `Option<String>`, not `Option < String >`.
+fn type_text(ty: &impl ToTokens) -> String {
+    let mut text = ty.to_token_stream().to_string();
+    for (from, to) in [
+        (" <", "<"),
+        ("< ", "<"),
+        (" >", ">"),
+        (" ,", ","),
+        (" :: ", "::"),
+        (":: ", "::"),
+        ("& ", "&"),
+    ] {
+        text = text.replace(from, to);
+    }
+    text
 }
 
 fn tokens_eq(a: &impl ToTokens, b: &impl ToTokens) -> bool {

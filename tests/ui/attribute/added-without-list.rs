@@ -1,0 +1,14 @@
+use ecst::StateEvent;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+#[derive(StateEvent, Serialize, Deserialize, JsonSchema)]
+#[state_event(entity = "customer", version = 2)]
+pub struct Customer {
+    #[state_event(key)]
+    pub id: String,
+    #[state_event(added = 2)]
+    pub email: Option<String>,
+}
+
+fn main() {}

@@ -1,0 +1,13 @@
+use ecst::StateEvent;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+#[derive(StateEvent, Serialize, Deserialize, JsonSchema)]
+#[state_event(entity = "customer", version = 1)]
+pub struct Customer<T> {
+    #[state_event(key)]
+    pub id: String,
+    pub extra: T,
+}
+
+fn main() {}

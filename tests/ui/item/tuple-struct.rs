@@ -1,0 +1,9 @@
+use ecst::StateEvent;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+#[derive(StateEvent, Serialize, Deserialize, JsonSchema)]
+#[state_event(entity = "customer", version = 1)]
+pub struct Customer(String, String);
+
+fn main() {}
