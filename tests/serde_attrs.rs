@@ -352,4 +352,23 @@ fn container_default_with_hand_written_default() {
     assert_eq!(v1.page_size, 50);
     let typed: PrefsV1 = serde_json::from_str(r#"{"id":"p-2"}"#).unwrap();
     assert_eq!(typed.id, "p-2");
+    // A field missing from an old payload takes the value the newest
+    // struct's `Default` gives it, exactly as in a newest-version payload.
+    assert_eq!(typed.language, "en");
+    for version in 1..=2 {
+        assert_eq!(
+            Prefs::from_json_version(version, br#"{"id":"p-3"}"#).unwrap(),
+            Prefs {
+                id: "p-3".into(),
+                language: "en".into(),
+                page_size: 50,
+            },
+            "v{version}"
+        );
+    }
+    let default = PrefsV1::default();
+    assert_eq!(
+        (default.id.as_str(), default.language.as_str()),
+        ("anonymous", "en")
+    );
 }

@@ -5,11 +5,11 @@ use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{parse_quote, Path, Type};
+use syn::{parse_quote, Expr, ExprLit, Lit, Meta, Path, Type};
 
 use crate::ast::{Field, Input};
 use crate::attr::Removed;
-use crate::passthrough::Depends;
+use crate::passthrough::{Depends, Item};
 
 /// Everything for a valid input.
 pub fn derive(input: &Input) -> TokenStream {
@@ -17,6 +17,7 @@ pub fn derive(input: &Input) -> TokenStream {
     let structs = (1..cx.version).map(|v| cx.version_struct(v));
     let hops = (2..=cx.version).map(|v| cx.hop(v));
     let upcasts = (1..=cx.version).map(|v| cx.upcast(v));
+    let defaults = (1..cx.version).map(|v| cx.default_impl(v));
     let state_event = cx.state_event();
     quote! {
         #(#structs)*
@@ -25,6 +26,7 @@ pub fn derive(input: &Input) -> TokenStream {
         const _: () = {
             #(#hops)*
             #(#upcasts)*
+            #(#defaults)*
             #state_event
         };
     }
@@ -63,6 +65,20 @@ pub fn fallback(input: &syn::DeriveInput, krate: Option<&Path>) -> TokenStream {
                 }
             }
         };
+    }
+}
+
+/// `Some(path)` if `item` is the container's `#[serde(default ..)]`.
+fn container_default_item(item: &Item) -> Option<Option<Path>> {
+    match item.serde.as_ref()? {
+        Meta::Path(path) if path.is_ident("default") => Some(None),
+        Meta::NameValue(nv) if nv.path.is_ident("default") => match &nv.value {
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(lit), ..
+            }) => lit.parse().ok().map(Some),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -126,12 +142,15 @@ impl<'i, 'a> Gen<'i, 'a> {
         );
         let serde_crate = format!("{}::__private::serde", self.krate);
         let schemars_crate = format!("{}::__private::schemars", self.krate);
-        let container_serde = input.serde.iter().map(|item| &item.tokens);
-        let needs_default = input
+        // A container `#[serde(default)]` fills missing fields from the
+        // newest struct's default (see `default_impl`), so each version gets
+        // a bare `default` and an impl of its own.
+        let container_serde = input
             .serde
             .iter()
-            .any(|item| item.key.as_ref().is_some_and(|k| k.is_ident("default")));
-        let default = needs_default.then(|| quote!(::core::default::Default,));
+            .filter(|item| container_default_item(item).is_none())
+            .map(|item| &item.tokens);
+        let default = self.container_default().map(|_| quote!(#[serde(default)]));
         let extra = &input.attrs.derives;
         let fields = input
             .fields
@@ -152,15 +171,68 @@ impl<'i, 'a> Gen<'i, 'a> {
                 #private::schemars::JsonSchema,
                 ::core::fmt::Debug,
                 ::core::clone::Clone,
-                #default
                 #(#extra,)*
             )]
             #[serde(crate = #serde_crate)]
             #[schemars(crate = #schemars_crate)]
             #(#container_serde)*
+            #default
             #vis struct #name {
                 #(#fields,)*
                 #(#removed,)*
+            }
+        }
+    }
+
+    /// The container's `#[serde(default)]` (`Some(None)`) or
+    /// `#[serde(default = "path")]` (`Some(Some(path))`).
+    fn container_default(&self) -> Option<Option<Path>> {
+        self.input.serde.iter().find_map(container_default_item)
+    }
+
+    /// `impl Default for V(v)` for a container `#[serde(default)]`: a field
+    /// missing from an old payload gets what the newest struct's default
+    /// holds for it (where it has the same type), exactly as it would in a
+    /// newest-version payload; fields of another type get their type's
+    /// `Default`.
+    fn default_impl(&self, v: u32) -> TokenStream {
+        let Some(source) = self.container_default() else {
+            return TokenStream::new();
+        };
+        let private = &self.private;
+        let latest = self.input.ident;
+        let this = self.type_of(v);
+        let mut taken = false;
+        let mut inits = Vec::new();
+        for field in self.input.fields.iter().filter(|f| f.exists_at(v)) {
+            let name = field.name_at(v);
+            let ty = field.ty_at(v);
+            if core::ptr::eq(ty, field.ty) {
+                let current = field.ident;
+                inits.push(quote!(#name: latest.#current));
+                taken = true;
+            } else {
+                inits.push(quote!(#name: <#ty as #private::Default>::default()));
+            }
+        }
+        for removed in self.input.attrs.removed.iter().filter(|r| r.exists_at(v)) {
+            if let (Some(name), Some(ty)) = (&removed.field, &removed.ty) {
+                let name = &name.ident;
+                inits.push(quote!(#name: <#ty as #private::Default>::default()));
+            }
+        }
+        let latest_value = match source {
+            Some(path) => quote_spanned!(path.span()=> #path()),
+            None => quote!(<#latest as #private::Default>::default()),
+        };
+        let binding = taken.then(|| quote!(let latest: #latest = #latest_value;));
+        quote! {
+            #[automatically_derived]
+            impl #private::Default for #this {
+                fn default() -> Self {
+                    #binding
+                    Self { #(#inits,)* }
+                }
             }
         }
     }

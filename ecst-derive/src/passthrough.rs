@@ -25,6 +25,8 @@ pub struct Item {
     pub depends: Depends,
     /// The item's key, e.g. `from` in `#[serde(from = "X")]`.
     pub key: Option<syn::Path>,
+    /// The parsed item, for `#[serde(..)]` items.
+    pub serde: Option<Meta>,
 }
 
 /// The pass-through items of a list of attributes.
@@ -37,6 +39,7 @@ pub fn items(attrs: &[Attribute]) -> Vec<Item> {
                 tokens: quote!(#attr),
                 depends: Depends::Nothing,
                 key: None,
+                serde: None,
             });
             continue;
         }
@@ -51,6 +54,7 @@ pub fn items(attrs: &[Attribute]) -> Vec<Item> {
                     tokens: quote!(#[allow(#tokens)]),
                     depends: Depends::Nothing,
                     key: Some(path.clone()),
+                    serde: None,
                 });
             }
             continue;
@@ -72,6 +76,7 @@ pub fn items(attrs: &[Attribute]) -> Vec<Item> {
                         tokens: quote!(#[#path(#meta)]),
                         depends,
                         key: Some(key),
+                        serde: (!schemars).then_some(meta),
                     });
                 }
             }
@@ -81,6 +86,7 @@ pub fn items(attrs: &[Attribute]) -> Vec<Item> {
                 tokens: quote!(#attr),
                 depends: Depends::Type,
                 key: None,
+                serde: None,
             }),
         }
     }
