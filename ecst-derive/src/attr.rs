@@ -54,6 +54,8 @@ pub struct Container {
     pub hops: Vec<Hop>,
     pub derives: Vec<Path>,
     pub krate: Option<Path>,
+    /// `compatibility = "FULL"`: the runtime `Mode` variant's name.
+    pub compatibility: Option<Ident>,
     /// Every key written on the struct, including malformed, misplaced and
     /// (as the key they most resemble) misspelled ones.
     pub written: Vec<&'static str>,
@@ -208,6 +210,26 @@ fn container_item(cx: &mut Ctxt, out: &mut Container, meta: &ParseNestedMeta) ->
             out.derives.push(arg.path.clone());
             Ok(())
         })?;
+    } else if path.is_ident(COMPATIBILITY) {
+        let lit: LitStr = parse_string(meta, "compatibility = \"BACKWARD\"")?;
+        let value = lit.value();
+        let Some((_, variant)) = MODES.iter().find(|(name, _)| *name == value) else {
+            let names: Vec<&str> = MODES.iter().map(|(name, _)| *name).collect();
+            return Err(syn::Error::new(
+                lit.span(),
+                format!(
+                    "unknown compatibility mode `{value}`; expected {} (Confluent Schema \
+                     Registry's names)",
+                    one_of(&names)
+                ),
+            ));
+        };
+        set_once(
+            cx,
+            &mut out.compatibility,
+            Ident::new(variant, lit.span()),
+            path,
+        );
     } else if path.is_ident(CRATE) {
         let lit: LitStr = parse_string(meta, "crate = \"path::to::ecst\"")?;
         let krate: Path = lit.parse()?;
@@ -415,6 +437,7 @@ fn example(path: &Path) -> &'static str {
         (HOP, "hop(since = 2, with = path::to::function)"),
         (DERIVE, "derive(Eq, Hash)"),
         (CRATE, "crate = \"path::to::ecst\""),
+        (COMPATIBILITY, "compatibility = \"FULL\""),
         (KEY, "key"),
         (ADDED, "added(since = 2)"),
         (RENAMED, "renamed(since = 2, from = \"old_name\")"),

@@ -381,6 +381,12 @@ impl<'i, 'a> Gen<'i, 'a> {
             return TokenStream::new();
         };
         let key_ident = key.ident;
+        let compatibility = self
+            .input
+            .attrs
+            .compatibility
+            .as_ref()
+            .map(|mode| quote!(const COMPATIBILITY: #private::Mode = #private::Mode::#mode;));
         let key_ty = key.ty;
         let key_ty = quote_spanned!(key_ty.span()=> #key_ty);
         let decode_arms = (1..=version).map(|v| {
@@ -397,6 +403,7 @@ impl<'i, 'a> Gen<'i, 'a> {
                 type Key = #key_ty;
                 const ENTITY: &'static str = #entity;
                 const VERSION: u32 = #version;
+                #compatibility
 
                 fn key(&self) -> &Self::Key {
                     &self.#key_ident
@@ -424,6 +431,10 @@ impl<'i, 'a> Gen<'i, 'a> {
                         _ => #private::None,
                     }
                 }
+            }
+
+            #private::inventory::submit! {
+                #private::Registration(#private::EventType::of::<#ident>())
             }
         }
     }

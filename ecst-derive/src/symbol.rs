@@ -9,6 +9,7 @@ pub const REMOVED: &str = "removed";
 pub const HOP: &str = "hop";
 pub const DERIVE: &str = "derive";
 pub const CRATE: &str = "crate";
+pub const COMPATIBILITY: &str = "compatibility";
 
 // Field level.
 pub const KEY: &str = "key";
@@ -24,10 +25,32 @@ pub const FROM: &str = "from";
 pub const WITH: &str = "with";
 pub const DEFAULT: &str = "default";
 
-pub const CONTAINER_KEYS: &[&str] = &[ENTITY, VERSION, REMOVED, HOP, DERIVE, CRATE];
+pub const CONTAINER_KEYS: &[&str] = &[ENTITY, VERSION, REMOVED, HOP, DERIVE, COMPATIBILITY, CRATE];
 pub const FIELD_KEYS: &[&str] = &[KEY, ADDED, RENAMED, RETYPED];
 pub const ALL_KEYS: &[&str] = &[
-    ENTITY, VERSION, REMOVED, HOP, DERIVE, CRATE, KEY, ADDED, RENAMED, RETYPED,
+    ENTITY,
+    VERSION,
+    REMOVED,
+    HOP,
+    DERIVE,
+    COMPATIBILITY,
+    CRATE,
+    KEY,
+    ADDED,
+    RENAMED,
+    RETYPED,
+];
+
+/// The compatibility modes, with Confluent Schema Registry's names, and the
+/// runtime's `Mode` variant of each.
+pub const MODES: &[(&str, &str)] = &[
+    ("BACKWARD", "Backward"),
+    ("BACKWARD_TRANSITIVE", "BackwardTransitive"),
+    ("FORWARD", "Forward"),
+    ("FORWARD_TRANSITIVE", "ForwardTransitive"),
+    ("FULL", "Full"),
+    ("FULL_TRANSITIVE", "FullTransitive"),
+    ("NONE", "None"),
 ];
 
 /// `a`, `b` or `c` as backticked text.

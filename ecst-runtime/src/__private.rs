@@ -4,11 +4,14 @@ pub use core::convert::{From, Into, TryFrom};
 pub use core::default::Default;
 pub use core::option::Option::{self, None, Some};
 pub use core::result::Result::{self, Err, Ok};
+pub use inventory;
 pub use schemars;
 pub use serde;
 pub use std::string::String;
 
 pub use crate::event::{deserialize_and_upcast, StateEvent, Upcast};
+pub use crate::schema::catalog::{EventType, Registration};
+pub use crate::schema::compat::Mode;
 pub use crate::upcast::{DecodeVersionError, UpcastError};
 
 /// Calls a user hop/retype function and names the hop if it fails.

@@ -7,6 +7,7 @@ use core::str::FromStr;
 use serde::de::{DeserializeOwned, Deserializer};
 use serde::Serialize;
 
+use crate::schema::compat::Mode;
 use crate::upcast::{DecodeVersionError, PayloadError, UpcastError};
 
 /// The key of an entity: what the envelope's `subject` carries and what a
@@ -52,6 +53,21 @@ pub trait StateEvent: Serialize + DeserializeOwned + 'static {
     /// The newest (current) schema version. Versions run `1..=VERSION`.
     const VERSION: u32;
 
+    /// How each new version must relate to the earlier ones
+    /// (`#[state_event(compatibility = "..")]`, Confluent Schema Registry's
+    /// mode names), checked by the schema lock.
+    ///
+    /// Defaults to `NONE`: ecst readers dispatch on the explicit schema
+    /// version and upcast, so they never read old data with a new schema and
+    /// need no schema-level compatibility to stay correct. Declare a mode when
+    /// something else relies on it: `FORWARD` or `FULL` lets a consumer read
+    /// an event of the next, unknown version as its own newest version
+    /// (unknown fields ignored, counted), so producers can upgrade first;
+    /// `FORWARD_TRANSITIVE` or `FULL_TRANSITIVE` extends that to any newer
+    /// version; `BACKWARD` keeps readers that do not upcast (other languages,
+    /// a registry) working.
+    const COMPATIBILITY: Mode = Mode::None;
+
     /// The key of this entity.
     fn key(&self) -> &Self::Key;
 
@@ -74,17 +90,13 @@ pub trait StateEvent: Serialize + DeserializeOwned + 'static {
     /// Decodes a JSON payload (the `data` of an envelope, without the envelope)
     /// written in schema `version` into the newest version.
     fn from_json_version(version: u32, json: &[u8]) -> Result<Self, PayloadError> {
-        let mut de = serde_json::Deserializer::from_slice(json);
-        let value = Self::deserialize_version(version, &mut de).map_err(|e| match e {
-            DecodeVersionError::Payload(source) => PayloadError::Mismatch { version, source },
-            DecodeVersionError::Upcast(source) => PayloadError::Upcast(source),
-            DecodeVersionError::UnknownVersion { version, newest } => {
-                PayloadError::UnknownVersion { version, newest }
-            }
-        })?;
-        de.end()
-            .map_err(|source| PayloadError::Mismatch { version, source })?;
-        Ok(value)
+        match core::str::from_utf8(json) {
+            // Checked whole, in one pass: the string reader does not check
+            // each string again, as the slice reader would.
+            Ok(text) => payload_from_json(version, serde_json::Deserializer::from_str(text)),
+            // Not UTF-8: the slice reader reports where it matters.
+            Err(_) => payload_from_json(version, serde_json::Deserializer::from_slice(json)),
+        }
     }
 
     /// The JSON Schema of every version, oldest first.
@@ -93,6 +105,27 @@ pub trait StateEvent: Serialize + DeserializeOwned + 'static {
             .filter_map(|v| Self::schema(v).map(|s| (v, s)))
             .collect()
     }
+}
+
+/// The body of [`StateEvent::from_json_version`], for either JSON reader.
+fn payload_from_json<'de, T, R>(
+    version: u32,
+    mut de: serde_json::Deserializer<R>,
+) -> Result<T, PayloadError>
+where
+    T: StateEvent,
+    R: serde_json::de::Read<'de>,
+{
+    let value = T::deserialize_version(version, &mut de).map_err(|e| match e {
+        DecodeVersionError::Payload(source) => PayloadError::Mismatch { version, source },
+        DecodeVersionError::Upcast(source) => PayloadError::Upcast(source),
+        DecodeVersionError::UnknownVersion { version, newest } => {
+            PayloadError::UnknownVersion { version, newest }
+        }
+    })?;
+    de.end()
+        .map_err(|source| PayloadError::Mismatch { version, source })?;
+    Ok(value)
 }
 
 /// A version of a [`StateEvent`] that can be brought up to the newest one.

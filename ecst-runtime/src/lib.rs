@@ -23,6 +23,7 @@ mod event;
 mod producer;
 mod replica;
 mod router;
+pub mod schema;
 mod sequence;
 mod snapshot;
 mod upcast;

@@ -21,7 +21,7 @@ use serde::de::{
 };
 use serde_json::value::RawValue;
 
-use super::{Change, Operation, SPEC_VERSION};
+use super::{Change, Operation, CONTENT_TYPE, SPEC_VERSION};
 use crate::error::{DecodeError, DecodeErrorKind, EventContext};
 use crate::event::{EntityKey, StateEvent};
 use crate::sequence::Sequence;
@@ -192,14 +192,50 @@ fn parse<'de, S: DataSink<'de>>(
     sink: &mut S,
 ) -> (Fields<'de>, Result<(), serde_json::Error>) {
     let mut fields = Fields::default();
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let result = (&mut de)
-        .deserialize_map(EnvelopeVisitor {
-            fields: &mut fields,
+    let result = match core::str::from_utf8(bytes) {
+        // Checked whole, in one pass: the reader need not check each string
+        // again (serde_json's slice reader validates every string it reads
+        // on its own, which costs several times more than one pass).
+        Ok(text) => read(
+            &mut serde_json::Deserializer::from_str(text),
+            &mut fields,
             sink,
-        })
-        .and_then(|()| de.end());
+        ),
+        // Not UTF-8: read the bytes as they are, so that whatever comes
+        // first (a syntax error, a bad string, a payload mismatch) is what
+        // is reported, as if they had been read in one go.
+        Err(_) => read(
+            &mut serde_json::Deserializer::from_slice(bytes),
+            &mut fields,
+            sink,
+        )
+        .and_then(|()| utf8(bytes)),
+    };
     (fields, result)
+}
+
+fn read<'de, R: serde_json::de::Read<'de>, S: DataSink<'de>>(
+    de: &mut serde_json::Deserializer<R>,
+    fields: &mut Fields<'de>,
+    sink: &mut S,
+) -> Result<(), serde_json::Error> {
+    de.deserialize_map(EnvelopeVisitor { fields, sink })?;
+    de.end()
+}
+
+/// JSON text is UTF-8 (RFC 8259, section 8.1). serde_json checks the strings
+/// it reads, but skips over ignored values (extensions, unknown payload
+/// fields) unchecked, while a `data` kept raw is checked whole: without this,
+/// the same bytes would be accepted or rejected depending on the attribute
+/// order and on whether a replica or a router reads them.
+fn utf8(bytes: &[u8]) -> Result<(), serde_json::Error> {
+    match core::str::from_utf8(bytes) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(de::Error::custom(format_args!(
+            "invalid UTF-8 at byte {}",
+            e.valid_up_to()
+        ))),
+    }
 }
 
 /// The attributes as read, before validation.
@@ -220,6 +256,8 @@ struct Fields<'de> {
     traceparent: Option<Cow<'de, str>>,
     data_seen: bool,
     data_base64: bool,
+    /// The attributes read so far, one bit per [`Attr`].
+    seen: u32,
     duplicate: Option<&'static str>,
 }
 
@@ -339,6 +377,9 @@ impl<'de> Fields<'de> {
 
 /// `application/json`, with or without parameters, or any `+json` type.
 fn is_json(content_type: &str) -> bool {
+    if content_type == CONTENT_TYPE {
+        return true; // what ecst writes
+    }
     let mime = content_type.split(';').next().unwrap_or("").trim();
     mime.eq_ignore_ascii_case("application/json")
         || mime
@@ -403,13 +444,18 @@ impl<'de, T: StateEvent> DataSink<'de> for TypedSink<'de, T> {
             target: PhantomData,
         })?;
         self.reading = false;
-        self.slot = DataSlot::Value(state);
+        self.slot = match state {
+            Some(state) => DataSlot::Value(state),
+            // `"data": null` is no data, as on the raw path.
+            None => DataSlot::Null,
+        };
         Ok(())
     }
 }
 
-/// Deserializes `data` as version `version` of `T` and upcasts it. An upcast
-/// failure is parked in `failure` (serde errors cannot carry it).
+/// Deserializes `data` as version `version` of `T` and upcasts it; `null` is
+/// `None`. An upcast failure is parked in `failure` (serde errors cannot
+/// carry it).
 struct VersionSeed<'a, T> {
     version: u32,
     failure: &'a mut Option<UpcastError>,
@@ -417,11 +463,31 @@ struct VersionSeed<'a, T> {
 }
 
 impl<'de, T: StateEvent> DeserializeSeed<'de> for VersionSeed<'_, T> {
-    type Value = T;
+    type Value = Option<T>;
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<T, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Option<T>, D::Error> {
+        deserializer.deserialize_option(self)
+    }
+}
+
+impl<'de, T: StateEvent> Visitor<'de> for VersionSeed<'_, T> {
+    type Value = Option<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the state or null")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Option<T>, D::Error> {
         match T::deserialize_version(self.version, deserializer) {
-            Ok(state) => Ok(state),
+            Ok(state) => Ok(Some(state)),
             Err(DecodeVersionError::Payload(e)) => Err(e),
             Err(DecodeVersionError::Upcast(failure)) => {
                 *self.failure = Some(failure);
@@ -439,16 +505,10 @@ struct EnvelopeVisitor<'a, 'de, S> {
     sink: &'a mut S,
 }
 
-fn put<T>(
-    slot: &mut Option<T>,
-    value: Option<T>,
-    name: &'static str,
-    dup: &mut Option<&'static str>,
-) {
+/// Stores an attribute's value; `null` is no value (the CloudEvents JSON
+/// format reads it as absent).
+fn put<T>(slot: &mut Option<T>, value: Option<T>) {
     if value.is_some() {
-        if slot.is_some() && dup.is_none() {
-            *dup = Some(name);
-        }
         *slot = value;
     }
 }
@@ -463,36 +523,32 @@ impl<'de, S: DataSink<'de>> Visitor<'de> for EnvelopeVisitor<'_, 'de, S> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let f = self.fields;
         while let Some(attr) = map.next_key::<Attr>()? {
-            let dup = &mut f.duplicate;
-            match attr {
-                Attr::SpecVersion => put(&mut f.specversion, text(&mut map)?, "specversion", dup),
-                Attr::Id => put(&mut f.id, text(&mut map)?, "id", dup),
-                Attr::Source => put(&mut f.source, text(&mut map)?, "source", dup),
-                Attr::Type => put(&mut f.entity, text(&mut map)?, "type", dup),
-                Attr::Subject => put(&mut f.key, text(&mut map)?, "subject", dup),
-                Attr::Time => put(&mut f.time, text(&mut map)?, "time", dup),
-                Attr::DataContentType => put(
-                    &mut f.datacontenttype,
-                    text(&mut map)?,
-                    "datacontenttype",
-                    dup,
-                ),
-                Attr::Sequence => put(&mut f.sequence, map.next_value()?, "sequence", dup),
-                Attr::SchemaVersion => put(
-                    &mut f.schemaversion,
-                    map.next_value()?,
-                    "schemaversion",
-                    dup,
-                ),
-                Attr::Operation => put(&mut f.operation, text(&mut map)?, "operation", dup),
-                Attr::CorrelationId => {
-                    put(&mut f.correlationid, text(&mut map)?, "correlationid", dup)
+            // A second occurrence is a duplicate even when one of them is
+            // `null`: a reader that keeps the last value would see another
+            // event than one that keeps the first.
+            if let Some(name) = attr.name() {
+                let bit = 1 << attr as u32;
+                if f.seen & bit != 0 {
+                    f.duplicate.get_or_insert(name);
                 }
-                Attr::CausationId => put(&mut f.causationid, text(&mut map)?, "causationid", dup),
-                Attr::TraceParent => put(&mut f.traceparent, text(&mut map)?, "traceparent", dup),
+                f.seen |= bit;
+            }
+            match attr {
+                Attr::SpecVersion => put(&mut f.specversion, text(&mut map)?),
+                Attr::Id => put(&mut f.id, text(&mut map)?),
+                Attr::Source => put(&mut f.source, text(&mut map)?),
+                Attr::Type => put(&mut f.entity, text(&mut map)?),
+                Attr::Subject => put(&mut f.key, text(&mut map)?),
+                Attr::Time => put(&mut f.time, text(&mut map)?),
+                Attr::DataContentType => put(&mut f.datacontenttype, text(&mut map)?),
+                Attr::Sequence => put(&mut f.sequence, map.next_value()?),
+                Attr::SchemaVersion => put(&mut f.schemaversion, map.next_value()?),
+                Attr::Operation => put(&mut f.operation, text(&mut map)?),
+                Attr::CorrelationId => put(&mut f.correlationid, text(&mut map)?),
+                Attr::CausationId => put(&mut f.causationid, text(&mut map)?),
+                Attr::TraceParent => put(&mut f.traceparent, text(&mut map)?),
                 Attr::Data if f.data_seen => {
                     map.next_value::<IgnoredAny>()?;
-                    f.duplicate.get_or_insert("data");
                 }
                 Attr::Data => {
                     f.data_seen = true;
@@ -516,6 +572,7 @@ fn text<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Option<Cow<'de, str>>, A:
 }
 
 /// The attribute names ecst reads; anything else is an ignored extension.
+#[derive(Clone, Copy)]
 enum Attr {
     SpecVersion,
     Id,
@@ -533,6 +590,30 @@ enum Attr {
     Data,
     DataBase64,
     Other,
+}
+
+impl Attr {
+    /// The wire name, `None` for an extension.
+    fn name(self) -> Option<&'static str> {
+        Some(match self {
+            Attr::SpecVersion => "specversion",
+            Attr::Id => "id",
+            Attr::Source => "source",
+            Attr::Type => "type",
+            Attr::Subject => "subject",
+            Attr::Time => "time",
+            Attr::DataContentType => "datacontenttype",
+            Attr::Sequence => "sequence",
+            Attr::SchemaVersion => "schemaversion",
+            Attr::Operation => "operation",
+            Attr::CorrelationId => "correlationid",
+            Attr::CausationId => "causationid",
+            Attr::TraceParent => "traceparent",
+            Attr::Data => "data",
+            Attr::DataBase64 => "data_base64",
+            Attr::Other => return None,
+        })
+    }
 }
 
 impl<'de> Deserialize<'de> for Attr {
@@ -642,14 +723,33 @@ impl<'de> Deserialize<'de> for Number {
 }
 
 fn parse_digits(v: &str) -> Number {
-    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-        let shown: String = v.chars().take(40).collect();
-        return Number::Invalid(format!("`{shown}` is not a string of decimal digits"));
+    let digits = v.as_bytes();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return not_digits(v);
     }
-    match v.parse::<u64>() {
-        Ok(n) => Number::Valid(n),
-        Err(_) => Number::Invalid(format!("`{v}` does not fit in 64 bits")),
+    // The sequence is 20 zero-padded digits on every event: skip the zeros,
+    // and add up at most 20 significant digits in a u128, where they cannot
+    // overflow (10^20 < 2^67); only the final narrowing can fail.
+    let start = digits
+        .iter()
+        .position(|&b| b != b'0')
+        .unwrap_or(digits.len());
+    let significant = &digits[start..];
+    if significant.len() <= 20 {
+        let n = significant
+            .iter()
+            .fold(0u128, |n, &b| n * 10 + u128::from(b - b'0'));
+        if let Ok(n) = u64::try_from(n) {
+            return Number::Valid(n);
+        }
     }
+    Number::Invalid(format!("`{v}` does not fit in 64 bits"))
+}
+
+#[cold]
+fn not_digits(v: &str) -> Number {
+    let shown: String = v.chars().take(40).collect();
+    Number::Invalid(format!("`{shown}` is not a string of decimal digits"))
 }
 
 #[cfg(test)]
@@ -670,6 +770,34 @@ mod tests {
             parse_digits("99999999999999999999"),
             Number::Invalid(_)
         ));
+    }
+
+    #[test]
+    fn digits_parse_like_str_parse() {
+        let max = u64::MAX.to_string();
+        for (text, expected) in [
+            ("0", Some(0)),
+            ("00000000000000000000", Some(0)),
+            ("00000000000000000001", Some(1)),
+            (max.as_str(), Some(u64::MAX)),
+            (
+                "0000000000000000000000018446744073709551615",
+                Some(u64::MAX),
+            ),
+            ("18446744073709551616", None),
+            ("100000000000000000000", None),
+        ] {
+            match (parse_digits(text), expected) {
+                (Number::Valid(n), Some(e)) => assert_eq!(n, e, "{text}"),
+                (Number::Invalid(_), None) => {}
+                (other, _) => panic!("{text}: {other:?}"),
+            }
+        }
+        // Not digits wins over too large, wherever the bad byte is.
+        let Number::Invalid(reason) = parse_digits("99999999999999999999x") else {
+            panic!("accepted");
+        };
+        assert!(reason.contains("decimal digits"), "{reason}");
     }
 
     #[test]

@@ -1,0 +1,212 @@
+//! Whether one JSON Schema can replace another: Confluent Schema Registry's
+//! rules for JSON Schema, standalone.
+//!
+//! [`check`] compares an old and a new schema under a [`Mode`] (`BACKWARD`,
+//! `FORWARD`, `FULL`, their transitive forms, `NONE`) and returns a
+//! [`Report`] listing every [`Difference`], each typed
+//! ([`DifferenceKind`], named after Confluent's `Difference.Type`), placed
+//! (a JSON pointer), judged (compatible or not under the [`Policy`]) and
+//! explained. [`check_history`] checks the newest of several versions the
+//! way the registry does on registration.
+//!
+//! A backward check asks whether a reader using the new schema accepts
+//! everything the old one allowed; a forward check is the same question with
+//! the schemas swapped; full asks both.
+//!
+//! ```
+//! use ecst_runtime::schema::compat::{check, check_with, DifferenceKind, Mode, Policy};
+//! use serde_json::json;
+//!
+//! let v1 = json!({"type": "object", "properties": {"name": {"type": "string"}}});
+//! let v2 = json!({"type": "object", "properties": {
+//!     "name": {"type": "string"},
+//!     "email": {"type": "string"}
+//! }});
+//!
+//! // v1 is an open content model: data written with it may already hold an
+//! // `email` that is not a string, so the strict policy refuses.
+//! let report = check(&v1, &v2, Mode::Backward)?;
+//! assert!(!report.is_compatible());
+//! let difference = &report.differences()[0];
+//! assert_eq!(difference.path, "#/properties/email");
+//! assert!(matches!(difference.kind, DifferenceKind::PropertyAddedToOpenContentModel { .. }));
+//! println!("{report}");
+//!
+//! // The lenient policy assumes writers only write what they declare.
+//! assert!(check_with(&v1, &v2, Mode::Backward, Policy::Lenient)?.is_compatible());
+//! // And an old reader ignores the new, optional property.
+//! assert!(check(&v1, &v2, Mode::Forward)?.is_compatible());
+//! # Ok::<(), ecst_runtime::schema::compat::SchemaError>(())
+//! ```
+//!
+//! # What is compared
+//!
+//! Annotations (`title`, `description`, `default`, `examples`, …) never
+//! break a reader. `type` (with `integer` inside `number`), `enum` and
+//! `const`, `not`, numeric and string bounds, `multipleOf`, `pattern`,
+//! `format`, objects (`properties`, `required`, `additionalProperties`,
+//! `patternProperties`, `minProperties`, `maxProperties`), arrays (`items`,
+//! `prefixItems`, draft-07 tuples and `additionalItems`, `minItems`,
+//! `maxItems`, `uniqueItems`), `allOf`/`anyOf`/`oneOf` (sub-schemas paired
+//! wherever they sit in the list) and `$ref` into the same document (`#`,
+//! `#/$defs/…`, `#/definitions/…`), followed on both sides; a recursive type
+//! is compared once per pair of definitions. Any other keyword
+//! (`if`/`then`/`else`, `dependentSchemas`, `contains`,
+//! `unevaluatedProperties`, custom ones) that differs between the schemas
+//! is reported as [`DifferenceKind::Unsupported`], never compatible: the
+//! checker does not claim compatibility for a change it does not
+//! understand.
+
+mod arrays;
+mod combinators;
+mod diff;
+mod error;
+mod explain;
+mod kind;
+mod mode;
+mod node;
+mod objects;
+mod pattern;
+mod refs;
+mod report;
+mod rules;
+mod scalars;
+
+use serde_json::Value;
+
+pub use error::{SchemaError, SchemaErrorReason};
+pub use kind::{DifferenceKind, Presence};
+pub use mode::{Mode, ParseModeError, Policy};
+pub use report::{Difference, Direction, Report};
+
+use diff::Walker;
+use node::Doc;
+
+/// Checks `new` against `old` under `mode` with Confluent's default, strict
+/// policy. A transitive mode behaves as its plain form: there is only one
+/// earlier version.
+///
+/// # Errors
+///
+/// A [`SchemaError`] when either schema cannot be walked: a `$ref` that
+/// points nowhere, out of the document, or in a loop, or a value where a
+/// schema belongs that is not one.
+pub fn check(old: &Value, new: &Value, mode: Mode) -> Result<Report, SchemaError> {
+    check_with(old, new, mode, Policy::Strict)
+}
+
+/// [`check`] with a chosen [`Policy`].
+///
+/// # Errors
+///
+/// As [`check`].
+pub fn check_with(
+    old: &Value,
+    new: &Value,
+    mode: Mode,
+    policy: Policy,
+) -> Result<Report, SchemaError> {
+    let mut differences = Vec::new();
+    let old = Doc {
+        root: old,
+        version: 0,
+    };
+    let new = Doc {
+        root: new,
+        version: 1,
+    };
+    compare(old, new, mode, policy, &mut differences)?;
+    Ok(Report {
+        mode,
+        policy,
+        differences,
+        compared: if mode == Mode::None {
+            Vec::new()
+        } else {
+            vec![0]
+        },
+    })
+}
+
+/// Checks the newest schema of `history` (oldest first, newest last) the
+/// way the registry does when it is registered: against every earlier
+/// version for the transitive modes, against the one before it otherwise.
+/// A history of fewer than two versions is compatible.
+///
+/// # Errors
+///
+/// As [`check`]; only the versions compared are read.
+pub fn check_history(history: &[Value], mode: Mode, policy: Policy) -> Result<Report, SchemaError> {
+    let mut differences = Vec::new();
+    let mut compared = Vec::new();
+    if let Some((newest, earlier)) = history.split_last() {
+        if mode != Mode::None && !earlier.is_empty() {
+            let new = Doc {
+                root: newest,
+                version: earlier.len(),
+            };
+            let first = if mode.is_transitive() {
+                0
+            } else {
+                earlier.len() - 1
+            };
+            for (version, old) in earlier.iter().enumerate().skip(first) {
+                compare(
+                    Doc { root: old, version },
+                    new,
+                    mode,
+                    policy,
+                    &mut differences,
+                )?;
+                compared.push(version);
+            }
+        }
+    }
+    Ok(Report {
+        mode,
+        policy,
+        differences,
+        compared,
+    })
+}
+
+fn compare(
+    old: Doc<'_>,
+    new: Doc<'_>,
+    mode: Mode,
+    policy: Policy,
+    out: &mut Vec<Difference>,
+) -> Result<(), SchemaError> {
+    for (direction, wanted) in [
+        (Direction::Backward, mode.checks_backward()),
+        (Direction::Forward, mode.checks_forward()),
+    ] {
+        if !wanted {
+            continue;
+        }
+        let (writer, reader) = match direction {
+            Direction::Backward => (old, new),
+            Direction::Forward => (new, old),
+        };
+        let found = Walker::new(policy).diff(writer, reader)?;
+        out.extend(found.into_iter().map(|raw| {
+            let compatible = rules::is_compatible(&raw.kind, policy);
+            let explanation = explain::explain(
+                &raw.kind,
+                &raw.detail,
+                direction.writer(),
+                direction.reader(),
+                compatible,
+            );
+            Difference {
+                path: format!("#{}", raw.path),
+                kind: raw.kind,
+                compatible,
+                direction,
+                explanation,
+                against: old.version,
+            }
+        }));
+    }
+    Ok(())
+}

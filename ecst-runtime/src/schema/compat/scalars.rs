@@ -1,0 +1,248 @@
+//! Numbers and strings: bounds, `multipleOf`, `pattern`, `format`.
+
+use super::diff::{num, push, Diffs};
+use super::error::SchemaError;
+use super::kind::DifferenceKind;
+use super::node::Node;
+
+/// A numeric bound: `kinds` is `[added, removed, increased, decreased]`,
+/// each as seen from the reader.
+pub(crate) fn bound(
+    out: &mut Diffs,
+    keyword: &str,
+    w: Option<f64>,
+    r: Option<f64>,
+    kinds: [DifferenceKind; 4],
+) {
+    let [added, removed, increased, decreased] = kinds;
+    let at = format!("/{keyword}");
+    match (w, r) {
+        (None, None) => {}
+        (None, Some(b)) => push(out, at, added, num(b)),
+        (Some(a), None) => push(out, at, removed, format!("was {}", num(a))),
+        (Some(a), Some(b)) if a < b => {
+            push(out, at, increased, format!("{} -> {}", num(a), num(b)))
+        }
+        (Some(a), Some(b)) if a > b => {
+            push(out, at, decreased, format!("{} -> {}", num(a), num(b)))
+        }
+        _ => {}
+    }
+}
+
+/// `(maximum, exclusiveMaximum)` or the minimum pair, with draft 4's
+/// boolean `exclusiveMaximum: true` read as the later numeric form.
+fn limits(
+    node: &Node<'_>,
+    inclusive: &str,
+    exclusive: &str,
+) -> Result<(Option<f64>, Option<f64>), SchemaError> {
+    let limit = node.number(inclusive)?;
+    match node.get(exclusive) {
+        Some(serde_json::Value::Bool(true)) => Ok((None, limit)),
+        Some(serde_json::Value::Bool(false)) => Ok((limit, None)),
+        _ => Ok((limit, node.number(exclusive)?)),
+    }
+}
+
+pub(crate) fn numbers(out: &mut Diffs, w: &Node<'_>, r: &Node<'_>) -> Result<(), SchemaError> {
+    use DifferenceKind as K;
+    let (w_max, w_xmax) = limits(w, "maximum", "exclusiveMaximum")?;
+    let (r_max, r_xmax) = limits(r, "maximum", "exclusiveMaximum")?;
+    let (w_min, w_xmin) = limits(w, "minimum", "exclusiveMinimum")?;
+    let (r_min, r_xmin) = limits(r, "minimum", "exclusiveMinimum")?;
+    bound(
+        out,
+        "maximum",
+        w_max,
+        r_max,
+        [
+            K::MaximumAdded,
+            K::MaximumRemoved,
+            K::MaximumIncreased,
+            K::MaximumDecreased,
+        ],
+    );
+    bound(
+        out,
+        "minimum",
+        w_min,
+        r_min,
+        [
+            K::MinimumAdded,
+            K::MinimumRemoved,
+            K::MinimumIncreased,
+            K::MinimumDecreased,
+        ],
+    );
+    bound(
+        out,
+        "exclusiveMaximum",
+        w_xmax,
+        r_xmax,
+        [
+            K::ExclusiveMaximumAdded,
+            K::ExclusiveMaximumRemoved,
+            K::ExclusiveMaximumIncreased,
+            K::ExclusiveMaximumDecreased,
+        ],
+    );
+    bound(
+        out,
+        "exclusiveMinimum",
+        w_xmin,
+        r_xmin,
+        [
+            K::ExclusiveMinimumAdded,
+            K::ExclusiveMinimumRemoved,
+            K::ExclusiveMinimumIncreased,
+            K::ExclusiveMinimumDecreased,
+        ],
+    );
+    let at = "/multipleOf";
+    match (w.number("multipleOf")?, r.number("multipleOf")?) {
+        (None, None) => {}
+        (None, Some(b)) => push(out, at, K::MultipleOfAdded, num(b)),
+        (Some(a), None) => push(out, at, K::MultipleOfRemoved, format!("was {}", num(a))),
+        (Some(a), Some(b)) if a == b => {}
+        (Some(a), Some(b)) => {
+            let kind = if is_multiple(a, b) {
+                // Every multiple of a is a multiple of b.
+                K::MultipleOfReduced
+            } else if is_multiple(b, a) {
+                K::MultipleOfExpanded
+            } else {
+                K::MultipleOfChanged
+            };
+            push(out, at, kind, format!("{} -> {}", num(a), num(b)));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `x` is a whole multiple of `y`.
+fn is_multiple(x: f64, y: f64) -> bool {
+    if y <= 0.0 || !x.is_finite() || !y.is_finite() {
+        return false;
+    }
+    let q = x / y;
+    (q - q.round()).abs() <= 1e-9 * q.abs().max(1.0)
+}
+
+pub(crate) fn strings(out: &mut Diffs, w: &Node<'_>, r: &Node<'_>) -> Result<(), SchemaError> {
+    use DifferenceKind as K;
+    bound(
+        out,
+        "maxLength",
+        w.number("maxLength")?,
+        r.number("maxLength")?,
+        [
+            K::MaxLengthAdded,
+            K::MaxLengthRemoved,
+            K::MaxLengthIncreased,
+            K::MaxLengthDecreased,
+        ],
+    );
+    bound(
+        out,
+        "minLength",
+        w.number("minLength")?,
+        r.number("minLength")?,
+        [
+            K::MinLengthAdded,
+            K::MinLengthRemoved,
+            K::MinLengthIncreased,
+            K::MinLengthDecreased,
+        ],
+    );
+    let at = "/pattern";
+    match (w.string("pattern")?, r.string("pattern")?) {
+        (None, None) => {}
+        (None, Some(b)) => push(out, at, K::PatternAdded, b),
+        (Some(a), None) => push(out, at, K::PatternRemoved, format!("was {a}")),
+        (Some(a), Some(b)) if a == b => {}
+        (Some(a), Some(b)) => push(out, at, K::PatternChanged, format!("{a} -> {b}")),
+    }
+    Ok(())
+}
+
+/// `format`. Confluent ignores it; here adding or changing one is a
+/// restriction, except a numeric format replaced by a wider one (what
+/// schemars writes when `u32` becomes `u64`).
+pub(crate) fn format(out: &mut Diffs, w: &Node<'_>, r: &Node<'_>) -> Result<(), SchemaError> {
+    use DifferenceKind as K;
+    let at = "/format";
+    match (w.string("format")?, r.string("format")?) {
+        (None, None) => {}
+        (None, Some(b)) => push(out, at, K::FormatAdded, b),
+        (Some(a), None) => push(out, at, K::FormatRemoved, format!("was {a}")),
+        (Some(a), Some(b)) if a == b => {}
+        (Some(a), Some(b)) => {
+            let kind = if widens(a, b) {
+                K::FormatWidened
+            } else {
+                K::FormatChanged
+            };
+            push(out, at, kind, format!("{a} -> {b}"));
+        }
+    }
+    Ok(())
+}
+
+/// The values of an integer format, as `(min, max)`.
+fn integer_range(format: &str) -> Option<(f64, f64)> {
+    let signed = |bits: i32| Some((-(2f64.powi(bits - 1)), 2f64.powi(bits - 1) - 1.0));
+    let unsigned = |bits: i32| Some((0.0, 2f64.powi(bits) - 1.0));
+    match format {
+        "int8" => signed(8),
+        "int16" => signed(16),
+        "int32" => signed(32),
+        "int64" | "int" => signed(64),
+        "int128" => signed(128),
+        "uint8" => unsigned(8),
+        "uint16" => unsigned(16),
+        "uint32" => unsigned(32),
+        "uint64" | "uint" => unsigned(64),
+        "uint128" => unsigned(128),
+        _ => None,
+    }
+}
+
+/// Whether every value of numeric format `from` is a value of `to`.
+fn widens(from: &str, to: &str) -> bool {
+    let numeric = |f: &str| integer_range(f).is_some() || f == "float" || f == "double";
+    match (integer_range(from), integer_range(to)) {
+        (Some((lo, hi)), Some((to_lo, to_hi))) => to_lo <= lo && hi <= to_hi,
+        // Every JSON number is a double as far as validation goes; a float
+        // holds the 8- and 16-bit integers exactly.
+        _ if to == "double" => numeric(from),
+        (Some((lo, hi)), None) if to == "float" => lo >= -65536.0 && hi <= 65535.0,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numeric_formats_widen_by_range() {
+        assert!(widens("uint32", "uint64"));
+        assert!(widens("uint32", "int64"));
+        assert!(widens("int32", "int64"));
+        assert!(widens("float", "double"));
+        assert!(widens("uint8", "float"));
+        assert!(!widens("int64", "uint64"));
+        assert!(!widens("uint64", "uint32"));
+        assert!(!widens("double", "float"));
+        assert!(!widens("date", "date-time"));
+    }
+
+    #[test]
+    fn multiples() {
+        assert!(is_multiple(10.0, 2.0));
+        assert!(is_multiple(0.3, 0.1));
+        assert!(!is_multiple(10.0, 3.0));
+        assert!(!is_multiple(2.0, 0.0));
+    }
+}
