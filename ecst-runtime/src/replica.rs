@@ -6,7 +6,7 @@ use std::collections::hash_map::{self, HashMap};
 use std::hash::Hash;
 use std::time::SystemTime;
 
-use crate::envelope::{decode_typed, finish_typed, Change, DataSlot, Envelope, Header};
+use crate::envelope::{decode_typed, finish_typed, Change, DataSlot, Decoded, Envelope, Header};
 use crate::error::DecodeError;
 use crate::event::StateEvent;
 use crate::sequence::Sequence;
@@ -46,6 +46,12 @@ pub struct ApplyStats {
     /// The part of `rejected` written in a schema version newer than this
     /// build knows.
     pub future_version: u64,
+    /// Accepted events written in a newer schema version than this build
+    /// knows, read as the newest known one because the entity's declared
+    /// compatibility (`FORWARD`, `FULL`, or transitive) promises that old
+    /// readers can; unknown fields were ignored. Counted besides their
+    /// outcome.
+    pub read_as_older: u64,
 }
 
 impl ApplyStats {
@@ -174,9 +180,7 @@ impl<T: StateEvent> Replica<T> {
     /// and applies it.
     pub fn apply_json(&mut self, json: &[u8]) -> Result<Outcome, DecodeError> {
         match decode_typed::<T>(json) {
-            Ok(decoded) => {
-                Ok(self.apply_change(decoded.key, decoded.header.sequence, decoded.change))
-            }
+            Ok(decoded) => Ok(self.apply_decoded(decoded)),
             Err(error) => {
                 self.stats.reject(&error);
                 Err(error)
@@ -190,14 +194,19 @@ impl<T: StateEvent> Replica<T> {
         slot: DataSlot<'_, T>,
     ) -> Result<Outcome, DecodeError> {
         match finish_typed::<T>(header, slot) {
-            Ok(decoded) => {
-                Ok(self.apply_change(decoded.key, decoded.header.sequence, decoded.change))
-            }
+            Ok(decoded) => Ok(self.apply_decoded(decoded)),
             Err(error) => {
                 self.stats.reject(&error);
                 Err(error)
             }
         }
+    }
+
+    fn apply_decoded(&mut self, decoded: Decoded<'_, T>) -> Outcome {
+        if decoded.header.schema_version > T::VERSION {
+            self.stats.read_as_older += 1;
+        }
+        self.apply_change(decoded.key, decoded.header.sequence, decoded.change)
     }
 
     /// Applies `change` to `key` at `sequence`: the version gate itself.

@@ -24,6 +24,7 @@ use serde_json::value::RawValue;
 use super::{Change, Operation, CONTENT_TYPE, SPEC_VERSION};
 use crate::error::{DecodeError, DecodeErrorKind, EventContext};
 use crate::event::{EntityKey, StateEvent};
+use crate::schema::compat::Mode;
 use crate::sequence::Sequence;
 use crate::upcast::{DecodeVersionError, UpcastError};
 
@@ -127,6 +128,22 @@ pub(crate) fn decode_typed<T: StateEvent>(bytes: &[u8]) -> Result<Decoded<'_, T>
     finish_typed(header, sink.slot)
 }
 
+/// The version of `T` to read data written in `written` with: itself when
+/// known; the newest known one for a newer version that `T`'s declared
+/// compatibility promises old readers can read (`FORWARD`/`FULL`: the next
+/// version; `*_TRANSITIVE`: any); `None` for a future version it does not.
+pub(crate) fn read_as<T: StateEvent>(written: u32) -> Option<u32> {
+    if written <= T::VERSION {
+        return Some(written);
+    }
+    let tolerated = match T::COMPATIBILITY {
+        Mode::Forward | Mode::Full => written == T::VERSION.saturating_add(1),
+        Mode::ForwardTransitive | Mode::FullTransitive => true,
+        Mode::Backward | Mode::BackwardTransitive | Mode::None => false,
+    };
+    tolerated.then_some(T::VERSION)
+}
+
 /// Checks a header against `T` and turns its `data` into a [`Change`].
 pub(crate) fn finish_typed<'de, T: StateEvent>(
     header: Header<'de>,
@@ -137,12 +154,11 @@ pub(crate) fn finish_typed<'de, T: StateEvent>(
             expected: T::ENTITY,
         }));
     }
-    let version = header.schema_version;
-    if version > T::VERSION {
+    let Some(version) = read_as::<T>(header.schema_version) else {
         return Err(header.error(DecodeErrorKind::FutureVersion {
             newest_known: T::VERSION,
         }));
-    }
+    };
     let key = match <T::Key as EntityKey>::parse_key(&header.key) {
         Ok(key) => key,
         Err(e) => return Err(header.error(DecodeErrorKind::InvalidKey(e))),
@@ -427,7 +443,9 @@ impl<'de, T: StateEvent> DataSink<'de> for TypedSink<'de, T> {
         map: &mut A,
     ) -> Result<(), A::Error> {
         let version = match fields.schemaversion {
-            Some(Number::Valid(v)) if v >= 1 && v <= u64::from(T::VERSION) => v as u32,
+            Some(Number::Valid(v)) if v >= 1 => {
+                u32::try_from(v).ok().and_then(read_as::<T>).unwrap_or(0)
+            }
             _ => 0,
         };
         let in_place = version != 0

@@ -30,7 +30,7 @@ use crate::error::DecodeError;
 use crate::event::StateEvent;
 use crate::sequence::Sequence;
 
-pub(crate) use decode::{decode_header, decode_typed, finish_typed, DataSlot, Header};
+pub(crate) use decode::{decode_header, decode_typed, finish_typed, DataSlot, Decoded, Header};
 pub use encode::EncodeError;
 
 /// The CloudEvents spec version ecst writes and reads.
