@@ -26,6 +26,7 @@ mod router;
 pub mod schema;
 mod sequence;
 mod snapshot;
+pub mod store;
 mod upcast;
 
 #[doc(hidden)]

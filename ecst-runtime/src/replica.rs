@@ -188,6 +188,20 @@ impl<T: StateEvent> Replica<T> {
         }
     }
 
+    /// [`Replica::apply_json`], also returning the event's key.
+    pub(crate) fn apply_json_keyed(&mut self, json: &[u8]) -> Result<(Outcome, T::Key), DecodeError> {
+        match decode_typed::<T>(json) {
+            Ok(decoded) => {
+                let key = decoded.key.clone();
+                Ok((self.apply_decoded(decoded), key))
+            }
+            Err(error) => {
+                self.stats.reject(&error);
+                Err(error)
+            }
+        }
+    }
+
     pub(crate) fn apply_parts(
         &mut self,
         header: Header<'_>,
@@ -214,6 +228,13 @@ impl<T: StateEvent> Replica<T> {
         let outcome = self.merge(key, sequence, change);
         self.stats.record(outcome);
         outcome
+    }
+
+    /// Puts `change` for `key` at `sequence` through the version gate
+    /// without counting it in [`Replica::stats`]: for loading a replica from
+    /// a durable store.
+    pub fn restore(&mut self, key: T::Key, sequence: Sequence, change: Change<T>) -> Outcome {
+        self.merge(key, sequence, change)
     }
 
     /// The version gate, without counting.

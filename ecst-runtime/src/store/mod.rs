@@ -1,0 +1,112 @@
+//! Durable replicas: the replica's state and the consumer's checkpoint,
+//! written in one transaction.
+//!
+//! A [`DurableReplica`] keeps a [`Replica`] in memory for reads and writes
+//! every change to a [`ReplicaStore`] together with the [`Checkpoint`]: the
+//! stream position up to which every event has been applied. A crash at any
+//! point loses nothing (what was not committed is delivered again) and
+//! applies nothing twice (what was committed is behind the checkpoint, and
+//! a redelivery of it is a [`Duplicate`](crate::Outcome::Duplicate) anyway).
+//!
+//! Stores: [`SqliteStore`](sqlite::SqliteStore) (feature `sqlite`, the
+//! embedded default) and [`PostgresStore`](postgres::PostgresStore)
+//! (feature `postgres`). Both keep each state as JSON of the newest schema
+//! version with that version beside it, so a store written by an older build
+//! is upcast when a newer one loads it.
+
+mod durable;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+use core::future::Future;
+
+pub use durable::{BatchOutcome, DurableReplica, Message};
+
+use crate::event::StateEvent;
+use crate::replica::Replica;
+use crate::sequence::Sequence;
+
+/// How far a consumer has come in its stream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The broker's sequence of the last message handled; every message up
+    /// to it has been applied (or parked) and committed.
+    pub stream_sequence: u64,
+    /// Events that changed the replica ([`Outcome::Inserted`],
+    /// [`Outcome::Updated`], [`Outcome::Deleted`](crate::Outcome::Deleted)),
+    /// counted since the store was created. Committed with the changes, so
+    /// it is exact across crashes.
+    ///
+    /// [`Outcome::Inserted`]: crate::Outcome::Inserted
+    /// [`Outcome::Updated`]: crate::Outcome::Updated
+    pub applied: u64,
+}
+
+/// One key's new content, as committed.
+#[derive(Debug)]
+pub struct StoredEntry<'a, T: StateEvent> {
+    /// The key.
+    pub key: &'a T::Key,
+    /// The sequence the key now holds.
+    pub sequence: Sequence,
+    /// The state, or `None` for a tombstone.
+    pub state: Option<&'a T>,
+}
+
+/// An event the consumer could not apply and set aside, with every later
+/// event of the same key (so that per-key order is kept).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Parked {
+    /// The broker's sequence of the message.
+    pub stream_sequence: u64,
+    /// The subject it arrived on.
+    pub subject: String,
+    /// The entity key, when the envelope said.
+    pub key: Option<String>,
+    /// Why it was parked.
+    pub reason: String,
+    /// The message body as received.
+    pub payload: Vec<u8>,
+}
+
+/// What one transaction writes.
+#[derive(Debug)]
+pub struct Commit<'a, T: StateEvent> {
+    /// Keys whose state or tombstone changed.
+    pub entries: Vec<StoredEntry<'a, T>>,
+    /// Events set aside in this batch.
+    pub parked: &'a [Parked],
+    /// Parked events resolved (retried successfully or dropped on purpose),
+    /// by stream sequence.
+    pub unparked: &'a [u64],
+    /// The checkpoint after the batch.
+    pub checkpoint: Checkpoint,
+}
+
+/// What a store holds, as loaded at start.
+pub struct Loaded<T: StateEvent> {
+    /// The replica, states and tombstones with their sequences.
+    pub replica: Replica<T>,
+    /// The checkpoint, `None` for a new store.
+    pub checkpoint: Option<Checkpoint>,
+    /// Events parked and not yet resolved, oldest first.
+    pub parked: Vec<Parked>,
+}
+
+/// A durable home for one replica and its consumer's checkpoint.
+///
+/// Implementations write everything in a [`Commit`] atomically: after a
+/// crash, [`ReplicaStore::load`] returns either all of it or none of it.
+pub trait ReplicaStore<T: StateEvent> {
+    /// What can go wrong.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Loads the replica, the checkpoint and the parked events.
+    fn load(&mut self) -> impl Future<Output = Result<Loaded<T>, Self::Error>> + Send;
+
+    /// Writes a batch's changes, parked events and checkpoint in one
+    /// transaction.
+    fn commit(&mut self, commit: Commit<'_, T>) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
