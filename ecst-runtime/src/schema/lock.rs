@@ -3,9 +3,13 @@
 //!
 //! Layout: `schemas/<entity>/v<N>.json` (one file per version) and
 //! `schemas/asyncapi.json`. Every committed version is frozen: its schema
-//! may not change. The newest version's relation to the earlier ones must
-//! satisfy the entity's compatibility mode (`#[state_event(compatibility =
-//! "..")]`, BACKWARD by default, as in Confluent's registry). Set
+//! may not change, except in documentation (`title`, `description`,
+//! `$comment`, `examples`), which never constrains data: the derive rewrites
+//! a version's `title` and `description` when it stops being the newest, and
+//! a doc comment may be edited. The newest version's relation to the earlier
+//! ones must satisfy the entity's compatibility mode (`#[state_event(
+//! compatibility = "..")]`; `NONE` unless declared, see
+//! [`StateEvent::COMPATIBILITY`](crate::StateEvent::COMPATIBILITY)). Set
 //! `ECST_SCHEMA_LOCK=overwrite` to rewrite the files on purpose, then read
 //! the diff before committing.
 
@@ -18,7 +22,7 @@ use serde_json::Value;
 
 use super::asyncapi::{asyncapi, AsyncApiOptions};
 use super::catalog::{Catalog, DuplicateEntity};
-use super::compat::{self, Mode, Policy, Report, SchemaError};
+use super::compat::{self, Direction, Mode, Policy, Report, SchemaError};
 use super::{canonical, jsondiff};
 
 /// The environment variable that rewrites the lock: set it to `overwrite`.
@@ -70,10 +74,18 @@ pub enum LockError {
         /// What is wrong.
         reason: String,
     },
-    /// A schema could not be compared (a `$ref` to nowhere, a cycle).
-    #[error("{}: {source}", path.display())]
+    /// A schema could not be compared (a `$ref` to nowhere, a cycle, a
+    /// value that is not a schema).
+    #[error(
+        "{}: cannot compare this schema: at {}: {}; restore the file from version control, or \
+         rewrite the lock with {OVERWRITE_ENV}=overwrite",
+        path.display(),
+        source.path,
+        source.reason
+    )]
     Schema {
-        /// The file (or would-be file) of the schema.
+        /// The file of the schema (for a schema of the code, the file that
+        /// holds or would hold that version).
         path: PathBuf,
         /// Where in the schema, and why.
         source: SchemaError,
@@ -115,6 +127,8 @@ pub enum Problem {
     },
     /// The newest version breaks the entity's compatibility mode.
     Incompatible {
+        /// The file that holds (or would hold) the newest version.
+        path: PathBuf,
         /// The entity.
         entity: &'static str,
         /// The newest version.
@@ -132,15 +146,41 @@ pub enum Problem {
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Problem::FrozenChanged { path, changes, compatibility } => {
-                writeln!(f, "{}: a committed schema changed; committed versions are frozen", path.display())?;
+            Problem::FrozenChanged {
+                path,
+                changes,
+                compatibility,
+            } => {
+                writeln!(
+                    f,
+                    "{}: a committed schema changed; committed versions are frozen",
+                    path.display()
+                )?;
                 for change in changes {
                     writeln!(f, "    {change}")?;
                 }
                 if !compatibility.is_compatible() {
-                    write!(f, "  {compatibility}")?;
+                    writeln!(
+                        f,
+                        "  events already written in this version break readers \
+                         (old = the committed schema, new = the code's):"
+                    )?;
+                    for difference in compatibility.incompatibilities() {
+                        writeln!(
+                            f,
+                            "    {} ({}): {}: {}",
+                            difference.path,
+                            difference.direction,
+                            difference.kind,
+                            difference.explanation
+                        )?;
+                    }
                 }
-                write!(f, "  declare a new version instead (raise `version` and describe the change)")
+                write!(
+                    f,
+                    "  declare a new version instead (raise `version` and describe the change), \
+                     or restore the committed schema"
+                )
             }
             Problem::Unlocked { path } => write!(
                 f,
@@ -160,12 +200,45 @@ impl fmt::Display for Problem {
                  (restore the type, or delete the directory on purpose)",
                 path.display()
             ),
-            Problem::Incompatible { entity, version, report } => {
-                write!(f, "`{entity}` v{version} breaks its compatibility mode:\n  {report}")
+            Problem::Incompatible {
+                path,
+                entity,
+                version,
+                report,
+            } => {
+                writeln!(
+                    f,
+                    "{}: `{entity}` v{version} breaks its declared compatibility mode {} ({} policy):",
+                    path.display(),
+                    report.mode(),
+                    report.policy()
+                )?;
+                for difference in report.incompatibilities() {
+                    // `against` indexes the history, which starts at v1.
+                    let earlier = difference.against + 1;
+                    let (reader, data) = match difference.direction {
+                        Direction::Backward => (*version as usize, earlier),
+                        Direction::Forward => (earlier, *version as usize),
+                    };
+                    writeln!(
+                        f,
+                        "    {} ({}: a v{reader} reader, v{data} data): {}: {}",
+                        difference.path,
+                        difference.direction,
+                        difference.kind,
+                        difference.explanation
+                    )?;
+                }
+                write!(
+                    f,
+                    "  change v{version} so that it is compatible, or declare the mode consumers \
+                     rely on with `#[state_event(compatibility = \"..\")]`"
+                )
             }
             Problem::AsyncApiStale { path } => write!(
                 f,
-                "{}: out of date with the event types; regenerate it with {OVERWRITE_ENV}=overwrite",
+                "{}: missing or out of date with the event types; regenerate it with \
+                 {OVERWRITE_ENV}=overwrite",
                 path.display()
             ),
         }
@@ -191,10 +264,11 @@ impl fmt::Display for LockReport {
         if self.problems.is_empty() {
             return f.write_str("the schema lock matches the code");
         }
+        let count = self.problems.len();
+        let plural = if count == 1 { "" } else { "s" };
         writeln!(
             f,
-            "the schema lock does not match the code ({} problems):",
-            self.problems.len()
+            "the schema lock does not match the code ({count} problem{plural}):"
         )?;
         for problem in &self.problems {
             writeln!(f, "- {problem}")?;
@@ -223,10 +297,22 @@ pub fn assert_lock(dir: impl AsRef<Path>) {
 }
 
 /// [`assert_lock`] with an explicit catalog and options.
+///
+/// `ECST_SCHEMA_LOCK` may be unset, empty, or `overwrite`; any other value
+/// is a mistake (a typo would otherwise leave the lock as it is) and panics.
 #[track_caller]
 pub fn assert_lock_with(dir: impl AsRef<Path>, catalog: &Catalog, options: &LockOptions) {
     let dir = dir.as_ref();
-    if std::env::var(OVERWRITE_ENV).is_ok_and(|v| v == "overwrite") {
+    let overwrite = match std::env::var(OVERWRITE_ENV) {
+        Ok(value) if value.trim().eq_ignore_ascii_case("overwrite") => true,
+        Ok(value) if value.trim().is_empty() => false,
+        Ok(value) => panic!(
+            "{OVERWRITE_ENV}={value:?} is not understood: set it to `overwrite` to rewrite the \
+             schema lock, or unset it to check it"
+        ),
+        Err(_) => false,
+    };
+    if overwrite {
         if let Err(e) = write_lock(dir, catalog, options) {
             panic!("writing the schema lock failed: {e}");
         }
@@ -274,7 +360,12 @@ pub fn check_lock(
                     report.problems.push(Problem::Unlocked { path });
                     history.push(schema);
                 }
-                Some(locked) if locked == schema => history.push(schema),
+                // Documentation may change (the derive retitles a version
+                // when it stops being the newest); the AsyncAPI check asks
+                // for the files to be rewritten then.
+                Some(locked) if without_annotations(&locked) == without_annotations(&schema) => {
+                    history.push(schema)
+                }
                 Some(locked) => {
                     let compatibility =
                         compat::check_with(&locked, &schema, Mode::Full, Policy::Strict).map_err(
@@ -285,7 +376,10 @@ pub fn check_lock(
                         )?;
                     report.problems.push(Problem::FrozenChanged {
                         path,
-                        changes: jsondiff::diff(&locked, &schema),
+                        changes: jsondiff::diff(
+                            &without_annotations(&locked),
+                            &without_annotations(&schema),
+                        ),
                         compatibility,
                     });
                     // The committed schema is what old events were written in.
@@ -309,13 +403,16 @@ pub fn check_lock(
             let mode = event.compatibility();
             let verdict =
                 compat::check_history(&history, mode, options.policy).map_err(|source| {
+                    // `source.version` indexes the history, which starts at v1.
+                    let version = u32::try_from(source.version + 1).unwrap_or(newest);
                     LockError::Schema {
-                        path: version_path(dir, entity, newest),
+                        path: version_path(dir, entity, version),
                         source,
                     }
                 })?;
             if !verdict.is_compatible() {
                 report.problems.push(Problem::Incompatible {
+                    path: version_path(dir, entity, newest),
                     entity,
                     version: newest,
                     report: verdict,
@@ -324,15 +421,23 @@ pub fn check_lock(
         }
     }
     if dir.is_dir() {
+        let mut removed = Vec::new();
         let entries = fs::read_dir(dir).map_err(|source| io_error(dir, source))?;
         for entry in entries {
             let entry = entry.map_err(|source| io_error(dir, source))?;
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
             if path.is_dir() && catalog.get(&name).is_none() {
-                report.problems.push(Problem::EntityRemoved { path });
+                removed.push(path);
             }
         }
+        // `read_dir` order depends on the file system.
+        removed.sort();
+        report.problems.extend(
+            removed
+                .into_iter()
+                .map(|path| Problem::EntityRemoved { path }),
+        );
     }
     let asyncapi_path = dir.join("asyncapi.json");
     let expected = asyncapi(catalog, &options.asyncapi);
@@ -376,14 +481,78 @@ fn read_json(path: &Path) -> Result<Option<Value>, LockError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(io_error(path, source)),
     };
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| LockError::Corrupt {
+    serde_json::from_str(&text).map(Some).map_err(|e| {
+        // The position is in the message already, as `path:line:column`.
+        let message = e.to_string();
+        let position = format!(" at line {} column {}", e.line(), e.column());
+        LockError::Corrupt {
             path: path.to_owned(),
             line: e.line(),
             column: e.column(),
-            reason: e.to_string(),
+            reason: message
+                .strip_suffix(&position)
+                .unwrap_or(&message)
+                .to_owned(),
+        }
+    })
+}
+
+/// Keywords that document a schema and never constrain data.
+const ANNOTATIONS: [&str; 4] = ["title", "description", "$comment", "examples"];
+
+/// `schema` without [`ANNOTATIONS`], wherever a schema sits in it. Values
+/// that are data (`enum`, `const`, `default`, `required`, property names)
+/// and keywords this walk does not know are kept as they are.
+fn without_annotations(schema: &Value) -> Value {
+    // Keywords whose value is a schema or a list of schemas.
+    const SCHEMAS: [&str; 16] = [
+        "items",
+        "prefixItems",
+        "additionalItems",
+        "contains",
+        "additionalProperties",
+        "unevaluatedItems",
+        "unevaluatedProperties",
+        "propertyNames",
+        "not",
+        "if",
+        "then",
+        "else",
+        "allOf",
+        "anyOf",
+        "oneOf",
+        "contentSchema",
+    ];
+    // Keywords whose value maps names to schemas.
+    const MAPS: [&str; 5] = [
+        "properties",
+        "patternProperties",
+        "dependentSchemas",
+        "$defs",
+        "definitions",
+    ];
+    let Value::Object(map) = schema else {
+        return schema.clone();
+    };
+    map.iter()
+        .filter(|(key, _)| !ANNOTATIONS.contains(&key.as_str()))
+        .map(|(key, value)| {
+            let value = match value {
+                Value::Object(named) if MAPS.contains(&key.as_str()) => Value::Object(
+                    named
+                        .iter()
+                        .map(|(name, schema)| (name.clone(), without_annotations(schema)))
+                        .collect(),
+                ),
+                Value::Array(list) if SCHEMAS.contains(&key.as_str()) => {
+                    Value::Array(list.iter().map(without_annotations).collect())
+                }
+                _ if SCHEMAS.contains(&key.as_str()) => without_annotations(value),
+                _ => value.clone(),
+            };
+            (key.clone(), value)
         })
+        .collect()
 }
 
 fn write_json(path: &Path, value: &Value) -> Result<(), LockError> {
@@ -394,5 +563,38 @@ fn io_error(path: &Path, source: io::Error) -> LockError {
     LockError::Io {
         path: path.to_owned(),
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn annotations_are_dropped_only_where_a_schema_sits() {
+        let schema = json!({
+            "title": "TicketV1",
+            "description": "Version 1 of [`Ticket`]",
+            "required": ["title"],
+            "properties": {
+                "title": { "type": "string", "description": "The title.", "examples": ["x"] },
+                "tags": { "items": [{ "title": "tag", "const": { "title": "data" } }] }
+            },
+            "$defs": { "description": { "$comment": "a def named description" } },
+            "enum": [{ "description": "data" }]
+        });
+        assert_eq!(
+            without_annotations(&schema),
+            json!({
+                "required": ["title"],
+                "properties": {
+                    "title": { "type": "string" },
+                    "tags": { "items": [{ "const": { "title": "data" } }] }
+                },
+                "$defs": { "description": {} },
+                "enum": [{ "description": "data" }]
+            })
+        );
     }
 }
