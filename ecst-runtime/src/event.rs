@@ -20,16 +20,16 @@ use crate::upcast::{DecodeVersionError, PayloadError, UpcastError};
 /// round-trip.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be used as an entity key",
-    note = "an entity key needs `Clone + Eq + Hash + Debug + Display + FromStr` (with a `Display` error), and `Display`/`FromStr` must round-trip"
+    note = "an entity key needs `Clone + Eq + Hash + Debug + Display + FromStr + Send + Sync` (with a `Display` error), and `Display`/`FromStr` must round-trip"
 )]
-pub trait EntityKey: Clone + Eq + Hash + Debug + Display + FromStr + 'static {
+pub trait EntityKey: Clone + Eq + Hash + Debug + Display + FromStr + Send + Sync + 'static {
     /// Parses a key from its `Display` form, the parse error as text.
     fn parse_key(text: &str) -> Result<Self, String>;
 }
 
 impl<K> EntityKey for K
 where
-    K: Clone + Eq + Hash + Debug + Display + FromStr + 'static,
+    K: Clone + Eq + Hash + Debug + Display + FromStr + Send + Sync + 'static,
     <K as FromStr>::Err: Display,
 {
     fn parse_key(text: &str) -> Result<Self, String> {
@@ -43,7 +43,7 @@ where
 /// Implement it with `#[derive(StateEvent)]`; the derive writes the struct's
 /// history into [`StateEvent::deserialize_version`] and
 /// [`StateEvent::schema`]. The type itself is always the newest version.
-pub trait StateEvent: Serialize + DeserializeOwned + 'static {
+pub trait StateEvent: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The key type, taken from the field marked `#[state_event(key)]`.
     type Key: EntityKey;
 

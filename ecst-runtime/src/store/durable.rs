@@ -17,6 +17,21 @@ pub struct Message<'a> {
     pub subject: &'a str,
     /// The CloudEvents JSON body.
     pub payload: &'a [u8],
+    /// Set when the transport already refused the message (say, a payload
+    /// over the size limit): it is parked with this reason, undecoded.
+    pub refused: Option<&'a str>,
+}
+
+impl<'a> Message<'a> {
+    /// A message to decode and apply.
+    pub fn new(stream_sequence: u64, subject: &'a str, payload: &'a [u8]) -> Self {
+        Message {
+            stream_sequence,
+            subject,
+            payload,
+            refused: None,
+        }
+    }
 }
 
 /// What a batch did, message by message.
@@ -44,8 +59,9 @@ pub struct DurableReplica<T: StateEvent, S: ReplicaStore<T>> {
     store: S,
     checkpoint: Option<Checkpoint>,
     parked: Vec<Parked>,
-    /// Parked events per key.
-    held: HashMap<String, usize>,
+    /// Keys with parked events, and the lowest stream sequence parked for
+    /// each: later messages of the key are held behind it.
+    held: HashMap<String, u64>,
     /// The last commit failed and memory may be ahead of the store.
     stale_memory: bool,
 }
@@ -72,7 +88,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         self.held.clear();
         for parked in &loaded.parked {
             if let Some(key) = &parked.key {
-                *self.held.entry(key.clone()).or_default() += 1;
+                hold(&mut self.held, key, parked.stream_sequence);
             }
         }
         self.parked = loaded.parked;
@@ -122,7 +138,10 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
     /// On a store error nothing of the batch is durable; memory is reloaded
     /// from the store before the next batch, and the caller should not
     /// acknowledge the messages.
-    pub async fn apply_batch(&mut self, messages: &[Message<'_>]) -> Result<BatchOutcome, S::Error> {
+    pub async fn apply_batch(
+        &mut self,
+        messages: &[Message<'_>],
+    ) -> Result<BatchOutcome, S::Error> {
         if self.stale_memory {
             self.reload().await?;
         }
@@ -130,8 +149,32 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         let mut changed: Vec<T::Key> = Vec::new();
         let mut parked_now: Vec<Parked> = Vec::new();
         let mut checkpoint = self.checkpoint.unwrap_or_default();
+        // A redelivery of a message already parked stays parked, once: it is
+        // neither applied (it would jump the queue of its key) nor parked
+        // again (the store holds one row per stream sequence).
+        let already_parked: HashSet<u64> = self.parked.iter().map(|p| p.stream_sequence).collect();
         for message in messages {
             checkpoint.stream_sequence = checkpoint.stream_sequence.max(message.stream_sequence);
+            let sequence = message.stream_sequence;
+            let parked_before = if already_parked.contains(&sequence) {
+                self.parked.iter().find(|p| p.stream_sequence == sequence)
+            } else {
+                parked_now.iter().find(|p| p.stream_sequence == sequence)
+            };
+            if let Some(parked) = parked_before {
+                outcome.parked.push((sequence, parked.reason.clone()));
+                continue;
+            }
+            if let Some(reason) = message.refused {
+                self.park(
+                    message,
+                    None,
+                    reason.to_owned(),
+                    &mut parked_now,
+                    &mut outcome,
+                );
+                continue;
+            }
             if let Some(reason) = self.held_behind(message) {
                 self.park(message, reason.0, reason.1, &mut parked_now, &mut outcome);
                 continue;
@@ -146,7 +189,13 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
                 }
                 Err(error) => {
                     let key = error.context().key.clone();
-                    self.park(message, key, reason_of(&error), &mut parked_now, &mut outcome);
+                    self.park(
+                        message,
+                        key,
+                        reason_of(&error),
+                        &mut parked_now,
+                        &mut outcome,
+                    );
                 }
             }
         }
@@ -179,7 +228,10 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         let mut changed: Vec<T::Key> = Vec::new();
         let mut checkpoint = self.checkpoint.unwrap_or_default();
         for parked in &self.parked {
-            let blocked = parked.key.as_ref().is_some_and(|k| still_blocked.contains_key(k));
+            let blocked = parked
+                .key
+                .as_ref()
+                .is_some_and(|k| still_blocked.contains_key(k));
             if !blocked {
                 if let Ok((applied, key)) = self.replica.apply_json_keyed(&parked.payload) {
                     if changes_state(applied) {
@@ -194,7 +246,9 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
             if let Some(key) = &parked.key {
                 still_blocked.insert(key.clone(), ());
             }
-            outcome.parked.push((parked.stream_sequence, parked.reason.clone()));
+            outcome
+                .parked
+                .push((parked.stream_sequence, parked.reason.clone()));
         }
         let entries = stored_entries(&self.replica, &changed);
         let commit = Commit {
@@ -208,11 +262,12 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
             return Err(error);
         }
         self.checkpoint = Some(checkpoint);
-        self.parked.retain(|p| !unparked.contains(&p.stream_sequence));
+        self.parked
+            .retain(|p| !unparked.contains(&p.stream_sequence));
         self.held.clear();
         for parked in &self.parked {
             if let Some(key) = &parked.key {
-                *self.held.entry(key.clone()).or_default() += 1;
+                hold(&mut self.held, key, parked.stream_sequence);
             }
         }
         Ok(outcome)
@@ -225,7 +280,11 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         }
         let (header, _) = decode_header(message.payload).ok()?;
         let key = header.key.into_owned();
-        self.held.contains_key(&key).then(|| {
+        // Only what comes after the key's first parked event waits; a
+        // redelivery of an earlier message (already applied) goes through
+        // the version gate as usual.
+        let first = *self.held.get(&key)?;
+        (message.stream_sequence > first).then(|| {
             let reason = format!("held behind an earlier parked event of key `{key}`");
             (Some(key), reason)
         })
@@ -240,9 +299,11 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         outcome: &mut BatchOutcome,
     ) {
         if let Some(key) = &key {
-            *self.held.entry(key.clone()).or_default() += 1;
+            hold(&mut self.held, key, message.stream_sequence);
         }
-        outcome.parked.push((message.stream_sequence, reason.clone()));
+        outcome
+            .parked
+            .push((message.stream_sequence, reason.clone()));
         parked_now.push(Parked {
             stream_sequence: message.stream_sequence,
             subject: message.subject.to_owned(),
@@ -253,24 +314,45 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
     }
 }
 
+/// Records that `key` has a parked event at `stream_sequence`.
+fn hold(held: &mut HashMap<String, u64>, key: &str, stream_sequence: u64) {
+    held.entry(key.to_owned())
+        .and_modify(|first| *first = (*first).min(stream_sequence))
+        .or_insert(stream_sequence);
+}
+
 fn reason_of(error: &DecodeError) -> String {
     error.to_string()
 }
 
 fn changes_state(outcome: Outcome) -> bool {
-    matches!(outcome, Outcome::Inserted | Outcome::Updated | Outcome::Deleted)
+    matches!(
+        outcome,
+        Outcome::Inserted | Outcome::Updated | Outcome::Deleted
+    )
 }
 
 /// What the replica now holds for each changed key, each key once.
-fn stored_entries<'a, T: StateEvent>(replica: &'a Replica<T>, changed: &'a [T::Key]) -> Vec<StoredEntry<'a, T>> {
+fn stored_entries<'a, T: StateEvent>(
+    replica: &'a Replica<T>,
+    changed: &'a [T::Key],
+) -> Vec<StoredEntry<'a, T>> {
     let mut seen = HashSet::with_capacity(changed.len());
     changed
         .iter()
         .filter(|key| seen.insert(*key))
         .filter_map(|key| {
             replica.entry(key).map(|entry| match entry {
-                Entry::Live { sequence, state } => StoredEntry { key, sequence, state: Some(state) },
-                Entry::Tombstone { sequence } => StoredEntry { key, sequence, state: None },
+                Entry::Live { sequence, state } => StoredEntry {
+                    key,
+                    sequence,
+                    state: Some(state),
+                },
+                Entry::Tombstone { sequence } => StoredEntry {
+                    key,
+                    sequence,
+                    state: None,
+                },
             })
         })
         .collect()

@@ -8,13 +8,14 @@
 //! applies nothing twice (what was committed is behind the checkpoint, and
 //! a redelivery of it is a [`Duplicate`](crate::Outcome::Duplicate) anyway).
 //!
-//! Stores: [`SqliteStore`](sqlite::SqliteStore) (feature `sqlite`, the
-//! embedded default) and [`PostgresStore`](postgres::PostgresStore)
-//! (feature `postgres`). Both keep each state as JSON of the newest schema
-//! version with that version beside it, so a store written by an older build
-//! is upcast when a newer one loads it.
+//! Stores: `sqlite::SqliteStore` (feature `sqlite`, the embedded default)
+//! and `postgres::PostgresStore` (feature `postgres`). Both keep each state
+//! as JSON of the newest schema version with that version beside it, so a
+//! store written by an older build is upcast when a newer one loads it.
 
 mod durable;
+mod error;
+mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "sqlite")]
@@ -23,6 +24,8 @@ pub mod sqlite;
 use core::future::Future;
 
 pub use durable::{BatchOutcome, DurableReplica, Message};
+pub use error::{StoreContext, StoreError};
+pub use memory::MemoryStore;
 
 use crate::event::StateEvent;
 use crate::replica::Replica;
@@ -108,5 +111,8 @@ pub trait ReplicaStore<T: StateEvent> {
 
     /// Writes a batch's changes, parked events and checkpoint in one
     /// transaction.
-    fn commit(&mut self, commit: Commit<'_, T>) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    fn commit(
+        &mut self,
+        commit: Commit<'_, T>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }

@@ -1,0 +1,310 @@
+//! [`StoreError`], the one error of the durable stores, and the conversions
+//! at the SQL boundary that produce it.
+
+use core::fmt;
+
+use crate::envelope::Change;
+use crate::event::{EntityKey, StateEvent};
+use crate::replica::Replica;
+use crate::sequence::Sequence;
+use crate::upcast::{BoxError, PayloadError};
+
+/// Where a [`StoreError`] happened: the backend, the consumer and, when the
+/// operation concerned one entity type, its name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreContext {
+    /// `"sqlite"` or `"postgres"`.
+    pub backend: &'static str,
+    /// The consumer whose rows were read or written.
+    pub consumer: String,
+    /// The entity (`StateEvent::ENTITY`), `None` for operations on the whole
+    /// database (opening it, creating the tables, purging a consumer).
+    pub entity: Option<&'static str>,
+}
+
+impl StoreContext {
+    pub(crate) fn new(backend: &'static str, consumer: &str, entity: Option<&'static str>) -> Self {
+        StoreContext {
+            backend,
+            consumer: consumer.to_owned(),
+            entity,
+        }
+    }
+
+    /// A [`StoreError::Database`] for `operation`, from any database error.
+    pub(crate) fn database(
+        &self,
+        operation: &'static str,
+        source: impl Into<BoxError>,
+    ) -> StoreError {
+        StoreError::Database {
+            context: Box::new(self.clone()),
+            operation,
+            source: source.into(),
+        }
+    }
+}
+
+impl fmt::Display for StoreContext {
+    /// For example ``sqlite store, consumer `billing`, entity `customer` ``.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} store, consumer `{}`", self.backend, self.consumer)?;
+        if let Some(entity) = self.entity {
+            write!(f, ", entity `{entity}`")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a durable store (`sqlite::SqliteStore`, `postgres::PostgresStore`)
+/// reports when a load or a commit fails.
+///
+/// Every variant carries a [`StoreContext`] (backend, consumer, entity) and,
+/// where a row is concerned, its key. A failed commit has written nothing:
+/// the transaction is rolled back.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database reported an error (I/O, locking, a lost connection, a
+    /// constraint, a column of an unexpected type).
+    #[error("{context}: {operation} failed: {}", chain(.source.as_ref()))]
+    Database {
+        /// Where.
+        context: Box<StoreContext>,
+        /// What was being done, e.g. `committing` or `reading ecst_replica`.
+        operation: &'static str,
+        /// The database driver's error.
+        #[source]
+        source: BoxError,
+    },
+    /// A state could not be serialized to JSON for writing.
+    #[error("{context}: cannot encode the state of key `{key}` as JSON: {source}")]
+    EncodeState {
+        /// Where.
+        context: Box<StoreContext>,
+        /// The key, as written in `subject`.
+        key: String,
+        /// What serde_json reported.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A stored state could not be decoded (or upcast) into the newest
+    /// version this build knows.
+    #[error(
+        "{context}: the stored state of key `{key}` (schema version {version}) cannot be \
+         decoded: {source}"
+    )]
+    DecodeState {
+        /// Where.
+        context: Box<StoreContext>,
+        /// The key, as stored.
+        key: String,
+        /// The schema version the state was written in.
+        version: u32,
+        /// Why it failed.
+        #[source]
+        source: PayloadError,
+    },
+    /// A stored state was written by a newer build, in a schema version this
+    /// build does not know: downgrading a consumer past its store's data.
+    #[error(
+        "{context}: the stored state of key `{key}` is in schema version {version}, newer than \
+         this build knows (v{newest}); load the store with a build that knows v{version}"
+    )]
+    FutureVersion {
+        /// Where.
+        context: Box<StoreContext>,
+        /// The key, as stored.
+        key: String,
+        /// The stored schema version.
+        version: u32,
+        /// The newest version this build knows (`StateEvent::VERSION`).
+        newest: u32,
+    },
+    /// A stored key does not parse as the entity's key type, or two stored
+    /// keys parse to the same key.
+    #[error("{context}: stored key `{key}` is not a valid key: {reason}")]
+    InvalidKey {
+        /// Where.
+        context: Box<StoreContext>,
+        /// The key, as stored.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+    /// An integer does not fit its column or its Rust type: a `u64` above
+    /// `i64::MAX` cannot be written to a signed 64-bit column (it is not
+    /// wrapped), and a negative stored value is not a `u64`.
+    #[error(
+        "{context}: {column} = {value}{} is out of range: {expected}",
+        for_key(.key)
+    )]
+    OutOfRange {
+        /// Where.
+        context: Box<StoreContext>,
+        /// The column, as `table.column`.
+        column: &'static str,
+        /// The key of the row, when the row has one.
+        key: Option<String>,
+        /// The value.
+        value: i128,
+        /// The range the value must be in.
+        expected: &'static str,
+    },
+}
+
+/// The error and its causes, `a: b: c`, leaving out a cause its error's
+/// message already repeats (some drivers' messages name only the kind of
+/// failure, `db error`, and keep the server's message in the cause).
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        let text = error.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = error.source();
+    }
+    out
+}
+
+fn for_key(key: &Option<String>) -> String {
+    key.as_ref()
+        .map_or_else(String::new, |key| format!(" (key `{key}`)"))
+}
+
+impl StoreError {
+    /// Where the error happened.
+    pub fn context(&self) -> &StoreContext {
+        match self {
+            StoreError::Database { context, .. }
+            | StoreError::EncodeState { context, .. }
+            | StoreError::DecodeState { context, .. }
+            | StoreError::FutureVersion { context, .. }
+            | StoreError::InvalidKey { context, .. }
+            | StoreError::OutOfRange { context, .. } => context,
+        }
+    }
+}
+
+/// The range of a `u64` stored in a signed 64-bit column.
+const U64_IN_BIGINT: &str =
+    "a u64 stored in a signed 64-bit column must be in 0..=9223372036854775807";
+
+/// `value` for a signed 64-bit column, or [`StoreError::OutOfRange`].
+pub(crate) fn to_bigint(
+    value: u64,
+    context: &StoreContext,
+    column: &'static str,
+    key: Option<&str>,
+) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::OutOfRange {
+        context: Box::new(context.clone()),
+        column,
+        key: key.map(str::to_owned),
+        value: i128::from(value),
+        expected: U64_IN_BIGINT,
+    })
+}
+
+/// A stored signed 64-bit value as a `u64`, or [`StoreError::OutOfRange`].
+pub(crate) fn from_bigint(
+    value: i64,
+    context: &StoreContext,
+    column: &'static str,
+    key: Option<&str>,
+) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::OutOfRange {
+        context: Box::new(context.clone()),
+        column,
+        key: key.map(str::to_owned),
+        value: i128::from(value),
+        expected: U64_IN_BIGINT,
+    })
+}
+
+/// One row of `ecst_replica` as read, before decoding.
+pub(crate) struct StoredRow<S> {
+    pub(crate) key: String,
+    pub(crate) sequence: i64,
+    pub(crate) schema_version: i64,
+    /// The state as the backend returns it, `None` for a tombstone.
+    pub(crate) state: Option<S>,
+}
+
+/// Decodes `row` (its state with `decode`, upcasting from the stored
+/// version) and puts it into `replica` with [`Replica::restore`].
+pub(crate) fn restore_row<T: StateEvent, S>(
+    replica: &mut Replica<T>,
+    context: &StoreContext,
+    row: StoredRow<S>,
+    decode: impl FnOnce(u32, S) -> Result<T, PayloadError>,
+) -> Result<(), StoreError> {
+    const COLUMN: &str = "ecst_replica.schema_version";
+    let StoredRow {
+        key: text,
+        sequence,
+        schema_version,
+        state,
+    } = row;
+    let sequence = Sequence::new(from_bigint(
+        sequence,
+        context,
+        "ecst_replica.sequence",
+        Some(&text),
+    )?);
+    let key = match T::Key::parse_key(&text) {
+        Ok(key) => key,
+        Err(reason) => {
+            return Err(StoreError::InvalidKey {
+                context: Box::new(context.clone()),
+                key: text,
+                reason,
+            })
+        }
+    };
+    let change = match state {
+        None => Change::Delete,
+        Some(state) => {
+            let Ok(version) = u32::try_from(schema_version) else {
+                return Err(StoreError::OutOfRange {
+                    context: Box::new(context.clone()),
+                    column: COLUMN,
+                    key: Some(text),
+                    value: i128::from(schema_version),
+                    expected: "a schema version must be in 1..=4294967295",
+                });
+            };
+            if version > T::VERSION {
+                return Err(StoreError::FutureVersion {
+                    context: Box::new(context.clone()),
+                    key: text,
+                    version,
+                    newest: T::VERSION,
+                });
+            }
+            match decode(version, state) {
+                Ok(state) => Change::Upsert(state),
+                Err(source) => {
+                    return Err(StoreError::DecodeState {
+                        context: Box::new(context.clone()),
+                        key: text,
+                        version,
+                        source,
+                    })
+                }
+            }
+        }
+    };
+    if replica.entry(&key).is_some() {
+        return Err(StoreError::InvalidKey {
+            context: Box::new(context.clone()),
+            reason: "another stored key parses to the same key".to_owned(),
+            key: text,
+        });
+    }
+    replica.restore(key, sequence, change);
+    Ok(())
+}

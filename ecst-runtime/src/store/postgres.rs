@@ -1,0 +1,564 @@
+//! [`PostgresStore`]: a [`ReplicaStore`] in PostgreSQL (feature `postgres`,
+//! through [`tokio_postgres`]; needs a Tokio runtime).
+//!
+//! # Tables
+//!
+//! Created if missing, shared by every consumer and entity in the database:
+//!
+//! | table | key | columns |
+//! |---|---|---|
+//! | `ecst_replica` | `consumer, entity, key` | `sequence`, `schema_version`, `state` (`JSONB`, `NULL` for a tombstone) |
+//! | `ecst_checkpoint` | `consumer, entity` | `stream_sequence`, `applied` |
+//! | `ecst_parked` | `consumer, entity, stream_sequence` | `subject`, `key` (nullable), `reason`, `payload` (`BYTEA`) |
+//!
+//! Sequences and counters are `u64` in Rust and `BIGINT` in SQL: a value
+//! above `i64::MAX` is a [`StoreError::OutOfRange`], never wrapped.
+//!
+//! States are stored as `JSONB` in the newest schema version the writing
+//! build knows, with that version beside them; a newer build upcasts them
+//! when it loads the store.
+
+use serde_json::value::RawValue;
+use serde_json::Value;
+use tokio_postgres::types::Json;
+use tokio_postgres::{Client, IsolationLevel, NoTls, Statement};
+
+pub use tokio_postgres;
+
+use super::error::{from_bigint, restore_row, to_bigint, StoredRow};
+use super::{Checkpoint, Commit, Loaded, Parked, ReplicaStore, StoreContext, StoreError};
+use crate::event::StateEvent;
+use crate::replica::Replica;
+use crate::upcast::{DecodeVersionError, PayloadError};
+
+const BACKEND: &str = "postgres";
+
+/// Any constant: serializes concurrent `CREATE TABLE IF NOT EXISTS`, which
+/// PostgreSQL does not (two sessions creating the same table at once can
+/// fail on a unique index of the catalog).
+const CREATE_LOCK: i64 = 0x6563_7374_7461_626c; // "ecsttabl"
+
+const CREATE_TABLES: &str = "
+CREATE TABLE IF NOT EXISTS ecst_replica (
+    consumer       TEXT   NOT NULL,
+    entity         TEXT   NOT NULL,
+    key            TEXT   NOT NULL,
+    sequence       BIGINT NOT NULL,
+    schema_version BIGINT NOT NULL,
+    state          JSONB,
+    PRIMARY KEY (consumer, entity, key)
+);
+CREATE TABLE IF NOT EXISTS ecst_checkpoint (
+    consumer        TEXT   NOT NULL,
+    entity          TEXT   NOT NULL,
+    stream_sequence BIGINT NOT NULL,
+    applied         BIGINT NOT NULL,
+    PRIMARY KEY (consumer, entity)
+);
+CREATE TABLE IF NOT EXISTS ecst_parked (
+    consumer        TEXT   NOT NULL,
+    entity          TEXT   NOT NULL,
+    stream_sequence BIGINT NOT NULL,
+    subject         TEXT   NOT NULL,
+    key             TEXT,
+    reason          TEXT   NOT NULL,
+    payload         BYTEA  NOT NULL,
+    PRIMARY KEY (consumer, entity, stream_sequence)
+);
+";
+
+const UPSERT_ENTRIES: &str = "
+INSERT INTO ecst_replica (consumer, entity, key, sequence, schema_version, state)
+SELECT $1, $2, u.key, u.sequence, $3, u.state
+FROM UNNEST($4::text[], $5::bigint[], $6::jsonb[]) AS u(key, sequence, state)
+ON CONFLICT (consumer, entity, key) DO UPDATE SET
+    sequence = EXCLUDED.sequence,
+    schema_version = EXCLUDED.schema_version,
+    state = EXCLUDED.state";
+
+const UPSERT_PARKED: &str = "
+INSERT INTO ecst_parked (consumer, entity, stream_sequence, subject, key, reason, payload)
+SELECT $1, $2, u.stream_sequence, u.subject, u.key, u.reason, u.payload
+FROM UNNEST($3::bigint[], $4::text[], $5::text[], $6::text[], $7::bytea[])
+    AS u(stream_sequence, subject, key, reason, payload)
+ON CONFLICT (consumer, entity, stream_sequence) DO UPDATE SET
+    subject = EXCLUDED.subject,
+    key = EXCLUDED.key,
+    reason = EXCLUDED.reason,
+    payload = EXCLUDED.payload";
+
+const DELETE_PARKED: &str = "
+DELETE FROM ecst_parked
+WHERE consumer = $1 AND entity = $2 AND stream_sequence = ANY($3::bigint[])";
+
+const UPSERT_CHECKPOINT: &str = "
+INSERT INTO ecst_checkpoint (consumer, entity, stream_sequence, applied)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (consumer, entity) DO UPDATE SET
+    stream_sequence = EXCLUDED.stream_sequence,
+    applied = EXCLUDED.applied";
+
+const SELECT_ENTRIES: &str = "
+SELECT key, sequence, schema_version, state FROM ecst_replica
+WHERE consumer = $1 AND entity = $2";
+
+const SELECT_CHECKPOINT: &str = "
+SELECT stream_sequence, applied FROM ecst_checkpoint
+WHERE consumer = $1 AND entity = $2";
+
+const SELECT_PARKED: &str = "
+SELECT stream_sequence, subject, key, reason, payload FROM ecst_parked
+WHERE consumer = $1 AND entity = $2
+ORDER BY stream_sequence";
+
+/// The statements, prepared once per connection.
+struct Statements {
+    upsert_entries: Statement,
+    upsert_parked: Statement,
+    delete_parked: Statement,
+    upsert_checkpoint: Statement,
+    select_entries: Statement,
+    select_checkpoint: Statement,
+    select_parked: Statement,
+}
+
+/// A [`ReplicaStore`] in PostgreSQL, for one consumer and any number of
+/// entity types.
+///
+/// Rows are keyed by the consumer name and the entity name of the
+/// replica's type, so several consumers and entities can share one
+/// database. One consumer name must have one writer at a time. Every
+/// [`ReplicaStore::commit`] is one transaction (one statement per table,
+/// the rows passed as arrays); every [`ReplicaStore::load`] reads from one
+/// `REPEATABLE READ` snapshot.
+///
+/// ```no_run
+/// use ecst_runtime::store::postgres::PostgresStore;
+/// use ecst_runtime::store::DurableReplica;
+/// # use ecst_runtime::StateEvent;
+///
+/// # async fn run<Customer: StateEvent>() -> Result<(), ecst_runtime::store::StoreError> {
+/// let store = PostgresStore::connect("host=127.0.0.1 user=postgres dbname=app", "billing").await?;
+/// let replica = DurableReplica::<Customer, _>::open(store).await?;
+/// println!("resume after stream sequence {}", replica.resume_after());
+/// # Ok(())
+/// # }
+/// ```
+pub struct PostgresStore {
+    client: Client,
+    consumer: String,
+    statements: Statements,
+}
+
+impl PostgresStore {
+    /// Connects without TLS (`config` is a `tokio_postgres` connection
+    /// string, `host=.. user=.. dbname=..` or a `postgresql://` URL), creates
+    /// the tables if missing and prepares the statements.
+    ///
+    /// Must be called inside a Tokio runtime (otherwise it returns a
+    /// [`StoreError::Database`] saying so): the connection is driven by a
+    /// task spawned with `tokio::spawn`, which ends when the store is
+    /// dropped or the connection breaks; after a break every call returns an
+    /// error. For TLS, pooling or custom settings, connect yourself and use
+    /// [`PostgresStore::from_client`].
+    pub async fn connect(config: &str, consumer: &str) -> Result<Self, StoreError> {
+        let context = StoreContext::new(BACKEND, consumer, None);
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|e| context.database("connecting", e))?;
+        let (client, connection) = tokio_postgres::connect(config, NoTls)
+            .await
+            .map_err(|e| context.database("connecting", e))?;
+        // A broken connection surfaces as the error of the client's next
+        // call; nothing to report here.
+        runtime.spawn(async move {
+            let _ = connection.await;
+        });
+        Self::from_client(client, consumer).await
+    }
+
+    /// Uses a client connected by the caller (whose connection task the
+    /// caller drives), creates the tables if missing and prepares the
+    /// statements.
+    pub async fn from_client(client: Client, consumer: &str) -> Result<Self, StoreError> {
+        let context = StoreContext::new(BACKEND, consumer, None);
+        let mut client = client;
+        {
+            let create = |e| context.database("creating the tables", e);
+            let tx = client.transaction().await.map_err(create)?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CREATE_LOCK])
+                .await
+                .map_err(create)?;
+            tx.batch_execute(CREATE_TABLES).await.map_err(create)?;
+            tx.commit().await.map_err(create)?;
+        }
+        let prepare = |e| context.database("preparing the statements", e);
+        let statements = Statements {
+            upsert_entries: client.prepare(UPSERT_ENTRIES).await.map_err(prepare)?,
+            upsert_parked: client.prepare(UPSERT_PARKED).await.map_err(prepare)?,
+            delete_parked: client.prepare(DELETE_PARKED).await.map_err(prepare)?,
+            upsert_checkpoint: client.prepare(UPSERT_CHECKPOINT).await.map_err(prepare)?,
+            select_entries: client.prepare(SELECT_ENTRIES).await.map_err(prepare)?,
+            select_checkpoint: client.prepare(SELECT_CHECKPOINT).await.map_err(prepare)?,
+            select_parked: client.prepare(SELECT_PARKED).await.map_err(prepare)?,
+        };
+        Ok(PostgresStore {
+            client,
+            consumer: consumer.to_owned(),
+            statements,
+        })
+    }
+
+    /// The consumer name whose rows this store reads and writes.
+    pub fn consumer(&self) -> &str {
+        &self.consumer
+    }
+
+    /// The client, for queries of your own.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Deletes every row of this consumer (all entities: replicas,
+    /// checkpoints, parked events) in one transaction. Other consumers'
+    /// rows are untouched.
+    pub async fn purge_consumer(&mut self) -> Result<(), StoreError> {
+        let context = self.context(None);
+        let fail = |e| context.database("purging the consumer", e);
+        let tx = self.client.transaction().await.map_err(fail)?;
+        for table in ["ecst_replica", "ecst_checkpoint", "ecst_parked"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE consumer = $1"),
+                &[&self.consumer],
+            )
+            .await
+            .map_err(fail)?;
+        }
+        tx.commit().await.map_err(fail)
+    }
+
+    fn context(&self, entity: Option<&'static str>) -> StoreContext {
+        StoreContext::new(BACKEND, &self.consumer, entity)
+    }
+
+    async fn load_now<T: StateEvent>(&mut self) -> Result<Loaded<T>, StoreError> {
+        let context = self.context(Some(T::ENTITY));
+        let consumer = self.consumer.as_str();
+        let entity = T::ENTITY;
+        let statements = &self.statements;
+        let begin = |e| context.database("starting the load", e);
+        let tx = self
+            .client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(begin)?;
+        let entries = tx
+            .query(&statements.select_entries, &[&consumer, &entity])
+            .await
+            .map_err(|e| context.database("reading ecst_replica", e))?;
+        let checkpoint = tx
+            .query_opt(&statements.select_checkpoint, &[&consumer, &entity])
+            .await
+            .map_err(|e| context.database("reading ecst_checkpoint", e))?;
+        let parked_rows = tx
+            .query(&statements.select_parked, &[&consumer, &entity])
+            .await
+            .map_err(|e| context.database("reading ecst_parked", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| context.database("finishing the load", e))?;
+
+        // No await below: nothing of type `T` lives across one, so the
+        // future is `Send` whatever `T` is.
+        let mut replica = Replica::new();
+        let read = |e| context.database("reading ecst_replica", e);
+        for row in entries {
+            let stored = StoredRow::<Json<Value>> {
+                key: row.try_get(0).map_err(read)?,
+                sequence: row.try_get(1).map_err(read)?,
+                schema_version: row.try_get(2).map_err(read)?,
+                state: row.try_get(3).map_err(read)?,
+            };
+            restore_row(&mut replica, &context, stored, |version, Json(value)| {
+                T::deserialize_version(version, value).map_err(|e| match e {
+                    DecodeVersionError::Payload(source) => {
+                        PayloadError::Mismatch { version, source }
+                    }
+                    DecodeVersionError::Upcast(source) => PayloadError::Upcast(source),
+                    DecodeVersionError::UnknownVersion { version, newest } => {
+                        PayloadError::UnknownVersion { version, newest }
+                    }
+                })
+            })?;
+        }
+
+        let checkpoint = match checkpoint {
+            None => None,
+            Some(row) => {
+                let read = |e| context.database("reading ecst_checkpoint", e);
+                Some(Checkpoint {
+                    stream_sequence: from_bigint(
+                        row.try_get(0).map_err(read)?,
+                        &context,
+                        "ecst_checkpoint.stream_sequence",
+                        None,
+                    )?,
+                    applied: from_bigint(
+                        row.try_get(1).map_err(read)?,
+                        &context,
+                        "ecst_checkpoint.applied",
+                        None,
+                    )?,
+                })
+            }
+        };
+
+        let read = |e| context.database("reading ecst_parked", e);
+        let mut parked = Vec::with_capacity(parked_rows.len());
+        for row in parked_rows {
+            let key: Option<String> = row.try_get(2).map_err(read)?;
+            let stream_sequence = from_bigint(
+                row.try_get(0).map_err(read)?,
+                &context,
+                "ecst_parked.stream_sequence",
+                key.as_deref(),
+            )?;
+            parked.push(Parked {
+                stream_sequence,
+                subject: row.try_get(1).map_err(read)?,
+                key,
+                reason: row.try_get(3).map_err(read)?,
+                payload: row.try_get(4).map_err(read)?,
+            });
+        }
+        Ok(Loaded {
+            replica,
+            checkpoint,
+            parked,
+        })
+    }
+
+    async fn commit_now(
+        &mut self,
+        entity: &'static str,
+        commit: Prepared<'_>,
+    ) -> Result<(), StoreError> {
+        let context = self.context(Some(entity));
+        let consumer = self.consumer.as_str();
+        let statements = &self.statements;
+        let write = |e| context.database("committing", e);
+        let tx = self.client.transaction().await.map_err(write)?;
+        // Every `?` below drops `tx`, which rolls the transaction back.
+
+        if let Some((key, source)) = commit.unencodable {
+            return Err(StoreError::EncodeState {
+                context: Box::new(context.clone()),
+                key,
+                source,
+            });
+        }
+        if !commit.entries.is_empty() {
+            let mut keys = Vec::with_capacity(commit.entries.len());
+            let mut sequences = Vec::with_capacity(commit.entries.len());
+            let mut states = Vec::with_capacity(commit.entries.len());
+            for entry in &commit.entries {
+                sequences.push(to_bigint(
+                    entry.sequence,
+                    &context,
+                    "ecst_replica.sequence",
+                    Some(&entry.key),
+                )?);
+                keys.push(entry.key.as_str());
+                states.push(entry.state.as_deref().map(Json));
+            }
+            tx.execute(
+                &statements.upsert_entries,
+                &[
+                    &consumer,
+                    &entity,
+                    &commit.version,
+                    &keys,
+                    &sequences,
+                    &states,
+                ],
+            )
+            .await
+            .map_err(write)?;
+        }
+
+        if !commit.parked.is_empty() {
+            let parked = last_of_each(commit.parked);
+            let mut stream_sequences = Vec::with_capacity(parked.len());
+            let mut subjects = Vec::with_capacity(parked.len());
+            let mut keys = Vec::with_capacity(parked.len());
+            let mut reasons = Vec::with_capacity(parked.len());
+            let mut payloads = Vec::with_capacity(parked.len());
+            for parked in parked {
+                stream_sequences.push(to_bigint(
+                    parked.stream_sequence,
+                    &context,
+                    "ecst_parked.stream_sequence",
+                    parked.key.as_deref(),
+                )?);
+                subjects.push(parked.subject.as_str());
+                keys.push(parked.key.as_deref());
+                reasons.push(parked.reason.as_str());
+                payloads.push(parked.payload.as_slice());
+            }
+            tx.execute(
+                &statements.upsert_parked,
+                &[
+                    &consumer,
+                    &entity,
+                    &stream_sequences,
+                    &subjects,
+                    &keys,
+                    &reasons,
+                    &payloads,
+                ],
+            )
+            .await
+            .map_err(write)?;
+        }
+
+        if !commit.unparked.is_empty() {
+            let unparked = commit
+                .unparked
+                .iter()
+                .map(|&s| to_bigint(s, &context, "ecst_parked.stream_sequence", None))
+                .collect::<Result<Vec<_>, _>>()?;
+            tx.execute(&statements.delete_parked, &[&consumer, &entity, &unparked])
+                .await
+                .map_err(write)?;
+        }
+
+        let stream_sequence = to_bigint(
+            commit.checkpoint.stream_sequence,
+            &context,
+            "ecst_checkpoint.stream_sequence",
+            None,
+        )?;
+        let applied = to_bigint(
+            commit.checkpoint.applied,
+            &context,
+            "ecst_checkpoint.applied",
+            None,
+        )?;
+        tx.execute(
+            &statements.upsert_checkpoint,
+            &[&consumer, &entity, &stream_sequence, &applied],
+        )
+        .await
+        .map_err(write)?;
+        tx.commit().await.map_err(write)
+    }
+}
+
+/// The parked events with, for a stream sequence given twice, only the last
+/// (as row-by-row upserts would leave it; one `INSERT .. ON CONFLICT` may
+/// not touch a row twice).
+fn last_of_each(parked: &[Parked]) -> Vec<&Parked> {
+    let mut index = std::collections::HashMap::with_capacity(parked.len());
+    let mut out: Vec<&Parked> = Vec::with_capacity(parked.len());
+    for p in parked {
+        match index.get(&p.stream_sequence) {
+            Some(&i) => out[i] = p,
+            None => {
+                index.insert(p.stream_sequence, out.len());
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+impl core::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("consumer", &self.consumer)
+            .field("closed", &self.client.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One changed key, encoded, owning everything (so that the future that
+/// writes it is `Send` whatever `T` is).
+struct PreparedEntry {
+    key: String,
+    sequence: u64,
+    /// The state as JSON, `None` for a tombstone.
+    state: Option<Box<RawValue>>,
+}
+
+/// A [`Commit`] with its states encoded and its keys written out. A key
+/// given twice keeps its last entry, as row-by-row upserts would.
+struct Prepared<'a> {
+    version: i64,
+    entries: Vec<PreparedEntry>,
+    /// The first state that could not be encoded, reported in the
+    /// transaction.
+    unencodable: Option<(String, serde_json::Error)>,
+    parked: &'a [Parked],
+    unparked: &'a [u64],
+    checkpoint: Checkpoint,
+}
+
+fn prepare<'a, T: StateEvent>(commit: Commit<'a, T>) -> Prepared<'a> {
+    let mut index = std::collections::HashMap::with_capacity(commit.entries.len());
+    let mut entries: Vec<PreparedEntry> = Vec::with_capacity(commit.entries.len());
+    let mut unencodable = None;
+    for entry in commit.entries {
+        let key = entry.key.to_string();
+        // The JSON `Json(&state)` would send, written now; `Json(&raw)`
+        // sends it.
+        let state = match entry.state.map(serde_json::value::to_raw_value) {
+            None => None,
+            Some(Ok(raw)) => Some(raw),
+            Some(Err(source)) => {
+                unencodable.get_or_insert((key, source));
+                continue;
+            }
+        };
+        let prepared = PreparedEntry {
+            key,
+            sequence: entry.sequence.get(),
+            state,
+        };
+        match index.get(&prepared.key) {
+            Some(&i) => entries[i] = prepared,
+            None => {
+                index.insert(prepared.key.clone(), entries.len());
+                entries.push(prepared);
+            }
+        }
+    }
+    Prepared {
+        version: i64::from(T::VERSION),
+        entries,
+        unencodable,
+        parked: commit.parked,
+        unparked: commit.unparked,
+        checkpoint: commit.checkpoint,
+    }
+}
+
+/// Every entity type in one database, each under its own `entity` name.
+impl<T: StateEvent> ReplicaStore<T> for PostgresStore {
+    type Error = StoreError;
+
+    fn load(&mut self) -> impl core::future::Future<Output = Result<Loaded<T>, StoreError>> + Send {
+        self.load_now::<T>()
+    }
+
+    fn commit(
+        &mut self,
+        commit: Commit<'_, T>,
+    ) -> impl core::future::Future<Output = Result<(), StoreError>> + Send {
+        // Encoding happens here, when `commit` is called: the future then
+        // holds plain rows, no `T`, and is `Send` whatever `T` is.
+        let prepared = prepare(commit);
+        self.commit_now(T::ENTITY, prepared)
+    }
+}

@@ -1,0 +1,496 @@
+//! [`SqliteStore`]: a [`ReplicaStore`] in an SQLite database file (feature
+//! `sqlite`; SQLite is compiled in, nothing needs to be installed).
+//!
+//! # Tables
+//!
+//! Created if missing, shared by every consumer and entity in the file:
+//!
+//! | table | key | columns |
+//! |---|---|---|
+//! | `ecst_replica` | `consumer, entity, key` | `sequence`, `schema_version`, `state` (JSON text, `NULL` for a tombstone) |
+//! | `ecst_checkpoint` | `consumer, entity` | `stream_sequence`, `applied` |
+//! | `ecst_parked` | `consumer, entity, stream_sequence` | `subject`, `key` (nullable), `reason`, `payload` (blob) |
+//!
+//! Sequences and counters are `u64` in Rust and signed 64-bit integers in
+//! SQLite: a value above `i64::MAX` is a [`StoreError::OutOfRange`], never
+//! wrapped.
+//!
+//! # Blocking
+//!
+//! SQLite is a synchronous library. The futures of [`ReplicaStore::load`]
+//! and [`ReplicaStore::commit`] do all their work, blocking, the first time
+//! they are polled, and are then ready: they contain no await point. A
+//! commit costs one `fsync` of the write-ahead log (with the default
+//! `synchronous=FULL`), typically a millisecond or a few. On a
+//! multi-threaded Tokio runtime that is usually acceptable; when it is not,
+//! run the replica on a thread of its own or inside
+//! `tokio::task::block_in_place`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::error::{from_bigint, restore_row, to_bigint, StoredRow};
+use super::{Checkpoint, Commit, Loaded, Parked, ReplicaStore, StoreContext, StoreError};
+use crate::event::StateEvent;
+use crate::replica::Replica;
+
+const BACKEND: &str = "sqlite";
+
+/// How long a writer waits for another connection's lock by default.
+const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+const CREATE_TABLES: &str = "
+CREATE TABLE IF NOT EXISTS ecst_replica (
+    consumer       TEXT    NOT NULL,
+    entity         TEXT    NOT NULL,
+    key            TEXT    NOT NULL,
+    sequence       INTEGER NOT NULL,
+    schema_version INTEGER NOT NULL,
+    state          TEXT,
+    PRIMARY KEY (consumer, entity, key)
+) STRICT;
+CREATE TABLE IF NOT EXISTS ecst_checkpoint (
+    consumer        TEXT    NOT NULL,
+    entity          TEXT    NOT NULL,
+    stream_sequence INTEGER NOT NULL,
+    applied         INTEGER NOT NULL,
+    PRIMARY KEY (consumer, entity)
+) STRICT;
+CREATE TABLE IF NOT EXISTS ecst_parked (
+    consumer        TEXT    NOT NULL,
+    entity          TEXT    NOT NULL,
+    stream_sequence INTEGER NOT NULL,
+    subject         TEXT    NOT NULL,
+    key             TEXT,
+    reason          TEXT    NOT NULL,
+    payload         BLOB    NOT NULL,
+    PRIMARY KEY (consumer, entity, stream_sequence)
+) STRICT;
+";
+
+const UPSERT_ENTRY: &str = "
+INSERT INTO ecst_replica (consumer, entity, key, sequence, schema_version, state)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+ON CONFLICT (consumer, entity, key) DO UPDATE SET
+    sequence = excluded.sequence,
+    schema_version = excluded.schema_version,
+    state = excluded.state";
+
+const UPSERT_PARKED: &str = "
+INSERT INTO ecst_parked (consumer, entity, stream_sequence, subject, key, reason, payload)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+ON CONFLICT (consumer, entity, stream_sequence) DO UPDATE SET
+    subject = excluded.subject,
+    key = excluded.key,
+    reason = excluded.reason,
+    payload = excluded.payload";
+
+const DELETE_PARKED: &str =
+    "DELETE FROM ecst_parked WHERE consumer = ?1 AND entity = ?2 AND stream_sequence = ?3";
+
+const UPSERT_CHECKPOINT: &str = "
+INSERT INTO ecst_checkpoint (consumer, entity, stream_sequence, applied)
+VALUES (?1, ?2, ?3, ?4)
+ON CONFLICT (consumer, entity) DO UPDATE SET
+    stream_sequence = excluded.stream_sequence,
+    applied = excluded.applied";
+
+/// A [`ReplicaStore`] in an SQLite database, for one consumer and any number
+/// of entity types.
+///
+/// Rows are keyed by the consumer name given at [`SqliteStore::open`] and
+/// the entity name of the replica's type, so several consumers and several
+/// entities can share one file. One consumer name must have one writer at a
+/// time.
+///
+/// The connection runs in WAL mode with `synchronous=FULL` (see
+/// [`SqliteStore::synchronous_normal`] for the trade-off) and a busy
+/// timeout of 5 seconds ([`SqliteStore::busy_timeout`]). Every
+/// [`ReplicaStore::commit`] is one `IMMEDIATE` transaction; every
+/// [`ReplicaStore::load`] reads from one snapshot. See the [module
+/// documentation](self) for the tables and for blocking.
+///
+/// ```no_run
+/// use ecst_runtime::store::sqlite::SqliteStore;
+/// use ecst_runtime::store::DurableReplica;
+/// # use ecst_runtime::StateEvent;
+///
+/// # async fn run<Customer: StateEvent>() -> Result<(), ecst_runtime::store::StoreError> {
+/// let store = SqliteStore::open("replica.db", "billing")?;
+/// let replica = DurableReplica::<Customer, _>::open(store).await?;
+/// println!("resume after stream sequence {}", replica.resume_after());
+/// # Ok(())
+/// # }
+/// ```
+pub struct SqliteStore {
+    connection: Connection,
+    consumer: String,
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database at `path` for `consumer` and creates
+    /// the tables if missing.
+    pub fn open(path: impl AsRef<Path>, consumer: &str) -> Result<Self, StoreError> {
+        let context = StoreContext::new(BACKEND, consumer, None);
+        let connection =
+            Connection::open(path).map_err(|e| context.database("opening the database", e))?;
+        Self::init(connection, consumer)
+    }
+
+    /// A private database in memory, gone when the store is dropped: for
+    /// tests.
+    pub fn in_memory(consumer: &str) -> Result<Self, StoreError> {
+        let context = StoreContext::new(BACKEND, consumer, None);
+        let connection = Connection::open_in_memory()
+            .map_err(|e| context.database("opening the database", e))?;
+        Self::init(connection, consumer)
+    }
+
+    fn init(connection: Connection, consumer: &str) -> Result<Self, StoreError> {
+        let store = SqliteStore {
+            connection,
+            consumer: consumer.to_owned(),
+        };
+        let context = store.context(None);
+        store
+            .connection
+            .busy_timeout(DEFAULT_BUSY_TIMEOUT)
+            .map_err(|e| context.database("setting busy_timeout", e))?;
+        // An in-memory database answers `memory` and stays so; a file
+        // switches to WAL for good.
+        store
+            .connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| context.database("setting journal_mode=WAL", e))?;
+        store.set_synchronous("FULL")?;
+        store
+            .connection
+            .execute_batch(CREATE_TABLES)
+            .map_err(|e| context.database("creating the tables", e))?;
+        Ok(store)
+    }
+
+    /// Switches to `synchronous=NORMAL`: commits no longer wait for the
+    /// write-ahead log to reach the disk.
+    ///
+    /// The trade-off: in WAL mode, NORMAL still survives a crash of the
+    /// process (every commit is atomic and the database stays consistent),
+    /// but not a power loss or an operating-system crash, after which the
+    /// last commits may be rolled back. Since the checkpoint is committed
+    /// with the changes, the store still never holds half a batch; but if
+    /// the messages of a lost commit were already acknowledged to the
+    /// broker, they will not be redelivered and the replica misses them.
+    /// Keep the default `FULL` unless the replica can be rebuilt (replayed
+    /// from the start of the stream) after such a crash.
+    pub fn synchronous_normal(self) -> Result<Self, StoreError> {
+        self.set_synchronous("NORMAL")?;
+        Ok(self)
+    }
+
+    /// Sets how long a write waits for a lock held by another connection to
+    /// the same file before failing with "database is locked" (5 seconds by
+    /// default).
+    pub fn busy_timeout(self, timeout: Duration) -> Result<Self, StoreError> {
+        self.connection
+            .busy_timeout(timeout)
+            .map_err(|e| self.context(None).database("setting busy_timeout", e))?;
+        Ok(self)
+    }
+
+    fn set_synchronous(&self, level: &str) -> Result<(), StoreError> {
+        self.connection
+            .pragma_update(None, "synchronous", level)
+            .map_err(|e| self.context(None).database("setting synchronous", e))
+    }
+
+    /// The consumer name whose rows this store reads and writes.
+    pub fn consumer(&self) -> &str {
+        &self.consumer
+    }
+
+    /// Deletes every row of this consumer (all entities: replicas,
+    /// checkpoints, parked events) in one transaction. Other consumers'
+    /// rows are untouched.
+    pub fn purge_consumer(&mut self) -> Result<(), StoreError> {
+        let context = self.context(None);
+        let fail = |e| context.database("purging the consumer", e);
+        let tx = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        for table in ["ecst_replica", "ecst_checkpoint", "ecst_parked"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE consumer = ?1"),
+                [&self.consumer],
+            )
+            .map_err(fail)?;
+        }
+        tx.commit().map_err(fail)
+    }
+
+    fn context(&self, entity: Option<&'static str>) -> StoreContext {
+        StoreContext::new(BACKEND, &self.consumer, entity)
+    }
+
+    fn load_now<T: StateEvent>(&mut self) -> Result<Loaded<T>, StoreError> {
+        let context = self.context(Some(T::ENTITY));
+        let consumer = self.consumer.as_str();
+        let entity = T::ENTITY;
+        // One read transaction: the three tables from the same snapshot.
+        let tx = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Deferred)
+            .map_err(|e| context.database("starting the load", e))?;
+
+        let mut replica = Replica::new();
+        {
+            let read = |e| context.database("reading ecst_replica", e);
+            let mut statement = tx
+                .prepare(
+                    "SELECT key, sequence, schema_version, state FROM ecst_replica \
+                     WHERE consumer = ?1 AND entity = ?2",
+                )
+                .map_err(read)?;
+            let mut rows = statement.query(params![consumer, entity]).map_err(read)?;
+            while let Some(row) = rows.next().map_err(read)? {
+                let stored = StoredRow::<String> {
+                    key: row.get(0).map_err(read)?,
+                    sequence: row.get(1).map_err(read)?,
+                    schema_version: row.get(2).map_err(read)?,
+                    state: row.get(3).map_err(read)?,
+                };
+                restore_row(&mut replica, &context, stored, |version, json: String| {
+                    T::from_json_version(version, json.as_bytes())
+                })?;
+            }
+        }
+
+        let checkpoint = {
+            let read = |e| context.database("reading ecst_checkpoint", e);
+            let row: Option<(i64, i64)> = tx
+                .query_row(
+                    "SELECT stream_sequence, applied FROM ecst_checkpoint \
+                     WHERE consumer = ?1 AND entity = ?2",
+                    params![consumer, entity],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()
+                .map_err(read)?;
+            match row {
+                None => None,
+                Some((stream_sequence, applied)) => Some(Checkpoint {
+                    stream_sequence: from_bigint(
+                        stream_sequence,
+                        &context,
+                        "ecst_checkpoint.stream_sequence",
+                        None,
+                    )?,
+                    applied: from_bigint(applied, &context, "ecst_checkpoint.applied", None)?,
+                }),
+            }
+        };
+
+        let mut parked = Vec::new();
+        {
+            let read = |e| context.database("reading ecst_parked", e);
+            let mut statement = tx
+                .prepare(
+                    "SELECT stream_sequence, subject, key, reason, payload FROM ecst_parked \
+                     WHERE consumer = ?1 AND entity = ?2 ORDER BY stream_sequence",
+                )
+                .map_err(read)?;
+            let mut rows = statement.query(params![consumer, entity]).map_err(read)?;
+            while let Some(row) = rows.next().map_err(read)? {
+                let key: Option<String> = row.get(2).map_err(read)?;
+                let stream_sequence = from_bigint(
+                    row.get(0).map_err(read)?,
+                    &context,
+                    "ecst_parked.stream_sequence",
+                    key.as_deref(),
+                )?;
+                parked.push(Parked {
+                    stream_sequence,
+                    subject: row.get(1).map_err(read)?,
+                    key,
+                    reason: row.get(3).map_err(read)?,
+                    payload: row.get(4).map_err(read)?,
+                });
+            }
+        }
+
+        tx.commit()
+            .map_err(|e| context.database("finishing the load", e))?;
+        Ok(Loaded {
+            replica,
+            checkpoint,
+            parked,
+        })
+    }
+
+    fn commit_now(&mut self, entity: &'static str, commit: Prepared<'_>) -> Result<(), StoreError> {
+        let context = self.context(Some(entity));
+        let consumer = self.consumer.as_str();
+        let write = |e| context.database("committing", e);
+        let tx = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(write)?;
+        // Every `?` below drops `tx`, which rolls the transaction back.
+        {
+            let mut upsert = tx.prepare_cached(UPSERT_ENTRY).map_err(write)?;
+            for entry in commit.entries {
+                let sequence = to_bigint(
+                    entry.sequence,
+                    &context,
+                    "ecst_replica.sequence",
+                    Some(&entry.key),
+                )?;
+                let state = match entry.state {
+                    None => None,
+                    Some(Ok(json)) => Some(json),
+                    Some(Err(source)) => {
+                        return Err(StoreError::EncodeState {
+                            context: Box::new(context.clone()),
+                            key: entry.key,
+                            source,
+                        })
+                    }
+                };
+                upsert
+                    .execute(params![
+                        consumer,
+                        entity,
+                        entry.key,
+                        sequence,
+                        commit.version,
+                        state
+                    ])
+                    .map_err(write)?;
+            }
+        }
+        {
+            let mut insert = tx.prepare_cached(UPSERT_PARKED).map_err(write)?;
+            for parked in commit.parked {
+                let stream_sequence = to_bigint(
+                    parked.stream_sequence,
+                    &context,
+                    "ecst_parked.stream_sequence",
+                    parked.key.as_deref(),
+                )?;
+                insert
+                    .execute(params![
+                        consumer,
+                        entity,
+                        stream_sequence,
+                        parked.subject,
+                        parked.key,
+                        parked.reason,
+                        parked.payload,
+                    ])
+                    .map_err(write)?;
+            }
+        }
+        {
+            let mut delete = tx.prepare_cached(DELETE_PARKED).map_err(write)?;
+            for &stream_sequence in commit.unparked {
+                let stream_sequence = to_bigint(
+                    stream_sequence,
+                    &context,
+                    "ecst_parked.stream_sequence",
+                    None,
+                )?;
+                delete
+                    .execute(params![consumer, entity, stream_sequence])
+                    .map_err(write)?;
+            }
+        }
+        let stream_sequence = to_bigint(
+            commit.checkpoint.stream_sequence,
+            &context,
+            "ecst_checkpoint.stream_sequence",
+            None,
+        )?;
+        let applied = to_bigint(
+            commit.checkpoint.applied,
+            &context,
+            "ecst_checkpoint.applied",
+            None,
+        )?;
+        tx.execute(
+            UPSERT_CHECKPOINT,
+            params![consumer, entity, stream_sequence, applied],
+        )
+        .map_err(write)?;
+        tx.commit().map_err(write)
+    }
+}
+
+impl core::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.connection.path())
+            .field("consumer", &self.consumer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One changed key, encoded, owning everything (so that the future that
+/// writes it is `Send` whatever `T` is).
+struct PreparedEntry {
+    key: String,
+    sequence: u64,
+    /// The state as JSON (or why it could not be encoded, reported when the
+    /// transaction reaches it), `None` for a tombstone.
+    state: Option<Result<String, serde_json::Error>>,
+}
+
+/// A [`Commit`] with its states encoded.
+struct Prepared<'a> {
+    version: i64,
+    entries: Vec<PreparedEntry>,
+    parked: &'a [Parked],
+    unparked: &'a [u64],
+    checkpoint: Checkpoint,
+}
+
+fn prepare<'a, T: StateEvent>(commit: Commit<'a, T>) -> Prepared<'a> {
+    let entries = commit
+        .entries
+        .into_iter()
+        .map(|entry| PreparedEntry {
+            key: entry.key.to_string(),
+            sequence: entry.sequence.get(),
+            state: entry.state.map(serde_json::to_string),
+        })
+        .collect();
+    Prepared {
+        version: i64::from(T::VERSION),
+        entries,
+        parked: commit.parked,
+        unparked: commit.unparked,
+        checkpoint: commit.checkpoint,
+    }
+}
+
+/// Every entity type in one file, each under its own `entity` name.
+///
+/// The futures block: see the [module documentation](self).
+impl<T: StateEvent> ReplicaStore<T> for SqliteStore {
+    type Error = StoreError;
+
+    async fn load(&mut self) -> Result<Loaded<T>, StoreError> {
+        self.load_now::<T>()
+    }
+
+    fn commit(
+        &mut self,
+        commit: Commit<'_, T>,
+    ) -> impl core::future::Future<Output = Result<(), StoreError>> + Send {
+        // Encoding happens here, when `commit` is called: the future then
+        // holds plain rows, no `T`, and is `Send` whatever `T` is.
+        let prepared = prepare(commit);
+        async move { self.commit_now(T::ENTITY, prepared) }
+    }
+}

@@ -1,0 +1,998 @@
+//! Scenarios every durable store must pass, generic over the backend:
+//! `store_sqlite.rs` and `store_postgres.rs` run each of them.
+
+#![allow(dead_code)]
+
+use ecst::store::{
+    Checkpoint, Commit, DurableReplica, Loaded, Message, Parked, ReplicaStore, StoreError,
+    StoredEntry,
+};
+use ecst::{Entry, Outcome, Producer, Replica, Sequence, StateEvent};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize, Serializer};
+
+/// Version 1 of the `account` entity, as an older build declares it.
+pub mod v1 {
+    use super::*;
+
+    #[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+    #[state_event(entity = "account", version = 1)]
+    pub struct Account {
+        #[state_event(key)]
+        pub id: String,
+        pub owner: String,
+        pub balance: i64,
+    }
+}
+
+/// Version 2 of `account`, as the next build declares it: `owner` renamed
+/// to `holder`, `email` added.
+pub mod v2 {
+    use super::*;
+
+    #[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+    #[state_event(entity = "account", version = 2)]
+    pub struct Account {
+        #[state_event(key)]
+        pub id: String,
+        #[state_event(renamed(since = 2, from = "owner"))]
+        pub holder: String,
+        #[state_event(added(since = 2))]
+        pub email: Option<String>,
+        pub balance: i64,
+    }
+}
+
+/// `account` version 1 with `balance` as text: what it writes, a real
+/// `v1::Account` cannot read.
+pub mod garbled {
+    use super::*;
+
+    #[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+    #[state_event(entity = "account", version = 1)]
+    pub struct Account {
+        #[state_event(key)]
+        pub id: String,
+        pub owner: String,
+        pub balance: String,
+    }
+}
+
+/// An entity whose state cannot be serialized when `note` is `"poison"`
+/// (it deserializes fine): a commit that fails in the middle.
+#[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[state_event(entity = "fragile", version = 1)]
+pub struct Fragile {
+    #[state_event(key)]
+    pub id: String,
+    #[serde(serialize_with = "refuse_poison")]
+    pub note: String,
+}
+
+fn refuse_poison<S: Serializer>(note: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    if note == "poison" {
+        return Err(serde::ser::Error::custom("refusing to serialize poison"));
+    }
+    serializer.serialize_str(note)
+}
+
+/// A database the scenarios open stores in, for any consumer name.
+#[allow(async_fn_in_trait)]
+pub trait Backend {
+    /// The store.
+    type Store: ReplicaStore<v1::Account, Error = StoreError>
+        + ReplicaStore<v2::Account, Error = StoreError>
+        + ReplicaStore<garbled::Account, Error = StoreError>
+        + ReplicaStore<Fragile, Error = StoreError>;
+
+    /// Opens a new store (a new connection) on the same database: what a
+    /// restarted process does.
+    async fn open(&self, consumer: &str) -> Self::Store;
+
+    /// Deletes every row of the store's consumer.
+    async fn purge(&self, store: &mut Self::Store);
+}
+
+/// A consumer name unique to this test run and test.
+pub fn consumer(test: &str) -> String {
+    format!("ecst-test-{}-{test}", std::process::id())
+}
+
+/// What a store holds, comparable: the entries sorted by key (state or
+/// tombstone, with sequence), the checkpoint, and the parked events.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dump<T> {
+    pub entries: Vec<(String, u64, Option<T>)>,
+    pub checkpoint: Option<Checkpoint>,
+    pub parked: Vec<Parked>,
+}
+
+pub fn entries<T: StateEvent + Clone>(replica: &Replica<T>) -> Vec<(String, u64, Option<T>)> {
+    let mut out: Vec<_> = replica
+        .entries()
+        .map(|(key, entry)| match entry {
+            Entry::Live { sequence, state } => {
+                (key.to_string(), sequence.get(), Some(state.clone()))
+            }
+            Entry::Tombstone { sequence } => (key.to_string(), sequence.get(), None),
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+pub fn dump_of<T: StateEvent + Clone>(loaded: &Loaded<T>) -> Dump<T> {
+    Dump {
+        entries: entries(&loaded.replica),
+        checkpoint: loaded.checkpoint,
+        parked: loaded.parked.clone(),
+    }
+}
+
+/// Opens a new store for `consumer` and loads it as `T`.
+pub async fn reopen<T, B>(backend: &B, consumer: &str) -> Dump<T>
+where
+    T: StateEvent + Clone,
+    B: Backend,
+    B::Store: ReplicaStore<T, Error = StoreError>,
+{
+    let mut store = backend.open(consumer).await;
+    let loaded = ReplicaStore::<T>::load(&mut store)
+        .await
+        .unwrap_or_else(|e| panic!("loading `{}`: {e}", T::ENTITY));
+    dump_of(&loaded)
+}
+
+pub fn account1(id: &str, owner: &str, balance: i64) -> v1::Account {
+    v1::Account {
+        id: id.into(),
+        owner: owner.into(),
+        balance,
+    }
+}
+
+pub fn account2(id: &str, holder: &str, email: Option<&str>, balance: i64) -> v2::Account {
+    v2::Account {
+        id: id.into(),
+        holder: holder.into(),
+        email: email.map(str::to_owned),
+        balance,
+    }
+}
+
+pub fn parked(stream_sequence: u64, key: Option<&str>, reason: &str, payload: &[u8]) -> Parked {
+    Parked {
+        stream_sequence,
+        subject: format!("accounts.{}", key.unwrap_or("unknown")),
+        key: key.map(str::to_owned),
+        reason: reason.to_owned(),
+        payload: payload.to_vec(),
+    }
+}
+
+fn live<'a, T: StateEvent>(key: &'a T::Key, sequence: u64, state: &'a T) -> StoredEntry<'a, T> {
+    StoredEntry {
+        key,
+        sequence: Sequence::new(sequence),
+        state: Some(state),
+    }
+}
+
+fn tombstone<T: StateEvent>(key: &T::Key, sequence: u64) -> StoredEntry<'_, T> {
+    StoredEntry {
+        key,
+        sequence: Sequence::new(sequence),
+        state: None,
+    }
+}
+
+/// Commits states, tombstones, a checkpoint and parked events, reopens, and
+/// gets exactly them back; then overwrites and unparks; then a v2 build
+/// loads what v1 wrote, upcast; a v1 build refuses what v2 wrote.
+pub async fn commit_then_reopen<B: Backend>(backend: &B, test: &str) {
+    let consumer = consumer(test);
+    let mut store = backend.open(&consumer).await;
+    backend.purge(&mut store).await;
+
+    let (a1, a2, a3, a4) = (
+        "a-1".to_owned(),
+        "a-2".to_owned(),
+        "a-3".to_owned(),
+        "a-4".to_owned(),
+    );
+    let ada = account1("a-1", "Ada", 100);
+    let max = account1("a-3", "Max", -7);
+    // Out of order on purpose: load returns them by stream sequence.
+    let parked_events = vec![
+        parked(
+            40,
+            Some("a-4"),
+            "held behind an earlier parked event of key `a-4`",
+            b"{\"later\":1}",
+        ),
+        parked(12, None, "not a JSON CloudEvent", &[0xff, 0x00, 0xfe, b'x']),
+        parked(30, Some("a-4"), "schema version is newer", b"{}"),
+    ];
+    ReplicaStore::<v1::Account>::commit(
+        &mut store,
+        Commit {
+            entries: vec![
+                live(&a1, 3, &ada),
+                tombstone(&a2, 5),
+                // The largest sequence a BIGINT holds round-trips.
+                live(&a3, i64::MAX as u64, &max),
+            ],
+            parked: &parked_events,
+            unparked: &[],
+            checkpoint: Checkpoint {
+                stream_sequence: 42,
+                applied: 7,
+            },
+        },
+    )
+    .await
+    .expect("first commit");
+    drop(store);
+
+    let mut sorted = parked_events.clone();
+    sorted.sort_by_key(|p| p.stream_sequence);
+    let expected = Dump {
+        entries: vec![
+            ("a-1".into(), 3, Some(ada.clone())),
+            ("a-2".into(), 5, None),
+            ("a-3".into(), i64::MAX as u64, Some(max.clone())),
+        ],
+        checkpoint: Some(Checkpoint {
+            stream_sequence: 42,
+            applied: 7,
+        }),
+        parked: sorted.clone(),
+    };
+    assert_eq!(reopen::<v1::Account, _>(backend, &consumer).await, expected);
+
+    // Second commit: overwrite a live state with a tombstone, revive a
+    // tombstone, add a key, unpark one event, move the checkpoint.
+    let bea = account1("a-2", "Bea", 5);
+    let cy = account1("a-4", "Cy", 0);
+    let mut store = backend.open(&consumer).await;
+    ReplicaStore::<v1::Account>::commit(
+        &mut store,
+        Commit {
+            entries: vec![tombstone(&a1, 4), live(&a2, 6, &bea), live(&a4, 1, &cy)],
+            parked: &[],
+            unparked: &[30],
+            checkpoint: Checkpoint {
+                stream_sequence: 50,
+                applied: 10,
+            },
+        },
+    )
+    .await
+    .expect("second commit");
+    drop(store);
+    let expected = Dump {
+        entries: vec![
+            ("a-1".into(), 4, None),
+            ("a-2".into(), 6, Some(bea.clone())),
+            ("a-3".into(), i64::MAX as u64, Some(max.clone())),
+            ("a-4".into(), 1, Some(cy.clone())),
+        ],
+        checkpoint: Some(Checkpoint {
+            stream_sequence: 50,
+            applied: 10,
+        }),
+        parked: vec![sorted[0].clone(), sorted[2].clone()],
+    };
+    assert_eq!(reopen::<v1::Account, _>(backend, &consumer).await, expected);
+
+    // A v2 build loads what v1 wrote: upcast.
+    let upcast = reopen::<v2::Account, _>(backend, &consumer).await;
+    assert_eq!(
+        upcast.entries,
+        vec![
+            ("a-1".into(), 4, None),
+            ("a-2".into(), 6, Some(account2("a-2", "Bea", None, 5))),
+            (
+                "a-3".into(),
+                i64::MAX as u64,
+                Some(account2("a-3", "Max", None, -7))
+            ),
+            ("a-4".into(), 1, Some(account2("a-4", "Cy", None, 0))),
+        ]
+    );
+    assert_eq!(upcast.checkpoint, expected.checkpoint);
+    assert_eq!(upcast.parked, expected.parked);
+
+    // The v2 build writes one state in v2; the store now mixes versions,
+    // and v2 reads both.
+    let bea2 = account2("a-2", "Bea", Some("bea@example.com"), 6);
+    let mut store = backend.open(&consumer).await;
+    ReplicaStore::<v2::Account>::commit(
+        &mut store,
+        Commit {
+            entries: vec![live(&a2, 7, &bea2)],
+            parked: &[],
+            unparked: &[],
+            checkpoint: Checkpoint {
+                stream_sequence: 51,
+                applied: 11,
+            },
+        },
+    )
+    .await
+    .expect("v2 commit");
+    let v2_view = reopen::<v2::Account, _>(backend, &consumer).await;
+    assert_eq!(v2_view.entries[1], ("a-2".into(), 7, Some(bea2)));
+    assert_eq!(
+        v2_view.entries[2],
+        (
+            "a-3".into(),
+            i64::MAX as u64,
+            Some(account2("a-3", "Max", None, -7))
+        )
+    );
+
+    // ... and the v1 build refuses to load a state it cannot read: a typed
+    // error naming consumer, entity, key and version.
+    let mut store = backend.open(&consumer).await;
+    let error = match ReplicaStore::<v1::Account>::load(&mut store).await {
+        Ok(_) => panic!("a v1 build loaded a v2 state"),
+        Err(error) => error,
+    };
+    match &error {
+        StoreError::FutureVersion {
+            context,
+            key,
+            version,
+            newest,
+            ..
+        } => {
+            assert_eq!(context.consumer, consumer);
+            assert_eq!(context.entity, Some("account"));
+            assert_eq!((key.as_str(), *version, *newest), ("a-2", 2, 1));
+        }
+        other => panic!("expected FutureVersion, got {other:?}"),
+    }
+    let message = error.to_string();
+    for needle in [consumer.as_str(), "`account`", "`a-2`", "schema version 2"] {
+        assert!(
+            message.contains(needle),
+            "`{needle}` missing from: {message}"
+        );
+    }
+
+    backend.purge(&mut store).await;
+}
+
+/// A stored state that does not match its declared version is a typed
+/// `DecodeState` error naming the key and the version, not a panic and
+/// not a silently dropped row.
+pub async fn undecodable_state_is_an_error<B: Backend>(backend: &B, test: &str) {
+    let consumer = consumer(test);
+    let mut store = backend.open(&consumer).await;
+    backend.purge(&mut store).await;
+    let bad = garbled::Account {
+        id: "g-1".into(),
+        owner: "Gus".into(),
+        balance: "a lot".into(),
+    };
+    let key = "g-1".to_owned();
+    ReplicaStore::<garbled::Account>::commit(
+        &mut store,
+        Commit {
+            entries: vec![live(&key, 1, &bad)],
+            parked: &[],
+            unparked: &[],
+            checkpoint: Checkpoint::default(),
+        },
+    )
+    .await
+    .expect("commit");
+    let error = match ReplicaStore::<v1::Account>::load(&mut store).await {
+        Ok(loaded) => panic!("loaded {:?}", entries(&loaded.replica)),
+        Err(error) => error,
+    };
+    match &error {
+        StoreError::DecodeState { key, version, .. } => {
+            assert_eq!((key.as_str(), *version), ("g-1", 1));
+        }
+        other => panic!("expected DecodeState, got {other:?}"),
+    }
+    let message = error.to_string();
+    for needle in [consumer.as_str(), "`account`", "`g-1`", "schema version 1"] {
+        assert!(
+            message.contains(needle),
+            "`{needle}` missing from: {message}"
+        );
+    }
+    backend.purge(&mut store).await;
+}
+
+/// One broker message.
+pub struct Msg {
+    pub stream_sequence: u64,
+    pub subject: String,
+    pub payload: Vec<u8>,
+}
+
+pub fn messages(batch: &[Msg]) -> Vec<Message<'_>> {
+    batch
+        .iter()
+        .map(|m| Message::new(m.stream_sequence, &m.subject, &m.payload))
+        .collect()
+}
+
+fn msg<T: StateEvent>(stream_sequence: u64, envelope: ecst::Envelope<T>) -> Msg {
+    Msg {
+        stream_sequence,
+        subject: format!("{}.{}", T::ENTITY, envelope.key),
+        payload: envelope.to_json().expect("encode"),
+    }
+}
+
+/// A `DurableReplica` applies real envelopes, commits, and a reopened one
+/// holds exactly the same; redelivering the batch applies nothing new.
+pub async fn durable_replica_batch<B: Backend>(backend: &B, test: &str) {
+    let consumer = consumer(test);
+    let mut store = backend.open(&consumer).await;
+    backend.purge(&mut store).await;
+
+    let mut producer = Producer::<v1::Account>::new("urn:example:bank");
+    let batch = vec![
+        msg(1, producer.upsert(account1("a-1", "Ada", 10)).unwrap()),
+        msg(2, producer.upsert(account1("a-2", "Bea", 20)).unwrap()),
+        msg(3, producer.upsert(account1("a-1", "Ada", 11)).unwrap()),
+        msg(4, producer.upsert(account1("a-3", "Cy", 30)).unwrap()),
+        msg(5, producer.delete("a-2".to_owned()).unwrap()),
+        // Late: a stale copy of a-1's first event.
+        msg(6, {
+            let mut stale = Producer::<v1::Account>::new("urn:example:bank");
+            stale.upsert(account1("a-1", "Ada", 10)).unwrap()
+        }),
+    ];
+
+    let mut durable = DurableReplica::<v1::Account, _>::open(store)
+        .await
+        .expect("open");
+    assert_eq!(durable.checkpoint(), None);
+    assert_eq!(durable.resume_after(), 0);
+    let outcome = durable.apply_batch(&messages(&batch)).await.expect("batch");
+    assert_eq!(
+        outcome.applied,
+        vec![
+            (1, Outcome::Inserted),
+            (2, Outcome::Inserted),
+            (3, Outcome::Updated),
+            (4, Outcome::Inserted),
+            (5, Outcome::Deleted),
+            (6, Outcome::Stale),
+        ]
+    );
+    assert!(outcome.parked.is_empty());
+    let checkpoint = Checkpoint {
+        stream_sequence: 6,
+        applied: 5,
+    };
+    assert_eq!(durable.checkpoint(), Some(checkpoint));
+    let in_memory = entries(durable.replica());
+    assert_eq!(
+        in_memory,
+        vec![
+            ("a-1".into(), 2, Some(account1("a-1", "Ada", 11))),
+            ("a-2".into(), 2, None),
+            ("a-3".into(), 1, Some(account1("a-3", "Cy", 30))),
+        ]
+    );
+    drop(durable);
+
+    // Reopen: the same, from the store.
+    let mut durable = DurableReplica::<v1::Account, _>::open(backend.open(&consumer).await)
+        .await
+        .expect("reopen");
+    assert_eq!(entries(durable.replica()), in_memory);
+    assert_eq!(durable.checkpoint(), Some(checkpoint));
+    assert_eq!(durable.resume_after(), 6);
+    assert!(durable.parked().is_empty());
+
+    // Redelivery after the reopen (the broker did not see the ack):
+    // nothing new is applied, the counter does not move. Each key's last
+    // event is a duplicate, its earlier ones are stale.
+    let outcome = durable
+        .apply_batch(&messages(&batch))
+        .await
+        .expect("redelivery");
+    assert_eq!(
+        outcome.applied,
+        vec![
+            (1, Outcome::Stale),
+            (2, Outcome::Stale),
+            (3, Outcome::Duplicate),
+            (4, Outcome::Duplicate),
+            (5, Outcome::Duplicate),
+            (6, Outcome::Stale),
+        ]
+    );
+    assert!(outcome.parked.is_empty());
+    assert_eq!(durable.checkpoint(), Some(checkpoint));
+    assert_eq!(entries(durable.replica()), in_memory);
+    let reopened = reopen::<v1::Account, _>(backend, &consumer).await;
+    assert_eq!(reopened.entries, in_memory);
+    assert_eq!(reopened.checkpoint, Some(checkpoint));
+
+    let mut store = backend.open(&consumer).await;
+    backend.purge(&mut store).await;
+}
+
+/// Garbage and future-version events are parked with the reason, later
+/// events of the same key are held behind them, other keys flow; reopening
+/// keeps the parked ones (and a redelivery does not park them twice); a v2
+/// build's `retry_parked` applies the future-version events in order.
+pub async fn parking_and_retry<B: Backend>(backend: &B, test: &str) {
+    let consumer = consumer(test);
+    let mut store = backend.open(&consumer).await;
+    backend.purge(&mut store).await;
+
+    let mut old = Producer::<v1::Account>::new("urn:example:bank");
+    let mut new = Producer::<v2::Account>::new("urn:example:bank");
+    let rev = Sequence::new;
+    let batch = vec![
+        msg(1, old.upsert_at(account1("b-1", "Bo", 1), rev(1)).unwrap()),
+        Msg {
+            stream_sequence: 2,
+            subject: "account.garbage".into(),
+            payload: b"this is not JSON".to_vec(),
+        },
+        // Written by an upgraded producer: the v1 consumer cannot read it.
+        msg(
+            3,
+            new.upsert_at(account2("b-1", "Bo", Some("bo@example.com"), 2), rev(2))
+                .unwrap(),
+        ),
+        // Readable, but held behind b-1's parked event to keep b-1 in order.
+        msg(4, old.upsert_at(account1("b-1", "Bo", 3), rev(3)).unwrap()),
+        // Another key keeps flowing.
+        msg(5, old.upsert_at(account1("b-2", "Di", 5), rev(1)).unwrap()),
+    ];
+
+    let mut durable = DurableReplica::<v1::Account, _>::open(store)
+        .await
+        .expect("open");
+    let outcome = durable.apply_batch(&messages(&batch)).await.expect("batch");
+    assert_eq!(
+        outcome.applied,
+        vec![(1, Outcome::Inserted), (5, Outcome::Inserted)]
+    );
+    let parked_at: Vec<u64> = outcome.parked.iter().map(|(s, _)| *s).collect();
+    assert_eq!(parked_at, vec![2, 3, 4]);
+    let reasons: Vec<&str> = outcome.parked.iter().map(|(_, r)| r.as_str()).collect();
+    assert!(
+        reasons[0].contains("not a JSON CloudEvent"),
+        "{}",
+        reasons[0]
+    );
+    assert!(
+        reasons[1].contains("newer than this build knows"),
+        "{}",
+        reasons[1]
+    );
+    assert!(
+        reasons[2].contains("held behind an earlier parked event of key `b-1`"),
+        "{}",
+        reasons[2]
+    );
+    let checkpoint = Checkpoint {
+        stream_sequence: 5,
+        applied: 2,
+    };
+    assert_eq!(durable.checkpoint(), Some(checkpoint));
+    let parked_now = durable.parked().to_vec();
+    assert_eq!(parked_now.len(), 3);
+    assert_eq!(parked_now[0].key, None);
+    assert_eq!(parked_now[0].payload, b"this is not JSON");
+    assert_eq!(parked_now[0].subject, "account.garbage");
+    assert_eq!(parked_now[1].key.as_deref(), Some("b-1"));
+    assert_eq!(parked_now[1].payload, batch[2].payload);
+    assert_eq!(parked_now[2].key.as_deref(), Some("b-1"));
+    let v1_entries = vec![
+        ("b-1".into(), 1, Some(account1("b-1", "Bo", 1))),
+        ("b-2".into(), 1, Some(account1("b-2", "Di", 5))),
+    ];
+    assert_eq!(entries(durable.replica()), v1_entries);
+    drop(durable);
+
+    // Reopen: the parked events are still there, same order, same reasons.
+    let mut durable = DurableReplica::<v1::Account, _>::open(backend.open(&consumer).await)
+        .await
+        .expect("reopen");
+    assert_eq!(durable.parked(), parked_now.as_slice());
+    assert_eq!(durable.checkpoint(), Some(checkpoint));
+    assert_eq!(entries(durable.replica()), v1_entries);
+
+    // Redelivered: applied ones are duplicates, parked ones stay parked
+    // once (not twice), nothing moves.
+    let outcome = durable
+        .apply_batch(&messages(&batch))
+        .await
+        .expect("redelivery");
+    assert_eq!(
+        outcome.applied,
+        vec![(1, Outcome::Duplicate), (5, Outcome::Duplicate)]
+    );
+    assert_eq!(
+        outcome.parked.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        vec![2, 3, 4]
+    );
+    assert_eq!(durable.parked(), parked_now.as_slice());
+    assert_eq!(durable.checkpoint(), Some(checkpoint));
+    // A retry with the old build changes nothing.
+    let outcome = durable.retry_parked().await.expect("retry with v1");
+    assert!(outcome.applied.is_empty(), "{:?}", outcome.applied);
+    drop(durable);
+    let reopened = reopen::<v1::Account, _>(backend, &consumer).await;
+    assert_eq!(reopened.parked, parked_now);
+    assert_eq!(reopened.checkpoint, Some(checkpoint));
+
+    // The upgraded build opens the same store: v1 states are upcast, and
+    // the retry applies b-1's events in order; the garbage stays.
+    let mut durable = DurableReplica::<v2::Account, _>::open(backend.open(&consumer).await)
+        .await
+        .expect("open with v2");
+    assert_eq!(
+        durable.replica().get("b-1"),
+        Some(&account2("b-1", "Bo", None, 1))
+    );
+    let outcome = durable.retry_parked().await.expect("retry with v2");
+    assert_eq!(
+        outcome.applied,
+        vec![(3, Outcome::Updated), (4, Outcome::Updated)]
+    );
+    assert_eq!(
+        outcome.parked.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        vec![2]
+    );
+    let v2_entries = vec![
+        ("b-1".into(), 3, Some(account2("b-1", "Bo", None, 3))),
+        ("b-2".into(), 1, Some(account2("b-2", "Di", None, 5))),
+    ];
+    let checkpoint = Checkpoint {
+        stream_sequence: 5,
+        applied: 4,
+    };
+    assert_eq!(entries(durable.replica()), v2_entries);
+    assert_eq!(durable.checkpoint(), Some(checkpoint));
+    assert_eq!(durable.parked(), &parked_now[..1]);
+    drop(durable);
+
+    let reopened = reopen::<v2::Account, _>(backend, &consumer).await;
+    assert_eq!(reopened.entries, v2_entries);
+    assert_eq!(reopened.checkpoint, Some(checkpoint));
+    assert_eq!(reopened.parked, parked_now[..1].to_vec());
+
+    let mut store = backend.open(&consumer).await;
+    backend.purge(&mut store).await;
+}
+
+/// A commit that fails partway leaves the store exactly as it was.
+pub async fn failed_commit_changes_nothing<B: Backend>(backend: &B, test: &str) {
+    let consumer = consumer(test);
+    let mut store = backend.open(&consumer).await;
+    backend.purge(&mut store).await;
+
+    let (a1, a2, a9) = ("a-1".to_owned(), "a-2".to_owned(), "a-9".to_owned());
+    let ada = account1("a-1", "Ada", 1);
+    let baseline_parked = [parked(10, Some("a-2"), "newer", b"{}")];
+    ReplicaStore::<v1::Account>::commit(
+        &mut store,
+        Commit {
+            entries: vec![live(&a1, 1, &ada), tombstone(&a2, 2)],
+            parked: &baseline_parked,
+            unparked: &[],
+            checkpoint: Checkpoint {
+                stream_sequence: 10,
+                applied: 2,
+            },
+        },
+    )
+    .await
+    .expect("baseline");
+    let before = reopen::<v1::Account, _>(backend, &consumer).await;
+
+    let ada2 = account1("a-1", "Ada", 2);
+    let nine = account1("a-9", "Nine", 9);
+    let more_parked = [parked(11, None, "garbage", b"x")];
+    let too_big = i64::MAX as u64 + 1;
+
+    // 1. Fails at the checkpoint, after the entries, the parked and the
+    //    unparked rows were written in the transaction.
+    let error = ReplicaStore::<v1::Account>::commit(
+        &mut store,
+        Commit {
+            entries: vec![live(&a1, 2, &ada2), live(&a9, 1, &nine), tombstone(&a2, 3)],
+            parked: &more_parked,
+            unparked: &[10],
+            checkpoint: Checkpoint {
+                stream_sequence: u64::MAX,
+                applied: 5,
+            },
+        },
+    )
+    .await
+    .expect_err("stream sequence above i64::MAX");
+    match &error {
+        StoreError::OutOfRange { column, value, .. } => {
+            assert_eq!(*column, "ecst_checkpoint.stream_sequence");
+            assert_eq!(*value, i128::from(u64::MAX));
+        }
+        other => panic!("expected OutOfRange, got {other:?}"),
+    }
+    assert!(
+        error.to_string().contains("18446744073709551615"),
+        "{error}"
+    );
+    assert_eq!(reopen::<v1::Account, _>(backend, &consumer).await, before);
+
+    // 2. Fails at the second parked event, after the entries were written.
+    let bad_parked = [
+        parked(12, None, "garbage", b"y"),
+        parked(too_big, Some("a-1"), "held", b"z"),
+    ];
+    let error = ReplicaStore::<v1::Account>::commit(
+        &mut store,
+        Commit {
+            entries: vec![live(&a1, 2, &ada2), live(&a9, 1, &nine)],
+            parked: &bad_parked,
+            unparked: &[],
+            checkpoint: Checkpoint {
+                stream_sequence: 12,
+                applied: 4,
+            },
+        },
+    )
+    .await
+    .expect_err("parked stream sequence above i64::MAX");
+    assert!(
+        matches!(&error, StoreError::OutOfRange { column: "ecst_parked.stream_sequence", key: Some(k), .. } if k == "a-1"),
+        "{error:?}"
+    );
+    assert_eq!(reopen::<v1::Account, _>(backend, &consumer).await, before);
+
+    // 3. Fails at the second entry's sequence.
+    let error = ReplicaStore::<v1::Account>::commit(
+        &mut store,
+        Commit {
+            entries: vec![live(&a9, 1, &nine), live(&a1, too_big, &ada2)],
+            parked: &[],
+            unparked: &[10],
+            checkpoint: Checkpoint {
+                stream_sequence: 12,
+                applied: 4,
+            },
+        },
+    )
+    .await
+    .expect_err("sequence above i64::MAX");
+    assert!(
+        matches!(&error, StoreError::OutOfRange { column: "ecst_replica.sequence", key: Some(k), .. } if k == "a-1"),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("`a-1`"), "{error}");
+    assert_eq!(reopen::<v1::Account, _>(backend, &consumer).await, before);
+
+    // 4. A state that cannot be serialized, after a good one.
+    let (f1, f2) = ("f-1".to_owned(), "f-2".to_owned());
+    let fine = Fragile {
+        id: f1.clone(),
+        note: "fine".into(),
+    };
+    ReplicaStore::<Fragile>::commit(
+        &mut store,
+        Commit {
+            entries: vec![live(&f1, 1, &fine)],
+            parked: &[],
+            unparked: &[],
+            checkpoint: Checkpoint {
+                stream_sequence: 1,
+                applied: 1,
+            },
+        },
+    )
+    .await
+    .expect("fragile baseline");
+    let fragile_before = reopen::<Fragile, _>(backend, &consumer).await;
+    let better = Fragile {
+        id: f1.clone(),
+        note: "better".into(),
+    };
+    let poison = Fragile {
+        id: f2.clone(),
+        note: "poison".into(),
+    };
+    let error = ReplicaStore::<Fragile>::commit(
+        &mut store,
+        Commit {
+            entries: vec![live(&f1, 2, &better), live(&f2, 1, &poison)],
+            parked: &[],
+            unparked: &[],
+            checkpoint: Checkpoint {
+                stream_sequence: 2,
+                applied: 3,
+            },
+        },
+    )
+    .await
+    .expect_err("poison");
+    match &error {
+        StoreError::EncodeState { key, context, .. } => {
+            assert_eq!(key, "f-2");
+            assert_eq!(context.entity, Some("fragile"));
+        }
+        other => panic!("expected EncodeState, got {other:?}"),
+    }
+    assert!(
+        error.to_string().contains("refusing to serialize poison"),
+        "{error}"
+    );
+    assert_eq!(
+        reopen::<Fragile, _>(backend, &consumer).await,
+        fragile_before
+    );
+    // The other entity of the consumer is untouched too.
+    assert_eq!(reopen::<v1::Account, _>(backend, &consumer).await, before);
+
+    // 5. The same through a DurableReplica: the batch fails, nothing is
+    //    durable, and the next batch starts from the store again.
+    let mut producer =
+        Producer::<Fragile>::resume("urn:example:notes", [(f1.clone(), Sequence::new(1))]);
+    let good = msg(2, producer.upsert(better.clone()).unwrap());
+    let harmless = msg(
+        3,
+        producer
+            .upsert(Fragile {
+                id: f2.clone(),
+                note: "harmless".into(),
+            })
+            .unwrap(),
+    );
+    let poisoned = Msg {
+        payload: String::from_utf8(harmless.payload.clone())
+            .unwrap()
+            .replace("\"harmless\"", "\"poison\"")
+            .into_bytes(),
+        ..harmless
+    };
+    let mut durable = DurableReplica::<Fragile, _>::open(backend.open(&consumer).await)
+        .await
+        .expect("open fragile");
+    let error = durable
+        .apply_batch(&messages(&[good, poisoned]))
+        .await
+        .expect_err("poisoned batch");
+    assert!(matches!(error, StoreError::EncodeState { .. }), "{error:?}");
+    assert_eq!(
+        reopen::<Fragile, _>(backend, &consumer).await,
+        fragile_before
+    );
+    // Memory was ahead of the store; the next batch reloads first, so the
+    // replica is the store's plus the new batch.
+    let next = msg(4, producer.upsert(better.clone()).unwrap());
+    let outcome = durable
+        .apply_batch(&messages(&[next]))
+        .await
+        .expect("next batch");
+    assert_eq!(outcome.applied, vec![(4, Outcome::Updated)]);
+    assert_eq!(
+        entries(durable.replica()),
+        vec![("f-1".into(), 3, Some(better.clone()))]
+    );
+    assert_eq!(
+        durable.checkpoint(),
+        Some(Checkpoint {
+            stream_sequence: 4,
+            applied: 2,
+        })
+    );
+    let after = reopen::<Fragile, _>(backend, &consumer).await;
+    assert_eq!(after.entries, entries(durable.replica()));
+    assert_eq!(after.checkpoint, durable.checkpoint());
+
+    let mut store = backend.open(&consumer).await;
+    backend.purge(&mut store).await;
+}
+
+/// Two consumers in one database do not see each other's rows, and
+/// purging one leaves the other.
+pub async fn consumers_are_isolated<B: Backend>(backend: &B, test: &str) {
+    let first = consumer(&format!("{test}-first"));
+    let second = consumer(&format!("{test}-second"));
+    let mut one = backend.open(&first).await;
+    let mut two = backend.open(&second).await;
+    backend.purge(&mut one).await;
+    backend.purge(&mut two).await;
+
+    let key = "k-1".to_owned();
+    let (ones, twos) = (account1("k-1", "One", 1), account1("k-1", "Two", 2));
+    let (parked_one, parked_two) = (
+        [parked(7, Some("k-1"), "one", b"1")],
+        [parked(7, None, "two", b"2")],
+    );
+    ReplicaStore::<v1::Account>::commit(
+        &mut one,
+        Commit {
+            entries: vec![live(&key, 1, &ones)],
+            parked: &parked_one,
+            unparked: &[],
+            checkpoint: Checkpoint {
+                stream_sequence: 7,
+                applied: 1,
+            },
+        },
+    )
+    .await
+    .expect("first consumer");
+    ReplicaStore::<v1::Account>::commit(
+        &mut two,
+        Commit {
+            entries: vec![live(&key, 9, &twos)],
+            parked: &parked_two,
+            unparked: &[],
+            checkpoint: Checkpoint {
+                stream_sequence: 70,
+                applied: 10,
+            },
+        },
+    )
+    .await
+    .expect("second consumer");
+    // The second unparks stream sequence 7: only its own.
+    ReplicaStore::<v1::Account>::commit(
+        &mut two,
+        Commit {
+            entries: vec![],
+            parked: &[],
+            unparked: &[7],
+            checkpoint: Checkpoint {
+                stream_sequence: 71,
+                applied: 10,
+            },
+        },
+    )
+    .await
+    .expect("second consumer unparks");
+
+    let seen_one = reopen::<v1::Account, _>(backend, &first).await;
+    let seen_two = reopen::<v1::Account, _>(backend, &second).await;
+    assert_eq!(
+        seen_one,
+        Dump {
+            entries: vec![("k-1".into(), 1, Some(ones))],
+            checkpoint: Some(Checkpoint {
+                stream_sequence: 7,
+                applied: 1,
+            }),
+            parked: parked_one.to_vec(),
+        }
+    );
+    assert_eq!(
+        seen_two,
+        Dump {
+            entries: vec![("k-1".into(), 9, Some(twos))],
+            checkpoint: Some(Checkpoint {
+                stream_sequence: 71,
+                applied: 10,
+            }),
+            parked: vec![],
+        }
+    );
+
+    backend.purge(&mut one).await;
+    assert_eq!(
+        reopen::<v1::Account, _>(backend, &first).await,
+        Dump {
+            entries: vec![],
+            checkpoint: None,
+            parked: vec![],
+        }
+    );
+    assert_eq!(reopen::<v1::Account, _>(backend, &second).await, seen_two);
+    backend.purge(&mut two).await;
+}
