@@ -1,0 +1,347 @@
+//! Decoding CloudEvents envelopes and applying them to a replica, against
+//! hand-written serde baselines over the very same bytes.
+//!
+//! Workload: 100k keys, one upsert each; 10% of the keys also get a newer
+//! upsert that is delivered *before* the older one (the older one is then
+//! stale), and 10% of the keys get their upsert delivered twice. The events
+//! are shuffled with a seeded RNG, so every run (and every function in the
+//! group) sees the same 120k events in the same order.
+//!
+//! - `ecst_replica`: `Replica::<Customer>::apply_json` per event;
+//! - `serde_envelope_hashmap`: a derived serde struct for the same envelope
+//!   bytes, `HashMap<String, (u64, Customer)>` with a sequence check;
+//! - `serde_payload_hashmap`: the payload alone (no envelope) with the same
+//!   map, so the envelope's own cost is visible;
+//! - `serde_envelope_str_hashmap`: the envelope baseline with the input
+//!   checked as UTF-8 once and read with `from_str` (as ecst reads it), for
+//!   reference.
+//!
+//! Run with `cargo bench --bench decode_apply`, then
+//! `python3 benches/ratios.py` for the ratios of this very run. Each
+//! iteration replays the whole workload into a fresh map; dropping the map is
+//! not timed.
+//!
+//! For instruction counts, `ECST_BENCH_ONCE=<function>` (one of the names
+//! above) skips criterion and runs that function once over the workload:
+//! `valgrind --tool=callgrind --collect-atstart=no
+//! --toggle-collect='*run_*' target/release/deps/decode_apply-<hash>`.
+
+use std::collections::hash_map::{self, HashMap};
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, BatchSize, Criterion, SamplingMode};
+use ecst::{Outcome, Producer, Replica, Sequence, StateEvent};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    Free,
+    Pro,
+    Enterprise,
+}
+
+#[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[state_event(entity = "customer", version = 1)]
+pub struct Customer {
+    #[state_event(key)]
+    pub id: String,
+    pub name: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub tier: Tier,
+    pub active: bool,
+    pub credit_limit_cents: u64,
+    pub created_at_ms: u64,
+    pub tags: Vec<String>,
+    pub street: String,
+    pub city: String,
+}
+
+const KEYS: usize = 100_000;
+
+/// SplitMix64: a tiny seeded generator, enough for a reproducible shuffle.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn customer(i: usize, revision: u64) -> Customer {
+    let tier = match i % 3 {
+        0 => Tier::Free,
+        1 => Tier::Pro,
+        _ => Tier::Enterprise,
+    };
+    Customer {
+        id: format!("cus-{i:08}"),
+        name: format!("Customer Number {i}, revision {revision}"),
+        email: Some(format!("customer.{i}@example.com")),
+        phone: i.is_multiple_of(2).then(|| format!("+44 20 7946 {:04}", i % 10_000)),
+        tier,
+        active: !i.is_multiple_of(7),
+        credit_limit_cents: (i as u64 % 1000) * 10_000 + revision,
+        created_at_ms: 1_700_000_000_000 + i as u64 * 1_000,
+        tags: vec![
+            "retail".into(),
+            "newsletter".into(),
+            format!("region-{}", i % 12),
+        ],
+        street: format!(
+            "{} Baker Street, Marylebone, Flat {}",
+            i % 500 + 1,
+            i % 40 + 1
+        ),
+        city: "London NW1 6XE, United Kingdom".into(),
+    }
+}
+
+/// One event as delivered: the envelope, and for the payload-only baseline
+/// the sequence (as a broker header would carry it) and the bare payload.
+struct Event {
+    envelope: Vec<u8>,
+    sequence: u64,
+    payload: Vec<u8>,
+}
+
+fn workload() -> Vec<Event> {
+    let mut producer = Producer::<Customer>::new("urn:example:crm");
+    // (key index, revision) in delivery order, before shuffling.
+    let mut plan: Vec<(usize, u64)> = Vec::with_capacity(KEYS + KEYS / 5);
+    for i in 0..KEYS {
+        plan.push((i, 1));
+        if i % 10 == 3 {
+            plan.push((i, 2)); // out of order: forced before revision 1 below
+        }
+        if i % 10 == 7 {
+            plan.push((i, 1)); // duplicate delivery
+        }
+    }
+    let mut rng = SplitMix64(0x5EED_ECE5);
+    for n in (1..plan.len()).rev() {
+        plan.swap(n, rng.below(n + 1));
+    }
+    // Make the out-of-order keys really out of order: revision 2 first.
+    let mut first_pos: HashMap<usize, usize> = HashMap::new();
+    for pos in 0..plan.len() {
+        let (key, rev) = plan[pos];
+        if key % 10 != 3 {
+            continue;
+        }
+        match first_pos.get(&key) {
+            None => {
+                first_pos.insert(key, pos);
+            }
+            Some(&earlier) if rev == 2 => plan.swap(earlier, pos),
+            Some(_) => {}
+        }
+    }
+
+    // Encode every distinct (key, revision) once, through the producer, in
+    // revision order (the producer insists on increasing sequences).
+    let mut encoded: HashMap<(usize, u64), (Vec<u8>, Vec<u8>)> = HashMap::new();
+    for i in 0..KEYS {
+        let revisions: &[u64] = if i % 10 == 3 { &[1, 2] } else { &[1] };
+        for &rev in revisions {
+            let state = customer(i, rev);
+            let payload = serde_json::to_vec(&state).unwrap();
+            let envelope = producer
+                .upsert_at(state, Sequence::new(rev))
+                .unwrap()
+                .to_json()
+                .unwrap();
+            encoded.insert((i, rev), (envelope, payload));
+        }
+    }
+    plan.into_iter()
+        .map(|(i, rev)| {
+            let (envelope, payload) = encoded[&(i, rev)].clone();
+            Event {
+                envelope,
+                sequence: rev,
+                payload,
+            }
+        })
+        .collect()
+}
+
+/// The hand-written baseline: a plain derived struct for the same envelope.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct Env {
+    id: String,
+    source: String,
+    #[serde(rename = "type")]
+    ty: String,
+    subject: String,
+    sequence: String,
+    schemaversion: u32,
+    operation: String,
+    data: Option<Customer>,
+}
+
+type Baseline = HashMap<String, (u64, Customer)>;
+
+/// Same version gate as the replica: apply only a higher sequence.
+fn gate(map: &mut Baseline, key: String, sequence: u64, state: Customer) -> Outcome {
+    match map.entry(key) {
+        hash_map::Entry::Vacant(vacant) => {
+            vacant.insert((sequence, state));
+            Outcome::Inserted
+        }
+        hash_map::Entry::Occupied(mut occupied) => {
+            let held = occupied.get().0;
+            if sequence < held {
+                Outcome::Stale
+            } else if sequence == held {
+                Outcome::Duplicate
+            } else {
+                *occupied.get_mut() = (sequence, state);
+                Outcome::Updated
+            }
+        }
+    }
+}
+
+#[inline(never)]
+fn run_ecst(events: &[Event]) -> Replica<Customer> {
+    let mut replica = Replica::<Customer>::new();
+    for event in events {
+        black_box(replica.apply_json(black_box(&event.envelope)).unwrap());
+    }
+    replica
+}
+
+#[inline(never)]
+fn run_serde_envelope(events: &[Event]) -> Baseline {
+    let mut map = Baseline::new();
+    for event in events {
+        let env: Env = serde_json::from_slice(black_box(&event.envelope)).unwrap();
+        let sequence: u64 = env.sequence.parse().unwrap();
+        let state = env.data.unwrap();
+        black_box(gate(&mut map, env.subject, sequence, state));
+    }
+    map
+}
+
+/// `run_serde_envelope` with the input checked as UTF-8 once up front and
+/// read with `from_str`, the trick ecst itself uses (`from_slice` checks
+/// every string it reads on its own): the best a hand-written reader gets.
+#[inline(never)]
+fn run_serde_envelope_str(events: &[Event]) -> Baseline {
+    let mut map = Baseline::new();
+    for event in events {
+        let text = std::str::from_utf8(black_box(&event.envelope)).unwrap();
+        let env: Env = serde_json::from_str(text).unwrap();
+        let sequence: u64 = env.sequence.parse().unwrap();
+        let state = env.data.unwrap();
+        black_box(gate(&mut map, env.subject, sequence, state));
+    }
+    map
+}
+
+#[inline(never)]
+fn run_serde_payload(events: &[Event]) -> Baseline {
+    let mut map = Baseline::new();
+    for event in events {
+        let state: Customer = serde_json::from_slice(black_box(&event.payload)).unwrap();
+        let key = state.id.clone();
+        black_box(gate(&mut map, key, event.sequence, state));
+    }
+    map
+}
+
+fn check(events: &[Event]) {
+    let replica = run_ecst(events);
+    let stats = replica.stats();
+    assert_eq!(stats.inserted, KEYS as u64);
+    assert_eq!(stats.updated, 0);
+    assert_eq!(stats.stale, KEYS as u64 / 10);
+    assert_eq!(stats.duplicates, KEYS as u64 / 10);
+    let a = run_serde_envelope(events);
+    let b = run_serde_payload(events);
+    assert_eq!(run_serde_envelope_str(events), a);
+    assert_eq!(a.len(), KEYS);
+    for (key, (seq, state)) in &a {
+        let entry = replica.entry(key.as_str()).unwrap();
+        assert_eq!(entry.sequence().get(), *seq);
+        assert_eq!(replica.get(key.as_str()), Some(state));
+        assert_eq!(b.get(key), Some(&(*seq, state.clone())));
+    }
+    let envelope_bytes: usize = events.iter().map(|e| e.envelope.len()).sum();
+    let payload_bytes: usize = events.iter().map(|e| e.payload.len()).sum();
+    eprintln!(
+        "decode_apply: {} events, mean envelope {} bytes, mean payload {} bytes",
+        events.len(),
+        envelope_bytes / events.len(),
+        payload_bytes / events.len()
+    );
+}
+
+fn bench(c: &mut Criterion) {
+    let events = workload();
+    check(&events);
+    assert_eq!(Customer::VERSION, 1);
+
+    let mut group = c.benchmark_group("decode_apply");
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    group.bench_function("ecst_replica", |b| {
+        b.iter_batched(|| (), |()| run_ecst(&events), BatchSize::PerIteration)
+    });
+    group.bench_function("serde_envelope_hashmap", |b| {
+        b.iter_batched(
+            || (),
+            |()| run_serde_envelope(&events),
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("serde_envelope_str_hashmap", |b| {
+        b.iter_batched(
+            || (),
+            |()| run_serde_envelope_str(&events),
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("serde_payload_hashmap", |b| {
+        b.iter_batched(
+            || (),
+            |()| run_serde_payload(&events),
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+
+fn main() {
+    if let Ok(function) = std::env::var("ECST_BENCH_ONCE") {
+        let events = workload();
+        match function.as_str() {
+            "ecst_replica" => drop(black_box(run_ecst(&events))),
+            "serde_envelope_hashmap" => drop(black_box(run_serde_envelope(&events))),
+            "serde_envelope_str_hashmap" => drop(black_box(run_serde_envelope_str(&events))),
+            "serde_payload_hashmap" => drop(black_box(run_serde_payload(&events))),
+            other => panic!("unknown function `{other}`"),
+        }
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
