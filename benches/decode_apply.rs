@@ -89,7 +89,9 @@ fn customer(i: usize, revision: u64) -> Customer {
         id: format!("cus-{i:08}"),
         name: format!("Customer Number {i}, revision {revision}"),
         email: Some(format!("customer.{i}@example.com")),
-        phone: i.is_multiple_of(2).then(|| format!("+44 20 7946 {:04}", i % 10_000)),
+        phone: i
+            .is_multiple_of(2)
+            .then(|| format!("+44 20 7946 {:04}", i % 10_000)),
         tier,
         active: !i.is_multiple_of(7),
         credit_limit_cents: (i as u64 % 1000) * 10_000 + revision,

@@ -20,6 +20,8 @@
 pub mod envelope;
 mod error;
 mod event;
+#[cfg(feature = "nats")]
+pub mod nats;
 mod producer;
 mod replica;
 mod router;

@@ -189,7 +189,10 @@ impl<T: StateEvent> Replica<T> {
     }
 
     /// [`Replica::apply_json`], also returning the event's key.
-    pub(crate) fn apply_json_keyed(&mut self, json: &[u8]) -> Result<(Outcome, T::Key), DecodeError> {
+    pub(crate) fn apply_json_keyed(
+        &mut self,
+        json: &[u8],
+    ) -> Result<(Outcome, T::Key), DecodeError> {
         match decode_typed::<T>(json) {
             Ok(decoded) => {
                 let key = decoded.key.clone();

@@ -20,6 +20,11 @@ pub struct Message<'a> {
     /// Set when the transport already refused the message (say, a payload
     /// over the size limit): it is parked with this reason, undecoded.
     pub refused: Option<&'a str>,
+    /// The entity key as the transport addresses the message (on NATS, the
+    /// subject's last tokens), if it does. Used only when the payload cannot
+    /// say (garbage, a refused payload), so that such a message still holds
+    /// back the later events of its key.
+    pub key: Option<&'a str>,
 }
 
 impl<'a> Message<'a> {
@@ -30,7 +35,15 @@ impl<'a> Message<'a> {
             subject,
             payload,
             refused: None,
+            key: None,
         }
+    }
+
+    /// The same message, addressed to entity key `key` by the transport.
+    #[must_use]
+    pub fn with_key(mut self, key: &'a str) -> Self {
+        self.key = Some(key);
+        self
     }
 }
 
@@ -42,6 +55,11 @@ pub struct BatchOutcome {
     /// Messages rejected and parked (with every later event of their key),
     /// with the reason.
     pub parked: Vec<(u64, String)>,
+    /// Events rejected *without* being parked, with the reason: the
+    /// unsequenced events of [`DurableReplica::merge_unsequenced`] (a
+    /// bootstrap answer), which have no stream sequence (it reads 0 here)
+    /// and can be asked for again.
+    pub rejected: Vec<(u64, String)>,
 }
 
 /// A [`Replica`] whose changes and checkpoint are committed to a
@@ -215,6 +233,56 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         Ok(outcome)
     }
 
+    /// Merges events that do not come from the stream (an owner's answer to
+    /// a bootstrap request) into the replica by sequence and commits the
+    /// changes. The checkpoint's stream position does not move.
+    ///
+    /// An event that cannot be applied, or whose key has parked events (so
+    /// that a key's events are not applied around them), is returned in
+    /// [`BatchOutcome::rejected`] and not parked: it has no stream sequence
+    /// to be parked under (parked events are identified by theirs), and
+    /// asking the owner again after fixing the cause brings it again.
+    pub async fn merge_unsequenced(
+        &mut self,
+        payloads: &[&[u8]],
+    ) -> Result<BatchOutcome, S::Error> {
+        if self.stale_memory {
+            self.reload().await?;
+        }
+        let mut outcome = BatchOutcome::default();
+        let mut changed: Vec<T::Key> = Vec::new();
+        let mut checkpoint = self.checkpoint.unwrap_or_default();
+        for payload in payloads {
+            if let Some((_, reason)) = self.held_behind(&Message::new(0, "", payload)) {
+                outcome.rejected.push((0, reason));
+                continue;
+            }
+            match self.replica.apply_json_keyed(payload) {
+                Ok((applied, key)) => {
+                    if changes_state(applied) {
+                        checkpoint.applied += 1;
+                        changed.push(key);
+                    }
+                    outcome.applied.push((0, applied));
+                }
+                Err(error) => outcome.rejected.push((0, reason_of(&error))),
+            }
+        }
+        let entries = stored_entries(&self.replica, &changed);
+        let commit = Commit {
+            entries,
+            parked: &[],
+            unparked: &[],
+            checkpoint,
+        };
+        if let Err(error) = self.store.commit(commit).await {
+            self.stale_memory = true;
+            return Err(error);
+        }
+        self.checkpoint = Some(checkpoint);
+        Ok(outcome)
+    }
+
     /// Applies the parked events again, in order; those that now apply
     /// leave the parking lot, the others (and everything behind them on the
     /// same key) stay. Returns what happened, committed in one transaction.
@@ -278,8 +346,14 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         if self.held.is_empty() {
             return None;
         }
-        let (header, _) = decode_header(message.payload).ok()?;
-        let key = header.key.into_owned();
+        let key = match decode_header(message.payload) {
+            Ok((header, _)) => header.key.into_owned(),
+            Err(error) => error
+                .context()
+                .key
+                .clone()
+                .or_else(|| message.key.map(str::to_owned))?,
+        };
         // Only what comes after the key's first parked event waits; a
         // redelivery of an earlier message (already applied) goes through
         // the version gate as usual.
@@ -298,6 +372,8 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         parked_now: &mut Vec<Parked>,
         outcome: &mut BatchOutcome,
     ) {
+        // What the payload said, else what the transport addressed.
+        let key = key.or_else(|| message.key.map(str::to_owned));
         if let Some(key) = &key {
             hold(&mut self.held, key, message.stream_sequence);
         }
