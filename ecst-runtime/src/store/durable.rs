@@ -155,13 +155,17 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
     ///
     /// On a store error nothing of the batch is durable; memory is reloaded
     /// from the store before the next batch, and the caller should not
-    /// acknowledge the messages.
+    /// acknowledge the messages. An empty batch (an idle poll) writes
+    /// nothing.
     pub async fn apply_batch(
         &mut self,
         messages: &[Message<'_>],
     ) -> Result<BatchOutcome, S::Error> {
         if self.stale_memory {
             self.reload().await?;
+        }
+        if messages.is_empty() {
+            return Ok(BatchOutcome::default());
         }
         let mut outcome = BatchOutcome::default();
         let mut changed: Vec<T::Key> = Vec::new();
@@ -253,7 +257,10 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         let mut changed: Vec<T::Key> = Vec::new();
         let mut checkpoint = self.checkpoint.unwrap_or_default();
         for payload in payloads {
-            if let Some((_, reason)) = self.held_behind(&Message::new(0, "", payload)) {
+            // An answer is the owner's current state: it comes after
+            // every parked event of its key.
+            let answer = Message::new(u64::MAX, "", payload);
+            if let Some((_, reason)) = self.held_behind(&answer) {
                 outcome.rejected.push((0, reason));
                 continue;
             }

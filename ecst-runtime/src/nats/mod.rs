@@ -1,0 +1,125 @@
+//! NATS JetStream transport (feature `nats`).
+//!
+//! - [`StateStream`] provisions (or verifies) a stream that keeps the latest
+//!   event per subject (`max_messages_per_subject = 1`, like a compacted
+//!   Kafka topic) with a duplicate window for `Nats-Msg-Id` de-duplication.
+//! - [`Publisher`] publishes envelopes on `<prefix>.<entity>.<key>`, in
+//!   CloudEvents structured or binary mode, with `Nats-Msg-Id` = event id
+//!   and optionally `Nats-Expected-Last-Subject-Sequence`.
+//! - [`Follower`] bootstraps a [`DurableReplica`](crate::store::DurableReplica)
+//!   from the last event of every key, then follows live with a durable pull
+//!   consumer, acknowledging only after the batch and its checkpoint are
+//!   committed. After a restart it resumes from its checkpoint.
+//! - [`serve_bootstrap`] and [`request_bootstrap`] implement bootstrap by
+//!   request/response: the owner answers with ordinary state events, which
+//!   merge into the replica by sequence.
+//!
+//! The server's version is checked before any setting that needs a newer
+//! server than nats-server 2.9 ([`ServerVersion`]).
+
+mod binary;
+mod bootstrap;
+mod follow;
+mod publish;
+mod server;
+mod stream;
+mod subject;
+
+use crate::envelope::EncodeError;
+use crate::upcast::BoxError;
+
+pub use bootstrap::{request_bootstrap, serve_bootstrap, BootstrapRequest};
+pub use follow::{FollowSettings, Follower, Progress, RetryPolicy};
+pub use publish::{Mode, Published, Publisher};
+pub use server::ServerVersion;
+pub use stream::StateStream;
+pub use subject::Subjects;
+
+/// What can go wrong talking to NATS.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NatsError {
+    /// A setting needs a newer nats-server than the one connected.
+    #[error(
+        "{feature} needs nats-server {needs} or newer, but the server is {server} (older servers \
+         silently ignore the setting)"
+    )]
+    ServerTooOld {
+        /// What was asked for.
+        feature: &'static str,
+        /// The first server version that has it.
+        needs: ServerVersion,
+        /// The connected server's version.
+        server: ServerVersion,
+    },
+    /// The server reported a version ecst cannot read.
+    #[error("the server reported version `{0}`, which is not a version number")]
+    UnknownServerVersion(String),
+    /// A subject (prefix, entity or key) would not mean what it says.
+    #[error("subject `{subject}` is not usable: {reason}")]
+    InvalidSubject {
+        /// The subject or part of it.
+        subject: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The stream exists with settings that break ECST's assumptions.
+    #[error("stream `{stream}` is not a state stream: {reason}")]
+    StreamMismatch {
+        /// The stream name.
+        stream: String,
+        /// What differs.
+        reason: String,
+    },
+    /// A JetStream request failed (stream, consumer, fetch).
+    #[error("{action} failed: {source}")]
+    JetStream {
+        /// What was being done.
+        action: &'static str,
+        /// The client's error.
+        source: BoxError,
+    },
+    /// Publishing failed.
+    #[error("publishing to `{subject}` failed: {source}")]
+    Publish {
+        /// The subject.
+        subject: String,
+        /// The client's error.
+        source: async_nats::jetstream::context::PublishError,
+    },
+    /// `Nats-Expected-Last-Subject-Sequence` did not match: another event
+    /// was published for this key since.
+    #[error("`{subject}` changed since stream sequence {expected}: reload and try again")]
+    WrongLastSequence {
+        /// The subject.
+        subject: String,
+        /// The sequence the publisher expected to be the last.
+        expected: u64,
+    },
+    /// The state could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// The replica store failed, after the retries of the policy.
+    #[error("the replica store failed after {attempts} attempts: {source}")]
+    Store {
+        /// How many times the batch was tried.
+        attempts: u32,
+        /// The last store error.
+        source: BoxError,
+    },
+    /// A bootstrap request got no complete answer.
+    #[error("bootstrap of `{entity}` from its owner failed: {reason}")]
+    Bootstrap {
+        /// The entity.
+        entity: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+fn jetstream(action: &'static str, source: impl Into<BoxError>) -> NatsError {
+    NatsError::JetStream {
+        action,
+        source: source.into(),
+    }
+}
