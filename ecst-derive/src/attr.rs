@@ -95,28 +95,19 @@ pub struct Field {
 /// Reads the container's `#[state_event(...)]` attributes.
 pub fn container(cx: &mut Ctxt, attrs: &[Attribute]) -> Container {
     let mut out = Container::default();
-    for attr in attrs.iter().filter(|a| a.path().is_ident(STATE_EVENT)) {
-        if !matches!(attr.meta, Meta::List(_)) {
-            cx.error_spanned_by(
-                &attr.meta,
-                "`state_event` needs a list of arguments: write \
-                 `#[state_event(entity = \"customer\", version = 1)]`",
-            );
-            // Do not also report the missing `entity` and `version`.
-            out.written.extend([ENTITY, VERSION]);
-            continue;
-        }
-        let result = attr.parse_nested_meta(|meta| {
+    let without_list = each_item(
+        cx,
+        attrs,
+        "`state_event` needs a list of arguments: write \
+         `#[state_event(entity = \"customer\", version = 1)]`",
+        |cx, meta| {
             out.written.extend(written_key(&meta.path, ALL_KEYS));
-            if let Err(e) = container_item(cx, &mut out, &meta) {
-                cx.syn_error(e);
-                skip_rest(meta.input);
-            }
-            Ok(())
-        });
-        if let Err(e) = result {
-            cx.syn_error(e);
-        }
+            container_item(cx, &mut out, meta)
+        },
+    );
+    if without_list {
+        // Do not also report the missing `entity` and `version`.
+        out.written.extend([ENTITY, VERSION]);
     }
     out
 }
@@ -130,72 +121,52 @@ fn container_item(cx: &mut Ctxt, out: &mut Container, meta: &ParseNestedMeta) ->
         let since = parse_version(meta, VERSION, 3)?;
         set_once(cx, &mut out.version, since, path);
     } else if path.is_ident(REMOVED) {
-        let keyword = keyword(meta)?;
         let (mut since, mut field, mut ty) = (None, None, None);
-        let written = list(
+        list(
             cx,
             meta,
             "removed(since = 3, field = \"fax\", ty = Option<String>)",
-            &[SINCE, FIELD, TY],
+            &[
+                Arg::required(
+                    SINCE,
+                    "the version the field was removed at, e.g. `since = 3`",
+                ),
+                Arg::required(FIELD, "the removed field's name, e.g. `field = \"fax\"`"),
+                Arg::required(TY, "the removed field's type, e.g. `ty = Option<String>`"),
+            ],
             |cx, arg| {
                 if arg.path.is_ident(SINCE) {
-                    let v = parse_version(arg, SINCE, 3)?;
-                    set_once(cx, &mut since, v, &arg.path);
+                    set_once(cx, &mut since, parse_version(arg, SINCE, 3)?, &arg.path);
                 } else if arg.path.is_ident(FIELD) {
-                    let v = parse_name(arg)?;
-                    set_once(cx, &mut field, v, &arg.path);
+                    set_once(cx, &mut field, parse_name(arg)?, &arg.path);
                 } else {
-                    let v: Type = arg.value()?.parse()?;
-                    set_once(cx, &mut ty, v, &arg.path);
+                    set_once(cx, &mut ty, parse_type(arg)?, &arg.path);
                 }
                 Ok(())
             },
         )?;
-        require(
-            cx,
-            &keyword,
-            since.is_some() || written.contains(&SINCE),
-            "the version the field was removed at, e.g. `since = 3`",
-        );
-        require(
-            cx,
-            &keyword,
-            field.is_some() || written.contains(&FIELD),
-            "the removed field's name, e.g. `field = \"fax\"`",
-        );
-        require(
-            cx,
-            &keyword,
-            ty.is_some() || written.contains(&TY),
-            "the removed field's type, e.g. `ty = Option<String>`",
-        );
         out.removed.push(Removed { since, field, ty });
     } else if path.is_ident(HOP) {
         let keyword = keyword(meta)?;
         let (mut since, mut with) = (None, None);
+        // A missing `with` is reported by validation, which knows the types.
         let written = list(
             cx,
             meta,
             "hop(since = 2, with = path::to::function)",
-            &[SINCE, WITH],
+            &[
+                Arg::required(SINCE, "the version the hop leads to, e.g. `since = 2`"),
+                Arg::optional(WITH),
+            ],
             |cx, arg| {
                 if arg.path.is_ident(SINCE) {
-                    let v = parse_version(arg, SINCE, 2)?;
-                    set_once(cx, &mut since, v, &arg.path);
+                    set_once(cx, &mut since, parse_version(arg, SINCE, 2)?, &arg.path);
                 } else {
-                    let v = parse_path(arg)?;
-                    set_once(cx, &mut with, v, &arg.path);
+                    set_once(cx, &mut with, parse_path(arg)?, &arg.path);
                 }
                 Ok(())
             },
         )?;
-        require(
-            cx,
-            &keyword,
-            since.is_some() || written.contains(&SINCE),
-            "the version the hop leads to, e.g. `since = 2`",
-        );
-        // A missing `with` is reported by validation, which knows the types.
         out.hops.push(Hop {
             keyword,
             since,
@@ -249,27 +220,16 @@ fn container_item(cx: &mut Ctxt, out: &mut Container, meta: &ParseNestedMeta) ->
 /// Reads a field's `#[state_event(...)]` attributes.
 pub fn field(cx: &mut Ctxt, attrs: &[Attribute]) -> Field {
     let mut out = Field::default();
-    for attr in attrs.iter().filter(|a| a.path().is_ident(STATE_EVENT)) {
-        if !matches!(attr.meta, Meta::List(_)) {
-            cx.error_spanned_by(
-                &attr.meta,
-                "`state_event` needs a list of arguments, e.g. `#[state_event(key)]` or \
-                 `#[state_event(added(since = 2))]`",
-            );
-            continue;
-        }
-        let result = attr.parse_nested_meta(|meta| {
+    each_item(
+        cx,
+        attrs,
+        "`state_event` needs a list of arguments, e.g. `#[state_event(key)]` or \
+         `#[state_event(added(since = 2))]`",
+        |cx, meta| {
             out.written.extend(written_key(&meta.path, ALL_KEYS));
-            if let Err(e) = field_item(cx, &mut out, &meta) {
-                cx.syn_error(e);
-                skip_rest(meta.input);
-            }
-            Ok(())
-        });
-        if let Err(e) = result {
-            cx.syn_error(e);
-        }
-    }
+            field_item(cx, &mut out, meta)
+        },
+    );
     out
 }
 
@@ -284,31 +244,29 @@ fn field_item(cx: &mut Ctxt, out: &mut Field, meta: &ParseNestedMeta) -> syn::Re
     } else if path.is_ident(ADDED) {
         let keyword = keyword(meta)?;
         let (mut since, mut default, mut with) = (None, None, None);
-        let written = list(
+        list(
             cx,
             meta,
             "added(since = 2)",
-            &[SINCE, DEFAULT, WITH],
+            &[
+                Arg::required(
+                    SINCE,
+                    "the version the field was added at, e.g. `since = 2`",
+                ),
+                Arg::optional(DEFAULT),
+                Arg::optional(WITH),
+            ],
             |cx, arg| {
                 if arg.path.is_ident(SINCE) {
-                    let v = parse_version(arg, SINCE, 2)?;
-                    set_once(cx, &mut since, v, &arg.path);
+                    set_once(cx, &mut since, parse_version(arg, SINCE, 2)?, &arg.path);
                 } else if arg.path.is_ident(DEFAULT) {
-                    let v = parse_path(arg)?;
-                    set_once(cx, &mut default, v, &arg.path);
+                    set_once(cx, &mut default, parse_path(arg)?, &arg.path);
                 } else {
-                    let v = parse_path(arg)?;
-                    set_once(cx, &mut with, v, &arg.path);
+                    set_once(cx, &mut with, parse_path(arg)?, &arg.path);
                 }
                 Ok(())
             },
         )?;
-        require(
-            cx,
-            &keyword,
-            since.is_some() || written.contains(&SINCE),
-            "the version the field was added at, e.g. `since = 2`",
-        );
         let added = Added {
             keyword,
             since,
@@ -324,72 +282,58 @@ fn field_item(cx: &mut Ctxt, out: &mut Field, meta: &ParseNestedMeta) -> syn::Re
             out.added = Some(added);
         }
     } else if path.is_ident(RENAMED) {
-        let keyword = keyword(meta)?;
         let (mut since, mut from) = (None, None);
-        let written = list(
+        list(
             cx,
             meta,
             "renamed(since = 2, from = \"old_name\")",
-            &[SINCE, FROM],
+            &[
+                Arg::required(
+                    SINCE,
+                    "the version the new name starts at, e.g. `since = 2`",
+                ),
+                Arg::required(
+                    FROM,
+                    "the field's previous name, e.g. `from = \"old_name\"`",
+                ),
+            ],
             |cx, arg| {
                 if arg.path.is_ident(SINCE) {
-                    let v = parse_version(arg, SINCE, 2)?;
-                    set_once(cx, &mut since, v, &arg.path);
+                    set_once(cx, &mut since, parse_version(arg, SINCE, 2)?, &arg.path);
                 } else {
-                    let v = parse_name(arg)?;
-                    set_once(cx, &mut from, v, &arg.path);
+                    set_once(cx, &mut from, parse_name(arg)?, &arg.path);
                 }
                 Ok(())
             },
         )?;
-        require(
-            cx,
-            &keyword,
-            since.is_some() || written.contains(&SINCE),
-            "the version the new name starts at, e.g. `since = 2`",
-        );
-        require(
-            cx,
-            &keyword,
-            from.is_some() || written.contains(&FROM),
-            "the field's previous name, e.g. `from = \"old_name\"`",
-        );
         out.renamed.push(Renamed { since, from });
     } else if path.is_ident(RETYPED) {
         let keyword = keyword(meta)?;
         let (mut since, mut from, mut with) = (None, None, None);
+        // A missing `with` is reported by validation, which knows the types.
         let written = list(
             cx,
             meta,
             "retyped(since = 2, from = u32, with = path::to::function)",
-            &[SINCE, FROM, WITH],
+            &[
+                Arg::required(
+                    SINCE,
+                    "the version the new type starts at, e.g. `since = 2`",
+                ),
+                Arg::required(FROM, "the field's previous type, e.g. `from = u32`"),
+                Arg::optional(WITH),
+            ],
             |cx, arg| {
                 if arg.path.is_ident(SINCE) {
-                    let v = parse_version(arg, SINCE, 2)?;
-                    set_once(cx, &mut since, v, &arg.path);
+                    set_once(cx, &mut since, parse_version(arg, SINCE, 2)?, &arg.path);
                 } else if arg.path.is_ident(FROM) {
-                    let v: Type = arg.value()?.parse()?;
-                    set_once(cx, &mut from, v, &arg.path);
+                    set_once(cx, &mut from, parse_type(arg)?, &arg.path);
                 } else {
-                    let v = parse_path(arg)?;
-                    set_once(cx, &mut with, v, &arg.path);
+                    set_once(cx, &mut with, parse_path(arg)?, &arg.path);
                 }
                 Ok(())
             },
         )?;
-        require(
-            cx,
-            &keyword,
-            since.is_some() || written.contains(&SINCE),
-            "the version the new type starts at, e.g. `since = 2`",
-        );
-        require(
-            cx,
-            &keyword,
-            from.is_some() || written.contains(&FROM),
-            "the field's previous type, e.g. `from = u32`",
-        );
-        // A missing `with` is reported by validation, which knows the types.
         out.retyped.push(Retyped {
             keyword,
             since,
@@ -407,6 +351,37 @@ fn field_item(cx: &mut Ctxt, out: &mut Field, meta: &ParseNestedMeta) -> syn::Re
         return Err(meta.error(unknown_key(path, "a field", FIELD_KEYS)));
     }
     Ok(())
+}
+
+/// Calls `item` for each item of every `#[state_event(...)]` among `attrs`,
+/// recording each error and going on with the next item. A
+/// `#[state_event]` without a list is reported with `without_list`; returns
+/// whether there was one.
+fn each_item(
+    cx: &mut Ctxt,
+    attrs: &[Attribute],
+    without_list: &str,
+    mut item: impl FnMut(&mut Ctxt, &ParseNestedMeta) -> syn::Result<()>,
+) -> bool {
+    let mut found_without_list = false;
+    for attr in attrs.iter().filter(|a| a.path().is_ident(STATE_EVENT)) {
+        if !matches!(attr.meta, Meta::List(_)) {
+            cx.error_spanned_by(&attr.meta, without_list);
+            found_without_list = true;
+            continue;
+        }
+        let result = attr.parse_nested_meta(|meta| {
+            if let Err(e) = item(cx, &meta) {
+                cx.syn_error(e);
+                skip_rest(meta.input);
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            cx.syn_error(e);
+        }
+    }
+    found_without_list
 }
 
 /// The item as the user wrote it, if it is a simple `name = literal`.
@@ -482,14 +457,40 @@ fn keyword(meta: &ParseNestedMeta) -> syn::Result<Ident> {
         .ok_or_else(|| meta.error("expected an identifier"))
 }
 
-/// Parses `name(arg, arg, ..)`, recording each bad argument and going on.
-/// `each` sees only arguments in `allowed`. Returns the arguments written,
-/// including malformed and (as the argument they resemble) misspelled ones.
+/// An argument a list takes (`since` in `removed(since = 3, ..)`).
+struct Arg {
+    key: &'static str,
+    /// For a required argument, what it gives, for the error when it is
+    /// missing; `None` for an optional one.
+    needs: Option<&'static str>,
+}
+
+impl Arg {
+    /// An argument the list needs; `what` says what it gives, with an
+    /// example.
+    fn required(key: &'static str, what: &'static str) -> Self {
+        Arg {
+            key,
+            needs: Some(what),
+        }
+    }
+
+    /// An argument the list may go without (or whose absence validation
+    /// reports).
+    fn optional(key: &'static str) -> Self {
+        Arg { key, needs: None }
+    }
+}
+
+/// Parses `name(arg, arg, ..)`, recording each bad argument and going on,
+/// then each required argument not written. `each` sees only the arguments
+/// in `args`. Returns the arguments written, including malformed and (as
+/// the argument they resemble) misspelled ones.
 fn list(
     cx: &mut Ctxt,
     meta: &ParseNestedMeta,
     example: &str,
-    allowed: &[&'static str],
+    args: &[Arg],
     mut each: impl FnMut(&mut Ctxt, &ParseNestedMeta) -> syn::Result<()>,
 ) -> syn::Result<Vec<&'static str>> {
     if !meta.input.peek(syn::token::Paren) {
@@ -499,6 +500,8 @@ fn list(
             quote::quote!(#name),
         )));
     }
+    let allowed: Vec<&'static str> = args.iter().map(|arg| arg.key).collect();
+    let allowed = allowed.as_slice();
     let list = meta.path.get_ident().map(Ident::to_string);
     let mut written = Vec::new();
     meta.parse_nested_meta(|arg| {
@@ -522,6 +525,17 @@ fn list(
         }
         Ok(())
     })?;
+    // A malformed argument was reported where it stands; only one never
+    // written is missing. (A parsed argument was written too.)
+    let keyword = keyword(meta)?;
+    for arg in args {
+        match arg.needs {
+            Some(what) if !written.contains(&arg.key) => {
+                cx.error_spanned_by(&keyword, format!("`{keyword}` needs {what}"));
+            }
+            _ => {}
+        }
+    }
     Ok(written)
 }
 
@@ -534,12 +548,6 @@ fn set_once<T>(cx: &mut Ctxt, slot: &mut Option<T>, value: T, path: &Path) {
         );
     } else {
         *slot = Some(value);
-    }
-}
-
-fn require(cx: &mut Ctxt, keyword: &Ident, present: bool, what: &str) {
-    if !present {
-        cx.error_spanned_by(keyword, format!("`{keyword}` needs {what}"));
     }
 }
 
@@ -629,6 +637,11 @@ fn parse_name(meta: &ParseNestedMeta) -> syn::Result<Name> {
             ident,
         })
     }
+}
+
+/// A type: `Option<String>`.
+fn parse_type(meta: &ParseNestedMeta) -> syn::Result<Type> {
+    meta.value()?.parse()
 }
 
 /// A function path: `path::to::f` (or the string `"path::to::f"`).

@@ -221,18 +221,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
                 }
             }
         }
-        let entries = stored_entries(&self.replica, &changed);
-        let commit = Commit {
-            entries,
-            parked: &parked_now,
-            unparked: &[],
-            checkpoint,
-        };
-        if let Err(error) = self.store.commit(commit).await {
-            self.stale_memory = true;
-            return Err(error);
-        }
-        self.checkpoint = Some(checkpoint);
+        self.commit(&changed, &parked_now, &[], checkpoint).await?;
         self.parked.extend(parked_now);
         Ok(outcome)
     }
@@ -275,18 +264,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
                 Err(error) => outcome.rejected.push((0, reason_of(&error))),
             }
         }
-        let entries = stored_entries(&self.replica, &changed);
-        let commit = Commit {
-            entries,
-            parked: &[],
-            unparked: &[],
-            checkpoint,
-        };
-        if let Err(error) = self.store.commit(commit).await {
-            self.stale_memory = true;
-            return Err(error);
-        }
-        self.checkpoint = Some(checkpoint);
+        self.commit(&changed, &[], &[], checkpoint).await?;
         Ok(outcome)
     }
 
@@ -325,18 +303,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
                 .parked
                 .push((parked.stream_sequence, parked.reason.clone()));
         }
-        let entries = stored_entries(&self.replica, &changed);
-        let commit = Commit {
-            entries,
-            parked: &[],
-            unparked: &unparked,
-            checkpoint,
-        };
-        if let Err(error) = self.store.commit(commit).await {
-            self.stale_memory = true;
-            return Err(error);
-        }
-        self.checkpoint = Some(checkpoint);
+        self.commit(&changed, &[], &unparked, checkpoint).await?;
         self.parked
             .retain(|p| !unparked.contains(&p.stream_sequence));
         self.held.clear();
@@ -346,6 +313,31 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
             }
         }
         Ok(outcome)
+    }
+
+    /// Commits what the replica now holds for the `changed` keys, the
+    /// `parked` and `unparked` events and `checkpoint` in one transaction,
+    /// and then takes `checkpoint` as the replica's. When the store fails,
+    /// memory is marked stale: it is reloaded before the next batch.
+    async fn commit(
+        &mut self,
+        changed: &[T::Key],
+        parked: &[Parked],
+        unparked: &[u64],
+        checkpoint: Checkpoint,
+    ) -> Result<(), S::Error> {
+        let commit = Commit {
+            entries: stored_entries(&self.replica, changed),
+            parked,
+            unparked,
+            checkpoint,
+        };
+        if let Err(error) = self.store.commit(commit).await {
+            self.stale_memory = true;
+            return Err(error);
+        }
+        self.checkpoint = Some(checkpoint);
+        Ok(())
     }
 
     /// If `message` belongs to a key with parked events: its key and why.

@@ -1,12 +1,8 @@
-//! [`StoreError`], the one error of the durable stores, and the conversions
-//! at the SQL boundary that produce it.
+//! [`StoreError`], the one error of the durable stores, and
+//! [`StoreContext`], where it happened.
 
 use core::fmt;
 
-use crate::envelope::Change;
-use crate::event::{EntityKey, StateEvent};
-use crate::replica::Replica;
-use crate::sequence::Sequence;
 use crate::upcast::{BoxError, PayloadError};
 
 /// Where a [`StoreError`] happened: the backend, the consumer and, when the
@@ -23,7 +19,9 @@ pub struct StoreContext {
 }
 
 impl StoreContext {
-    pub(crate) fn new(backend: &'static str, consumer: &str, entity: Option<&'static str>) -> Self {
+    /// The context of `backend` (e.g. `"sqlite"`) for `consumer`, and
+    /// `entity` when the operation concerns one; for stores of your own.
+    pub fn new(backend: &'static str, consumer: &str, entity: Option<&'static str>) -> Self {
         StoreContext {
             backend,
             consumer: consumer.to_owned(),
@@ -32,11 +30,7 @@ impl StoreContext {
     }
 
     /// A [`StoreError::Database`] for `operation`, from any database error.
-    pub(crate) fn database(
-        &self,
-        operation: &'static str,
-        source: impl Into<BoxError>,
-    ) -> StoreError {
+    pub fn database(&self, operation: &'static str, source: impl Into<BoxError>) -> StoreError {
         StoreError::Database {
             context: Box::new(self.clone()),
             operation,
@@ -187,124 +181,4 @@ impl StoreError {
             | StoreError::OutOfRange { context, .. } => context,
         }
     }
-}
-
-/// The range of a `u64` stored in a signed 64-bit column.
-const U64_IN_BIGINT: &str =
-    "a u64 stored in a signed 64-bit column must be in 0..=9223372036854775807";
-
-/// `value` for a signed 64-bit column, or [`StoreError::OutOfRange`].
-pub(crate) fn to_bigint(
-    value: u64,
-    context: &StoreContext,
-    column: &'static str,
-    key: Option<&str>,
-) -> Result<i64, StoreError> {
-    i64::try_from(value).map_err(|_| StoreError::OutOfRange {
-        context: Box::new(context.clone()),
-        column,
-        key: key.map(str::to_owned),
-        value: i128::from(value),
-        expected: U64_IN_BIGINT,
-    })
-}
-
-/// A stored signed 64-bit value as a `u64`, or [`StoreError::OutOfRange`].
-pub(crate) fn from_bigint(
-    value: i64,
-    context: &StoreContext,
-    column: &'static str,
-    key: Option<&str>,
-) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| StoreError::OutOfRange {
-        context: Box::new(context.clone()),
-        column,
-        key: key.map(str::to_owned),
-        value: i128::from(value),
-        expected: U64_IN_BIGINT,
-    })
-}
-
-/// One row of `ecst_replica` as read, before decoding.
-pub(crate) struct StoredRow<S> {
-    pub(crate) key: String,
-    pub(crate) sequence: i64,
-    pub(crate) schema_version: i64,
-    /// The state as the backend returns it, `None` for a tombstone.
-    pub(crate) state: Option<S>,
-}
-
-/// Decodes `row` (its state with `decode`, upcasting from the stored
-/// version) and puts it into `replica` with [`Replica::restore`].
-pub(crate) fn restore_row<T: StateEvent, S>(
-    replica: &mut Replica<T>,
-    context: &StoreContext,
-    row: StoredRow<S>,
-    decode: impl FnOnce(u32, S) -> Result<T, PayloadError>,
-) -> Result<(), StoreError> {
-    const COLUMN: &str = "ecst_replica.schema_version";
-    let StoredRow {
-        key: text,
-        sequence,
-        schema_version,
-        state,
-    } = row;
-    let sequence = Sequence::new(from_bigint(
-        sequence,
-        context,
-        "ecst_replica.sequence",
-        Some(&text),
-    )?);
-    let key = match T::Key::parse_key(&text) {
-        Ok(key) => key,
-        Err(reason) => {
-            return Err(StoreError::InvalidKey {
-                context: Box::new(context.clone()),
-                key: text,
-                reason,
-            })
-        }
-    };
-    let change = match state {
-        None => Change::Delete,
-        Some(state) => {
-            let Ok(version) = u32::try_from(schema_version) else {
-                return Err(StoreError::OutOfRange {
-                    context: Box::new(context.clone()),
-                    column: COLUMN,
-                    key: Some(text),
-                    value: i128::from(schema_version),
-                    expected: "a schema version must be in 1..=4294967295",
-                });
-            };
-            if version > T::VERSION {
-                return Err(StoreError::FutureVersion {
-                    context: Box::new(context.clone()),
-                    key: text,
-                    version,
-                    newest: T::VERSION,
-                });
-            }
-            match decode(version, state) {
-                Ok(state) => Change::Upsert(state),
-                Err(source) => {
-                    return Err(StoreError::DecodeState {
-                        context: Box::new(context.clone()),
-                        key: text,
-                        version,
-                        source,
-                    })
-                }
-            }
-        }
-    };
-    if replica.entry(&key).is_some() {
-        return Err(StoreError::InvalidKey {
-            context: Box::new(context.clone()),
-            reason: "another stored key parses to the same key".to_owned(),
-            key: text,
-        });
-    }
-    replica.restore(key, sequence, change);
-    Ok(())
 }

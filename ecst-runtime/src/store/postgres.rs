@@ -25,7 +25,9 @@ use tokio_postgres::{Client, IsolationLevel, NoTls, Statement};
 
 pub use tokio_postgres;
 
-use super::error::{from_bigint, restore_row, to_bigint, StoredRow};
+use super::rows::{
+    checkpoint_columns, restore_row, stored_checkpoint, to_bigint, StoredParked, StoredRow,
+};
 use super::{Checkpoint, Commit, Loaded, Parked, ReplicaStore, StoreContext, StoreError};
 use crate::event::StateEvent;
 use crate::replica::Replica;
@@ -294,44 +296,28 @@ impl PostgresStore {
             })?;
         }
 
-        let checkpoint = match checkpoint {
-            None => None,
-            Some(row) => {
+        let checkpoint = checkpoint
+            .map(|row| {
                 let read = |e| context.database("reading ecst_checkpoint", e);
-                Some(Checkpoint {
-                    stream_sequence: from_bigint(
-                        row.try_get(0).map_err(read)?,
-                        &context,
-                        "ecst_checkpoint.stream_sequence",
-                        None,
-                    )?,
-                    applied: from_bigint(
-                        row.try_get(1).map_err(read)?,
-                        &context,
-                        "ecst_checkpoint.applied",
-                        None,
-                    )?,
-                })
-            }
-        };
+                stored_checkpoint(
+                    row.try_get(0).map_err(read)?,
+                    row.try_get(1).map_err(read)?,
+                    &context,
+                )
+            })
+            .transpose()?;
 
         let read = |e| context.database("reading ecst_parked", e);
         let mut parked = Vec::with_capacity(parked_rows.len());
         for row in parked_rows {
-            let key: Option<String> = row.try_get(2).map_err(read)?;
-            let stream_sequence = from_bigint(
-                row.try_get(0).map_err(read)?,
-                &context,
-                "ecst_parked.stream_sequence",
-                key.as_deref(),
-            )?;
-            parked.push(Parked {
-                stream_sequence,
+            let stored = StoredParked {
+                key: row.try_get(2).map_err(read)?,
+                stream_sequence: row.try_get(0).map_err(read)?,
                 subject: row.try_get(1).map_err(read)?,
-                key,
                 reason: row.try_get(3).map_err(read)?,
                 payload: row.try_get(4).map_err(read)?,
-            });
+            };
+            parked.push(stored.into_parked(&context)?);
         }
         Ok(Loaded {
             replica,
@@ -434,18 +420,7 @@ impl PostgresStore {
                 .map_err(write)?;
         }
 
-        let stream_sequence = to_bigint(
-            commit.checkpoint.stream_sequence,
-            &context,
-            "ecst_checkpoint.stream_sequence",
-            None,
-        )?;
-        let applied = to_bigint(
-            commit.checkpoint.applied,
-            &context,
-            "ecst_checkpoint.applied",
-            None,
-        )?;
+        let (stream_sequence, applied) = checkpoint_columns(&commit.checkpoint, &context)?;
         tx.execute(
             &statements.upsert_checkpoint,
             &[&consumer, &entity, &stream_sequence, &applied],

@@ -31,7 +31,9 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::error::{from_bigint, restore_row, to_bigint, StoredRow};
+use super::rows::{
+    checkpoint_columns, restore_row, stored_checkpoint, to_bigint, StoredParked, StoredRow,
+};
 use super::{Checkpoint, Commit, Loaded, Parked, ReplicaStore, StoreContext, StoreError};
 use crate::event::StateEvent;
 use crate::replica::Replica;
@@ -278,18 +280,10 @@ impl SqliteStore {
                 )
                 .optional()
                 .map_err(read)?;
-            match row {
-                None => None,
-                Some((stream_sequence, applied)) => Some(Checkpoint {
-                    stream_sequence: from_bigint(
-                        stream_sequence,
-                        &context,
-                        "ecst_checkpoint.stream_sequence",
-                        None,
-                    )?,
-                    applied: from_bigint(applied, &context, "ecst_checkpoint.applied", None)?,
-                }),
-            }
+            row.map(|(stream_sequence, applied)| {
+                stored_checkpoint(stream_sequence, applied, &context)
+            })
+            .transpose()?
         };
 
         let mut parked = Vec::new();
@@ -303,20 +297,14 @@ impl SqliteStore {
                 .map_err(read)?;
             let mut rows = statement.query(params![consumer, entity]).map_err(read)?;
             while let Some(row) = rows.next().map_err(read)? {
-                let key: Option<String> = row.get(2).map_err(read)?;
-                let stream_sequence = from_bigint(
-                    row.get(0).map_err(read)?,
-                    &context,
-                    "ecst_parked.stream_sequence",
-                    key.as_deref(),
-                )?;
-                parked.push(Parked {
-                    stream_sequence,
+                let stored = StoredParked {
+                    key: row.get(2).map_err(read)?,
+                    stream_sequence: row.get(0).map_err(read)?,
                     subject: row.get(1).map_err(read)?,
-                    key,
                     reason: row.get(3).map_err(read)?,
                     payload: row.get(4).map_err(read)?,
-                });
+                };
+                parked.push(stored.into_parked(&context)?);
             }
         }
 
@@ -406,18 +394,7 @@ impl SqliteStore {
                     .map_err(write)?;
             }
         }
-        let stream_sequence = to_bigint(
-            commit.checkpoint.stream_sequence,
-            &context,
-            "ecst_checkpoint.stream_sequence",
-            None,
-        )?;
-        let applied = to_bigint(
-            commit.checkpoint.applied,
-            &context,
-            "ecst_checkpoint.applied",
-            None,
-        )?;
+        let (stream_sequence, applied) = checkpoint_columns(&commit.checkpoint, &context)?;
         tx.execute(
             UPSERT_CHECKPOINT,
             params![consumer, entity, stream_sequence, applied],

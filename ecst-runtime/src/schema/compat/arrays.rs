@@ -6,36 +6,22 @@
 //! a rule for the rest. Without a tuple the rule for the rest is the schema
 //! of every item.
 
+use super::bounds::Bound;
+use super::content::{covered, ContentModel as Rest};
 use super::diff::{prefixed, push, Diffs, Walker};
 use super::error::SchemaError;
 use super::kind::DifferenceKind;
 use super::node::Node;
-use super::refs::resolve;
-use super::scalars::bound;
-
-/// What an array allows after its tuple.
-enum Rest<'b> {
-    Open,
-    Closed,
-    Schema(Node<'b>),
-}
+use super::refs::resolved;
 
 struct Shape<'b> {
     tuple: Vec<Node<'b>>,
     /// Where the tuple is written: `prefixItems` or `items`.
     tuple_keyword: &'static str,
+    /// What the array allows after its tuple.
     rest: Rest<'b>,
     /// Where the rule for the rest is written: `items` or `additionalItems`.
     rest_keyword: &'static str,
-}
-
-fn rest<'b>(node: &'b Node<'_>, keyword: &str) -> Result<Rest<'b>, SchemaError> {
-    Ok(match node.schema_at(keyword)? {
-        None => Rest::Open,
-        Some(schema) if schema.is_false() => Rest::Closed,
-        Some(schema) if schema.accepts_anything() => Rest::Open,
-        Some(schema) => Rest::Schema(schema),
-    })
 }
 
 fn shape<'b>(node: &'b Node<'_>) -> Result<Shape<'b>, SchemaError> {
@@ -43,7 +29,7 @@ fn shape<'b>(node: &'b Node<'_>) -> Result<Shape<'b>, SchemaError> {
         return Ok(Shape {
             tuple,
             tuple_keyword: "prefixItems",
-            rest: rest(node, "items")?,
+            rest: Rest::of(node, "items")?,
             rest_keyword: "items",
         });
     }
@@ -51,20 +37,16 @@ fn shape<'b>(node: &'b Node<'_>) -> Result<Shape<'b>, SchemaError> {
         return Ok(Shape {
             tuple: node.schema_list("items")?.unwrap_or_default(),
             tuple_keyword: "items",
-            rest: rest(node, "additionalItems")?,
+            rest: Rest::of(node, "additionalItems")?,
             rest_keyword: "additionalItems",
         });
     }
     Ok(Shape {
         tuple: Vec::new(),
         tuple_keyword: "prefixItems",
-        rest: rest(node, "items")?,
+        rest: Rest::of(node, "items")?,
         rest_keyword: "items",
     })
-}
-
-fn resolved<'a>(node: &Node<'a>) -> Result<Node<'a>, SchemaError> {
-    Ok(resolve(node)?.unwrap_or_else(|| node.clone()))
 }
 
 pub(crate) fn compare(
@@ -97,23 +79,17 @@ pub(crate) fn compare(
             }
             Rest::Schema(schema) => {
                 let diffs = walker.compare(item, schema)?;
-                if walker.compatible(&diffs) {
-                    out.extend(prefixed(&at, diffs));
-                    push(
-                        out,
-                        at,
+                covered(
+                    walker,
+                    out,
+                    &at,
+                    None,
+                    diffs,
+                    [
                         K::ItemRemovedIsCoveredByPartiallyOpenContentModel,
-                        "",
-                    );
-                } else {
-                    let why = walker.first_problem(&diffs);
-                    push(
-                        out,
-                        at,
                         K::ItemRemovedNotCoveredByPartiallyOpenContentModel,
-                        why,
-                    );
-                }
+                    ],
+                );
             }
         }
     }
@@ -133,23 +109,17 @@ pub(crate) fn compare(
             Rest::Closed => push(out, at, K::ItemAddedToClosedContentModel, ""),
             Rest::Schema(schema) => {
                 let diffs = walker.compare(schema, item)?;
-                if walker.compatible(&diffs) {
-                    out.extend(prefixed(&at, diffs));
-                    push(
-                        out,
-                        at,
+                covered(
+                    walker,
+                    out,
+                    &at,
+                    None,
+                    diffs,
+                    [
                         K::ItemAddedIsCoveredByPartiallyOpenContentModel,
-                        "",
-                    );
-                } else {
-                    let why = walker.first_problem(&diffs);
-                    push(
-                        out,
-                        at,
                         K::ItemAddedNotCoveredByPartiallyOpenContentModel,
-                        why,
-                    );
-                }
+                    ],
+                );
             }
         }
     }
@@ -184,30 +154,8 @@ pub(crate) fn compare(
             out.extend(prefixed(&at(ws.rest_keyword), diffs));
         }
     }
-    bound(
-        out,
-        "maxItems",
-        w.number("maxItems")?,
-        r.number("maxItems")?,
-        [
-            K::MaxItemsAdded,
-            K::MaxItemsRemoved,
-            K::MaxItemsIncreased,
-            K::MaxItemsDecreased,
-        ],
-    );
-    bound(
-        out,
-        "minItems",
-        w.number("minItems")?,
-        r.number("minItems")?,
-        [
-            K::MinItemsAdded,
-            K::MinItemsRemoved,
-            K::MinItemsIncreased,
-            K::MinItemsDecreased,
-        ],
-    );
+    Bound::MaxItems.compare(out, w, r)?;
+    Bound::MinItems.compare(out, w, r)?;
     match (w.flag("uniqueItems")?, r.flag("uniqueItems")?) {
         (true, false) => push(out, "/uniqueItems", K::UniqueItemsRemoved, ""),
         (false, true) => push(out, "/uniqueItems", K::UniqueItemsAdded, ""),

@@ -1,6 +1,7 @@
 //! One sentence per difference: what changed, and why it does or does not
 //! break a reader.
 
+use super::bounds::Bound;
 use super::kind::{DifferenceKind, Presence};
 
 /// The explanation of a difference of `kind`, where `writer` and `reader`
@@ -27,7 +28,7 @@ pub(crate) fn explain(
     let accepts = format!(
         "a reader using the {reader} schema still accepts everything the {writer} schema allowed"
     );
-    if let Some((keyword, tightens)) = bound(kind) {
+    if let Some((keyword, tightens)) = Bound::of(kind) {
         return if tightens {
             format!(
                 "the {reader} schema tightens `{keyword}`{d}, so {}",
@@ -251,34 +252,6 @@ pub(crate) fn explain(
         // Bounds are handled above.
         _ => format!("`{}` changed{d}", kind.confluent_name()),
     }
-}
-
-/// For a bound kind: its keyword, and whether the change tightens it.
-fn bound(kind: &DifferenceKind) -> Option<(&'static str, bool)> {
-    use DifferenceKind as K;
-    Some(match kind {
-        K::MaxLengthAdded | K::MaxLengthDecreased => ("maxLength", true),
-        K::MaxLengthRemoved | K::MaxLengthIncreased => ("maxLength", false),
-        K::MinLengthAdded | K::MinLengthIncreased => ("minLength", true),
-        K::MinLengthRemoved | K::MinLengthDecreased => ("minLength", false),
-        K::MaximumAdded | K::MaximumDecreased => ("maximum", true),
-        K::MaximumRemoved | K::MaximumIncreased => ("maximum", false),
-        K::MinimumAdded | K::MinimumIncreased => ("minimum", true),
-        K::MinimumRemoved | K::MinimumDecreased => ("minimum", false),
-        K::ExclusiveMaximumAdded | K::ExclusiveMaximumDecreased => ("exclusiveMaximum", true),
-        K::ExclusiveMaximumRemoved | K::ExclusiveMaximumIncreased => ("exclusiveMaximum", false),
-        K::ExclusiveMinimumAdded | K::ExclusiveMinimumIncreased => ("exclusiveMinimum", true),
-        K::ExclusiveMinimumRemoved | K::ExclusiveMinimumDecreased => ("exclusiveMinimum", false),
-        K::MaxPropertiesAdded | K::MaxPropertiesDecreased => ("maxProperties", true),
-        K::MaxPropertiesRemoved | K::MaxPropertiesIncreased => ("maxProperties", false),
-        K::MinPropertiesAdded | K::MinPropertiesIncreased => ("minProperties", true),
-        K::MinPropertiesRemoved | K::MinPropertiesDecreased => ("minProperties", false),
-        K::MaxItemsAdded | K::MaxItemsDecreased => ("maxItems", true),
-        K::MaxItemsRemoved | K::MaxItemsIncreased => ("maxItems", false),
-        K::MinItemsAdded | K::MinItemsIncreased => ("minItems", true),
-        K::MinItemsRemoved | K::MinItemsDecreased => ("minItems", false),
-        _ => return None,
-    })
 }
 
 #[cfg(test)]

@@ -58,7 +58,9 @@
 //! understand.
 
 mod arrays;
+mod bounds;
 mod combinators;
+mod content;
 mod diff;
 mod error;
 mod explain;

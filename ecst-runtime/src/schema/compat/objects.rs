@@ -10,20 +10,14 @@
 //! in an object without `additionalProperties` is open even if the object
 //! has patterns.
 
+use super::bounds::Bound;
+use super::content::{covered, ContentModel as Extra};
 use super::diff::{prefixed, push, Diffs, Walker};
 use super::error::SchemaError;
 use super::kind::{DifferenceKind, Presence};
 use super::node::{escape, Node};
 use super::pattern::Pattern;
-use super::refs::resolve;
-use super::scalars::bound;
-
-/// What an object allows for a property it does not declare.
-enum Extra<'b> {
-    Open,
-    Closed,
-    Schema(Node<'b>),
-}
+use super::refs::resolved;
 
 /// What an object allows for one property name it does not declare.
 enum Coverage<'b> {
@@ -40,6 +34,7 @@ struct Shape<'b> {
     properties: Vec<(&'b str, Node<'b>)>,
     required: Vec<&'b str>,
     patterns: Vec<(&'b str, Node<'b>, Option<Pattern>)>,
+    /// What the object allows for a property it does not declare.
     extra: Extra<'b>,
 }
 
@@ -49,12 +44,7 @@ fn shape<'b>(node: &'b Node<'_>) -> Result<Shape<'b>, SchemaError> {
         .into_iter()
         .map(|(source, schema)| (source, schema, Pattern::parse(source).ok()))
         .collect();
-    let extra = match node.schema_at("additionalProperties")? {
-        None => Extra::Open,
-        Some(schema) if schema.is_false() => Extra::Closed,
-        Some(schema) if schema.accepts_anything() => Extra::Open,
-        Some(schema) => Extra::Schema(schema),
-    };
+    let extra = Extra::of(node, "additionalProperties")?;
     Ok(Shape {
         properties: node.schema_map("properties")?,
         required: node.required()?,
@@ -105,10 +95,6 @@ impl<'b> Shape<'b> {
     }
 }
 
-fn resolved<'a>(node: &Node<'a>) -> Result<Node<'a>, SchemaError> {
-    Ok(resolve(node)?.unwrap_or_else(|| node.clone()))
-}
-
 fn has_default(node: &Node<'_>) -> Result<bool, SchemaError> {
     Ok(node.get("default").is_some() || resolved(node)?.get("default").is_some())
 }
@@ -153,21 +139,8 @@ pub(crate) fn compare(
         let (w_req, r_req) = (ws.requires(name), rs.requires(name));
         match (ws.property(name), rs.property(name)) {
             (Some(a), Some(b)) => {
-                if w_req && !r_req {
-                    push(
-                        out,
-                        required_at,
-                        DifferenceKind::RequiredAttributeRemoved,
-                        name,
-                    );
-                } else if !w_req && r_req {
-                    let kind = if has_default(b)? {
-                        DifferenceKind::RequiredAttributeWithDefaultAdded
-                    } else {
-                        DifferenceKind::RequiredAttributeAdded
-                    };
-                    push(out, required_at, kind, name);
-                }
+                let with_default = !w_req && r_req && has_default(b)?;
+                required_changed(out, required_at, name, (w_req, r_req), with_default);
                 let diffs = walker.compare(a, b)?;
                 out.extend(prefixed(&at, diffs));
             }
@@ -183,52 +156,33 @@ pub(crate) fn compare(
                     );
                 }
             }
-            (None, None) => {
-                if w_req && !r_req {
-                    push(
-                        out,
-                        required_at,
-                        DifferenceKind::RequiredAttributeRemoved,
-                        name,
-                    );
-                } else if r_req && !w_req {
-                    push(
-                        out,
-                        required_at,
-                        DifferenceKind::RequiredAttributeAdded,
-                        name,
-                    );
-                }
-            }
+            (None, None) => required_changed(out, required_at, name, (w_req, r_req), false),
         }
     }
     patterns(walker, out, &ws, &rs)?;
     additional(walker, out, &ws, &rs)?;
-    bound(
-        out,
-        "maxProperties",
-        w.number("maxProperties")?,
-        r.number("maxProperties")?,
-        [
-            DifferenceKind::MaxPropertiesAdded,
-            DifferenceKind::MaxPropertiesRemoved,
-            DifferenceKind::MaxPropertiesIncreased,
-            DifferenceKind::MaxPropertiesDecreased,
-        ],
-    );
-    bound(
-        out,
-        "minProperties",
-        w.number("minProperties")?,
-        r.number("minProperties")?,
-        [
-            DifferenceKind::MinPropertiesAdded,
-            DifferenceKind::MinPropertiesRemoved,
-            DifferenceKind::MinPropertiesIncreased,
-            DifferenceKind::MinPropertiesDecreased,
-        ],
-    );
+    Bound::MaxProperties.compare(out, w, r)?;
+    Bound::MinProperties.compare(out, w, r)?;
     Ok(())
+}
+
+/// A change of whether `name` is listed in `required`: `required` says it
+/// for the writer and the reader; `with_default`, whether the reader's
+/// schema of the property has a `default`.
+fn required_changed(
+    out: &mut Diffs,
+    at: String,
+    name: &str,
+    required: (bool, bool),
+    with_default: bool,
+) {
+    let kind = match required {
+        (true, false) => DifferenceKind::RequiredAttributeRemoved,
+        (false, true) if with_default => DifferenceKind::RequiredAttributeWithDefaultAdded,
+        (false, true) => DifferenceKind::RequiredAttributeAdded,
+        _ => return,
+    };
+    push(out, at, kind, name);
 }
 
 /// A property only the reader declares; `coverage` is what the writer
@@ -278,24 +232,17 @@ fn added(
                 best = Some(diffs);
             }
         }
-        let diffs = best.unwrap_or_default();
-        if walker.compatible(&diffs) {
-            out.extend(prefixed(at, diffs));
-            push(
-                out,
-                at,
+        covered(
+            walker,
+            out,
+            at,
+            Some(name),
+            best.unwrap_or_default(),
+            [
                 DifferenceKind::PropertyAddedIsCoveredByPartiallyOpenContentModel,
-                name,
-            );
-        } else {
-            let why = walker.first_problem(&diffs);
-            push(
-                out,
-                at,
                 DifferenceKind::PropertyAddedNotCoveredByPartiallyOpenContentModel,
-                format!("`{name}` fails at {why}"),
-            );
-        }
+            ],
+        );
     }
     let kind = match presence {
         Presence::Optional => DifferenceKind::OptionalPropertyAddedToUnopenContentModel,
@@ -341,23 +288,17 @@ fn removed(
             for covering in &schemas {
                 diffs.extend(walker.compare(schema, covering)?);
             }
-            if walker.compatible(&diffs) {
-                out.extend(prefixed(at, diffs));
-                push(
-                    out,
-                    at,
+            covered(
+                walker,
+                out,
+                at,
+                Some(name),
+                diffs,
+                [
                     DifferenceKind::PropertyRemovedIsCoveredByPartiallyOpenContentModel,
-                    name,
-                );
-            } else {
-                let why = walker.first_problem(&diffs);
-                push(
-                    out,
-                    at,
                     DifferenceKind::PropertyRemovedNotCoveredByPartiallyOpenContentModel,
-                    format!("`{name}` fails at {why}"),
-                );
-            }
+                ],
+            );
         }
     }
     Ok(())

@@ -9,6 +9,11 @@ use serde_json::{Map, Value};
 use super::error::{SchemaError, SchemaErrorReason};
 use super::node::{Doc, Node, CONTAINERS, METADATA};
 
+/// `node` with its `$ref` followed, or `node` itself when it has none.
+pub(crate) fn resolved<'a>(node: &Node<'a>) -> Result<Node<'a>, SchemaError> {
+    Ok(resolve(node)?.unwrap_or_else(|| node.clone()))
+}
+
 /// Follows `node`'s `$ref` (and the target's, and so on) to a schema that
 /// has none. `None` when `node` has no `$ref`.
 ///

@@ -1,34 +1,10 @@
 //! Numbers and strings: bounds, `multipleOf`, `pattern`, `format`.
 
+use super::bounds::Bound;
 use super::diff::{num, push, Diffs};
 use super::error::SchemaError;
 use super::kind::DifferenceKind;
 use super::node::Node;
-
-/// A numeric bound: `kinds` is `[added, removed, increased, decreased]`,
-/// each as seen from the reader.
-pub(crate) fn bound(
-    out: &mut Diffs,
-    keyword: &str,
-    w: Option<f64>,
-    r: Option<f64>,
-    kinds: [DifferenceKind; 4],
-) {
-    let [added, removed, increased, decreased] = kinds;
-    let at = format!("/{keyword}");
-    match (w, r) {
-        (None, None) => {}
-        (None, Some(b)) => push(out, at, added, num(b)),
-        (Some(a), None) => push(out, at, removed, format!("was {}", num(a))),
-        (Some(a), Some(b)) if a < b => {
-            push(out, at, increased, format!("{} -> {}", num(a), num(b)))
-        }
-        (Some(a), Some(b)) if a > b => {
-            push(out, at, decreased, format!("{} -> {}", num(a), num(b)))
-        }
-        _ => {}
-    }
-}
 
 /// `(maximum, exclusiveMaximum)` or the minimum pair, with draft 4's
 /// boolean `exclusiveMaximum: true` read as the later numeric form.
@@ -51,54 +27,10 @@ pub(crate) fn numbers(out: &mut Diffs, w: &Node<'_>, r: &Node<'_>) -> Result<(),
     let (r_max, r_xmax) = limits(r, "maximum", "exclusiveMaximum")?;
     let (w_min, w_xmin) = limits(w, "minimum", "exclusiveMinimum")?;
     let (r_min, r_xmin) = limits(r, "minimum", "exclusiveMinimum")?;
-    bound(
-        out,
-        "maximum",
-        w_max,
-        r_max,
-        [
-            K::MaximumAdded,
-            K::MaximumRemoved,
-            K::MaximumIncreased,
-            K::MaximumDecreased,
-        ],
-    );
-    bound(
-        out,
-        "minimum",
-        w_min,
-        r_min,
-        [
-            K::MinimumAdded,
-            K::MinimumRemoved,
-            K::MinimumIncreased,
-            K::MinimumDecreased,
-        ],
-    );
-    bound(
-        out,
-        "exclusiveMaximum",
-        w_xmax,
-        r_xmax,
-        [
-            K::ExclusiveMaximumAdded,
-            K::ExclusiveMaximumRemoved,
-            K::ExclusiveMaximumIncreased,
-            K::ExclusiveMaximumDecreased,
-        ],
-    );
-    bound(
-        out,
-        "exclusiveMinimum",
-        w_xmin,
-        r_xmin,
-        [
-            K::ExclusiveMinimumAdded,
-            K::ExclusiveMinimumRemoved,
-            K::ExclusiveMinimumIncreased,
-            K::ExclusiveMinimumDecreased,
-        ],
-    );
+    Bound::Maximum.compare_values(out, w_max, r_max);
+    Bound::Minimum.compare_values(out, w_min, r_min);
+    Bound::ExclusiveMaximum.compare_values(out, w_xmax, r_xmax);
+    Bound::ExclusiveMinimum.compare_values(out, w_xmin, r_xmin);
     let at = "/multipleOf";
     match (w.number("multipleOf")?, r.number("multipleOf")?) {
         (None, None) => {}
@@ -131,30 +63,8 @@ fn is_multiple(x: f64, y: f64) -> bool {
 
 pub(crate) fn strings(out: &mut Diffs, w: &Node<'_>, r: &Node<'_>) -> Result<(), SchemaError> {
     use DifferenceKind as K;
-    bound(
-        out,
-        "maxLength",
-        w.number("maxLength")?,
-        r.number("maxLength")?,
-        [
-            K::MaxLengthAdded,
-            K::MaxLengthRemoved,
-            K::MaxLengthIncreased,
-            K::MaxLengthDecreased,
-        ],
-    );
-    bound(
-        out,
-        "minLength",
-        w.number("minLength")?,
-        r.number("minLength")?,
-        [
-            K::MinLengthAdded,
-            K::MinLengthRemoved,
-            K::MinLengthIncreased,
-            K::MinLengthDecreased,
-        ],
-    );
+    Bound::MaxLength.compare(out, w, r)?;
+    Bound::MinLength.compare(out, w, r)?;
     let at = "/pattern";
     match (w.string("pattern")?, r.string("pattern")?) {
         (None, None) => {}

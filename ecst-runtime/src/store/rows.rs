@@ -1,0 +1,193 @@
+//! The rows of the SQL stores' tables (see the tables in `sqlite` and
+//! `postgres`): what both backends read and write, converted to and from the
+//! store's types. Sequences and counters are `u64` in Rust and signed 64-bit
+//! integers in SQL; a value that does not fit is a
+//! [`StoreError::OutOfRange`], never wrapped.
+
+use super::{Checkpoint, Parked, StoreContext, StoreError};
+use crate::envelope::Change;
+use crate::event::{EntityKey, StateEvent};
+use crate::replica::Replica;
+use crate::sequence::Sequence;
+use crate::upcast::PayloadError;
+
+/// The range of a `u64` stored in a signed 64-bit column.
+const U64_IN_BIGINT: &str =
+    "a u64 stored in a signed 64-bit column must be in 0..=9223372036854775807";
+
+/// `value` for a signed 64-bit column, or [`StoreError::OutOfRange`].
+pub(crate) fn to_bigint(
+    value: u64,
+    context: &StoreContext,
+    column: &'static str,
+    key: Option<&str>,
+) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::OutOfRange {
+        context: Box::new(context.clone()),
+        column,
+        key: key.map(str::to_owned),
+        value: i128::from(value),
+        expected: U64_IN_BIGINT,
+    })
+}
+
+/// A stored signed 64-bit value as a `u64`, or [`StoreError::OutOfRange`].
+pub(crate) fn from_bigint(
+    value: i64,
+    context: &StoreContext,
+    column: &'static str,
+    key: Option<&str>,
+) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::OutOfRange {
+        context: Box::new(context.clone()),
+        column,
+        key: key.map(str::to_owned),
+        value: i128::from(value),
+        expected: U64_IN_BIGINT,
+    })
+}
+
+/// One row of `ecst_replica` as read, before decoding.
+pub(crate) struct StoredRow<S> {
+    pub(crate) key: String,
+    pub(crate) sequence: i64,
+    pub(crate) schema_version: i64,
+    /// The state as the backend returns it, `None` for a tombstone.
+    pub(crate) state: Option<S>,
+}
+
+/// Decodes `row` (its state with `decode`, upcasting from the stored
+/// version) and puts it into `replica` with [`Replica::restore`].
+pub(crate) fn restore_row<T: StateEvent, S>(
+    replica: &mut Replica<T>,
+    context: &StoreContext,
+    row: StoredRow<S>,
+    decode: impl FnOnce(u32, S) -> Result<T, PayloadError>,
+) -> Result<(), StoreError> {
+    const COLUMN: &str = "ecst_replica.schema_version";
+    let StoredRow {
+        key: text,
+        sequence,
+        schema_version,
+        state,
+    } = row;
+    let sequence = Sequence::new(from_bigint(
+        sequence,
+        context,
+        "ecst_replica.sequence",
+        Some(&text),
+    )?);
+    let key = match T::Key::parse_key(&text) {
+        Ok(key) => key,
+        Err(reason) => {
+            return Err(StoreError::InvalidKey {
+                context: Box::new(context.clone()),
+                key: text,
+                reason,
+            })
+        }
+    };
+    let change = match state {
+        None => Change::Delete,
+        Some(state) => {
+            let Ok(version) = u32::try_from(schema_version) else {
+                return Err(StoreError::OutOfRange {
+                    context: Box::new(context.clone()),
+                    column: COLUMN,
+                    key: Some(text),
+                    value: i128::from(schema_version),
+                    expected: "a schema version must be in 1..=4294967295",
+                });
+            };
+            if version > T::VERSION {
+                return Err(StoreError::FutureVersion {
+                    context: Box::new(context.clone()),
+                    key: text,
+                    version,
+                    newest: T::VERSION,
+                });
+            }
+            match decode(version, state) {
+                Ok(state) => Change::Upsert(state),
+                Err(source) => {
+                    return Err(StoreError::DecodeState {
+                        context: Box::new(context.clone()),
+                        key: text,
+                        version,
+                        source,
+                    })
+                }
+            }
+        }
+    };
+    if replica.entry(&key).is_some() {
+        return Err(StoreError::InvalidKey {
+            context: Box::new(context.clone()),
+            reason: "another stored key parses to the same key".to_owned(),
+            key: text,
+        });
+    }
+    replica.restore(key, sequence, change);
+    Ok(())
+}
+
+/// `checkpoint` as its `ecst_checkpoint` columns, `(stream_sequence,
+/// applied)`.
+pub(crate) fn checkpoint_columns(
+    checkpoint: &Checkpoint,
+    context: &StoreContext,
+) -> Result<(i64, i64), StoreError> {
+    Ok((
+        to_bigint(
+            checkpoint.stream_sequence,
+            context,
+            "ecst_checkpoint.stream_sequence",
+            None,
+        )?,
+        to_bigint(checkpoint.applied, context, "ecst_checkpoint.applied", None)?,
+    ))
+}
+
+/// A checkpoint from its stored `ecst_checkpoint` columns.
+pub(crate) fn stored_checkpoint(
+    stream_sequence: i64,
+    applied: i64,
+    context: &StoreContext,
+) -> Result<Checkpoint, StoreError> {
+    Ok(Checkpoint {
+        stream_sequence: from_bigint(
+            stream_sequence,
+            context,
+            "ecst_checkpoint.stream_sequence",
+            None,
+        )?,
+        applied: from_bigint(applied, context, "ecst_checkpoint.applied", None)?,
+    })
+}
+
+/// One row of `ecst_parked` as read.
+pub(crate) struct StoredParked {
+    pub(crate) stream_sequence: i64,
+    pub(crate) subject: String,
+    pub(crate) key: Option<String>,
+    pub(crate) reason: String,
+    pub(crate) payload: Vec<u8>,
+}
+
+impl StoredParked {
+    /// The parked event the row holds.
+    pub(crate) fn into_parked(self, context: &StoreContext) -> Result<Parked, StoreError> {
+        Ok(Parked {
+            stream_sequence: from_bigint(
+                self.stream_sequence,
+                context,
+                "ecst_parked.stream_sequence",
+                self.key.as_deref(),
+            )?,
+            subject: self.subject,
+            key: self.key,
+            reason: self.reason,
+            payload: self.payload,
+        })
+    }
+}
