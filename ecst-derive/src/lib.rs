@@ -1,10 +1,10 @@
 //! `#[derive(StateEvent)]` for [ecst](https://docs.rs/ecst). Use it through
 //! the `ecst` crate, which documents the attributes.
 //!
-//! The pipeline follows the model derive crates: [`attr`] parses what the
-//! user wrote into the borrowed IR of [`ast`], [`valid`] checks that it makes
-//! sense together (every mistake reported at once, via [`ctxt`]), and
-//! [`expand`] generates code that reaches the runtime only through
+//! The pipeline follows the model derive crates: `attr.rs` parses what the
+//! user wrote into the borrowed IR of `ast.rs`, `valid.rs` checks that it
+//! makes sense together (every mistake reported at once, via `ctxt.rs`), and
+//! `expand.rs` generates code that reaches the runtime only through
 //! `::ecst::__private`.
 
 #![forbid(unsafe_code)]
