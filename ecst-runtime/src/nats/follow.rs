@@ -2,9 +2,11 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::pull::Config as PullConfig;
+use async_nats::jetstream::consumer::pull::{BatchConfig, Config as PullConfig};
 use async_nats::jetstream::consumer::{AckPolicy, Consumer, DeliverPolicy};
 use async_nats::jetstream::{self, Context};
+use async_nats::{StatusCode, Subscriber};
+use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::binary::to_structured;
@@ -57,7 +59,9 @@ pub struct FollowSettings {
     /// Subjects to follow; empty (the default) means the entity's wildcard
     /// `<prefix>.<entity>.>`. More than one needs nats-server 2.10.
     pub filter_subjects: Vec<String>,
-    /// Messages per fetch (and per commit).
+    /// Messages per fetch (and per commit). While catching up, up to two
+    /// batches are delivered and unacknowledged at a time (see
+    /// [`Follower`]).
     pub batch: usize,
     /// How long a fetch waits for messages when the stream is idle.
     pub fetch_wait: Duration,
@@ -119,12 +123,21 @@ impl Progress {
 /// checkpoint, and only then acknowledges it. A crash anywhere in between
 /// loses nothing: unacknowledged messages come again, and those already
 /// committed are duplicates.
+///
+/// While catching up (the server still has messages for the consumer after
+/// a batch), a poll asks for the next batch before it applies the current
+/// one, so that the server delivers while the replica commits; the next
+/// batch is read, applied and acknowledged by the next poll. Poll again
+/// promptly while catching up: a batch left waiting longer than `ack_wait`
+/// is delivered again later, as a duplicate.
 pub struct Follower<T: StateEvent, S: ReplicaStore<T>> {
     js: Context,
     client: async_nats::Client,
     settings: FollowSettings,
     durable: DurableReplica<T, S>,
     consumer: Option<Consumer<PullConfig>>,
+    /// The inbox of the next batch, requested ahead (see above).
+    next: Option<Subscriber>,
 }
 
 impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
@@ -144,6 +157,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
             settings,
             durable,
             consumer: None,
+            next: None,
         };
         follower.create_consumer().await?;
         Ok(follower)
@@ -165,6 +179,8 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
     }
 
     async fn create_consumer(&mut self) -> Result<(), NatsError> {
+        // A batch requested from the consumer being replaced is not read.
+        self.next = None;
         let stream = self
             .js
             .get_stream(&self.settings.stream)
@@ -186,8 +202,15 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
             deliver_policy,
             ack_policy: AckPolicy::Explicit,
             ack_wait: self.settings.ack_wait,
-            max_ack_pending: i64::try_from(self.settings.batch.saturating_mul(4))
-                .unwrap_or(i64::MAX),
+            // No limit (-1): the follower bounds what it holds itself (one
+            // batch being committed, the next one requested ahead). A limit
+            // is not only unneeded but harmful: nats-server 2.9 takes the
+            // next sequence off a `LastPerSubject` consumer's list before it
+            // checks the limit, and when the limit is reached (acknowledgements
+            // of earlier batches still queued on the server) that message is
+            // never delivered, and the next commit moves the checkpoint past
+            // it. Seen with a limit of 4 batches under load.
+            max_ack_pending: -1,
             ..PullConfig::default()
         };
         match self.settings.filter_subjects.as_slice() {
@@ -219,8 +242,10 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
             // again only after `ack_wait`, and the next commit would move
             // the checkpoint past events never applied (lost for good if
             // the process then restarts from the checkpoint). Re-create the
-            // consumer from the checkpoint on the next poll instead.
+            // consumer from the checkpoint on the next poll instead, and
+            // drop the batch requested ahead from this one.
             self.consumer = None;
+            self.next = None;
         }
         result
     }
@@ -244,12 +269,26 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
         let mut pending = 0;
         let mut bodies: Vec<(u64, Option<Vec<u8>>)> = Vec::with_capacity(messages.len());
         for message in &messages {
-            let info = message
-                .info()
-                .map_err(|e| jetstream("reading a message's stream sequence", e))?;
-            pending = info.pending;
+            let (stream_sequence, left) = message
+                .reply
+                .as_ref()
+                .and_then(|reply| ack_info(reply.as_str()))
+                .ok_or_else(|| {
+                    jetstream(
+                        "reading a message's stream sequence",
+                        "the message has no JetStream acknowledgement subject",
+                    )
+                })?;
+            pending = left;
             let converted = to_structured(message.headers.as_ref(), &message.payload);
-            bodies.push((info.stream_sequence, converted));
+            bodies.push((stream_sequence, converted));
+        }
+        if pending > 0 {
+            // The server has more: ask for the next batch now, so that it is
+            // delivered while this one is applied and committed. It is read,
+            // applied and acknowledged by the next poll, after this batch is
+            // acknowledged. If asking fails, the next poll asks again.
+            self.next = self.request().await.ok();
         }
         let too_big = format!(
             "payload exceeds the {} byte limit of this follower",
@@ -291,8 +330,12 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
         };
         for message in &messages {
             // A lost acknowledgement only means a redelivery, which the
-            // checkpoint and the version gate turn into a duplicate.
-            let _ = message.ack().await;
+            // checkpoint and the version gate turn into a duplicate. (This is
+            // `jetstream::Message::ack`: an empty message to the reply
+            // subject.)
+            if let Some(reply) = &message.reply {
+                let _ = self.client.publish(reply.clone(), Bytes::new()).await;
+            }
         }
         Ok(Progress {
             batch: outcome,
@@ -300,23 +343,75 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
         })
     }
 
-    async fn fetch(&mut self) -> Result<Vec<jetstream::Message>, NatsError> {
+    async fn fetch(&mut self) -> Result<Vec<async_nats::Message>, NatsError> {
         if self.consumer.is_none() {
             self.create_consumer().await?;
         }
-        let Some(consumer) = &self.consumer else {
-            return Ok(Vec::new());
+        let inbox = match self.next.take() {
+            Some(inbox) => inbox,
+            None => self.request().await?,
         };
-        let mut batch = consumer
-            .fetch()
-            .max_messages(self.settings.batch)
-            .expires(self.settings.fetch_wait)
-            .messages()
+        self.receive(inbox).await
+    }
+
+    /// Sends a pull request for one batch; its messages arrive in the
+    /// returned inbox. The request is the one of async-nats'
+    /// `Consumer::fetch`: no waiting on the server when the consumer has
+    /// nothing (within `fetch_wait`).
+    async fn request(&self) -> Result<Subscriber, NatsError> {
+        let consumer = self
+            .consumer
+            .as_ref()
+            .ok_or_else(|| jetstream("fetching a batch", "the consumer is gone"))?;
+        let inbox = self.client.new_inbox();
+        let subscriber = self
+            .client
+            .subscribe(inbox.clone())
             .await
             .map_err(|e| jetstream("fetching a batch", e))?;
-        let mut messages = Vec::new();
-        while let Some(message) = batch.next().await {
-            messages.push(message.map_err(|e| jetstream("receiving a message", e))?);
+        let request = BatchConfig {
+            batch: self.settings.batch,
+            expires: Some(self.settings.fetch_wait),
+            no_wait: true,
+            ..BatchConfig::default()
+        };
+        consumer
+            .request_batch(request, inbox.into())
+            .await
+            .map_err(|e| jetstream("fetching a batch", e))?;
+        Ok(subscriber)
+    }
+
+    /// Reads the messages of one pull request, until the batch is full or
+    /// the server ends the request (nothing more, or `fetch_wait` over).
+    ///
+    /// As in async-nats' `fetch`, a request the server never ends (a lost
+    /// connection) ends after `fetch_wait` plus 5 seconds; but that time
+    /// runs from the start of reading, not from the request, so that a
+    /// batch requested ahead does not expire while the one before it
+    /// commits (the messages it already holds would be lost, and the next
+    /// batch would move the checkpoint past them).
+    async fn receive(&self, mut inbox: Subscriber) -> Result<Vec<async_nats::Message>, NatsError> {
+        let deadline =
+            tokio::time::Instant::now() + self.settings.fetch_wait + Duration::from_secs(5);
+        let mut messages = Vec::with_capacity(self.settings.batch);
+        while messages.len() < self.settings.batch {
+            let Ok(Some(message)) = tokio::time::timeout_at(deadline, inbox.next()).await else {
+                break;
+            };
+            match message.status {
+                None | Some(StatusCode::OK) => messages.push(message),
+                Some(StatusCode::IDLE_HEARTBEAT) => {}
+                // No more messages, or the request expired.
+                Some(StatusCode::NOT_FOUND | StatusCode::TIMEOUT) => break,
+                Some(status) => {
+                    let reason = message.description.as_deref().unwrap_or("no description");
+                    return Err(jetstream(
+                        "receiving a message",
+                        format!("the server answered the fetch with status {status} ({reason})"),
+                    ));
+                }
+            }
         }
         Ok(messages)
     }
@@ -351,5 +446,81 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
                 attempts: 1,
                 source: Box::new(error),
             })
+    }
+}
+
+/// The stream sequence of a JetStream message and the number of messages
+/// the consumer had left after it, from the message's reply subject (ADR-15):
+/// `$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<timestamp>.<pending>`,
+/// or with `<domain>.<account hash>.` before the stream and possibly more
+/// tokens at the end. `None` for anything else.
+///
+/// What `jetstream::Message::info` reads too, without its other fields
+/// (the timestamp's conversion costs more than the rest).
+fn ack_info(reply: &str) -> Option<(u64, u64)> {
+    let rest = reply.strip_prefix("$JS.ACK.")?;
+    let mut tokens: [&[u8]; 9] = [&[]; 9];
+    let mut count = 0;
+    for token in rest.as_bytes().split(|&byte| byte == b'.') {
+        if let Some(slot) = tokens.get_mut(count) {
+            *slot = token;
+        }
+        count += 1;
+    }
+    let (stream_sequence, pending) = match count {
+        7 => (tokens[3], tokens[6]),
+        9.. => (tokens[5], tokens[8]),
+        _ => return None,
+    };
+    Some((number(stream_sequence)?, number(pending)?))
+}
+
+/// A decimal `u64` (digits only), `None` for anything else or an overflow.
+fn number(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &byte| {
+        let digit = byte.checked_sub(b'0').filter(|d| *d < 10)?;
+        n.checked_mul(10)?.checked_add(u64::from(digit))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_both_forms_of_the_acknowledgement_subject() {
+        // nats-server 2.9: no domain, no account hash.
+        assert_eq!(
+            ack_info("$JS.ACK.ACCOUNTS.billing.1.4711.12.1700000000000000000.88"),
+            Some((4711, 88))
+        );
+        // ADR-15: domain (`_` for none), account hash, a trailing token.
+        assert_eq!(
+            ack_info("$JS.ACK._.HASH.ACCOUNTS.billing.2.4711.13.1700000000000000000.0.r4nd"),
+            Some((4711, 0))
+        );
+        assert_eq!(
+            ack_info("$JS.ACK.hub.HASH.ACCOUNTS.billing.2.4711.13.1700000000000000000.5"),
+            Some((4711, 5))
+        );
+        assert_eq!(
+            ack_info("$JS.ACK.S.c.1.18446744073709551615.1.1.0"),
+            Some((u64::MAX, 0))
+        );
+        for bad in [
+            "",
+            "_INBOX.abc",
+            "$JS.ACK.ACCOUNTS.billing.1.4711.12.1700000000000000000",
+            "$JS.ACK.ACCOUNTS.billing.1.x.12.1700000000000000000.88",
+            "$JS.ACK.ACCOUNTS.billing.1.4711.12.1700000000000000000.-1",
+            "$JS.ACK._.HASH.ACCOUNTS.billing.2.4711.13.1700000000000000000",
+            "$JS.ACK.ACCOUNTS.billing.1.4711.12.1700000000000000000.",
+            "$JS.ACK.ACCOUNTS.billing.1.4711.12.1700000000000000000.18446744073709551616",
+        ] {
+            assert_eq!(ack_info(bad), None, "{bad:?}");
+        }
     }
 }
