@@ -38,6 +38,8 @@
 //! --collect-atstart=no --toggle-collect='*Measured*poll*'
 //! target/release/deps/nats-<hash>`.
 
+#[path = "support/customer.rs"]
+mod customer;
 #[path = "../tests/support/nats_server.rs"]
 mod nats_server;
 
@@ -58,40 +60,14 @@ use async_nats::jetstream::{self, Context};
 use async_nats::Client;
 use bytes::Bytes;
 use criterion::{criterion_group, Criterion, SamplingMode, Throughput};
+use customer::{customer, Customer};
 use ecst::nats::{FollowSettings, Follower, Publisher, ServerVersion, StateStream, Subjects};
 use ecst::store::sqlite::SqliteStore;
 use ecst::store::{DurableReplica, MemoryStore, ReplicaStore};
 use ecst::{Envelope, Producer, StateEvent};
 use futures_util::StreamExt;
 use nats_server::NatsServer;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 use tokio::runtime::Runtime;
-
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Tier {
-    Free,
-    Pro,
-    Enterprise,
-}
-
-#[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
-#[state_event(entity = "customer", version = 1)]
-pub struct Customer {
-    #[state_event(key)]
-    pub id: String,
-    pub name: String,
-    pub email: Option<String>,
-    pub phone: Option<String>,
-    pub tier: Tier,
-    pub active: bool,
-    pub credit_limit_cents: u64,
-    pub created_at_ms: u64,
-    pub tags: Vec<String>,
-    pub street: String,
-    pub city: String,
-}
 
 /// Keys in the state stream, all caught up by every catch-up iteration.
 const KEYS: usize = 100_000;
@@ -106,37 +82,6 @@ const PREFIX: &str = "bench";
 /// The stream (re)created for every publish iteration.
 const PUBLISH_STREAM: &str = "ECST_BENCH_PUB";
 const PUBLISH_PREFIX: &str = "benchpub";
-
-fn customer(i: usize, revision: u64) -> Customer {
-    let tier = match i % 3 {
-        0 => Tier::Free,
-        1 => Tier::Pro,
-        _ => Tier::Enterprise,
-    };
-    Customer {
-        id: format!("cus-{i:08}"),
-        name: format!("Customer Number {i}, revision {revision}"),
-        email: Some(format!("customer.{i}@example.com")),
-        phone: i
-            .is_multiple_of(2)
-            .then(|| format!("+44 20 7946 {:04}", i % 10_000)),
-        tier,
-        active: !i.is_multiple_of(7),
-        credit_limit_cents: (i as u64 % 1000) * 10_000 + revision,
-        created_at_ms: 1_700_000_000_000 + i as u64 * 1_000,
-        tags: vec![
-            "retail".into(),
-            "newsletter".into(),
-            format!("region-{}", i % 12),
-        ],
-        street: format!(
-            "{} Baker Street, Marylebone, Flat {}",
-            i % 500 + 1,
-            i % 40 + 1
-        ),
-        city: "London NW1 6XE, United Kingdom".into(),
-    }
-}
 
 fn envelopes(n: usize) -> Vec<Envelope<Customer>> {
     let mut producer = Producer::<Customer>::new("urn:example:crm");
