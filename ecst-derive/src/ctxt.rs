@@ -3,7 +3,6 @@
 
 use core::fmt::Display;
 
-use proc_macro2::TokenStream;
 use quote::ToTokens;
 
 #[derive(Default)]
@@ -42,9 +41,4 @@ impl Ctxt {
         }
         Err(combined)
     }
-}
-
-/// The `compile_error!`s of `error`.
-pub fn to_compile_errors(error: syn::Error) -> TokenStream {
-    error.into_compile_error()
 }

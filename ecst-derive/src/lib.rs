@@ -37,7 +37,7 @@ fn derive(input: &DeriveInput) -> proc_macro2::TokenStream {
         (Ok(()), Some(parsed)) => expand::derive(&parsed),
         (Err(errors), parsed) => {
             let krate = parsed.as_ref().and_then(|p| p.attrs.krate.as_ref());
-            let mut out = ctxt::to_compile_errors(errors);
+            let mut out = errors.into_compile_error();
             out.extend(expand::fallback(input, krate));
             out
         }

@@ -4,7 +4,6 @@ use std::collections::{HashMap, HashSet};
 
 use super::{Checkpoint, Commit, Loaded, Parked, ReplicaStore, StoredEntry};
 use crate::envelope::decode_header;
-use crate::error::DecodeError;
 use crate::event::StateEvent;
 use crate::replica::{Entry, Outcome, Replica};
 
@@ -214,7 +213,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
                     self.park(
                         message,
                         key,
-                        reason_of(&error),
+                        error.to_string(),
                         &mut parked_now,
                         &mut outcome,
                     );
@@ -261,7 +260,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
                     }
                     outcome.applied.push((0, applied));
                 }
-                Err(error) => outcome.rejected.push((0, reason_of(&error))),
+                Err(error) => outcome.rejected.push((0, error.to_string())),
             }
         }
         self.commit(&changed, &[], &[], checkpoint).await?;
@@ -394,10 +393,6 @@ fn hold(held: &mut HashMap<String, u64>, key: &str, stream_sequence: u64) {
     held.entry(key.to_owned())
         .and_modify(|first| *first = (*first).min(stream_sequence))
         .or_insert(stream_sequence);
-}
-
-fn reason_of(error: &DecodeError) -> String {
-    error.to_string()
 }
 
 fn changes_state(outcome: Outcome) -> bool {
