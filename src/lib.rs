@@ -51,6 +51,7 @@
 //! | `hop(since = N, with = f)` | struct | `f(VNminus1) -> Result<VN, E>` replaces the generated hop into `N` |
 //! | `derive(Eq, Hash, ..)` | struct | extra derives for the generated older structs (they always get `Serialize`, `Deserialize`, `JsonSchema`, `Debug`, `Clone`) |
 //! | `crate = "path"` | struct | where ecst is, if renamed |
+//! | `compatibility = "FORWARD"` | struct | the mode the schema lock checks new versions against (Confluent's names, default `NONE`); `FORWARD`/`FULL` also let older consumers read the next version |
 //! | `key` | field | the entity key, `subject` on the wire; exactly one field |
 //! | `added(since = N)` | field | new in version `N`; older data gets `Default::default()` |
 //! | `added(since = N, default = f)` | field | ... or `f()` |
