@@ -98,10 +98,28 @@
 //! format, and [`DecodeError`] for the error policy.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 pub use ecst_derive::StateEvent;
-pub use ecst_runtime::*;
+
+pub use ecst_runtime::{
+    ApplyStats, BoxError, Catalog, Change, DecodeError, DecodeErrorKind, DecodeVersionError,
+    DuplicateEntity, EncodeError, EntityKey, EntityTaken, Entry, Envelope, EventContext, EventType,
+    Mode, Operation, Outcome, PayloadError, Producer, Replica, Routed, Router, Sequence,
+    SequenceError, SnapshotError, StateEvent, Upcast, UpcastError,
+};
+
+pub use ecst_runtime::{catalog, compatibility, envelope, store};
+
+/// The NATS JetStream adapter: stream, publisher, follower, bootstrap.
+#[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+pub use ecst_runtime::nats;
+
+/// Schema governance (crate `ecst-schema`): the compatibility checker, the
+/// schema lock your tests check, the AsyncAPI writer.
+pub use ecst_schema as schema;
 
 #[doc(hidden)]
 pub mod __private {

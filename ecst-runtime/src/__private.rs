@@ -9,9 +9,9 @@ pub use schemars;
 pub use serde;
 pub use std::string::String;
 
+pub use crate::catalog::{EventType, Registration};
+pub use crate::compatibility::Mode;
 pub use crate::event::{deserialize_and_upcast, StateEvent, Upcast};
-pub use crate::schema::catalog::{EventType, Registration};
-pub use crate::schema::compat::Mode;
 pub use crate::upcast::{DecodeVersionError, UpcastError};
 
 /// Calls a user hop/retype function and names the hop if it fails.

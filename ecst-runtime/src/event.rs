@@ -7,7 +7,7 @@ use core::str::FromStr;
 use serde::de::{DeserializeOwned, Deserializer};
 use serde::Serialize;
 
-use crate::schema::compat::Mode;
+use crate::compatibility::Mode;
 use crate::upcast::{DecodeVersionError, PayloadError, UpcastError};
 
 /// The key of an entity: what the envelope's `subject` carries and what a

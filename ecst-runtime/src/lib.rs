@@ -17,6 +17,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod catalog;
+pub mod compatibility;
 pub mod envelope;
 mod error;
 mod event;
@@ -25,7 +27,6 @@ pub mod nats;
 mod producer;
 mod replica;
 mod router;
-pub mod schema;
 mod sequence;
 mod snapshot;
 pub mod store;
@@ -34,6 +35,8 @@ mod upcast;
 #[doc(hidden)]
 pub mod __private;
 
+pub use catalog::{Catalog, DuplicateEntity, EventType};
+pub use compatibility::Mode;
 pub use envelope::{Change, EncodeError, Envelope, Operation};
 pub use error::{DecodeError, DecodeErrorKind, EventContext};
 pub use event::{EntityKey, StateEvent, Upcast};

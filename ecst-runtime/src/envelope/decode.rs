@@ -22,9 +22,9 @@ use serde::de::{
 use serde_json::value::RawValue;
 
 use super::{Change, Operation, CONTENT_TYPE, SPEC_VERSION};
+use crate::compatibility::Mode;
 use crate::error::{DecodeError, DecodeErrorKind, EventContext};
 use crate::event::{EntityKey, StateEvent};
-use crate::schema::compat::Mode;
 use crate::sequence::Sequence;
 use crate::upcast::{DecodeVersionError, UpcastError};
 

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use ecst_runtime::schema::compat::{
+use ecst_schema::compat::{
     check, check_history, check_with, DifferenceKind, Direction, Mode, Policy, SchemaErrorReason,
 };
 use serde_json::{json, Value};

@@ -9,7 +9,7 @@
 //! a doc comment may be edited. The newest version's relation to the earlier
 //! ones must satisfy the entity's compatibility mode (`#[state_event(
 //! compatibility = "..")]`; `NONE` unless declared, see
-//! [`StateEvent::COMPATIBILITY`](crate::StateEvent::COMPATIBILITY)). Set
+//! [`StateEvent::COMPATIBILITY`](ecst_runtime::StateEvent::COMPATIBILITY)). Set
 //! `ECST_SCHEMA_LOCK=overwrite` to rewrite the files on purpose, then read
 //! the diff before committing.
 
@@ -20,10 +20,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::asyncapi::{asyncapi, AsyncApiOptions};
-use super::catalog::{Catalog, DuplicateEntity};
-use super::compat::{self, Direction, Mode, Policy, Report, SchemaError};
-use super::{canonical, jsondiff};
+use crate::asyncapi::{asyncapi, AsyncApiOptions};
+use crate::compat::{self, Direction, Mode, Policy, Report, SchemaError};
+use crate::{canonical, jsondiff};
+use ecst_runtime::catalog::{Catalog, DuplicateEntity};
 
 /// The environment variable that rewrites the lock: set it to `overwrite`.
 pub const OVERWRITE_ENV: &str = "ECST_SCHEMA_LOCK";

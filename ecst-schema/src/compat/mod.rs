@@ -14,7 +14,7 @@
 //! the schemas swapped; full asks both.
 //!
 //! ```
-//! use ecst_runtime::schema::compat::{check, check_with, DifferenceKind, Mode, Policy};
+//! use ecst_schema::compat::{check, check_with, DifferenceKind, Mode, Policy};
 //! use serde_json::json;
 //!
 //! let v1 = json!({"type": "object", "properties": {"name": {"type": "string"}}});
@@ -36,7 +36,7 @@
 //! assert!(check_with(&v1, &v2, Mode::Backward, Policy::Lenient)?.is_compatible());
 //! // And an old reader ignores the new, optional property.
 //! assert!(check(&v1, &v2, Mode::Forward)?.is_compatible());
-//! # Ok::<(), ecst_runtime::schema::compat::SchemaError>(())
+//! # Ok::<(), ecst_schema::compat::SchemaError>(())
 //! ```
 //!
 //! # What is compared

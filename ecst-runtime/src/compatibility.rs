@@ -1,5 +1,9 @@
-//! The compatibility modes and policies, named as Confluent's registry names
-//! them.
+//! The compatibility mode an event type declares (`#[state_event(compatibility = "..")]`),
+//! named as Confluent's registry names it.
+//!
+//! The core needs it for tolerant reads: an entity that promises `FORWARD`
+//! compatibility lets a consumer read a newer version as the newest it knows.
+//! The checker that enforces the promise lives in the `ecst-schema` crate.
 
 use core::fmt;
 use core::str::FromStr;
@@ -99,6 +103,17 @@ pub struct ParseModeError {
     expected: &'static str,
 }
 
+impl ParseModeError {
+    #[doc(hidden)]
+    pub fn new(what: &'static str, found: &str, expected: &'static str) -> Self {
+        ParseModeError {
+            what,
+            found: found.to_owned(),
+            expected,
+        }
+    }
+}
+
 impl FromStr for Mode {
     type Err = ParseModeError;
 
@@ -118,58 +133,6 @@ impl FromStr for Mode {
     }
 }
 
-/// Which set of changes counts as compatible (Confluent's
-/// `compatibilityPolicy` for JSON Schema).
-///
-/// [`Strict`](Policy::Strict) assumes any reader validates against its
-/// schema and any writer may have used whatever its schema allows, including
-/// properties it does not name. [`Lenient`](Policy::Lenient) follows the
-/// robustness principle: writers write only the properties their schema
-/// declares and readers ignore properties they do not know, so adding or
-/// removing optional properties and closing or narrowing
-/// `additionalProperties` become compatible.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Policy {
-    /// Confluent's default.
-    #[default]
-    Strict,
-    /// Confluent's `LENIENT` policy.
-    Lenient,
-}
-
-impl Policy {
-    /// The registry's name: `"STRICT"` or `"LENIENT"`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Policy::Strict => "STRICT",
-            Policy::Lenient => "LENIENT",
-        }
-    }
-}
-
-impl fmt::Display for Policy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Policy {
-    type Err = ParseModeError;
-
-    /// Reads `STRICT` or `LENIENT`, ignoring ASCII case.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_uppercase().as_str() {
-            "STRICT" => Ok(Policy::Strict),
-            "LENIENT" => Ok(Policy::Lenient),
-            _ => Err(ParseModeError {
-                what: "compatibility policy",
-                found: s.to_owned(),
-                expected: "STRICT, LENIENT",
-            }),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,15 +143,12 @@ mod tests {
             assert_eq!(mode.to_string().parse::<Mode>(), Ok(mode));
         }
         assert_eq!("full-transitive".parse::<Mode>(), Ok(Mode::FullTransitive));
-        assert_eq!("lenient".parse::<Policy>(), Ok(Policy::Lenient));
-        assert_eq!(Policy::Strict.to_string(), "STRICT");
     }
 
     #[test]
     fn unknown_names_are_refused() {
         let err = "SIDEWAYS".parse::<Mode>().unwrap_err();
         assert!(err.to_string().contains("SIDEWAYS"), "{err}");
-        assert!("loose".parse::<Policy>().is_err());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! schemas differ only by the change under test.
 #![allow(dead_code)]
 
-use ecst_runtime::schema::compat::{
+use ecst_schema::compat::{
     check, check_with, DifferenceKind, Direction, Mode, Policy, Presence, Report,
 };
 use schemars::{schema_for, JsonSchema};

@@ -9,8 +9,8 @@
 
 use serde_json::{json, Map, Value};
 
-use super::catalog::{Catalog, EventType};
-use crate::envelope::{dataschema, SPEC_VERSION};
+use ecst_runtime::catalog::{Catalog, EventType};
+use ecst_runtime::envelope::{dataschema, SPEC_VERSION};
 
 /// What the document says about the application and its broker.
 #[derive(Clone, Debug)]

@@ -6,7 +6,7 @@
 //!
 //! The trade-off: registration happens at link time, so a type is listed only
 //! if its crate is linked into the running binary. Call
-//! [`assert_lock`](super::assert_lock) from a test *inside the crate that
+//! `ecst::schema::assert_lock` (crate `ecst-schema`) from a test *inside the crate that
 //! defines the event types* (a unit test in its `lib.rs`, or an integration
 //! test that uses the crate), and every type is there. Where that is not
 //! wanted (an example, a tool checking two generations of one entity), build
@@ -16,7 +16,7 @@ use core::fmt;
 
 use serde_json::Value;
 
-use super::compat::Mode;
+use crate::compatibility::Mode;
 use crate::event::StateEvent;
 
 /// One event type as the catalog knows it.
