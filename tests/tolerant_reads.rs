@@ -189,3 +189,114 @@ fn the_router_reads_newer_versions_the_same_way() {
     let customers = router.replica::<Customer>().unwrap();
     assert_eq!(customers.stats().read_as_older, 1);
 }
+
+/// The same entity as [`Customer`], one build later: v3 adds `phone`.
+mod upgraded {
+    use super::*;
+
+    #[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+    #[state_event(entity = "customer", version = 3, compatibility = "FORWARD")]
+    pub struct Customer {
+        #[state_event(key)]
+        pub id: String,
+        pub name: String,
+        #[state_event(added(since = 2))]
+        pub email: Option<String>,
+        #[state_event(added(since = 3))]
+        pub phone: Option<String>,
+    }
+}
+
+const V3_DATA: &str = r#"{"id":"c-1","name":"Ada","email":"ada@example.com","phone":"+1 555"}"#;
+
+fn upgraded_ada() -> upgraded::Customer {
+    upgraded::Customer {
+        id: "c-1".into(),
+        name: "Ada".into(),
+        email: Some("ada@example.com".into()),
+        phone: Some("+1 555".into()),
+    }
+}
+
+/// A consumer that knows v2 reads a v3 event without `phone`; after the
+/// upgrade, the same event (same sequence) delivered again is read at v3
+/// and replaces what the old build kept, instead of being a duplicate that
+/// loses `phone` for good. Through a snapshot, which carries the version
+/// each state was read at.
+#[test]
+fn an_upgraded_consumer_reads_again_what_an_old_one_read_tolerantly() {
+    let v3 = event("customer", "c-1", 3, V3_DATA, false);
+    let mut old = Replica::<Customer>::new();
+    assert_eq!(old.apply_json(&v3).unwrap(), Outcome::Inserted);
+    assert_eq!(old.read_version("c-1"), Some(2));
+    let mut snapshot = Vec::new();
+    old.write_snapshot(&mut snapshot).unwrap();
+
+    let mut new = Replica::<upgraded::Customer>::new();
+    new.import_snapshot(&snapshot).unwrap();
+    assert_eq!(new.read_version("c-1"), Some(2));
+    assert_eq!(new.get("c-1").unwrap().phone, None);
+    assert_eq!(new.apply_json(&v3).unwrap(), Outcome::Updated);
+    assert_eq!(new.get("c-1"), Some(&upgraded_ada()));
+    assert_eq!(new.read_version("c-1"), Some(3));
+    // Now it is a duplicate.
+    assert_eq!(new.apply_json(&v3).unwrap(), Outcome::Duplicate);
+    // And an older version of the same sequence no longer wins.
+    let v2 = event(
+        "customer",
+        "c-1",
+        2,
+        r#"{"id":"c-1","name":"Ada","email":null}"#,
+        false,
+    );
+    assert_eq!(new.apply_json(&v2).unwrap(), Outcome::Stale);
+    assert_eq!(new.get("c-1"), Some(&upgraded_ada()));
+}
+
+/// The same through a durable store: the version a state was read at is
+/// stored beside it, so the upgraded build, loading the old build's store,
+/// knows to take the event again.
+#[cfg(feature = "sqlite")]
+#[test]
+fn an_upgraded_durable_consumer_reads_again_what_an_old_one_read_tolerantly() {
+    use ecst::store::sqlite::SqliteStore;
+    use ecst::store::{DurableReplica, Message};
+
+    let dir = std::env::temp_dir().join(format!("ecst-upgrade-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("replica.db");
+    let _ = std::fs::remove_file(&path);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let v3 = event("customer", "c-1", 3, V3_DATA, false);
+    runtime.block_on(async {
+        let store = SqliteStore::open(&path, "billing").unwrap();
+        let mut old = DurableReplica::<Customer, _>::open(store).await.unwrap();
+        let outcome = old
+            .apply_batch(&[Message::new(1, "ecst.customer.c-1", &v3)])
+            .await
+            .unwrap();
+        assert_eq!(outcome.applied, vec![(1, Outcome::Inserted)]);
+    });
+    runtime.block_on(async {
+        let store = SqliteStore::open(&path, "billing").unwrap();
+        let mut new = DurableReplica::<upgraded::Customer, _>::open(store)
+            .await
+            .unwrap();
+        assert_eq!(new.replica().read_version("c-1"), Some(2));
+        let outcome = new
+            .apply_batch(&[Message::new(1, "ecst.customer.c-1", &v3)])
+            .await
+            .unwrap();
+        assert_eq!(outcome.applied, vec![(1, Outcome::Updated)]);
+        assert_eq!(new.replica().get("c-1"), Some(&upgraded_ada()));
+    });
+    let store = SqliteStore::open(&path, "billing").unwrap();
+    let reopened = runtime
+        .block_on(DurableReplica::<upgraded::Customer, _>::open(store))
+        .unwrap();
+    assert_eq!(reopened.replica().get("c-1"), Some(&upgraded_ada()));
+    assert_eq!(reopened.replica().read_version("c-1"), Some(3));
+    let _ = std::fs::remove_dir_all(&dir);
+}

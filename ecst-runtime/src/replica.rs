@@ -13,6 +13,7 @@ use crate::sequence::Sequence;
 
 /// What applying one event did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Outcome {
     /// An upsert for a key with no live state (never seen, or deleted at a
     /// lower sequence): the state was stored.
@@ -22,9 +23,11 @@ pub enum Outcome {
     /// A delete with a higher sequence than what the key had (or for a key
     /// never seen): a tombstone now holds the key's sequence.
     Deleted,
-    /// The key already holds exactly this sequence: nothing changed.
+    /// The key already holds this sequence with the same content: nothing
+    /// changed.
     Duplicate,
-    /// The key holds a higher sequence (state or tombstone): nothing changed.
+    /// The key holds a higher sequence (state or tombstone), or another
+    /// event of the same sequence that wins the tie-break: nothing changed.
     Stale,
 }
 
@@ -107,6 +110,10 @@ impl<T> Entry<'_, T> {
 pub(crate) enum Slot<T> {
     Live {
         sequence: Sequence,
+        /// The schema version the state was read at: the version it was
+        /// written in, or the newest this build knew when it read a newer
+        /// one tolerantly (dropping the fields it did not know).
+        read_version: u32,
         state: T,
     },
     Tombstone {
@@ -135,8 +142,31 @@ impl<T> Slot<T> {
 /// |---|---|---|
 /// | nothing | upsert / delete | [`Inserted`](Outcome::Inserted) / [`Deleted`](Outcome::Deleted) (a tombstone) |
 /// | sequence `s` | sequence `> s` | [`Inserted`](Outcome::Inserted) (over a tombstone), [`Updated`](Outcome::Updated), [`Deleted`](Outcome::Deleted) |
-/// | sequence `s` | sequence `= s` | [`Duplicate`](Outcome::Duplicate) |
+/// | sequence `s` | sequence `= s`, the same event | [`Duplicate`](Outcome::Duplicate) |
+/// | sequence `s` | sequence `= s`, another event | the tie-break below |
 /// | sequence `s` | sequence `< s` | [`Stale`](Outcome::Stale) (an upsert older than a tombstone too) |
+///
+/// # Two events at one sequence
+///
+/// A producer should never give two different events the same sequence,
+/// but two owner instances racing, or a foreign publisher, can. So that
+/// every replica still ends in the same state whatever the arrival order,
+/// one rule picks the winner:
+///
+/// 1. a delete wins over an upsert (a tie of two deletes is a duplicate);
+/// 2. between upserts, the one read at the higher schema version wins: an
+///    event written in a newer version than the replica knew was read
+///    tolerantly, without its unknown fields, at the newest known version,
+///    so after an upgrade the same event, read again at its own version,
+///    replaces what the old build kept;
+/// 3. then the state whose JSON serialization (`serde_json::to_vec`) is
+///    greater, bytewise, wins; equal serializations are a
+///    [`Duplicate`](Outcome::Duplicate).
+///
+/// The winner replaces the held state as [`Updated`](Outcome::Updated) (or
+/// [`Deleted`](Outcome::Deleted)); the loser is [`Stale`](Outcome::Stale).
+/// Rule 3 compares serializations, so it is deterministic for states whose
+/// `Serialize` is (no `HashMap` fields, whose order varies).
 ///
 /// Bad input is a [`DecodeError`], counted in [`ApplyStats::rejected`], and
 /// never changes the replica.
@@ -173,7 +203,15 @@ impl<T: StateEvent> Replica<T> {
 
     /// Applies a decoded event.
     pub fn apply(&mut self, envelope: Envelope<T>) -> Outcome {
-        self.apply_change(envelope.key, envelope.sequence, envelope.change)
+        let read_version = envelope.written_version().min(T::VERSION);
+        let outcome = self.merge(
+            envelope.key,
+            envelope.sequence,
+            read_version,
+            envelope.change,
+        );
+        self.stats.record(outcome);
+        outcome
     }
 
     /// Decodes a CloudEvents JSON event of `T` (any known schema version)
@@ -220,32 +258,74 @@ impl<T: StateEvent> Replica<T> {
     }
 
     fn apply_decoded(&mut self, decoded: Decoded<'_, T>) -> Outcome {
-        if decoded.header.schema_version > T::VERSION {
+        let written = decoded.header.schema_version;
+        if written > T::VERSION {
             self.stats.read_as_older += 1;
         }
-        self.apply_change(decoded.key, decoded.header.sequence, decoded.change)
+        let outcome = self.merge(
+            decoded.key,
+            decoded.header.sequence,
+            written.min(T::VERSION),
+            decoded.change,
+        );
+        self.stats.record(outcome);
+        outcome
     }
 
-    /// Applies `change` to `key` at `sequence`: the version gate itself.
+    /// Applies `change` to `key` at `sequence`, as a state of the newest
+    /// schema version: the version gate itself.
     pub fn apply_change(&mut self, key: T::Key, sequence: Sequence, change: Change<T>) -> Outcome {
-        let outcome = self.merge(key, sequence, change);
+        let outcome = self.merge(key, sequence, T::VERSION, change);
         self.stats.record(outcome);
         outcome
     }
 
     /// Puts `change` for `key` at `sequence` through the version gate
     /// without counting it in [`Replica::stats`]: for loading a replica from
-    /// a durable store.
-    pub fn restore(&mut self, key: T::Key, sequence: Sequence, change: Change<T>) -> Outcome {
-        self.merge(key, sequence, change)
+    /// a durable store. `read_version` is the schema version the state was
+    /// read at when it was first applied ([`Replica::read_version`]), which
+    /// the tie-break between two events of one sequence compares.
+    pub fn restore(
+        &mut self,
+        key: T::Key,
+        sequence: Sequence,
+        read_version: u32,
+        change: Change<T>,
+    ) -> Outcome {
+        self.merge(key, sequence, read_version, change)
+    }
+
+    /// The schema version the live state of `key` was read at: the version
+    /// its event was written in, or, for an event of a newer version read
+    /// tolerantly, the newest version the reading build knew. `None` for a
+    /// key without a live state.
+    pub fn read_version<Q>(&self, key: &Q) -> Option<u32>
+    where
+        T::Key: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        match self.slots.get(key) {
+            Some(Slot::Live { read_version, .. }) => Some(*read_version),
+            _ => None,
+        }
     }
 
     /// The version gate, without counting.
-    pub(crate) fn merge(&mut self, key: T::Key, sequence: Sequence, change: Change<T>) -> Outcome {
+    pub(crate) fn merge(
+        &mut self,
+        key: T::Key,
+        sequence: Sequence,
+        read_version: u32,
+        change: Change<T>,
+    ) -> Outcome {
         match self.slots.entry(key) {
             hash_map::Entry::Vacant(vacant) => match change {
                 Change::Upsert(state) => {
-                    vacant.insert(Slot::Live { sequence, state });
+                    vacant.insert(Slot::Live {
+                        sequence,
+                        read_version,
+                        state,
+                    });
                     self.live += 1;
                     Outcome::Inserted
                 }
@@ -260,15 +340,25 @@ impl<T: StateEvent> Replica<T> {
             hash_map::Entry::Occupied(mut occupied) => {
                 let held = occupied.get().sequence();
                 if sequence < held {
-                    Outcome::Stale
-                } else if sequence == held {
-                    Outcome::Duplicate
-                } else {
+                    return Outcome::Stale;
+                }
+                if sequence == held {
+                    match tie_break(occupied.get(), read_version, &change) {
+                        Tie::Held => return Outcome::Stale,
+                        Tie::Same => return Outcome::Duplicate,
+                        Tie::Incoming => {}
+                    }
+                }
+                {
                     let slot = occupied.get_mut();
                     let was_live = matches!(slot, Slot::Live { .. });
                     match change {
                         Change::Upsert(state) => {
-                            *slot = Slot::Live { sequence, state };
+                            *slot = Slot::Live {
+                                sequence,
+                                read_version,
+                                state,
+                            };
                             if was_live {
                                 Outcome::Updated
                             } else {
@@ -364,9 +454,55 @@ impl<T: StateEvent> Replica<T> {
     }
 }
 
+/// Which of two events of one sequence a replica keeps.
+enum Tie {
+    /// What the replica holds.
+    Held,
+    /// The incoming event.
+    Incoming,
+    /// They are the same event.
+    Same,
+}
+
+/// The tie-break between `held` and an incoming `change` read at
+/// `read_version`, both at the same sequence (see [`Replica`]).
+fn tie_break<T: StateEvent>(held: &Slot<T>, read_version: u32, change: &Change<T>) -> Tie {
+    match (held, change) {
+        (Slot::Tombstone { .. }, Change::Delete) => Tie::Same,
+        (Slot::Tombstone { .. }, Change::Upsert(_)) => Tie::Held,
+        (Slot::Live { .. }, Change::Delete) => Tie::Incoming,
+        (
+            Slot::Live {
+                read_version: held_version,
+                state: held,
+                ..
+            },
+            Change::Upsert(incoming),
+        ) => match read_version.cmp(held_version) {
+            core::cmp::Ordering::Greater => Tie::Incoming,
+            core::cmp::Ordering::Less => Tie::Held,
+            core::cmp::Ordering::Equal => {
+                // Serializing a state that was just deserialized does not
+                // fail for the types the derive accepts; if one does, the
+                // held state stays (the only choice that changes nothing).
+                match (serde_json::to_vec(held), serde_json::to_vec(incoming)) {
+                    (Ok(held), Ok(incoming)) => match incoming.cmp(&held) {
+                        core::cmp::Ordering::Greater => Tie::Incoming,
+                        core::cmp::Ordering::Less => Tie::Held,
+                        core::cmp::Ordering::Equal => Tie::Same,
+                    },
+                    _ => Tie::Same,
+                }
+            }
+        },
+    }
+}
+
 fn entry_of<T>(slot: &Slot<T>) -> Entry<'_, T> {
     match slot {
-        Slot::Live { sequence, state } => Entry::Live {
+        Slot::Live {
+            sequence, state, ..
+        } => Entry::Live {
             sequence: *sequence,
             state,
         },

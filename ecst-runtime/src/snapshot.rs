@@ -74,6 +74,10 @@ struct Entries<'a, T: StateEvent>(Vec<(String, &'a Slot<T>)>);
 struct EntryOut<'a, T> {
     key: &'a str,
     sequence: Sequence,
+    /// The schema version the state was read at, when older than the
+    /// snapshot's own (see `Replica::read_version`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    readversion: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     state: Option<&'a T>,
     #[serde(skip_serializing_if = "core::ops::Not::not")]
@@ -85,15 +89,21 @@ impl<T: StateEvent> Serialize for Entries<'_, T> {
         let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
         for (key, slot) in &self.0 {
             let entry = match slot {
-                Slot::Live { sequence, state } => EntryOut {
+                Slot::Live {
+                    sequence,
+                    read_version,
+                    state,
+                } => EntryOut {
                     key,
                     sequence: *sequence,
+                    readversion: (*read_version < T::VERSION).then_some(*read_version),
                     state: Some(state),
                     deleted: false,
                 },
                 Slot::Tombstone { sequence, .. } => EntryOut {
                     key,
                     sequence: *sequence,
+                    readversion: None,
                     state: None,
                     deleted: true,
                 },
@@ -117,6 +127,8 @@ struct SnapshotIn<'a> {
 struct EntryIn<'a> {
     key: String,
     sequence: Sequence,
+    #[serde(default)]
+    readversion: Option<u32>,
     #[serde(borrow, default)]
     state: Option<&'a RawValue>,
     #[serde(default)]
@@ -199,11 +211,13 @@ impl<T: StateEvent> Replica<T> {
                     }
                 }
             };
-            changes.push((key, entry.sequence, change));
+            // Read at most at the version the snapshot was written in.
+            let read_version = entry.readversion.unwrap_or(version).min(version);
+            changes.push((key, entry.sequence, read_version, change));
         }
         let mut stats = ApplyStats::default();
-        for (key, sequence, change) in changes {
-            stats.record(self.merge(key, sequence, change));
+        for (key, sequence, read_version, change) in changes {
+            stats.record(self.merge(key, sequence, read_version, change));
         }
         Ok(stats)
     }

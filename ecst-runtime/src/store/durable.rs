@@ -416,11 +416,13 @@ fn stored_entries<'a, T: StateEvent>(
                 Entry::Live { sequence, state } => StoredEntry {
                     key,
                     sequence,
+                    read_version: replica.read_version(key).unwrap_or(T::VERSION),
                     state: Some(state),
                 },
                 Entry::Tombstone { sequence } => StoredEntry {
                     key,
                     sequence,
+                    read_version: T::VERSION,
                     state: None,
                 },
             })

@@ -17,7 +17,7 @@ use crate::sequence::Sequence;
 /// more. Nothing survives the process.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
-    rows: BTreeMap<String, (Sequence, Option<String>)>,
+    rows: BTreeMap<String, (Sequence, u32, Option<String>)>,
     checkpoint: Option<Checkpoint>,
     parked: BTreeMap<u64, Parked>,
 }
@@ -49,7 +49,7 @@ impl<T: StateEvent> ReplicaStore<T> for MemoryStore {
 impl MemoryStore {
     fn load_now<T: StateEvent>(&self) -> Loaded<T> {
         let mut replica = Replica::new();
-        for (key, (sequence, state)) in &self.rows {
+        for (key, (sequence, read_version, state)) in &self.rows {
             // Rows were written from valid values of `T`, so they read back;
             // a row that does not (another type under the same store) is
             // left out rather than invented.
@@ -63,7 +63,7 @@ impl MemoryStore {
                     Err(_) => continue,
                 },
             };
-            replica.restore(key, *sequence, change);
+            replica.restore(key, *sequence, *read_version, change);
         }
         Loaded {
             replica,
@@ -75,8 +75,10 @@ impl MemoryStore {
     fn commit_now<T: StateEvent>(&mut self, commit: Commit<'_, T>) {
         for entry in &commit.entries {
             let state = entry.state.and_then(|s| serde_json::to_string(s).ok());
-            self.rows
-                .insert(entry.key.to_string(), (entry.sequence, state));
+            self.rows.insert(
+                entry.key.to_string(),
+                (entry.sequence, entry.read_version, state),
+            );
         }
         for parked in commit.parked {
             self.parked.insert(parked.stream_sequence, parked.clone());

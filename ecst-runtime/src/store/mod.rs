@@ -56,6 +56,11 @@ pub struct StoredEntry<'a, T: StateEvent> {
     pub key: &'a T::Key,
     /// The sequence the key now holds.
     pub sequence: Sequence,
+    /// The schema version the state was read at
+    /// ([`Replica::read_version`]); `T::VERSION` for a tombstone. Stores
+    /// keep it so that the tie-break between two events of one sequence
+    /// gives the same answer after a reload.
+    pub read_version: u32,
     /// The state, or `None` for a tombstone.
     pub state: Option<&'a T>,
 }

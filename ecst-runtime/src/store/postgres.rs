@@ -7,16 +7,19 @@
 //!
 //! | table | key | columns |
 //! |---|---|---|
-//! | `ecst_replica` | `consumer, entity, key` | `sequence`, `schema_version`, `state` (`JSONB`, `NULL` for a tombstone) |
+//! | `ecst_replica` | `consumer, entity, key` | `sequence`, `schema_version`, `state` (`JSON`, `NULL` for a tombstone), `read_version` |
 //! | `ecst_checkpoint` | `consumer, entity` | `stream_sequence`, `applied` |
 //! | `ecst_parked` | `consumer, entity, stream_sequence` | `subject`, `key` (nullable), `reason`, `payload` (`BYTEA`) |
 //!
 //! Sequences and counters are `u64` in Rust and `BIGINT` in SQL: a value
 //! above `i64::MAX` is a [`StoreError::OutOfRange`], never wrapped.
 //!
-//! States are stored as `JSONB` in the newest schema version the writing
+//! States are stored as `JSON` in the newest schema version the writing
 //! build knows, with that version beside them; a newer build upcasts them
-//! when it loads the store.
+//! when it loads the store. `JSON`, not `JSONB`: `JSONB` refuses a string
+//! holding `\u0000`, which JSON and Rust strings allow, and a state the store
+//! cannot hold would stop the consumer. Tables created by an earlier version
+//! with a `JSONB` column are converted when the store opens.
 
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -47,9 +50,21 @@ CREATE TABLE IF NOT EXISTS ecst_replica (
     key            TEXT   NOT NULL,
     sequence       BIGINT NOT NULL,
     schema_version BIGINT NOT NULL,
-    state          JSONB,
+    state          JSON,
+    read_version   BIGINT,
     PRIMARY KEY (consumer, entity, key)
 );
+-- Tables made by an earlier version: `read_version` was added, and `state`
+-- was JSONB (which cannot hold the NUL character).
+ALTER TABLE ecst_replica ADD COLUMN IF NOT EXISTS read_version BIGINT;
+DO $$
+BEGIN
+    IF (SELECT data_type FROM information_schema.columns
+        WHERE table_schema = current_schema() AND table_name = 'ecst_replica'
+          AND column_name = 'state') = 'jsonb' THEN
+        ALTER TABLE ecst_replica ALTER COLUMN state TYPE json USING state::json;
+    END IF;
+END $$;
 CREATE TABLE IF NOT EXISTS ecst_checkpoint (
     consumer        TEXT   NOT NULL,
     entity          TEXT   NOT NULL,
@@ -70,13 +85,15 @@ CREATE TABLE IF NOT EXISTS ecst_parked (
 ";
 
 const UPSERT_ENTRIES: &str = "
-INSERT INTO ecst_replica (consumer, entity, key, sequence, schema_version, state)
-SELECT $1, $2, u.key, u.sequence, $3, u.state
-FROM UNNEST($4::text[], $5::bigint[], $6::jsonb[]) AS u(key, sequence, state)
+INSERT INTO ecst_replica (consumer, entity, key, sequence, schema_version, state, read_version)
+SELECT $1, $2, u.key, u.sequence, $3, u.state, u.read_version
+FROM UNNEST($4::text[], $5::bigint[], $6::json[], $7::bigint[])
+    AS u(key, sequence, state, read_version)
 ON CONFLICT (consumer, entity, key) DO UPDATE SET
     sequence = EXCLUDED.sequence,
     schema_version = EXCLUDED.schema_version,
-    state = EXCLUDED.state";
+    state = EXCLUDED.state,
+    read_version = EXCLUDED.read_version";
 
 const UPSERT_PARKED: &str = "
 INSERT INTO ecst_parked (consumer, entity, stream_sequence, subject, key, reason, payload)
@@ -101,7 +118,7 @@ ON CONFLICT (consumer, entity) DO UPDATE SET
     applied = EXCLUDED.applied";
 
 const SELECT_ENTRIES: &str = "
-SELECT key, sequence, schema_version, state FROM ecst_replica
+SELECT key, sequence, schema_version, state, read_version FROM ecst_replica
 WHERE consumer = $1 AND entity = $2";
 
 const SELECT_CHECKPOINT: &str = "
@@ -282,6 +299,7 @@ impl PostgresStore {
                 sequence: row.try_get(1).map_err(read)?,
                 schema_version: row.try_get(2).map_err(read)?,
                 state: row.try_get(3).map_err(read)?,
+                read_version: row.try_get(4).map_err(read)?,
             };
             restore_row(&mut replica, &context, stored, |version, Json(value)| {
                 T::deserialize_version(version, value).map_err(|e| match e {
@@ -349,7 +367,9 @@ impl PostgresStore {
             let mut keys = Vec::with_capacity(commit.entries.len());
             let mut sequences = Vec::with_capacity(commit.entries.len());
             let mut states = Vec::with_capacity(commit.entries.len());
+            let mut read_versions = Vec::with_capacity(commit.entries.len());
             for entry in &commit.entries {
+                read_versions.push(entry.read_version);
                 sequences.push(to_bigint(
                     entry.sequence,
                     &context,
@@ -368,6 +388,7 @@ impl PostgresStore {
                     &keys,
                     &sequences,
                     &states,
+                    &read_versions,
                 ],
             )
             .await
@@ -463,6 +484,7 @@ impl core::fmt::Debug for PostgresStore {
 struct PreparedEntry {
     key: String,
     sequence: u64,
+    read_version: i64,
     /// The state as JSON, `None` for a tombstone.
     state: Option<Box<RawValue>>,
 }
@@ -499,6 +521,7 @@ fn prepare<'a, T: StateEvent>(commit: Commit<'a, T>) -> Prepared<'a> {
         let prepared = PreparedEntry {
             key,
             sequence: entry.sequence.get(),
+            read_version: i64::from(entry.read_version),
             state,
         };
         match index.get(&prepared.key) {

@@ -52,6 +52,9 @@ pub(crate) struct StoredRow<S> {
     pub(crate) key: String,
     pub(crate) sequence: i64,
     pub(crate) schema_version: i64,
+    /// The schema version the state was read at, `NULL` in rows written
+    /// before the column existed (read as `schema_version`).
+    pub(crate) read_version: Option<i64>,
     /// The state as the backend returns it, `None` for a tombstone.
     pub(crate) state: Option<S>,
 }
@@ -69,6 +72,7 @@ pub(crate) fn restore_row<T: StateEvent, S>(
         key: text,
         sequence,
         schema_version,
+        read_version,
         state,
     } = row;
     let sequence = Sequence::new(from_bigint(
@@ -127,7 +131,13 @@ pub(crate) fn restore_row<T: StateEvent, S>(
             key: text,
         });
     }
-    replica.restore(key, sequence, change);
+    // Never above the version the state is stored in; a value out of range
+    // (written by hand) falls back to it too.
+    let stored_version = u32::try_from(schema_version).unwrap_or(T::VERSION);
+    let read_version = read_version
+        .and_then(|v| u32::try_from(v).ok())
+        .map_or(stored_version, |v| v.min(stored_version));
+    replica.restore(key, sequence, read_version, change);
     Ok(())
 }
 

@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS ecst_replica (
     sequence       INTEGER NOT NULL,
     schema_version INTEGER NOT NULL,
     state          TEXT,
+    read_version   INTEGER,
     PRIMARY KEY (consumer, entity, key)
 ) STRICT;
 CREATE TABLE IF NOT EXISTS ecst_checkpoint (
@@ -73,12 +74,13 @@ CREATE TABLE IF NOT EXISTS ecst_parked (
 ";
 
 const UPSERT_ENTRY: &str = "
-INSERT INTO ecst_replica (consumer, entity, key, sequence, schema_version, state)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+INSERT INTO ecst_replica (consumer, entity, key, sequence, schema_version, state, read_version)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
 ON CONFLICT (consumer, entity, key) DO UPDATE SET
     sequence = excluded.sequence,
     schema_version = excluded.schema_version,
-    state = excluded.state";
+    state = excluded.state,
+    read_version = excluded.read_version";
 
 const UPSERT_PARKED: &str = "
 INSERT INTO ecst_parked (consumer, entity, stream_sequence, subject, key, reason, payload)
@@ -171,7 +173,30 @@ impl SqliteStore {
             .connection
             .execute_batch(CREATE_TABLES)
             .map_err(|e| context.database("creating the tables", e))?;
+        store.migrate()?;
         Ok(store)
+    }
+
+    /// Brings tables made by an older version up to date: `read_version`
+    /// (added in 0.1.1; `NULL` reads as `schema_version`).
+    fn migrate(&self) -> Result<(), StoreError> {
+        let context = self.context(None);
+        let fail = |e| context.database("migrating ecst_replica", e);
+        let has_read_version: bool = self
+            .connection
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('ecst_replica') WHERE name = 'read_version'",
+                [],
+                |row| row.get::<_, i64>(0),
+            )
+            .map_err(fail)?
+            > 0;
+        if !has_read_version {
+            self.connection
+                .execute_batch("ALTER TABLE ecst_replica ADD COLUMN read_version INTEGER")
+                .map_err(fail)?;
+        }
+        Ok(())
     }
 
     /// Switches to `synchronous=NORMAL`: commits no longer wait for the
@@ -251,7 +276,7 @@ impl SqliteStore {
             let read = |e| context.database("reading ecst_replica", e);
             let mut statement = tx
                 .prepare(
-                    "SELECT key, sequence, schema_version, state FROM ecst_replica \
+                    "SELECT key, sequence, schema_version, state, read_version FROM ecst_replica \
                      WHERE consumer = ?1 AND entity = ?2",
                 )
                 .map_err(read)?;
@@ -262,6 +287,7 @@ impl SqliteStore {
                     sequence: row.get(1).map_err(read)?,
                     schema_version: row.get(2).map_err(read)?,
                     state: row.get(3).map_err(read)?,
+                    read_version: row.get(4).map_err(read)?,
                 };
                 restore_row(&mut replica, &context, stored, |version, json: String| {
                     T::from_json_version(version, json.as_bytes())
@@ -353,7 +379,8 @@ impl SqliteStore {
                         entry.key,
                         sequence,
                         commit.version,
-                        state
+                        state,
+                        entry.read_version
                     ])
                     .map_err(write)?;
             }
@@ -418,6 +445,7 @@ impl core::fmt::Debug for SqliteStore {
 struct PreparedEntry {
     key: String,
     sequence: u64,
+    read_version: i64,
     /// The state as JSON (or why it could not be encoded, reported when the
     /// transaction reaches it), `None` for a tombstone.
     state: Option<Result<String, serde_json::Error>>,
@@ -439,6 +467,7 @@ fn prepare<'a, T: StateEvent>(commit: Commit<'a, T>) -> Prepared<'a> {
         .map(|entry| PreparedEntry {
             key: entry.key.to_string(),
             sequence: entry.sequence.get(),
+            read_version: i64::from(entry.read_version),
             state: entry.state.map(serde_json::to_string),
         })
         .collect();
