@@ -61,42 +61,75 @@ fn check_entity(cx: &mut Ctxt, input: &Input) {
         return;
     };
     let name = lit.value();
-    let valid_chars = name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
-    if name.is_empty()
-        || !valid_chars
-        || name.starts_with('.')
-        || name.ends_with('.')
-        || name.contains("..")
-    {
-        let mut suggestion: String = name
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        while suggestion.contains("..") {
-            suggestion = suggestion.replace("..", ".");
-        }
-        let suggestion = suggestion.trim_matches('.');
-        let suggestion = if suggestion.trim_matches('_').is_empty() {
-            snake_case(&input.ident.to_string())
-        } else {
-            suggestion.to_owned()
-        };
+    if let Some(problem) = entity_name_problem(&name) {
+        let suggestion = entity_suggestion(&name, &input.ident.to_string());
         cx.error_spanned_by(
             lit,
             format!(
-                "`{name}` is not a valid entity name: it becomes the CloudEvents `type` and a \
-                 broker subject token, so use ASCII letters, digits, `_`, `-` and inner dots, \
-                 e.g. `entity = \"{suggestion}\"`"
+                "{problem}; entity names are one subject token: letters, digits, `_` and `-`, \
+                 starting with a letter; write `entity = \"{suggestion}\"`"
             ),
         );
+    }
+}
+
+/// What is wrong with `name` as an entity name, if anything. The entity is
+/// one token of the NATS subject `<prefix>.<entity>.<key>` (and the
+/// CloudEvents `type`), so it must be `[A-Za-z][A-Za-z0-9_-]*`.
+fn entity_name_problem(name: &str) -> Option<String> {
+    let is_token_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    let Some(first) = name.chars().next() else {
+        return Some("the entity name is empty".to_owned());
+    };
+    if let Some((head, _)) = name.split_once('.') {
+        let other = if head.is_empty() {
+            "another entity".to_owned()
+        } else {
+            format!("the entity `{head}`")
+        };
+        return Some(format!(
+            "`{name}` contains a `.`, so its NATS subjects `<prefix>.{name}.<key>` would collide \
+             with the keys of {other}"
+        ));
+    }
+    if let Some(wildcard) = name.chars().find(|c| matches!(c, '*' | '>')) {
+        return Some(format!(
+            "`{name}` contains `{wildcard}`, a NATS wildcard, which the subject of a published \
+             event must not contain"
+        ));
+    }
+    if name.chars().any(char::is_whitespace) {
+        return Some(format!(
+            "`{name}` contains whitespace, which ends a NATS subject"
+        ));
+    }
+    if let Some(bad) = name.chars().find(|c| !is_token_char(*c)) {
+        return Some(format!("`{name}` contains `{bad}`"));
+    }
+    if !first.is_ascii_alphabetic() {
+        return Some(format!("`{name}` starts with `{first}`, not a letter"));
+    }
+    None
+}
+
+/// A valid entity name close to `name`: each run of other characters
+/// becomes one `_`, leading `_` and `-` go, and a leading digit gets the
+/// struct's name in snake case before it (which is also the answer if
+/// nothing is left).
+fn entity_suggestion(name: &str, ident: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+            out.push(c);
+        } else if !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    let out = out.trim_matches(['_', '-']);
+    match out.chars().next() {
+        None => snake_case(ident),
+        Some(first) if first.is_ascii_digit() => format!("{}_{out}", snake_case(ident)),
+        Some(_) => out.to_owned(),
     }
 }
 
