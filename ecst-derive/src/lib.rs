@@ -28,12 +28,12 @@ pub fn derive_state_event(input: TokenStream) -> TokenStream {
 }
 
 fn derive(input: &DeriveInput) -> proc_macro2::TokenStream {
-    let mut cx = ctxt::Ctxt::default();
+    let mut cx = ctxt::Ctxt::new();
     let parsed = ast::Input::from_syn(&mut cx, input);
     if let Some(parsed) = &parsed {
         valid::check(&mut cx, parsed);
     }
-    match (cx.into_result(), parsed) {
+    match (cx.check(), parsed) {
         (Ok(()), Some(parsed)) => expand::derive(&parsed),
         (Err(errors), parsed) => {
             let krate = parsed.as_ref().and_then(|p| p.attrs.krate.as_ref());
