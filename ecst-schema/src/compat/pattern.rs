@@ -6,27 +6,49 @@
 //! {n,} {n,m}` (lazy forms too: only whether a name matches counts).
 //! Anything else (look-around, back-references, `\b`, `\p{..}`) is refused,
 //! and the checker then declines to judge rather than guess.
+//!
+//! A pattern is compiled to a small program and run as a Thompson automaton
+//! (Pike's VM): every character of the name is read once, with the set of
+//! program positions still alive, so neither the stack nor the time grows
+//! with backtracking, and a 50,000-character name costs 50,000 steps times
+//! the program's length, in a loop.
 
-use std::cell::Cell;
+/// How many instructions one match may execute before the matcher gives up
+/// (a very long name against a long pattern).
+const STEP_LIMIT: usize = 2_000_000;
 
-/// How many atoms a match may try before the matcher gives up on a
-/// pathological pattern (`(a*)*b` against a long run of `a`s).
-const STEP_LIMIT: usize = 100_000;
+/// The longest program a pattern may compile to (`{n,m}` repeats its atom).
+const MAX_PROGRAM: usize = 10_000;
 
 /// A parsed pattern.
 #[derive(Debug)]
 pub(crate) struct Pattern {
-    alternatives: Vec<Vec<Piece>>,
+    program: Vec<Inst>,
 }
 
+/// One instruction of the compiled pattern.
 #[derive(Debug)]
+enum Inst {
+    /// Read one character the atom (a literal, `.` or a class) accepts.
+    Single(Atom),
+    /// Continue at both.
+    Split(usize, usize),
+    Jump(usize),
+    /// `^`: only at the start of the name.
+    Start,
+    /// `$`: only at the end of the name.
+    End,
+    Match,
+}
+
+#[derive(Clone, Debug)]
 struct Piece {
     atom: Atom,
     min: usize,
     max: usize,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum Atom {
     Char(char),
     Any,
@@ -39,7 +61,7 @@ enum Atom {
     End,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum ClassItem {
     Range(char, char),
     Digit(bool),
@@ -66,21 +88,120 @@ impl Pattern {
         if parser.pos != parser.chars.len() {
             return Err(Unsupported);
         }
-        Ok(Pattern { alternatives })
+        let mut program = Vec::new();
+        compile_alternatives(&alternatives, &mut program)?;
+        emit(&mut program, Inst::Match)?;
+        Ok(Pattern { program })
     }
 
     /// Whether the pattern matches anywhere in `text` (JSON Schema patterns
-    /// are not implicitly anchored); `None` when deciding takes more
-    /// backtracking than the checker allows.
+    /// are not implicitly anchored); `None` when deciding takes more steps
+    /// than the checker allows.
     pub(crate) fn is_match(&self, text: &str) -> Option<bool> {
         let chars: Vec<char> = text.chars().collect();
-        let matcher = Matcher {
-            text: &chars,
-            steps: Cell::new(0),
+        let mut vm = Vm {
+            program: &self.program,
+            len: chars.len(),
+            listed: vec![usize::MAX; self.program.len()],
+            stack: Vec::new(),
+            steps: 0,
         };
-        let found = (0..=chars.len())
-            .any(|start| matcher.alternatives(&self.alternatives, start, &mut |_| true));
-        (matcher.steps.get() <= STEP_LIMIT).then_some(found)
+        let mut current: Vec<usize> = Vec::new();
+        let mut next: Vec<usize> = Vec::new();
+        for pos in 0..=chars.len() {
+            // Not anchored: a match may start at every position.
+            if vm.add(0, pos, &mut current)? {
+                return Some(true);
+            }
+            let Some(&c) = chars.get(pos) else {
+                break;
+            };
+            next.clear();
+            for &pc in &current {
+                if let Inst::Single(atom) = &self.program[pc] {
+                    if single_matches(atom, c) && vm.add(pc + 1, pos + 1, &mut next)? {
+                        return Some(true);
+                    }
+                }
+            }
+            std::mem::swap(&mut current, &mut next);
+        }
+        Some(false)
+    }
+}
+
+/// Appends `inst`, or refuses a pattern whose program grows too long.
+fn emit(program: &mut Vec<Inst>, inst: Inst) -> Result<usize, Unsupported> {
+    if program.len() >= MAX_PROGRAM {
+        return Err(Unsupported);
+    }
+    program.push(inst);
+    Ok(program.len() - 1)
+}
+
+/// Points the jumps and splits at `holes` (emitted with a placeholder
+/// target `usize::MAX`) to `target`.
+fn patch(program: &mut [Inst], holes: &[usize], target: usize) {
+    for &hole in holes {
+        match &mut program[hole] {
+            Inst::Jump(to) => *to = target,
+            Inst::Split(_, to) => *to = target,
+            _ => {}
+        }
+    }
+}
+
+fn compile_alternatives(
+    alternatives: &[Vec<Piece>],
+    program: &mut Vec<Inst>,
+) -> Result<(), Unsupported> {
+    let mut to_end = Vec::new();
+    for (i, sequence) in alternatives.iter().enumerate() {
+        if i + 1 == alternatives.len() {
+            compile_sequence(sequence, program)?;
+        } else {
+            let split = emit(program, Inst::Split(program.len() + 1, usize::MAX))?;
+            compile_sequence(sequence, program)?;
+            to_end.push(emit(program, Inst::Jump(usize::MAX))?);
+            let here = program.len();
+            patch(program, &[split], here);
+        }
+    }
+    let end = program.len();
+    patch(program, &to_end, end);
+    Ok(())
+}
+
+fn compile_sequence(sequence: &[Piece], program: &mut Vec<Inst>) -> Result<(), Unsupported> {
+    for piece in sequence {
+        for _ in 0..piece.min {
+            compile_atom(&piece.atom, program)?;
+        }
+        if piece.max == usize::MAX {
+            let split = emit(program, Inst::Split(program.len() + 1, usize::MAX))?;
+            compile_atom(&piece.atom, program)?;
+            emit(program, Inst::Jump(split))?;
+            let out = program.len();
+            patch(program, &[split], out);
+        } else {
+            let mut skips = Vec::new();
+            for _ in piece.min..piece.max {
+                skips.push(emit(program, Inst::Split(program.len() + 1, usize::MAX))?);
+                compile_atom(&piece.atom, program)?;
+            }
+            let out = program.len();
+            patch(program, &skips, out);
+        }
+    }
+    Ok(())
+}
+
+fn compile_atom(atom: &Atom, program: &mut Vec<Inst>) -> Result<(), Unsupported> {
+    match atom {
+        Atom::Group(inner) => compile_alternatives(inner, program),
+        Atom::Start => emit(program, Inst::Start).map(drop),
+        Atom::End => emit(program, Inst::End).map(drop),
+        single => emit(program, Inst::Single(single.clone())).map(drop),
     }
 }
 
@@ -278,64 +399,58 @@ enum Escaped {
     Class(ClassItem),
 }
 
-struct Matcher<'t> {
-    text: &'t [char],
-    steps: Cell<usize>,
+/// The state of one run of a program over a name.
+struct Vm<'p> {
+    program: &'p [Inst],
+    len: usize,
+    /// For each instruction, the position of the list it was last added to.
+    listed: Vec<usize>,
+    /// Instructions still to follow while adding a thread (an explicit
+    /// stack, not recursion).
+    stack: Vec<usize>,
+    steps: usize,
 }
 
-impl Matcher<'_> {
-    fn alternatives(
-        &self,
-        alternatives: &[Vec<Piece>],
-        pos: usize,
-        k: &mut dyn FnMut(usize) -> bool,
-    ) -> bool {
-        alternatives.iter().any(|seq| self.sequence(seq, pos, k))
-    }
-
-    fn sequence(&self, seq: &[Piece], pos: usize, k: &mut dyn FnMut(usize) -> bool) -> bool {
-        match seq.split_first() {
-            None => k(pos),
-            Some((piece, rest)) => {
-                self.repeat(piece, 0, pos, &mut |next| self.sequence(rest, next, k))
+impl Vm<'_> {
+    /// Adds the thread at `pc` to the list of threads waiting at `pos`,
+    /// following jumps, splits and anchors. `Some(true)` when it reaches
+    /// the end of the pattern, `None` past the step limit.
+    fn add(&mut self, pc: usize, pos: usize, list: &mut Vec<usize>) -> Option<bool> {
+        self.stack.push(pc);
+        while let Some(pc) = self.stack.pop() {
+            if self.listed[pc] == pos {
+                continue;
+            }
+            self.listed[pc] = pos;
+            self.steps += 1;
+            if self.steps > STEP_LIMIT {
+                self.stack.clear();
+                return None;
+            }
+            match self.program[pc] {
+                Inst::Single(_) => list.push(pc),
+                Inst::Split(a, b) => {
+                    self.stack.push(b);
+                    self.stack.push(a);
+                }
+                Inst::Jump(to) => self.stack.push(to),
+                Inst::Start => {
+                    if pos == 0 {
+                        self.stack.push(pc + 1);
+                    }
+                }
+                Inst::End => {
+                    if pos == self.len {
+                        self.stack.push(pc + 1);
+                    }
+                }
+                Inst::Match => {
+                    self.stack.clear();
+                    return Some(true);
+                }
             }
         }
-    }
-
-    fn repeat(
-        &self,
-        piece: &Piece,
-        count: usize,
-        pos: usize,
-        k: &mut dyn FnMut(usize) -> bool,
-    ) -> bool {
-        if count < piece.max {
-            let more = self.atom(&piece.atom, pos, &mut |next| {
-                // An empty repetition past the minimum cannot help.
-                (next != pos || count < piece.min) && self.repeat(piece, count + 1, next, k)
-            });
-            if more {
-                return true;
-            }
-        }
-        count >= piece.min && k(pos)
-    }
-
-    fn atom(&self, atom: &Atom, pos: usize, k: &mut dyn FnMut(usize) -> bool) -> bool {
-        let steps = self.steps.get() + 1;
-        self.steps.set(steps);
-        if steps > STEP_LIMIT {
-            return false;
-        }
-        match atom {
-            Atom::Start => pos == 0 && k(pos),
-            Atom::End => pos == self.text.len() && k(pos),
-            Atom::Group(inner) => self.alternatives(inner, pos, k),
-            single => match self.text.get(pos) {
-                Some(&c) if single_matches(single, c) => k(pos + 1),
-                _ => false,
-            },
-        }
+        Some(false)
     }
 }
 
@@ -390,10 +505,55 @@ mod tests {
     }
 
     #[test]
-    fn catastrophic_backtracking_gives_up() {
+    fn catastrophic_backtracking_patterns_take_linear_time() {
         let pattern = Pattern::parse("^(a*)*b$").unwrap();
-        assert_eq!(pattern.is_match(&"a".repeat(40)), None);
+        assert_eq!(pattern.is_match(&"a".repeat(40)), Some(false));
         assert_eq!(pattern.is_match("aab"), Some(true));
+        assert_eq!(
+            Pattern::parse("(x+x+)+y")
+                .unwrap()
+                .is_match(&"x".repeat(5_000)),
+            Some(false)
+        );
+    }
+
+    #[test]
+    fn long_names_need_no_stack() {
+        // One stack frame per character overflowed a 2 MiB thread here.
+        let name = "a".repeat(50_000);
+        let run = move || {
+            for (pattern, expected) in [
+                ("^[a-z]+$", Some(true)),
+                ("^a*b", Some(false)),
+                ("(a|b)*c", Some(false)),
+                ("a{2,5}$", Some(true)),
+            ] {
+                let found = Pattern::parse(pattern).unwrap().is_match(&name);
+                assert_eq!(found, expected, "{pattern}");
+            }
+            // A long pattern against a long name: past the step limit.
+            let long = format!("{}c", "(?:a|b)".repeat(1_000));
+            assert_eq!(Pattern::parse(&long).unwrap().is_match(&name), None);
+        };
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(run)
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn counted_repeats_that_explode_are_refused() {
+        assert_eq!(
+            Pattern::parse("((a{1000}){1000}){1000}").err(),
+            Some(Unsupported)
+        );
+        assert!(matches("^(ab){2}$", "abab"));
+        assert!(!matches("^(ab){2}$", "ababab"));
+        assert!(matches("^a{0,2}$", ""));
+        assert!(!matches("^a{0,2}$", "aaa"));
+        assert!(matches("^(a|)+$", "aaa"));
     }
 
     #[test]
