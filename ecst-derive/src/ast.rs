@@ -153,14 +153,6 @@ impl Field<'_> {
             .min_by_key(|(since, _)| *since)
             .map_or(self.ty, |(_, from)| from)
     }
-
-    /// The retype that takes effect at exactly `version`.
-    pub fn retyped_at(&self, version: u32) -> Option<&attr::Retyped> {
-        self.attrs
-            .retyped
-            .iter()
-            .find(|r| r.since.as_ref().is_some_and(|s| s.version == version))
-    }
 }
 
 impl attr::Removed {

@@ -1,23 +1,24 @@
 //! What do we generate? The older-version structs, the hops between them,
 //! and the `StateEvent`/`Upcast` impls.
 
-use proc_macro2::{Ident, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{parse_quote, Expr, ExprLit, Lit, Meta, Path, Type};
+use syn::{Expr, ExprLit, Lit, Meta, Path, Type};
 
-use crate::ast::{Field, Input};
-use crate::attr::Removed;
+use crate::ast::Input;
+use crate::history::{Conversion, FieldAt, Fill, History, RemovedAt, Version};
 use crate::passthrough::{Depends, Item};
 
-/// Everything for a valid input.
-pub fn derive(input: &Input) -> TokenStream {
-    let cx = Gen::new(input);
-    let structs = (1..cx.version).map(|v| cx.version_struct(v));
-    let hops = (2..=cx.version).map(|v| cx.hop(v));
+/// Everything for a valid input, from its resolved history.
+pub fn derive(history: &History) -> TokenStream {
+    let cx = Gen::new(history);
+    let older = || history.versions.iter().filter(|v| v.number < cx.version);
+    let structs = older().map(|v| cx.version_struct(v.number));
+    let hops = history.versions.iter().skip(1).map(|v| cx.hop(v));
     let upcasts = (1..=cx.version).map(|v| cx.upcast(v));
-    let defaults = (1..cx.version).map(|v| cx.default_impl(v));
+    let defaults = older().map(|v| cx.default_impl(v.number));
     let state_event = cx.state_event();
     quote! {
         #(#structs)*
@@ -89,31 +90,24 @@ fn private_path(krate: Option<&Path>) -> TokenStream {
     }
 }
 
-struct Gen<'i, 'a> {
-    input: &'i Input<'a>,
+struct Gen<'h, 'a> {
+    history: &'h History<'a>,
+    input: &'a Input<'a>,
     version: u32,
-    entity: String,
+    entity: &'h str,
     private: TokenStream,
     krate: String,
 }
 
-impl<'i, 'a> Gen<'i, 'a> {
-    fn new(input: &'i Input<'a>) -> Self {
-        let krate: Path = input
-            .attrs
-            .krate
-            .clone()
-            .unwrap_or_else(|| parse_quote!(::ecst));
+impl<'h, 'a> Gen<'h, 'a> {
+    fn new(history: &'h History<'a>) -> Self {
+        let krate = &history.krate;
         Gen {
-            input,
-            version: input.version(),
-            entity: input
-                .attrs
-                .entity
-                .as_ref()
-                .map(|e| e.value())
-                .unwrap_or_default(),
-            private: private_path(Some(&krate)),
+            history,
+            input: history.input,
+            version: history.newest(),
+            entity: &history.entity,
+            private: private_path(Some(krate)),
             krate: krate.to_token_stream().to_string().replace(' ', ""),
         }
     }
@@ -152,17 +146,12 @@ impl<'i, 'a> Gen<'i, 'a> {
             .map(|item| &item.tokens);
         let default = self.container_default().map(|_| quote!(#[serde(default)]));
         let extra = &input.attrs.derives;
-        let fields = input
-            .fields
-            .iter()
-            .filter(|f| f.exists_at(v))
-            .map(|f| self.field_at(f, v));
-        let removed = input
-            .attrs
-            .removed
-            .iter()
-            .filter(|r| r.exists_at(v))
-            .map(|r| removed_field(r, vis));
+        let fields = self.history.fields_at(v).map(|f| field_at(&f));
+        let removed = self
+            .history
+            .removed_at(v)
+            .into_iter()
+            .map(|r| removed_field(&r, vis));
         quote! {
             #[doc = #doc]
             #[derive(
@@ -204,9 +193,10 @@ impl<'i, 'a> Gen<'i, 'a> {
         let this = self.type_of(v);
         let mut taken = false;
         let mut inits = Vec::new();
-        for field in self.input.fields.iter().filter(|f| f.exists_at(v)) {
-            let name = field.name_at(v);
-            let ty = field.ty_at(v);
+        for FieldAt {
+            field, name, ty, ..
+        } in self.history.fields_at(v)
+        {
             if core::ptr::eq(ty, field.ty) {
                 let current = field.ident;
                 inits.push(quote!(#name: latest.#current));
@@ -215,11 +205,8 @@ impl<'i, 'a> Gen<'i, 'a> {
                 inits.push(quote!(#name: <#ty as #private::Default>::default()));
             }
         }
-        for removed in self.input.attrs.removed.iter().filter(|r| r.exists_at(v)) {
-            if let (Some(name), Some(ty)) = (&removed.field, &removed.ty) {
-                let name = &name.ident;
-                inits.push(quote!(#name: <#ty as #private::Default>::default()));
-            }
+        for RemovedAt { name, ty, .. } in self.history.removed_at(v) {
+            inits.push(quote!(#name: <#ty as #private::Default>::default()));
         }
         let latest_value = match source {
             Some(path) => quote_spanned!(path.span()=> #path()),
@@ -237,39 +224,15 @@ impl<'i, 'a> Gen<'i, 'a> {
         }
     }
 
-    fn field_at(&self, field: &Field, v: u32) -> TokenStream {
-        let name = field.name_at(v);
-        let ty = field.ty_at(v);
-        let same_name = name == field.ident;
-        let same_type = core::ptr::eq(ty, field.ty);
-        let attrs = field.passthrough.iter().filter(|item| match item.depends {
-            Depends::Name => same_name,
-            Depends::Type => same_type,
-            Depends::Nothing => true,
-        });
-        let attrs = attrs.map(|item| &item.tokens);
-        let vis = field.vis;
-        quote! {
-            #(#attrs)*
-            #vis #name: #ty
-        }
-    }
-
     /// `impl TryFrom<V(v-1)> for V(v)`.
-    fn hop(&self, v: u32) -> TokenStream {
+    fn hop(&self, version: &Version) -> TokenStream {
         let private = &self.private;
+        let v = version.number;
         let prev = self.type_of(v - 1);
         let next = self.type_of(v);
-        let entity = &self.entity;
+        let entity = self.entity;
         let from = v - 1;
-        let user_hop = self
-            .input
-            .attrs
-            .hops
-            .iter()
-            .find(|h| h.since.as_ref().is_some_and(|s| s.version == v))
-            .and_then(|h| h.with.as_ref());
-        let body = match user_hop {
+        let body = match version.hop() {
             Some(with) => {
                 let signature = quote!(fn(#prev) -> #private::Result<#next, _>);
                 let call = call_through(with, signature, quote!(previous));
@@ -277,7 +240,7 @@ impl<'i, 'a> Gen<'i, 'a> {
                     #private::convert(#call, #entity, #from, #v, #private::None)
                 }
             }
-            None => self.generated_hop(v),
+            None => self.generated_hop(version),
         };
         quote! {
             #[automatically_derived]
@@ -290,10 +253,11 @@ impl<'i, 'a> Gen<'i, 'a> {
         }
     }
 
-    fn generated_hop(&self, v: u32) -> TokenStream {
+    fn generated_hop(&self, version: &Version) -> TokenStream {
         let private = &self.private;
+        let v = version.number;
         let prev = self.type_of(v - 1);
-        let entity = &self.entity;
+        let entity = self.entity;
         let from = v - 1;
         let mut fresh = Vec::new(); // values of fields added at v
         let mut moved = Vec::new(); // `old_name: binding` patterns
@@ -301,44 +265,44 @@ impl<'i, 'a> Gen<'i, 'a> {
 
         // Bindings are numbered, not named after fields: `__ecst_old_{name}`
         // would not be snake case for `_id` or `fullName`.
-        for (index, field) in self.input.fields.iter().enumerate() {
-            if !field.exists_at(v) {
-                continue;
-            }
-            let name = field.name_at(v);
-            let ty = field.ty_at(v);
+        let before: Vec<FieldAt> = self.history.fields_at(v - 1).collect();
+        for FieldAt {
+            index,
+            field,
+            name,
+            ty,
+        } in self.history.fields_at(v)
+        {
             let binding = format_ident!("__ecst_field_{}", index);
-            if field.added_at() == v {
-                let value = added_value(field, ty, &prev, private);
+            if let Some(fill) = version.added(field) {
+                let value = added_value(fill, ty, &prev, private);
                 fresh.push(quote!(let #binding: #ty = #value;));
                 inits.push(quote!(#name: #binding));
                 continue;
             }
-            let old = field.name_at(v - 1);
-            moved.push(quote!(#old: #binding));
-            match field.retyped_at(v).and_then(|r| r.with.as_ref()) {
-                Some(with) => {
+            // Not added at `v`, so it existed at `v - 1`.
+            let Some(old) = before.iter().find(|f| f.index == index) else {
+                continue;
+            };
+            let old_name = old.name;
+            moved.push(quote!(#old_name: #binding));
+            match version.retyped(field) {
+                Some((old_ty, Conversion::Function(with))) => {
                     let field_name = field.ident.unraw().to_string();
-                    let old_ty = field.ty_at(v - 1);
                     let signature = quote!(fn(#old_ty) -> #private::Result<#ty, _>);
                     let call = call_through(with, signature, quote!(#binding));
                     inits.push(quote! {
                         #name: #private::convert(#call, #entity, #from, #v, #private::Some(#field_name))?
                     });
                 }
-                None => inits.push(quote!(#name: #binding)),
+                // A hop converts the whole version, so it is not generated.
+                Some((_, Conversion::Hop)) | None => inits.push(quote!(#name: #binding)),
             }
         }
-        for (index, removed) in self.input.attrs.removed.iter().enumerate() {
-            if !removed.exists_at(v) {
-                continue;
-            }
-            if let Some(name) = &removed.field {
-                let name = &name.ident;
-                let binding = format_ident!("__ecst_removed_{}", index);
-                moved.push(quote!(#name: #binding));
-                inits.push(quote!(#name: #binding));
-            }
+        for RemovedAt { index, name, .. } in self.history.removed_at(v) {
+            let binding = format_ident!("__ecst_removed_{}", index);
+            moved.push(quote!(#name: #binding));
+            inits.push(quote!(#name: #binding));
         }
         quote! {
             #(#fresh)*
@@ -375,11 +339,9 @@ impl<'i, 'a> Gen<'i, 'a> {
     fn state_event(&self) -> TokenStream {
         let private = &self.private;
         let ident = self.input.ident;
-        let entity = &self.entity;
+        let entity = self.entity;
         let version = self.version;
-        let Some(key) = self.input.key() else {
-            return TokenStream::new();
-        };
+        let key = self.history.key;
         let key_ident = key.ident;
         let compatibility = self
             .input
@@ -442,16 +404,35 @@ impl<'i, 'a> Gen<'i, 'a> {
 
 /// The value of a field added at this hop: `Default`, `default = f` (called
 /// with nothing) or `with = f` (called with the previous version).
-fn added_value(field: &Field, ty: &Type, prev: &TokenStream, private: &TokenStream) -> TokenStream {
-    let added = field.attrs.added.as_ref();
-    if let Some(with) = added.and_then(|a| a.with.as_ref()) {
-        return call_through(with, quote!(fn(&#prev) -> #ty), quote!(&previous));
+fn added_value(fill: &Fill, ty: &Type, prev: &TokenStream, private: &TokenStream) -> TokenStream {
+    match fill {
+        Fill::FromPrevious(with) => {
+            call_through(with, quote!(fn(&#prev) -> #ty), quote!(&previous))
+        }
+        Fill::Function(default) => call_through(default, quote!(fn() -> #ty), TokenStream::new()),
+        Fill::Default { span } => quote_spanned!(*span=> <#ty as #private::Default>::default()),
     }
-    if let Some(default) = added.and_then(|a| a.default.as_ref()) {
-        return call_through(default, quote!(fn() -> #ty), TokenStream::new());
+}
+
+/// A field of a version's struct, with the `#[serde]` and other attributes
+/// that still apply to its name and type there.
+fn field_at(at: &FieldAt) -> TokenStream {
+    let FieldAt {
+        field, name, ty, ..
+    } = at;
+    let same_name = *name == field.ident;
+    let same_type = core::ptr::eq(*ty, field.ty);
+    let attrs = field.passthrough.iter().filter(|item| match item.depends {
+        Depends::Name => same_name,
+        Depends::Type => same_type,
+        Depends::Nothing => true,
+    });
+    let attrs = attrs.map(|item| &item.tokens);
+    let vis = field.vis;
+    quote! {
+        #(#attrs)*
+        #vis #name: #ty
     }
-    let span = added.map_or_else(|| field.ident.span(), |a| a.keyword.span());
-    quote_spanned!(span=> <#ty as #private::Default>::default())
 }
 
 /// Calls the user's function `with` through a function pointer of the
@@ -490,12 +471,11 @@ fn respan(tokens: TokenStream, span: proc_macro2::Span) -> TokenStream {
         .collect()
 }
 
-fn removed_field(removed: &Removed, vis: &syn::Visibility) -> TokenStream {
-    let (Some(name), Some(ty), Some(since)) = (&removed.field, &removed.ty, &removed.since) else {
-        return TokenStream::new();
-    };
-    let name: &Ident = &name.ident;
-    let doc = format!(" Removed in version {}.", since.version);
+fn removed_field(removed: &RemovedAt, vis: &syn::Visibility) -> TokenStream {
+    let RemovedAt {
+        name, ty, since, ..
+    } = removed;
+    let doc = format!(" Removed in version {since}.");
     quote! {
         #[doc = #doc]
         #vis #name: #ty

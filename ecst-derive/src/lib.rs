@@ -13,6 +13,7 @@ mod ast;
 mod attr;
 mod ctxt;
 mod expand;
+mod history;
 mod passthrough;
 mod symbol;
 mod valid;
@@ -30,12 +31,10 @@ pub fn derive_state_event(input: TokenStream) -> TokenStream {
 fn derive(input: &DeriveInput) -> proc_macro2::TokenStream {
     let mut cx = ctxt::Ctxt::new();
     let parsed = ast::Input::from_syn(&mut cx, input);
-    if let Some(parsed) = &parsed {
-        valid::check(&mut cx, parsed);
-    }
-    match (cx.check(), parsed) {
-        (Ok(()), Some(parsed)) => expand::derive(&parsed),
-        (Err(errors), parsed) => {
+    let history = parsed.as_ref().and_then(|p| valid::check(&mut cx, p));
+    match (cx.check(), history) {
+        (Ok(()), Some(history)) => expand::derive(&history),
+        (Err(errors), _) => {
             let krate = parsed.as_ref().and_then(|p| p.attrs.krate.as_ref());
             let mut out = errors.into_compile_error();
             out.extend(expand::fallback(input, krate));

@@ -8,9 +8,11 @@ use quote::ToTokens;
 use crate::ast::{Field, Input};
 use crate::attr::Since;
 use crate::ctxt::Ctxt;
+use crate::history::{Change, Conversion, Fill, History, Version};
 use crate::symbol::{ENTITY, KEY, VERSION};
 
-pub fn check(cx: &mut Ctxt, input: &Input) {
+/// Checks the input and, if it holds no mistake, resolves its history.
+pub fn check<'a>(cx: &mut Ctxt, input: &'a Input<'a>) -> Option<History<'a>> {
     // Errors so far are parse errors: an attribute that did not parse may
     // have declared a version, so gaps are only reported without them.
     let parsed_cleanly = !cx.has_errors();
@@ -28,6 +30,89 @@ pub fn check(cx: &mut Ctxt, input: &Input) {
     // versions are known to be contiguous (each declared by an attribute).
     check_names_per_version(cx, input);
     check_serde(cx, input);
+    if cx.has_errors() {
+        return None;
+    }
+    resolve(input)
+}
+
+/// The history of an input without mistakes. Everything the user must
+/// write was checked above, so `None` only if a check missed a mistake.
+fn resolve<'a>(input: &'a Input<'a>) -> Option<History<'a>> {
+    let newest = input.attrs.version.as_ref()?.version;
+    // Each version after the first declares a change (checked above), so
+    // this is bounded by the number of attributes.
+    let mut versions: Vec<Version<'a>> = (1..=newest)
+        .map(|number| Version {
+            number,
+            changes: Vec::new(),
+        })
+        .collect();
+    let mut push = |since: &Option<Since>, change: Change<'a>| -> Option<()> {
+        let index = usize::try_from(since.as_ref()?.version)
+            .ok()?
+            .checked_sub(1)?;
+        versions.get_mut(index)?.changes.push(change);
+        Some(())
+    };
+    for (index, removed) in input.attrs.removed.iter().enumerate() {
+        let name = &removed.field.as_ref()?.ident;
+        let ty = removed.ty.as_ref()?;
+        push(&removed.since, Change::Removed { name, ty, index })?;
+    }
+    for hop in &input.attrs.hops {
+        push(
+            &hop.since,
+            Change::Hop {
+                with: hop.with.as_ref()?,
+            },
+        )?;
+    }
+    let hop_at =
+        |since: &Option<Since>| {
+            input.attrs.hops.iter().any(|hop| {
+                hop.since.as_ref().map(|s| s.version) == since.as_ref().map(|s| s.version)
+            })
+        };
+    for field in &input.fields {
+        let attrs = &field.attrs;
+        if let Some(added) = &attrs.added {
+            let fill = match (&added.default, &added.with) {
+                (Some(default), None) => Fill::Function(default),
+                (None, Some(with)) => Fill::FromPrevious(with),
+                (None, None) => Fill::Default {
+                    span: added.keyword.span(),
+                },
+                (Some(_), Some(_)) => return None,
+            };
+            push(&added.since, Change::Added { field, fill })?;
+        }
+        for renamed in &attrs.renamed {
+            let from = &renamed.from.as_ref()?.ident;
+            push(&renamed.since, Change::Renamed { field, from })?;
+        }
+        for retyped in &attrs.retyped {
+            let from = retyped.from.as_ref()?;
+            let with = match &retyped.with {
+                Some(with) => Conversion::Function(with),
+                None if hop_at(&retyped.since) => Conversion::Hop,
+                None => return None,
+            };
+            push(&retyped.since, Change::Retyped { field, from, with })?;
+        }
+    }
+    let krate = input
+        .attrs
+        .krate
+        .clone()
+        .unwrap_or_else(|| syn::parse_quote!(::ecst));
+    Some(History {
+        input,
+        entity: input.attrs.entity.as_ref()?.value(),
+        key: input.key()?,
+        krate,
+        versions,
+    })
 }
 
 /// Whether the user wrote `key` anywhere, even malformed or misplaced:
