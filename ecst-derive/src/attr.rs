@@ -59,6 +59,19 @@ pub struct Container {
     /// Every key written on the struct, including malformed, misplaced and
     /// (as the key they most resemble) misspelled ones.
     pub written: Vec<&'static str>,
+    /// Every `since = N` written on the struct, like [`Sinces`].
+    pub sinces: Sinces,
+}
+
+/// Every `since = ..` written in an item's `#[state_event(..)]` attributes,
+/// read from the raw tokens, so also those inside an attribute that did not
+/// parse: a version gap is reported beside other mistakes only if none of
+/// them can fill it.
+#[derive(Default)]
+pub struct Sinces {
+    pub versions: Vec<u32>,
+    /// A `since` whose value is not a version number: it might fill any gap.
+    pub unreadable: bool,
 }
 
 pub struct Added {
@@ -90,11 +103,16 @@ pub struct Field {
     pub retyped: Vec<Retyped>,
     /// Every key written on the field, like [`Container::written`].
     pub written: Vec<&'static str>,
+    /// Every `since = N` written on the field, like [`Sinces`].
+    pub sinces: Sinces,
 }
 
 /// Reads the container's `#[state_event(...)]` attributes.
 pub fn container(cx: &mut Ctxt, attrs: &[Attribute]) -> Container {
-    let mut out = Container::default();
+    let mut out = Container {
+        sinces: sinces(attrs),
+        ..Container::default()
+    };
     let without_list = each_item(
         cx,
         attrs,
@@ -219,7 +237,10 @@ fn container_item(cx: &mut Ctxt, out: &mut Container, meta: &ParseNestedMeta) ->
 
 /// Reads a field's `#[state_event(...)]` attributes.
 pub fn field(cx: &mut Ctxt, attrs: &[Attribute]) -> Field {
-    let mut out = Field::default();
+    let mut out = Field {
+        sinces: sinces(attrs),
+        ..Field::default()
+    };
     each_item(
         cx,
         attrs,
@@ -382,6 +403,65 @@ fn each_item(
         }
     }
     found_without_list
+}
+
+/// Every `since = ..` in the `#[state_event(..)]` attributes among `attrs`.
+/// A change (`added`, .., or a misspelling of one) without a readable
+/// `since`, such as `added = 2`, declares a version nobody can read.
+fn sinces(attrs: &[Attribute]) -> Sinces {
+    let mut out = Sinces::default();
+    for attr in attrs.iter().filter(|a| a.path().is_ident(STATE_EVENT)) {
+        let Meta::List(list) = &attr.meta else {
+            continue;
+        };
+        let tokens: Vec<TokenTree> = list.tokens.clone().into_iter().collect();
+        let items = tokens.split(|tt| matches!(tt, TokenTree::Punct(p) if p.as_char() == ','));
+        for item in items {
+            let mut found = Sinces::default();
+            scan_sinces(item.iter().cloned().collect(), &mut found);
+            let is_change = match item.first() {
+                Some(TokenTree::Ident(key)) => {
+                    let key = key.to_string();
+                    CHANGE_KEYS.contains(&key.as_str()) || closest(&key, CHANGE_KEYS).is_some()
+                }
+                _ => false,
+            };
+            out.unreadable |= found.unreadable || (is_change && found.versions.is_empty());
+            out.versions.extend(found.versions);
+        }
+    }
+    out
+}
+
+fn scan_sinces(tokens: proc_macro2::TokenStream, out: &mut Sinces) {
+    let tokens: Vec<TokenTree> = tokens.into_iter().collect();
+    for (i, token) in tokens.iter().enumerate() {
+        match token {
+            TokenTree::Group(group) => scan_sinces(group.stream(), out),
+            TokenTree::Ident(ident) if ident == SINCE => {
+                let (Some(TokenTree::Punct(eq)), value) = (tokens.get(i + 1), tokens.get(i + 2))
+                else {
+                    continue;
+                };
+                if eq.as_char() != '=' {
+                    continue;
+                }
+                let version = match value {
+                    Some(TokenTree::Literal(literal)) => match Lit::new(literal.clone()) {
+                        Lit::Int(int) => int.base10_parse::<u32>().ok(),
+                        Lit::Str(text) => text.value().trim().parse::<u32>().ok(),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                match version {
+                    Some(version) => out.versions.push(version),
+                    None => out.unreadable = true,
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// The item as the user wrote it, if it is a simple `name = literal`.

@@ -27,6 +27,8 @@ pub const DEFAULT: &str = "default";
 
 pub const CONTAINER_KEYS: &[&str] = &[ENTITY, VERSION, REMOVED, HOP, DERIVE, COMPATIBILITY, CRATE];
 pub const FIELD_KEYS: &[&str] = &[KEY, ADDED, RENAMED, RETYPED];
+/// The keys that declare a change at a version (`since = N`).
+pub const CHANGE_KEYS: &[&str] = &[REMOVED, HOP, ADDED, RENAMED, RETYPED];
 pub const ALL_KEYS: &[&str] = &[
     ENTITY,
     VERSION,

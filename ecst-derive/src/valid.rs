@@ -13,9 +13,6 @@ use crate::symbol::{ENTITY, KEY, VERSION};
 
 /// Checks the input and, if it holds no mistake, resolves its history.
 pub fn check<'a>(cx: &mut Ctxt, input: &'a Input<'a>) -> Option<History<'a>> {
-    // Errors so far are parse errors: an attribute that did not parse may
-    // have declared a version, so gaps are only reported without them.
-    let parsed_cleanly = !cx.has_errors();
     check_entity(cx, input);
     check_version(cx, input);
     check_key(cx, input);
@@ -23,9 +20,7 @@ pub fn check<'a>(cx: &mut Ctxt, input: &'a Input<'a>) -> Option<History<'a>> {
     check_field_histories(cx, input);
     check_hops(cx, input);
     check_removed(cx, input);
-    if parsed_cleanly {
-        check_every_version_declared(cx, input);
-    }
+    check_every_version_declared(cx, input);
     // Last: it walks every version, which is only bounded once the
     // versions are known to be contiguous (each declared by an attribute).
     check_names_per_version(cx, input);
@@ -602,7 +597,18 @@ fn check_every_version_declared(cx: &mut Ctxt, input: &Input) {
     let Some(version) = &input.attrs.version else {
         return;
     };
-    let declared: Vec<u32> = all_since(input).iter().map(|(s, _)| s.version).collect();
+    // Every `since` written, also in attributes that did not parse (whose
+    // mistakes are reported already): a gap only they could fill is not
+    // reported, and neither is any gap if one `since` cannot be read.
+    let written =
+        std::iter::once(&input.attrs.sinces).chain(input.fields.iter().map(|f| &f.attrs.sinces));
+    let mut declared: Vec<u32> = Vec::new();
+    for sinces in written {
+        if sinces.unreadable {
+            return;
+        }
+        declared.extend(&sinces.versions);
+    }
     // At most a few: `version = 4000000000` must not take forever.
     const SHOWN: usize = 5;
     let missing: Vec<u32> = (2..=version.version)
