@@ -252,6 +252,35 @@ fn added_with_sees_the_removed_field_of_the_previous_version() {
     assert_eq!(no_contact.upcast().unwrap().preferred_contact, "none");
 }
 
+/// An invoice whose hop into version 2 is hand-written and converts the
+/// retyped `total` itself, so `retyped` only declares the old type.
+#[derive(
+    StateEvent, serde::Serialize, serde::Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq,
+)]
+#[state_event(entity = "invoice", version = 2)]
+#[state_event(hop(since = 2, with = invoice_in_cents))]
+#[state_event(derive(PartialEq))]
+pub struct Invoice {
+    #[state_event(key)]
+    pub id: u64,
+    #[state_event(retyped(since = 2, from = u32))]
+    pub total: u64,
+}
+
+fn invoice_in_cents(previous: InvoiceV1) -> Result<Invoice, std::convert::Infallible> {
+    Ok(Invoice {
+        id: previous.id,
+        total: u64::from(previous.total) * 100,
+    })
+}
+
+#[test]
+fn hand_written_hop_converts_a_field_retyped_without_with() {
+    let v1: InvoiceV1 = serde_json::from_str(r#"{"id":7,"total":12}"#).unwrap();
+    assert_eq!(v1, InvoiceV1 { id: 7, total: 12 });
+    assert_eq!(v1.upcast().unwrap(), Invoice { id: 7, total: 1200 });
+}
+
 fn assert_credit_failure(err: &UpcastError, bad: &str) {
     assert_eq!(err.entity(), "customer");
     assert_eq!(err.from_version(), 2);

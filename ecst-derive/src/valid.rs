@@ -6,7 +6,7 @@ use proc_macro2::Span;
 use quote::ToTokens;
 
 use crate::ast::{Field, Input};
-use crate::attr::Since;
+use crate::attr::{self, Since};
 use crate::ctxt::Ctxt;
 use crate::history::{Change, Conversion, Fill, History, Version};
 use crate::symbol::{ENTITY, KEY, VERSION};
@@ -433,7 +433,12 @@ fn check_field_histories(cx: &mut Ctxt, input: &Input) {
             }
         }
         for retyped in &attrs.retyped {
-            if retyped.with.is_none() && !retyped.with_written {
+            // Beside a `hop`, the hop converts; `check_hops` rejects a `with`.
+            let by_hop = retyped
+                .since
+                .as_ref()
+                .is_some_and(|since| hop_at(input, since.version).is_some());
+            if retyped.with.is_none() && !retyped.with_written && !by_hop {
                 let old = retyped.from.as_ref().map_or("Old".to_owned(), type_text);
                 let new = match &retyped.since {
                     Some(since) => type_text(field.ty_at(since.version)),
@@ -471,7 +476,53 @@ fn check_field_histories(cx: &mut Ctxt, input: &Input) {
     );
 }
 
+/// The `hop` into `version`, if there is one.
+fn hop_at<'i>(input: &'i Input, version: u32) -> Option<&'i attr::Hop> {
+    input
+        .attrs
+        .hops
+        .iter()
+        .find(|hop| hop.since.as_ref().is_some_and(|s| s.version == version))
+}
+
 fn check_hops(cx: &mut Ctxt, input: &Input) {
+    // A hop builds its version whole, so a field's own conversion into that
+    // version would never be called.
+    for field in &input.fields {
+        let attrs = &field.attrs;
+        let added = attrs.added.iter().flat_map(|added| {
+            [
+                (&added.default, "default", "set"),
+                (&added.with, "with", "set"),
+            ]
+            .map(|(path, key, what)| (&added.since, path, key, what))
+        });
+        let retyped = attrs
+            .retyped
+            .iter()
+            .map(|retyped| (&retyped.since, &retyped.with, "with", "convert"));
+        for (since, path, key, what) in added.chain(retyped) {
+            let (Some(since), Some(path)) = (since, path) else {
+                continue;
+            };
+            // A `since` below 2 is reported by `check_since_ranges`.
+            if since.version < 2 || hop_at(input, since.version).is_none() {
+                continue;
+            }
+            let v = since.version;
+            cx.error_spanned_by(
+                path,
+                format!(
+                    "`{key} = {}` is never called: `hop(since = {v}, ..)` builds version {v} from \
+                     version {prev} by itself; remove this `{key}` and {what} `{field}` in the \
+                     hop's function",
+                    type_text(path),
+                    prev = v - 1,
+                    field = field.ident,
+                ),
+            );
+        }
+    }
     for hop in &input.attrs.hops {
         if hop.with.is_some() || hop.with_written {
             continue;
