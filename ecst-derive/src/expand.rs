@@ -410,7 +410,12 @@ fn added_value(fill: &Fill, ty: &Type, prev: &TokenStream, private: &TokenStream
             call_through(with, quote!(fn(&#prev) -> #ty), quote!(&previous))
         }
         Fill::Function(default) => call_through(default, quote!(fn() -> #ty), TokenStream::new()),
-        Fill::Default { span } => quote_spanned!(*span=> <#ty as #private::Default>::default()),
+        // The type too gets the attribute's span: a missing `Default` is
+        // then reported at `added`, not at the field's type.
+        Fill::Default { span } => {
+            let ty = respan(ty.to_token_stream(), *span);
+            quote_spanned!(*span=> <#ty as #private::Default>::default())
+        }
     }
 }
 
