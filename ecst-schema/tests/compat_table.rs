@@ -483,3 +483,184 @@ fn absurd_nesting_is_an_error_not_a_stack_overflow() {
         "{err}"
     );
 }
+
+/// Runs `f` on a thread with the 2 MiB stack `cargo test` gives its
+/// threads (and most programs give theirs), whatever RUST_MIN_STACK says.
+fn on_small_stack(f: impl FnOnce() + Send + 'static) {
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(f)
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+/// `{"$ref": "#/$defs/d0"}` with `d0` -> `d1` -> ... -> `d{links - 1}`, a
+/// string, and `extra` beside the definitions.
+fn ref_chain(links: usize, extra: serde_json::Map<String, Value>) -> Value {
+    let mut defs = serde_json::Map::new();
+    for i in 0..links - 1 {
+        defs.insert(
+            format!("d{i}"),
+            json!({"$ref": format!("#/$defs/d{}", i + 1)}),
+        );
+    }
+    defs.insert(format!("d{}", links - 1), json!({"type": "string"}));
+    let mut schema = extra;
+    schema.insert("$defs".into(), Value::Object(defs));
+    Value::Object(schema)
+}
+
+#[test]
+fn long_ref_chains_are_followed_in_a_loop_or_refused() {
+    on_small_stack(|| {
+        let root = |links| {
+            let mut top = serde_json::Map::new();
+            top.insert("$ref".into(), json!("#/$defs/d0"));
+            ref_chain(links, top)
+        };
+        // A few hundred links: followed.
+        let fine = root(500);
+        assert!(check(&fine, &fine, Mode::Full).unwrap().is_compatible());
+        // 50,000 links overflowed the stack; now a typed error.
+        let long = root(50_000);
+        let err = check(&long, &long, Mode::Full).unwrap_err();
+        assert_eq!(err.path, "#/$ref");
+        assert!(
+            matches!(err.reason, SchemaErrorReason::RefChainTooLong { .. }),
+            "{err}"
+        );
+    });
+}
+
+#[test]
+fn an_unknown_keyword_pointing_into_a_long_chain_compares_in_a_loop() {
+    on_small_stack(|| {
+        let schema = |leaf: &str| {
+            let mut top = serde_json::Map::new();
+            top.insert("type".into(), json!("object"));
+            top.insert("x-extra".into(), json!({"$ref": "#/$defs/d0"}));
+            let mut schema = ref_chain(50_000, top);
+            schema["$defs"]["d49999"] = json!({"type": leaf});
+            schema
+        };
+        let (a, b) = (schema("string"), schema("integer"));
+        assert!(check(&a, &a, Mode::Full).unwrap().is_compatible());
+        let report = check(&a, &b, Mode::Backward).unwrap();
+        assert!(!report.is_compatible());
+        assert!(report.incompatibilities().all(|d| d.kind
+            == DifferenceKind::Unsupported {
+                keyword: "x-extra".into()
+            }));
+    });
+}
+
+#[test]
+fn many_uses_of_one_chain_resolve_it_once() {
+    // 200 properties pointing into a chain, a description beside every
+    // link: resolved once, not once per property (that took 20 s at
+    // 5,000 links).
+    let schema = |leaf: &str| {
+        let mut props = serde_json::Map::new();
+        for i in 0..200 {
+            props.insert(
+                format!("p{i}"),
+                json!({"$ref": format!("#/$defs/d{}", i % 50)}),
+            );
+        }
+        let mut defs = serde_json::Map::new();
+        for i in 0..900 {
+            defs.insert(
+                format!("d{i}"),
+                json!({"$ref": format!("#/$defs/d{}", i + 1), "description": format!("link {i}")}),
+            );
+        }
+        defs.insert("d900".into(), json!({"type": leaf}));
+        json!({"type": "object", "properties": props, "$defs": defs})
+    };
+    let (a, b) = (schema("integer"), schema("number"));
+    let started = std::time::Instant::now();
+    assert!(check(&a, &a, Mode::Full).unwrap().is_compatible());
+    let report = check(&a, &b, Mode::Full).unwrap();
+    assert_eq!(report.incompatibilities().count(), 200, "{report}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    // 5,000 links: refused at once.
+    let mut long = schema("integer");
+    for i in 900..5_000 {
+        long["$defs"][format!("d{i}")] = json!({"$ref": format!("#/$defs/d{}", i + 1)});
+    }
+    long["$defs"]["d5000"] = json!({"type": "integer"});
+    let err = check(&long, &long, Mode::Full).unwrap_err();
+    assert!(
+        matches!(err.reason, SchemaErrorReason::RefChainTooLong { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_very_long_property_name_against_a_pattern_needs_no_stack() {
+    on_small_stack(|| {
+        let name = "a".repeat(50_000);
+        let old = json!({"type": "object", "properties": {name.clone(): {"type": "string"}}});
+        let new = json!({"type": "object", "properties": {name.clone(): {"type": "string"}},
+            "patternProperties": {"^a+$": {"type": "string"}, "^(a|b)*c": {"type": "integer"}}});
+        let report = check(&old, &new, Mode::Backward).unwrap();
+        // The new patterns apply to the old property: `^a+$` fits, the
+        // other does not match it. Adding patterns to an open model is
+        // what the strict policy refuses.
+        assert!(report
+            .incompatibilities()
+            .all(|d| d.kind == DifferenceKind::PatternPropertyAddedToOpenContentModel));
+        assert!(check(&new, &new, Mode::Full).unwrap().is_compatible());
+    });
+}
+
+#[test]
+fn an_overlapping_one_of_is_reported_and_explained() {
+    let old = json!({"oneOf": [{"type": "string"}, {"type": "integer"}]});
+    let new = json!({"oneOf": [{"type": "string"}, {"type": "integer"}, {"type": "number"}]});
+    let report = check(&old, &new, Mode::Backward).unwrap();
+    let broken: Vec<_> = report.incompatibilities().collect();
+    assert_eq!(broken.len(), 1, "{report}");
+    assert_eq!(broken[0].path, "#/oneOf");
+    assert_eq!(broken[0].kind, DifferenceKind::OneOfAlternativesOverlap);
+    assert_eq!(
+        broken[0].kind.confluent_name(),
+        "ONE_OF_ALTERNATIVES_OVERLAP"
+    );
+    assert!(
+        broken[0].explanation.contains("alternatives 1 and 2"),
+        "{}",
+        broken[0].explanation
+    );
+    // Confluent's verdict under the lenient policy: reported, compatible.
+    let lenient = check_with(&old, &new, Mode::Backward, Policy::Lenient).unwrap();
+    assert!(lenient.is_compatible());
+    assert!(lenient
+        .differences()
+        .iter()
+        .any(|d| d.kind == DifferenceKind::OneOfAlternativesOverlap));
+}
+
+#[test]
+fn exact_numbers_name_the_values_as_written() {
+    let old = json!({"type": "integer", "maximum": 9_007_199_254_740_993_u64});
+    let new = json!({"type": "integer", "maximum": 9_007_199_254_740_992_u64});
+    let text = check(&old, &new, Mode::Backward).unwrap().to_string();
+    assert!(
+        text.contains("(9007199254740993 -> 9007199254740992)"),
+        "{text}"
+    );
+    // multipleOf must be above zero.
+    let err = check(
+        &json!({}),
+        &json!({"type": "number", "multipleOf": 0}),
+        Mode::Full,
+    )
+    .unwrap_err();
+    assert_eq!(err.path, "#/multipleOf");
+}

@@ -2,10 +2,11 @@
 //! for each keyword, which differences a change of it is, both for the walk
 //! that finds them and for the sentence that explains them.
 
-use super::diff::{num, push, Diffs};
+use super::diff::{push, Diffs};
 use super::error::SchemaError;
 use super::kind::DifferenceKind;
 use super::node::Node;
+use super::number::Num;
 
 /// A keyword that bounds a number, a length or a count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,20 +169,16 @@ impl Bound {
     }
 
     /// Compares the writer's value `w` of the bound with the reader's `r`.
-    pub(crate) fn compare_values(self, out: &mut Diffs, w: Option<f64>, r: Option<f64>) {
+    pub(crate) fn compare_values(self, out: &mut Diffs, w: Option<Num>, r: Option<Num>) {
         let Row { keyword, kinds, .. } = self.row();
         let [added, removed, increased, decreased] = kinds;
         let at = format!("/{keyword}");
         match (w, r) {
             (None, None) => {}
-            (None, Some(b)) => push(out, at, added, num(b)),
-            (Some(a), None) => push(out, at, removed, format!("was {}", num(a))),
-            (Some(a), Some(b)) if a < b => {
-                push(out, at, increased, format!("{} -> {}", num(a), num(b)))
-            }
-            (Some(a), Some(b)) if a > b => {
-                push(out, at, decreased, format!("{} -> {}", num(a), num(b)))
-            }
+            (None, Some(b)) => push(out, at, added, b.to_string()),
+            (Some(a), None) => push(out, at, removed, format!("was {a}")),
+            (Some(a), Some(b)) if a < b => push(out, at, increased, format!("{a} -> {b}")),
+            (Some(a), Some(b)) if a > b => push(out, at, decreased, format!("{a} -> {b}")),
             _ => {}
         }
     }

@@ -17,7 +17,10 @@
 
 use serde_json::{Map, Value};
 
-use super::diff::{annotations, prefixed, push, without_own_annotations, Diffs, Walker};
+use super::diff::{
+    annotations, is_annotation, prefixed, push, without_own_annotations, Diffs, Walker,
+};
+use super::disjoint::disjoint;
 use super::error::SchemaError;
 use super::kind::DifferenceKind;
 use super::node::{Node, CONTAINERS, METADATA};
@@ -180,6 +183,13 @@ fn reader_sum(
             format!("one of {} alternatives", alternatives.len()),
         );
     }
+    if r_kw == "oneOf" {
+        // The writer's schema is one alternative: every pair of the
+        // reader's may now both match what it wrote.
+        let r_list = distinct(&alternatives);
+        let unmatched = vec![Vec::new(); r_list.len()];
+        one_of_overlaps(&mut out, &[], &alternatives, &r_list, &unmatched);
+    }
     Ok(out)
 }
 
@@ -320,6 +330,7 @@ pub(crate) fn pair_up(
     w_list: &[Node<'_>],
     r_list: &[Node<'_>],
 ) -> Result<Diffs, SchemaError> {
+    let (w_raw, r_raw) = (w_list, r_list);
     let w_list = distinct(w_list);
     let r_list = distinct(r_list);
     let (wn, rn) = (w_list.len(), r_list.len());
@@ -348,6 +359,18 @@ pub(crate) fn pair_up(
         }
         results.push(row);
         edges.push(ok);
+    }
+    if r_kw == "oneOf" {
+        // For each of the reader's alternatives, the writer's that mean the
+        // same (nothing but annotations differ).
+        let same: Vec<Vec<usize>> = (0..rn)
+            .map(|j| {
+                (0..wn)
+                    .filter(|&i| results[i][j].iter().all(|d| is_annotation(&d.kind)))
+                    .collect()
+            })
+            .collect();
+        one_of_overlaps(&mut out, w_raw, r_raw, &r_list, &same);
     }
     let matched = maximum_matching(&edges, rn);
     let mut pairs: Vec<(usize, usize)> = matched
@@ -402,6 +425,63 @@ pub(crate) fn pair_up(
         }
     }
     Ok(out)
+}
+
+/// `oneOf` rejects a value that two of its alternatives accept. Under the
+/// strict policy every pair of the reader's alternatives must therefore
+/// exclude each other ([`disjoint`]), except a pair that stands for two
+/// distinct alternatives of the writer's `oneOf` unchanged (values the
+/// writer wrote matched only one of them). `same[j]` lists the writer's
+/// alternatives (of `w_raw`, deduplicated) that reader alternative `j` of
+/// `r_list` means the same as. Confluent checks none of this.
+fn one_of_overlaps(
+    out: &mut Diffs,
+    w_raw: &[Node<'_>],
+    r_raw: &[Node<'_>],
+    r_list: &[(usize, &Node<'_>)],
+    same: &[Vec<usize>],
+) {
+    const SHOWN: usize = 3;
+    let mut found: Vec<String> = Vec::new();
+    // A repeated alternative matches whatever it matches twice.
+    for (index, node) in r_list {
+        let copies = |list: &[Node<'_>]| list.iter().filter(|n| n.value == node.value).count();
+        let (r_copies, w_copies) = (copies(r_raw), copies(w_raw));
+        if r_copies > 1 && r_copies > w_copies {
+            found.push(format!("alternative {index} appears {r_copies} times"));
+        }
+    }
+    let mut steps = 0;
+    for (j, (j_index, j_node)) in r_list.iter().enumerate() {
+        for (k, (k_index, k_node)) in r_list.iter().enumerate().skip(j + 1) {
+            let (sj, sk) = (&same[j], &same[k]);
+            // Two distinct writer alternatives, one for each.
+            let unchanged = match (sj.as_slice(), sk.as_slice()) {
+                ([], _) | (_, []) => false,
+                ([a], [b]) => a != b,
+                _ => true,
+            };
+            if unchanged || disjoint(j_node, k_node, &mut steps) {
+                continue;
+            }
+            found.push(format!("alternatives {j_index} and {k_index}"));
+        }
+    }
+    if found.is_empty() {
+        return;
+    }
+    let more = found.len().saturating_sub(SHOWN);
+    found.truncate(SHOWN);
+    let mut detail = found.join(", ");
+    if more > 0 {
+        detail.push_str(&format!(" and {more} more pair(s)"));
+    }
+    push(
+        out,
+        "/oneOf",
+        DifferenceKind::OneOfAlternativesOverlap,
+        detail,
+    );
 }
 
 /// The list without repeated schemas, each with its index.

@@ -21,6 +21,8 @@ use super::error::{SchemaError, SchemaErrorReason};
 use super::kind::DifferenceKind;
 use super::mode::Policy;
 use super::node::{Doc, Node, TypeSet, CONTAINERS, METADATA, UNDERSTOOD};
+#[cfg(test)]
+use super::refs::RefCache;
 use super::refs::{json_eq, resolve, same_meaning};
 use super::{arrays, combinators, objects, rules, scalars};
 
@@ -30,6 +32,12 @@ use super::{arrays, combinators, objects, rules, scalars};
 /// at most 128 levels of JSON), and far from the end of a 2 MiB thread stack
 /// even in a debug build, where 160 levels overflow it.
 const MAX_DEPTH: usize = 64;
+
+/// How many sub-comparisons one walk may make. A schema of hundreds of
+/// types takes a few thousand (pairs reached through `$ref` are compared
+/// once); alternatives nested in alternatives multiply, and this bounds the
+/// time such a schema can take (about a second in a debug build).
+const MAX_COMPARISONS: usize = 100_000;
 
 /// One difference as the walk finds it.
 #[derive(Clone, Debug, PartialEq)]
@@ -88,21 +96,14 @@ pub(crate) fn without_own_annotations(diffs: Diffs) -> Diffs {
         .collect()
 }
 
-/// A number as JSON writes it: `10`, not `10.0`.
-pub(crate) fn num(x: f64) -> String {
-    if x.fract() == 0.0 && x.abs() < 1e15 {
-        format!("{}", x as i64)
-    } else {
-        format!("{x}")
-    }
-}
-
 /// Compares schemas, remembering pairs reached through `$ref`.
 pub(crate) struct Walker {
     policy: Policy,
     memo: HashMap<(String, String), Diffs>,
     in_progress: HashSet<(String, String)>,
     depth: usize,
+    /// Sub-comparisons made so far.
+    comparisons: usize,
 }
 
 impl Walker {
@@ -112,6 +113,7 @@ impl Walker {
             memo: HashMap::new(),
             in_progress: HashSet::new(),
             depth: 0,
+            comparisons: 0,
         }
     }
 
@@ -178,6 +180,15 @@ impl Walker {
     pub(crate) fn compare(&mut self, w: &Node<'_>, r: &Node<'_>) -> Result<Diffs, SchemaError> {
         if self.depth >= MAX_DEPTH {
             return Err(w.error(None, SchemaErrorReason::TooDeep { limit: MAX_DEPTH }));
+        }
+        self.comparisons += 1;
+        if self.comparisons > MAX_COMPARISONS {
+            return Err(w.error(
+                None,
+                SchemaErrorReason::TooManyComparisons {
+                    limit: MAX_COMPARISONS,
+                },
+            ));
         }
         let w_ref = resolve(w)?;
         let r_ref = resolve(r)?;
@@ -332,7 +343,7 @@ pub(crate) fn annotations(w: &Node<'_>, r: &Node<'_>) -> Diffs {
 }
 
 /// The values a schema allows by `enum` and `const`: `None` for any.
-fn allowed(node: &Node<'_>) -> Result<Option<Vec<Value>>, SchemaError> {
+pub(crate) fn allowed(node: &Node<'_>) -> Result<Option<Vec<Value>>, SchemaError> {
     let listed = match node.get("enum") {
         None => None,
         Some(Value::Array(values)) => Some(values.clone()),
@@ -471,14 +482,17 @@ fn unsupported_in(
 /// Walks `old` (writer) against `new` (reader): the raw differences.
 #[cfg(test)]
 pub(crate) fn walk(old: &Value, new: &Value, policy: Policy) -> Result<Diffs, SchemaError> {
+    let (old_refs, new_refs) = (RefCache::default(), RefCache::default());
     Walker::new(policy).diff(
         Doc {
             root: old,
             version: 0,
+            refs: &old_refs,
         },
         Doc {
             root: new,
             version: 1,
+            refs: &new_refs,
         },
     )
 }
@@ -625,15 +639,18 @@ mod tests {
         };
         let mut walker = Walker::new(Policy::Strict);
         let (old, new) = (schema("integer"), schema("number"));
+        let (old_refs, new_refs) = (RefCache::default(), RefCache::default());
         let diffs = walker
             .diff(
                 Doc {
                     root: &old,
                     version: 0,
+                    refs: &old_refs,
                 },
                 Doc {
                     root: &new,
                     version: 1,
+                    refs: &new_refs,
                 },
             )
             .unwrap();

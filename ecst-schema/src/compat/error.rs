@@ -58,6 +58,22 @@ pub enum SchemaErrorReason {
         /// The nesting limit.
         limit: usize,
     },
+    /// A `$ref` chain (`A` is `{"$ref": "B"}`, `B` is `{"$ref": "C"}`, …)
+    /// longer than the checker follows: real schemas chain two or three.
+    #[error("the $ref chain is longer than {limit} links")]
+    RefChainTooLong {
+        /// The most links one `$ref` may follow.
+        limit: usize,
+    },
+    /// Comparing the two schemas takes more sub-comparisons than the
+    /// checker allows: the schemas are huge, or combine many `anyOf`,
+    /// `oneOf` and `allOf` alternatives at many levels, whose pairings
+    /// multiply.
+    #[error("comparing the schemas takes more than {limit} sub-comparisons")]
+    TooManyComparisons {
+        /// The most sub-comparisons one check may make.
+        limit: usize,
+    },
     /// A keyword's value has the wrong shape (`"required": "name"`).
     #[error("`{keyword}` must be {expected}")]
     InvalidKeyword {

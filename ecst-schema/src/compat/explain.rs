@@ -249,6 +249,14 @@ pub(crate) fn explain(
             if detail.is_empty() { "the alternatives changed" } else { detail },
             rejects("values of that alternative")
         ),
+        K::OneOfAlternativesOverlap => format!(
+            "the {reader} schema's `oneOf` has alternatives{d} that the checker cannot show to exclude each other, and `oneOf` rejects a value that matches two, so {}",
+            if compatible {
+                format!("{} (the lenient policy accepts this, as Confluent's registry does)", rejects("values that match both"))
+            } else {
+                rejects("values that match both")
+            }
+        ),
         // Bounds are handled above.
         _ => format!("`{}` changed{d}", kind.confluent_name()),
     }

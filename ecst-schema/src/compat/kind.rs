@@ -398,6 +398,13 @@ kinds! {
     /// No one-to-one pairing of old and new `oneOf`/`anyOf`/`allOf`
     /// schemas is compatible.
     CombinedTypeSubschemasChanged => "COMBINED_TYPE_SUBSCHEMAS_CHANGED", "alternatives changed";
+    /// The reader's `oneOf` gained or widened an alternative that the
+    /// checker cannot show to exclude another one: a value the writer wrote
+    /// may match both, and `oneOf` rejects a value matching two
+    /// alternatives. Incompatible under the strict policy, compatible
+    /// under the lenient one. Not a Confluent kind: the registry accepts
+    /// such changes (`SUM_TYPE_EXTENDED`).
+    OneOfAlternativesOverlap => "ONE_OF_ALTERNATIVES_OVERLAP", "oneOf alternatives may overlap";
 }
 
 impl fmt::Display for DifferenceKind {

@@ -56,17 +56,50 @@
 //! is reported as [`DifferenceKind::Unsupported`], never compatible: the
 //! checker does not claim compatibility for a change it does not
 //! understand.
+//!
+//! # Where this checker departs from Confluent
+//!
+//! - `oneOf` overlap (strict policy only): `oneOf` rejects a value that
+//!   two alternatives accept, so adding or widening an alternative of the
+//!   reader's `oneOf` is only compatible when the checker can show the
+//!   alternatives that changed exclude the others (different JSON types or
+//!   `const`/`enum` values, or a required tag property, as serde's tagged
+//!   enums write them). Otherwise it reports
+//!   [`DifferenceKind::OneOfAlternativesOverlap`], incompatible. Confluent
+//!   accepts such changes (`SUM_TYPE_EXTENDED`); so does the lenient policy.
+//! - Numbers are compared exactly, never through a rounding `f64` or a
+//!   tolerance: integers as integers, an integer against a fraction by the
+//!   fraction's exact binary value, and `multipleOf` by exact division of
+//!   those values. A `multipleOf` change between decimal fractions with no
+//!   exact binary value (`0.3` to `0.1`) cannot be shown to be a
+//!   refinement and is reported as a change (`MULTIPLE_OF_CHANGED`).
+//! - `format`, `const`, `patternProperties` and keywords the checker does
+//!   not evaluate are compared (Confluent ignores them); a change to an
+//!   unevaluated keyword is never compatible.
+//!
+//! # Limits
+//!
+//! The checker never recurses per character of a name or per link of a
+//! `$ref` chain, and bounds its work: comparisons nest at most 64 levels
+//! ([`SchemaErrorReason::TooDeep`]), a `$ref` chain has at most 1,000
+//! links ([`SchemaErrorReason::RefChainTooLong`]), one check makes at most
+//! 100,000 sub-comparisons ([`SchemaErrorReason::TooManyComparisons`]), and
+//! a `patternProperties` regex that takes too many steps to decide is not
+//! judged. Each `$ref` is followed once per document. Every schema the
+//! checker accepts is compatible with itself.
 
 mod arrays;
 mod bounds;
 mod combinators;
 mod content;
 mod diff;
+mod disjoint;
 mod error;
 mod explain;
 mod kind;
 mod mode;
 mod node;
+mod number;
 mod objects;
 mod pattern;
 mod refs;
@@ -83,6 +116,7 @@ pub use report::{Difference, Direction, Report};
 
 use diff::Walker;
 use node::Doc;
+use refs::RefCache;
 
 /// Checks `new` against `old` under `mode` with Confluent's default, strict
 /// policy. A transitive mode behaves as its plain form: there is only one
@@ -109,13 +143,16 @@ pub fn check_with(
     policy: Policy,
 ) -> Result<Report, SchemaError> {
     let mut differences = Vec::new();
+    let (old_refs, new_refs) = (RefCache::default(), RefCache::default());
     let old = Doc {
         root: old,
         version: 0,
+        refs: &old_refs,
     };
     let new = Doc {
         root: new,
         version: 1,
+        refs: &new_refs,
     };
     compare(old, new, mode, policy, &mut differences)?;
     Ok(Report {
@@ -143,9 +180,11 @@ pub fn check_history(history: &[Value], mode: Mode, policy: Policy) -> Result<Re
     let mut compared = Vec::new();
     if let Some((newest, earlier)) = history.split_last() {
         if mode != Mode::None && !earlier.is_empty() {
+            let new_refs = RefCache::default();
             let new = Doc {
                 root: newest,
                 version: earlier.len(),
+                refs: &new_refs,
             };
             let first = if mode.is_transitive() {
                 0
@@ -153,8 +192,13 @@ pub fn check_history(history: &[Value], mode: Mode, policy: Policy) -> Result<Re
                 earlier.len() - 1
             };
             for (version, old) in earlier.iter().enumerate().skip(first) {
+                let old_refs = RefCache::default();
                 compare(
-                    Doc { root: old, version },
+                    Doc {
+                        root: old,
+                        version,
+                        refs: &old_refs,
+                    },
                     new,
                     mode,
                     policy,

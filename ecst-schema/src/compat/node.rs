@@ -6,6 +6,8 @@ use std::borrow::Cow;
 use serde_json::{Map, Value};
 
 use super::error::{json_type_name, SchemaError, SchemaErrorReason};
+use super::number::Num;
+use super::refs::RefCache;
 
 /// One schema document: the root `$ref`s resolve against, and which version
 /// it is (for errors).
@@ -13,6 +15,8 @@ use super::error::{json_type_name, SchemaError, SchemaErrorReason};
 pub(crate) struct Doc<'a> {
     pub(crate) root: &'a Value,
     pub(crate) version: usize,
+    /// Its `$ref`s, each followed once.
+    pub(crate) refs: &'a RefCache,
 }
 
 /// A schema inside a document, borrowed or built by the walker (a `$ref`
@@ -236,12 +240,11 @@ impl<'a> Node<'a> {
         Ok(nodes)
     }
 
-    /// A keyword that holds a number.
-    pub(crate) fn number(&self, keyword: &str) -> Result<Option<f64>, SchemaError> {
+    /// A keyword that holds a number, exactly as serde_json holds it.
+    pub(crate) fn number(&self, keyword: &str) -> Result<Option<Num>, SchemaError> {
         match self.get(keyword) {
             None => Ok(None),
-            Some(Value::Number(n)) => n
-                .as_f64()
+            Some(Value::Number(n)) => Num::of(n)
                 .map(Some)
                 .ok_or_else(|| self.invalid(keyword, "a number")),
             Some(_) => Err(self.invalid(keyword, "a number")),
@@ -333,6 +336,23 @@ impl TypeSet {
 
     pub(crate) const NONE: TypeSet = TypeSet(0);
     pub(crate) const ANY: TypeSet = TypeSet(127);
+    pub(crate) const OBJECT_ONLY: TypeSet = TypeSet(Self::OBJECT);
+
+    /// The type of one JSON value (`1.0` is an integer, as JSON Schema
+    /// counts).
+    pub(crate) fn of_value(value: &Value) -> TypeSet {
+        TypeSet(match value {
+            Value::Null => Self::NULL,
+            Value::Bool(_) => Self::BOOLEAN,
+            Value::Object(_) => Self::OBJECT,
+            Value::Array(_) => Self::ARRAY,
+            Value::String(_) => Self::STRING,
+            Value::Number(n) => match Num::of(n) {
+                Some(Num::Float(x)) if x.fract() != 0.0 => Self::FRACTION,
+                _ => Self::INTEGER,
+            },
+        })
+    }
 
     fn named(name: &str) -> Option<TypeSet> {
         Some(TypeSet(match name {
@@ -424,9 +444,11 @@ mod tests {
     #[test]
     fn integer_is_part_of_number() {
         let doc_value = json!({"type": ["integer", "null"]});
+        let refs = RefCache::default();
         let doc = Doc {
             root: &doc_value,
             version: 0,
+            refs: &refs,
         };
         let types = Node::root(doc).types().unwrap();
         assert!(types.is_subset_of(
@@ -441,9 +463,11 @@ mod tests {
     #[test]
     fn bad_shapes_are_errors_not_panics() {
         let value = json!({"type": 7, "required": "a", "properties": []});
+        let refs = RefCache::default();
         let doc = Doc {
             root: &value,
             version: 1,
+            refs: &refs,
         };
         let node = Node::root(doc);
         assert!(node.types().is_err());

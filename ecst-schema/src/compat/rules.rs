@@ -92,6 +92,11 @@ pub(crate) fn is_compatible(kind: &DifferenceKind, policy: Policy) -> bool {
         | K::PatternPropertyAddedToOpenContentModel
         | K::PatternPropertyRemoved => policy == Policy::Lenient,
 
+        // Confluent accepts a `oneOf` whose alternatives may overlap; the
+        // strict policy here does not, since a value matching two
+        // alternatives fails `oneOf`.
+        K::OneOfAlternativesOverlap => policy == Policy::Lenient,
+
         // Every restriction, every change the checker cannot judge.
         K::SchemaAdded
         | K::TypeNarrowed

@@ -1,10 +1,11 @@
 //! Numbers and strings: bounds, `multipleOf`, `pattern`, `format`.
 
 use super::bounds::Bound;
-use super::diff::{num, push, Diffs};
-use super::error::SchemaError;
+use super::diff::{push, Diffs};
+use super::error::{SchemaError, SchemaErrorReason};
 use super::kind::DifferenceKind;
 use super::node::Node;
+use super::number::Num;
 
 /// `(maximum, exclusiveMaximum)` or the minimum pair, with draft 4's
 /// boolean `exclusiveMaximum: true` read as the later numeric form.
@@ -12,7 +13,7 @@ fn limits(
     node: &Node<'_>,
     inclusive: &str,
     exclusive: &str,
-) -> Result<(Option<f64>, Option<f64>), SchemaError> {
+) -> Result<(Option<Num>, Option<Num>), SchemaError> {
     let limit = node.number(inclusive)?;
     match node.get(exclusive) {
         Some(serde_json::Value::Bool(true)) => Ok((None, limit)),
@@ -32,33 +33,40 @@ pub(crate) fn numbers(out: &mut Diffs, w: &Node<'_>, r: &Node<'_>) -> Result<(),
     Bound::ExclusiveMaximum.compare_values(out, w_xmax, r_xmax);
     Bound::ExclusiveMinimum.compare_values(out, w_xmin, r_xmin);
     let at = "/multipleOf";
-    match (w.number("multipleOf")?, r.number("multipleOf")?) {
+    match (multiple_of(w)?, multiple_of(r)?) {
         (None, None) => {}
-        (None, Some(b)) => push(out, at, K::MultipleOfAdded, num(b)),
-        (Some(a), None) => push(out, at, K::MultipleOfRemoved, format!("was {}", num(a))),
+        (None, Some(b)) => push(out, at, K::MultipleOfAdded, b.to_string()),
+        (Some(a), None) => push(out, at, K::MultipleOfRemoved, format!("was {a}")),
         (Some(a), Some(b)) if a == b => {}
         (Some(a), Some(b)) => {
-            let kind = if is_multiple(a, b) {
+            // Exact (see `number`): no tolerance, and a pair whose ratio
+            // cannot be shown whole is a change, never compatible.
+            let kind = if a.is_multiple_of(b) {
                 // Every multiple of a is a multiple of b.
                 K::MultipleOfReduced
-            } else if is_multiple(b, a) {
+            } else if b.is_multiple_of(a) {
                 K::MultipleOfExpanded
             } else {
                 K::MultipleOfChanged
             };
-            push(out, at, kind, format!("{} -> {}", num(a), num(b)));
+            push(out, at, kind, format!("{a} -> {b}"));
         }
     }
     Ok(())
 }
 
-/// Whether `x` is a whole multiple of `y`.
-fn is_multiple(x: f64, y: f64) -> bool {
-    if y <= 0.0 || !x.is_finite() || !y.is_finite() {
-        return false;
+/// `multipleOf`, which must be above zero.
+fn multiple_of(node: &Node<'_>) -> Result<Option<Num>, SchemaError> {
+    match node.number("multipleOf")? {
+        Some(n) if !n.is_positive() => Err(node.error(
+            Some("multipleOf"),
+            SchemaErrorReason::InvalidKeyword {
+                keyword: "multipleOf".to_owned(),
+                expected: "a number above zero",
+            },
+        )),
+        n => Ok(n),
     }
-    let q = x / y;
-    (q - q.round()).abs() <= 1e-9 * q.abs().max(1.0)
 }
 
 pub(crate) fn strings(out: &mut Diffs, w: &Node<'_>, r: &Node<'_>) -> Result<(), SchemaError> {
@@ -146,13 +154,5 @@ mod tests {
         assert!(!widens("uint64", "uint32"));
         assert!(!widens("double", "float"));
         assert!(!widens("date", "date-time"));
-    }
-
-    #[test]
-    fn multiples() {
-        assert!(is_multiple(10.0, 2.0));
-        assert!(is_multiple(0.3, 0.1));
-        assert!(!is_multiple(10.0, 3.0));
-        assert!(!is_multiple(2.0, 0.0));
     }
 }
