@@ -33,7 +33,7 @@ pub use follow::{FollowSettings, Follower, Progress, RetryPolicy};
 pub use publish::{Mode, Published, Publisher};
 pub use server::ServerVersion;
 pub use stream::StateStream;
-pub use subject::Subjects;
+pub use subject::{decode_key, encode_key, Address, SubjectError, Subjects, MAX_SUBJECT_BYTES};
 
 /// What can go wrong talking to NATS.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +62,20 @@ pub enum NatsError {
         subject: String,
         /// What is wrong.
         reason: &'static str,
+    },
+    /// A subject would be longer than [`MAX_SUBJECT_BYTES`] (a very long
+    /// key): refused before publishing, where the server would drop the
+    /// connection's line and the publish would end in a time-out.
+    #[error(
+        "the subject of this `{entity}` key would be {length} bytes long, over the limit of {limit}"
+    )]
+    SubjectTooLong {
+        /// The entity.
+        entity: String,
+        /// The subject's length in bytes, with the key encoded.
+        length: usize,
+        /// [`MAX_SUBJECT_BYTES`].
+        limit: usize,
     },
     /// The stream exists with settings that break ECST's assumptions.
     #[error("stream `{stream}` is not a state stream: {reason}")]
