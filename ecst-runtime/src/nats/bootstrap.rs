@@ -6,6 +6,14 @@
 //! reply inbox; the owner publishes one structured-mode envelope per entity
 //! to the inbox, then an empty message with the header
 //! `Ecst-Bootstrap-End: <count>`, so the consumer knows it has everything.
+//!
+//! The owner answers only on a reply subject that is safe to publish to with
+//! its permissions (see [`reply_refusal`]): a client allowed to send
+//! bootstrap requests must not be able to make the owner write into the
+//! state stream (a reply subject `<prefix>.<entity>.<key>` would overwrite
+//! that key) or call the JetStream API (`$JS.API.STREAM.DELETE.<stream>`
+//! with the empty end marker would delete the stream). Inboxes
+//! (`_INBOX.…`, or a client's custom inbox prefix) are what requesters use.
 
 use std::time::Duration;
 
@@ -14,6 +22,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use super::subject::is_publishable;
 use super::{NatsError, Subjects};
 use crate::envelope::Envelope;
 use crate::event::StateEvent;
@@ -51,6 +60,12 @@ impl BootstrapRequest {
 /// the owner's [`Producer`](crate::Producer) or its own revisions, so their
 /// sequences are the real ones). A request that is not valid JSON is
 /// answered with no events.
+///
+/// A request whose reply subject [`reply_refusal`] refuses (under the
+/// state stream's prefix, a `$` system or API subject, ecst's own
+/// `_ecst.` subjects, or not a valid subject) is not answered at all, and
+/// `state` is not called: it is logged with `tracing::warn!` and the
+/// requester runs into its time-out.
 pub async fn serve_bootstrap<T, F>(
     client: Client,
     subjects: &Subjects,
@@ -70,6 +85,15 @@ where
         .map_err(|e| super::jetstream("subscribing to bootstrap requests", e))?;
     while let Some(request) = requests.next().await {
         let Some(reply) = request.reply else { continue };
+        if let Some(reason) = reply_refusal(subjects, &reply) {
+            tracing::warn!(
+                entity = T::ENTITY,
+                reply = %shown(&reply),
+                reason,
+                "refused a bootstrap request: its reply subject is not an inbox"
+            );
+            continue;
+        }
         let asked: BootstrapRequest =
             serde_json::from_slice(&request.payload).unwrap_or(BootstrapRequest {
                 keys: Some(Vec::new()),
@@ -96,6 +120,43 @@ where
             .map_err(|e| super::jetstream("flushing a bootstrap answer", e))?;
     }
     Ok(())
+}
+
+/// Why the owner must not answer a bootstrap request on `reply`, or `None`
+/// if it may: a reply subject must be a valid subject to publish to (no
+/// wildcard, whitespace or empty token, at most
+/// [`MAX_SUBJECT_BYTES`](super::MAX_SUBJECT_BYTES)), outside the state
+/// stream's prefix (`<prefix>` and `<prefix>.…`, which the stream
+/// captures), not a `$` subject (`$JS.API.…` is the JetStream API, `$SYS`,
+/// `$KV`, `$O` are the system's and the stores'), and not one of ecst's own
+/// `_ecst.…` subjects (another owner's requests).
+pub fn reply_refusal(subjects: &Subjects, reply: &str) -> Option<&'static str> {
+    if !is_publishable(reply) {
+        return Some("not a subject one can publish to (a wildcard, whitespace, an empty token, or too long)");
+    }
+    if subjects.is_under_prefix(reply) {
+        return Some("inside the state stream's prefix: the answer would be stored as state");
+    }
+    if reply.starts_with('$') {
+        return Some("a `$` subject (JetStream API or system): not an inbox");
+    }
+    if reply == "_ecst" || reply.starts_with("_ecst.") {
+        return Some("one of ecst's own subjects: not an inbox");
+    }
+    None
+}
+
+/// `text` for a log line: at most 200 bytes, control characters escaped.
+fn shown(text: &str) -> String {
+    let mut end = text.len().min(200);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out: String = text[..end].escape_debug().collect();
+    if end < text.len() {
+        out.push('…');
+    }
+    out
 }
 
 /// Asks the owner of `T` for its current state and returns the events it
@@ -169,5 +230,44 @@ pub async fn request_bootstrap<T: StateEvent>(
                 return Ok(events);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_only_on_inboxes() {
+        let subjects = Subjects::new("acme.crm").unwrap();
+        for fine in [
+            "_INBOX.abc.def",
+            "my.inbox.1",
+            "acme.crmx.customer",
+            "acme",
+            "_ecstx.reply",
+        ] {
+            assert_eq!(reply_refusal(&subjects, fine), None, "{fine}");
+        }
+        for hostile in [
+            "acme.crm",
+            "acme.crm.customer.c-1",
+            "acme.crm.other",
+            "$JS.API.STREAM.DELETE.CRM",
+            "$SYS.REQ.SERVER.PING",
+            "$KV.config.a",
+            "_ecst.bootstrap.acme.crm.customer",
+            "_INBOX.*",
+            "_INBOX.>",
+            "a..b",
+            "a b",
+            "",
+        ] {
+            assert!(reply_refusal(&subjects, hostile).is_some(), "{hostile}");
+        }
+        let long = format!("_INBOX.{}", "x".repeat(super::super::MAX_SUBJECT_BYTES));
+        assert!(reply_refusal(&subjects, &long).is_some());
+        assert_eq!(shown("a\nb"), "a\\nb");
+        assert_eq!(shown(&"é".repeat(150)).chars().count(), 101);
     }
 }

@@ -28,7 +28,7 @@ mod subject;
 use crate::envelope::EncodeError;
 use crate::upcast::BoxError;
 
-pub use bootstrap::{request_bootstrap, serve_bootstrap, BootstrapRequest};
+pub use bootstrap::{reply_refusal, request_bootstrap, serve_bootstrap, BootstrapRequest};
 pub use follow::{FollowSettings, Follower, Progress, RetryPolicy};
 pub use publish::{Mode, Published, Publisher};
 pub use server::ServerVersion;
