@@ -5,7 +5,8 @@
 //!   Kafka topic) with a duplicate window for `Nats-Msg-Id` de-duplication.
 //! - [`Publisher`] publishes envelopes on `<prefix>.<entity>.<key>`, in
 //!   CloudEvents structured or binary mode, with `Nats-Msg-Id` = event id
-//!   and optionally `Nats-Expected-Last-Subject-Sequence`.
+//!   and `Nats-Expected-Last-Subject-Sequence`: by default it never leaves
+//!   an older state of a key on top of a newer one.
 //! - [`Follower`] bootstraps a [`DurableReplica`](crate::store::DurableReplica)
 //!   from the last event of every key, then follows live with a durable pull
 //!   consumer, acknowledging only after the batch and its checkpoint are
@@ -30,7 +31,7 @@ use crate::upcast::BoxError;
 
 pub use bootstrap::{reply_refusal, request_bootstrap, serve_bootstrap, BootstrapRequest};
 pub use follow::{FollowSettings, Follower, Progress, RetryPolicy};
-pub use publish::{Mode, Published, Publisher};
+pub use publish::{Mode, Published, Publisher, GUARD_ATTEMPTS, GUARD_CACHE_SUBJECTS};
 pub use server::ServerVersion;
 pub use stream::StateStream;
 pub use subject::{decode_key, encode_key, Address, SubjectError, Subjects, MAX_SUBJECT_BYTES};
@@ -76,6 +77,22 @@ pub enum NatsError {
         length: usize,
         /// [`MAX_SUBJECT_BYTES`].
         limit: usize,
+    },
+    /// The stream already holds an event of this key with a sequence at
+    /// least as high as the one being published (another instance or an
+    /// earlier call published a newer state): publishing would put an older
+    /// state on top of a newer one, so the guarded [`Publisher`] refuses.
+    #[error(
+        "`{subject}` already holds sequence {stored}, not older than {attempted}: refusing to \
+         overwrite a newer state"
+    )]
+    NotNewer {
+        /// The subject.
+        subject: String,
+        /// The ecst sequence of the event the stream holds.
+        stored: u64,
+        /// The sequence refused.
+        attempted: u64,
     },
     /// The stream exists with settings that break ECST's assumptions.
     #[error("stream `{stream}` is not a state stream: {reason}")]
