@@ -66,6 +66,17 @@ fn with(mut members: Members, name: &'static str, value: Value) -> Members {
     members
 }
 
+/// `members` declaring schema version `version`, in `schemaversion` and in
+/// `dataschema` alike (they must agree).
+fn at_version(members: Members, version: u32) -> Members {
+    let members = with(members, "schemaversion", json!(version));
+    with(
+        members,
+        "dataschema",
+        json!(format!("urn:ecst:schema:customer:v{version}")),
+    )
+}
+
 fn without(mut members: Members, name: &str) -> Members {
     members.retain(|(n, _)| *n != name);
     members
@@ -246,7 +257,8 @@ fn a_delete_carries_no_data_and_unset_ids_are_left_out() {
 
 #[test]
 fn the_sequence_is_a_twenty_digit_string_that_sorts_like_the_number() {
-    let values = [0, 1, 9, 10, 42, 1_000_000, u64::MAX / 2, u64::MAX];
+    let max = Sequence::MAX.get();
+    let values = [0, 1, 9, 10, 42, 1_000_000, max / 2, max - 1, max];
     let mut encoded = Vec::new();
     for n in values {
         let envelope = Envelope::upsert("urn:s", "e", Sequence::new(n), ada());
@@ -261,7 +273,7 @@ fn the_sequence_is_a_twenty_digit_string_that_sorts_like_the_number() {
         );
         encoded.push(text);
     }
-    assert_eq!(encoded.last().unwrap(), "18446744073709551615");
+    assert_eq!(encoded.last().unwrap(), "09223372036854775807");
     let mut sorted = encoded.clone();
     sorted.sort();
     assert_eq!(sorted, encoded, "lexicographic order is numeric order");
@@ -334,7 +346,7 @@ fn attributes_are_accepted_in_any_order() {
 
     // data between type and schemaversion, with a v1 payload (raw path, then
     // upcast).
-    let v1 = with(with(members(), "schemaversion", json!(1)), "data", ada_v1());
+    let v1 = with(at_version(members(), 1), "data", ada_v1());
     let mut shuffled = v1.clone();
     shuffled.swap(4, 11);
     let old = accept(&obj(&shuffled));
@@ -377,11 +389,16 @@ fn the_sequence_may_be_an_integer_or_an_unpadded_string() {
         let envelope = accept(&obj(&with(members(), "sequence", sequence.clone())));
         assert_eq!(envelope.sequence, Sequence::new(7), "{sequence}");
     }
-    for sequence in [json!(u64::MAX), json!("18446744073709551615")] {
+    for sequence in [
+        json!(i64::MAX),
+        json!("9223372036854775807"),
+        json!("09223372036854775807"),
+    ] {
         let envelope = accept(&obj(&with(members(), "sequence", sequence)));
-        assert_eq!(envelope.sequence, Sequence::new(u64::MAX));
+        assert_eq!(envelope.sequence, Sequence::MAX);
     }
-    // schemaversion as a digit string is read the same way.
+    // schemaversion as a plain digit string (how CloudEvents binary mode
+    // carries it) is read the same way.
     let envelope = accept(&obj(&with(members(), "schemaversion", json!("2"))));
     assert_eq!(envelope.written_version(), 2);
 }
@@ -414,7 +431,7 @@ fn json_content_types_with_parameters_are_accepted() {
 
 #[test]
 fn an_old_version_is_upcast_on_both_paths() {
-    let v1 = with(with(members(), "schemaversion", json!(1)), "data", ada_v1());
+    let v1 = with(at_version(members(), 1), "data", ada_v1());
     for bytes in [obj(&v1), obj(&data_first(v1.clone()))] {
         let envelope = accept(&bytes);
         assert_eq!(envelope.written_version(), 1);
@@ -654,6 +671,285 @@ fn a_sequence_beyond_u64_is_invalid() {
 }
 
 #[test]
+fn a_sequence_above_i64_max_is_refused_naming_the_range() {
+    // SQLite and PostgreSQL keep sequences in signed 64-bit columns: an
+    // event the decoder accepted above i64::MAX could never be committed,
+    // and a follower would stall on it.
+    let over = i64::MAX as u64 + 1;
+    for value in [
+        json!(over),
+        json!(over.to_string()),
+        json!(format!("{over:020}")),
+        json!(u64::MAX),
+        json!("18446744073709551615"),
+    ] {
+        for bytes in [
+            obj(&with(members(), "sequence", value.clone())),
+            obj(&data_first(with(members(), "sequence", value.clone()))),
+            obj(&with(delete_members(), "sequence", value.clone())),
+        ] {
+            let error = reject(&bytes);
+            assert_invalid(&error, "sequence");
+            let DecodeErrorKind::InvalidAttribute { reason, .. } = error.kind() else {
+                unreachable!()
+            };
+            assert!(
+                reason.contains("0..=9223372036854775807 (i64::MAX)"),
+                "{reason}"
+            );
+            assert_eq!(error.context().key.as_deref(), Some("c-1"));
+            assert!(error.context().sequence.unwrap() >= over, "{error}");
+            let mut router = Router::new();
+            router.add(Replica::<Customer>::new()).unwrap();
+            router.apply_json(&bytes).unwrap_err();
+            assert_eq!(router.rejected(), 1);
+        }
+    }
+    let max = accept(&obj(&with(members(), "sequence", json!(i64::MAX))));
+    assert_eq!(max.sequence, Sequence::MAX);
+}
+
+#[test]
+fn the_sequence_range_is_checked_by_try_new_and_next() {
+    assert_eq!(Sequence::MAX, Sequence::new(9_223_372_036_854_775_807));
+    assert_eq!(Sequence::try_new(0), Ok(Sequence::new(0)));
+    assert_eq!(Sequence::try_new(i64::MAX as u64), Ok(Sequence::MAX));
+    let error = Sequence::try_new(i64::MAX as u64 + 1).unwrap_err();
+    assert_eq!(error.value, 9_223_372_036_854_775_808);
+    assert!(
+        error.to_string().contains("0..=9223372036854775807"),
+        "{error}"
+    );
+    assert_eq!(Sequence::MAX.next(), None);
+    assert_eq!(Sequence::new(u64::MAX).next(), None);
+    assert_eq!(
+        Sequence::new(i64::MAX as u64 - 1).next(),
+        Some(Sequence::MAX)
+    );
+}
+
+#[test]
+fn a_subject_with_a_control_character_is_refused() {
+    // PostgreSQL TEXT cannot hold NUL; no key should carry control
+    // characters into stores, logs or NATS subjects.
+    for (subject, character, at, shown) in [
+        ("c\u{0}1", '\u{0}', 1, "c\\u{0}1"),
+        ("c-1\n", '\n', 3, "c-1\\n"),
+        ("\u{7f}", '\u{7f}', 0, "\\u{7f}"),
+        ("\u{e9}\u{85}", '\u{85}', 2, "\u{e9}\\u{85}"),
+    ] {
+        let upsert = with(
+            with(members(), "subject", json!(subject)),
+            "data",
+            json!({"id": subject, "name": "Ada", "email": null, "credit": 1}),
+        );
+        let delete = with(delete_members(), "subject", json!(subject));
+        for bytes in [obj(&upsert), obj(&data_first(upsert.clone())), obj(&delete)] {
+            let error = reject(&bytes);
+            match error.kind() {
+                DecodeErrorKind::KeyControlCharacter {
+                    character: c,
+                    at: a,
+                } => assert_eq!((*c, *a), (character, at)),
+                other => panic!("{subject:?}: {other:?}"),
+            }
+            // What is shown and stored about the event is escaped.
+            assert_eq!(error.context().key.as_deref(), Some(shown));
+            let text = error.to_string();
+            assert!(!text.chars().any(char::is_control), "{text:?}");
+            assert!(text.contains("control character U+"), "{text}");
+        }
+    }
+}
+
+#[test]
+fn a_subject_longer_than_the_limit_is_refused() {
+    let limit = ecst::envelope::MAX_KEY_BYTES;
+    assert_eq!(limit, 1024);
+    let event = |key: &str| {
+        obj(&with(
+            with(members(), "subject", json!(key)),
+            "data",
+            json!({"id": key, "name": "Ada", "email": null, "credit": 1}),
+        ))
+    };
+    let longest = "k".repeat(limit);
+    assert_eq!(accept(&event(&longest)).key, longest);
+    // Multi-byte characters count in bytes.
+    let wide = "\u{e9}".repeat(limit / 2 + 1);
+    for key in ["k".repeat(limit + 1), wide, "k".repeat(1 << 20)] {
+        let error = reject(&event(&key));
+        assert!(
+            matches!(error.kind(), DecodeErrorKind::KeyTooLong { len } if *len == key.len()),
+            "{error}"
+        );
+        assert!(error.to_string().contains("at most 1024 bytes"), "{error}");
+        // The context does not carry a megabyte along.
+        let shown = error.context().key.as_deref().unwrap();
+        assert!(
+            shown.len() <= limit + 3 && shown.ends_with("..."),
+            "{shown}"
+        );
+    }
+}
+
+#[test]
+fn a_dataschema_that_contradicts_type_or_schemaversion_is_refused() {
+    let cases = [
+        // The issue's case: which version is it?
+        with(
+            members(),
+            "dataschema",
+            json!("urn:ecst:schema:customer:v1"),
+        ),
+        with(members(), "dataschema", json!("urn:ecst:schema:order:v2")),
+        with(
+            members(),
+            "dataschema",
+            json!("urn:ecst:schema:customer:v02"),
+        ),
+        with(members(), "dataschema", json!("urn:ecst:schema:customer")),
+        with(
+            members(),
+            "dataschema",
+            json!("URN:ECST:schema:customer:v3"),
+        ),
+        with(
+            delete_members(),
+            "dataschema",
+            json!("urn:ecst:schema:customer:v1"),
+        ),
+    ];
+    for members in cases {
+        let mut orders = vec![obj(&members)];
+        if members.iter().any(|(name, _)| *name == "data") {
+            orders.push(obj(&data_first(members.clone())));
+        }
+        for bytes in orders {
+            let error = reject(&bytes);
+            match error.kind() {
+                DecodeErrorKind::DataSchemaMismatch { found, expected } => {
+                    assert_eq!(expected, "urn:ecst:schema:customer:v2");
+                    assert_ne!(found, expected);
+                }
+                other => panic!("{other:?}\n{}", String::from_utf8_lossy(&bytes)),
+            }
+            assert!(!error.is_future_version());
+            assert!(error.to_string().contains("contradicts"), "{error}");
+        }
+    }
+    // A v1 payload under a contradicting v2 dataschema is reported as the
+    // contradiction, not as a payload mismatch, whatever the order.
+    let v1_payload = with(with(members(), "schemaversion", json!(1)), "data", ada_v1());
+    for bytes in [obj(&v1_payload), obj(&data_first(v1_payload.clone()))] {
+        assert!(matches!(
+            reject(&bytes).kind(),
+            DecodeErrorKind::DataSchemaMismatch { .. }
+        ));
+    }
+    // Agreeing URIs, the ecst namespace in another case, and foreign URIs
+    // are accepted.
+    let canonical = accept(&obj(&members()));
+    for uri in [
+        "urn:ecst:schema:customer:v2",
+        "URN:ECST:schema:customer:v2",
+        "https://schemas.example/customer/v9.json",
+        "urn:example:schema:customer:v9",
+    ] {
+        assert_eq!(
+            accept(&obj(&with(members(), "dataschema", json!(uri)))),
+            canonical,
+            "{uri}"
+        );
+    }
+    assert_eq!(accept(&obj(&without(members(), "dataschema"))), canonical);
+    // An empty or duplicated dataschema is invalid.
+    assert_invalid(
+        &reject(&obj(&with(members(), "dataschema", json!("")))),
+        "dataschema",
+    );
+    let mut twice = members();
+    twice.push(("dataschema", json!("urn:ecst:schema:customer:v2")));
+    assert_invalid(&reject(&obj(&twice)), "dataschema");
+}
+
+#[test]
+fn a_future_version_is_parked_before_its_dataschema_is_judged() {
+    // A consumer that does not know v3 cannot judge it: park, retry later.
+    for dataschema in ["urn:ecst:schema:customer:v3", "urn:ecst:schema:customer:v2"] {
+        let bytes = obj(&with(
+            with(members(), "schemaversion", json!(3)),
+            "dataschema",
+            json!(dataschema),
+        ));
+        assert!(reject(&bytes).is_future_version(), "{dataschema}");
+    }
+}
+
+#[test]
+fn time_must_be_rfc_3339() {
+    for time in [
+        "yesterday",
+        "2024-05-01",
+        "2024-05-01 12:00:00Z",
+        "2024-05-01T12:00:00",
+        "2024-02-30T12:00:00Z",
+        "Wed, 01 May 2024 12:00:00 GMT",
+        "1714564800",
+        "",
+        "2024-05-01T12:00:00Z\u{0}",
+    ] {
+        for members in [
+            with(members(), "time", json!(time)),
+            with(delete_members(), "time", json!(time)),
+        ] {
+            let error = reject(&obj(&members));
+            assert_invalid(&error, "time");
+            assert!(error.to_string().contains("RFC 3339"), "{error}");
+            assert!(!error.to_string().contains('\u{0}'));
+        }
+    }
+    // RFC 3339 allows offsets, lower-case t and z, any fraction.
+    let noon = UNIX_EPOCH + Duration::from_secs(1_714_564_800);
+    for (time, at) in [
+        ("2024-05-01T12:00:00Z", noon),
+        ("2024-05-01T14:00:00+02:00", noon),
+        (
+            "2024-05-01t07:00:00.250-05:00",
+            noon + Duration::from_millis(250),
+        ),
+        (
+            "2024-05-01T12:00:00.000000001z",
+            noon + Duration::from_nanos(1),
+        ),
+    ] {
+        let envelope = accept(&obj(&with(members(), "time", json!(time))));
+        assert_eq!(envelope.time.as_deref(), Some(time));
+        assert_eq!(envelope.time(), Some(at), "{time}");
+    }
+    // time is optional.
+    assert_eq!(accept(&obj(&without(members(), "time"))).time(), None);
+}
+
+#[test]
+fn a_schemaversion_string_must_be_the_plain_integer() {
+    for value in ["02", "002", "00"] {
+        let error = reject(&obj(&with(members(), "schemaversion", json!(value))));
+        assert_invalid(&error, "schemaversion");
+        assert!(error.to_string().contains("leading zeros"), "{error}");
+    }
+    assert_eq!(
+        accept(&obj(&with(members(), "schemaversion", json!("2")))),
+        accept(&obj(&members()))
+    );
+    // "0" is read, and is no version.
+    assert!(matches!(
+        reject(&obj(&with(members(), "schemaversion", json!("0")))).kind(),
+        DecodeErrorKind::InvalidVersion
+    ));
+}
+
+#[test]
 fn schema_versions_start_at_1_and_fit_in_u32() {
     let error = reject(&obj(&with(members(), "schemaversion", json!(0))));
     assert!(
@@ -781,7 +1077,7 @@ fn a_payload_not_matching_its_declared_version_is_a_mismatch() {
         // v2 header, v1 payload
         with(members(), "data", ada_v1()),
         // v1 header, v2 payload
-        with(members(), "schemaversion", json!(1)),
+        at_version(members(), 1),
         with(members(), "data", json!(5)),
         with(members(), "data", json!([])),
         with(members(), "data", json!("c-1")),
@@ -813,7 +1109,7 @@ fn a_payload_not_matching_its_declared_version_is_a_mismatch() {
 #[test]
 fn a_failing_upcast_names_the_hop_and_the_field() {
     let members = with(
-        with(members(), "schemaversion", json!(1)),
+        at_version(members(), 1),
         "data",
         json!({"id": "c-1", "full_name": "Ada", "credit": -5}),
     );
@@ -1127,6 +1423,74 @@ fn a_revision_that_does_not_increase_is_refused() {
         producer.last_sequence(&"c-1".into()),
         Some(Sequence::new(6))
     );
+}
+
+#[test]
+fn the_producer_refuses_a_revision_above_the_range() {
+    let mut producer = Producer::<Customer>::new("urn:example:crm");
+    let over = Sequence::new(i64::MAX as u64 + 1);
+    assert_eq!(
+        producer.upsert_at(customer("c-1", "A"), over).unwrap_err(),
+        SequenceError::OutOfRange {
+            entity: "customer",
+            key: "c-1".into(),
+            given: over,
+        }
+    );
+    let error = producer
+        .delete_at("c-1".into(), Sequence::new(u64::MAX))
+        .unwrap_err();
+    assert!(matches!(error, SequenceError::OutOfRange { .. }), "{error}");
+    assert!(
+        error.to_string().contains("0..=9223372036854775807"),
+        "{error}"
+    );
+    // Nothing was recorded for the refused revisions.
+    assert_eq!(producer.last_sequence(&"c-1".into()), None);
+
+    // Up to MAX is fine, and the counter stops there.
+    let at_max = producer
+        .upsert_at(customer("c-1", "A"), Sequence::MAX)
+        .unwrap();
+    assert_eq!(
+        Envelope::<Customer>::from_json(&at_max.to_json().unwrap())
+            .unwrap()
+            .sequence,
+        Sequence::MAX
+    );
+    assert!(matches!(
+        producer.upsert(customer("c-1", "B")),
+        Err(SequenceError::Exhausted { .. })
+    ));
+    assert!(matches!(
+        producer.delete("c-1".into()),
+        Err(SequenceError::Exhausted { .. })
+    ));
+}
+
+#[test]
+fn the_producer_refuses_a_key_the_decoder_would_refuse() {
+    let mut producer = Producer::<Customer>::new("urn:example:crm");
+    let long = "k".repeat(1025);
+    for key in ["c\u{0}1", "tab\t", "", long.as_str()] {
+        let error = producer.upsert(customer(key, "A")).unwrap_err();
+        let SequenceError::InvalidKey {
+            entity, key: shown, ..
+        } = &error
+        else {
+            panic!("{key:?}: {error:?}");
+        };
+        assert_eq!(*entity, "customer");
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert!(shown.len() <= 1027);
+        assert!(!error.to_string().chars().any(char::is_control));
+        assert!(matches!(
+            producer.delete_at(key.into(), Sequence::new(1)),
+            Err(SequenceError::InvalidKey { .. })
+        ));
+        assert_eq!(producer.last_sequence(&key.into()), None);
+    }
+    producer.upsert(customer(&"k".repeat(1024), "A")).unwrap();
 }
 
 #[test]
@@ -1468,6 +1832,11 @@ fn a_bad_snapshot_changes_nothing() {
         ),
         (
             snapshot_with(r#"{"key":"c-1","sequence":-1,"deleted":true}"#),
+            "malformed",
+        ),
+        // No store holds a sequence above i64::MAX.
+        (
+            snapshot_with(r#"{"key":"c-1","sequence":9223372036854775808,"deleted":true}"#),
             "malformed",
         ),
         (

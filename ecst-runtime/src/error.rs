@@ -99,6 +99,29 @@ pub enum DecodeErrorKind {
         /// The key found in the payload.
         payload_key: String,
     },
+    /// The `subject` is longer than
+    /// [`MAX_KEY_BYTES`](crate::envelope::MAX_KEY_BYTES).
+    KeyTooLong {
+        /// The subject's length in bytes.
+        len: usize,
+    },
+    /// The `subject` holds a control character (`char::is_control`: U+0000
+    /// to U+001F, U+007F to U+009F), which a key cannot carry: PostgreSQL
+    /// TEXT cannot hold NUL, and keys appear in logs and NATS subjects.
+    KeyControlCharacter {
+        /// The character.
+        character: char,
+        /// Its byte offset in the subject.
+        at: usize,
+    },
+    /// `dataschema` is an ecst schema URI (`urn:ecst:schema:...`) that
+    /// contradicts `type` and `schemaversion`.
+    DataSchemaMismatch {
+        /// The `dataschema` found (control characters escaped, shortened).
+        found: String,
+        /// The URI `type` and `schemaversion` call for.
+        expected: String,
+    },
     /// An upsert without `data`.
     MissingData,
     /// A delete that carries `data`.
@@ -141,6 +164,22 @@ impl fmt::Display for DecodeErrorKind {
             DecodeErrorKind::KeyMismatch { payload_key } => {
                 write!(f, "subject differs from the key in data (`{payload_key}`)")
             }
+            DecodeErrorKind::KeyTooLong { len } => write!(
+                f,
+                "subject is {len} bytes long; keys are at most {} bytes",
+                crate::envelope::MAX_KEY_BYTES
+            ),
+            DecodeErrorKind::KeyControlCharacter { character, at } => write!(
+                f,
+                "subject holds the control character U+{:04X} at byte {at}; \
+                 keys cannot carry control characters",
+                u32::from(*character)
+            ),
+            DecodeErrorKind::DataSchemaMismatch { found, expected } => write!(
+                f,
+                "dataschema `{found}` contradicts type and schemaversion, which call for \
+                 `{expected}`"
+            ),
             DecodeErrorKind::MissingData => f.write_str("an upsert must carry `data`"),
             DecodeErrorKind::UnexpectedData => f.write_str("a delete must not carry `data`"),
         }

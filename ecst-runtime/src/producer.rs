@@ -2,12 +2,14 @@
 
 use std::collections::HashMap;
 
-use crate::envelope::Envelope;
+use crate::envelope::{check_key, shown, Envelope, MAX_KEY_BYTES};
 use crate::event::StateEvent;
 use crate::sequence::Sequence;
 
-/// A sequence that would not move the key forward.
+/// A sequence that would not move the key forward, or an event no consumer
+/// could accept.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SequenceError {
     /// The given revision is not above the last one used for the key.
     #[error("`{entity}` key `{key}`: revision {given} is not above the last one used, {last}")]
@@ -21,7 +23,34 @@ pub enum SequenceError {
         /// The last sequence used for the key.
         last: Sequence,
     },
-    /// The key's counter reached `u64::MAX`.
+    /// The given revision is above [`Sequence::MAX`] (`i64::MAX`), the
+    /// largest sequence every store holds; the decoder would refuse it.
+    #[error(
+        "`{entity}` key `{key}`: revision {given} is out of range: sequences run \
+         0..=9223372036854775807 (i64::MAX), the largest value every store holds"
+    )]
+    OutOfRange {
+        /// The entity name.
+        entity: &'static str,
+        /// The key, as written in `subject`.
+        key: String,
+        /// The revision given.
+        given: Sequence,
+    },
+    /// The key's text form cannot be a `subject`: it is empty, longer than
+    /// [`MAX_KEY_BYTES`](crate::envelope::MAX_KEY_BYTES), or holds a control
+    /// character. The decoder would refuse every event of it.
+    #[error("`{entity}` key `{key}`: {reason}")]
+    InvalidKey {
+        /// The entity name.
+        entity: &'static str,
+        /// The key, control characters escaped and cut at
+        /// [`MAX_KEY_BYTES`](crate::envelope::MAX_KEY_BYTES).
+        key: String,
+        /// Why it cannot be a subject.
+        reason: String,
+    },
+    /// The key's counter reached [`Sequence::MAX`].
     #[error("`{entity}` key `{key}`: the sequence is exhausted")]
     Exhausted {
         /// The entity name.
@@ -48,7 +77,11 @@ pub enum SequenceError {
 ///   and every replica will treat the new events as stale.
 ///
 /// Either way the producer refuses a sequence that is not above the last one
-/// it used for the key. The event `id` is `<entity>:<key>:<sequence>`, so a
+/// it used for the key, a sequence above [`Sequence::MAX`] (`i64::MAX`, the
+/// largest value every store holds), and a key whose text form the decoder
+/// would refuse as a `subject` (empty, over
+/// [`MAX_KEY_BYTES`](crate::envelope::MAX_KEY_BYTES) bytes, or holding a
+/// control character). The event `id` is `<entity>:<key>:<sequence>`, so a
 /// retried publish of the same event carries the same id (brokers can
 /// de-duplicate on it).
 pub struct Producer<T: StateEvent> {
@@ -84,7 +117,7 @@ impl<T: StateEvent> Producer<T> {
     }
 
     /// An upsert of `state` at the owner's `revision`, which must be above
-    /// the last sequence used for the key.
+    /// the last sequence used for the key and at most [`Sequence::MAX`].
     pub fn upsert_at(
         &mut self,
         state: T,
@@ -102,7 +135,7 @@ impl<T: StateEvent> Producer<T> {
     }
 
     /// A delete of `key` at the owner's `revision`, which must be above the
-    /// last sequence used for the key.
+    /// last sequence used for the key and at most [`Sequence::MAX`].
     pub fn delete_at(
         &mut self,
         key: T::Key,
@@ -134,6 +167,26 @@ impl<T: StateEvent> Producer<T> {
     }
 
     fn advance(&mut self, key: &T::Key, revision: Sequence) -> Result<(), SequenceError> {
+        let text = key.to_string();
+        let invalid = if text.is_empty() {
+            Some("an empty key cannot be a subject".to_owned())
+        } else {
+            check_key(&text).err().map(|kind| kind.to_string())
+        };
+        if let Some(reason) = invalid {
+            return Err(SequenceError::InvalidKey {
+                entity: T::ENTITY,
+                key: shown(&text, MAX_KEY_BYTES),
+                reason,
+            });
+        }
+        if !revision.in_range() {
+            return Err(SequenceError::OutOfRange {
+                entity: T::ENTITY,
+                key: text,
+                given: revision,
+            });
+        }
         match self.last.get_mut(key) {
             Some(last) if revision <= *last => Err(SequenceError::NotIncreasing {
                 entity: T::ENTITY,

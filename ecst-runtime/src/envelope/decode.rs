@@ -21,7 +21,7 @@ use serde::de::{
 };
 use serde_json::value::RawValue;
 
-use super::{Change, Operation, CONTENT_TYPE, SPEC_VERSION};
+use super::{dataschema, Change, Operation, CONTENT_TYPE, MAX_KEY_BYTES, SPEC_VERSION};
 use crate::compatibility::Mode;
 use crate::error::{DecodeError, DecodeErrorKind, EventContext};
 use crate::event::{EntityKey, StateEvent};
@@ -38,6 +38,7 @@ pub(crate) struct Header<'de> {
     pub sequence: Sequence,
     pub schema_version: u32,
     pub operation: Operation,
+    pub dataschema: Option<Cow<'de, str>>,
     pub time: Option<Cow<'de, str>>,
     pub correlation_id: Option<Cow<'de, str>>,
     pub causation_id: Option<Cow<'de, str>>,
@@ -47,9 +48,9 @@ pub(crate) struct Header<'de> {
 impl Header<'_> {
     pub fn context(&self) -> EventContext {
         EventContext {
-            id: Some(self.id.clone().into_owned()),
-            entity: Some(self.entity.clone().into_owned()),
-            key: Some(self.key.clone().into_owned()),
+            id: Some(shown(&self.id, usize::MAX)),
+            entity: Some(shown(&self.entity, usize::MAX)),
+            key: Some(shown(&self.key, MAX_KEY_BYTES)),
             schema_version: Some(self.schema_version),
             sequence: Some(self.sequence.get()),
         }
@@ -159,6 +160,16 @@ pub(crate) fn finish_typed<'de, T: StateEvent>(
             newest_known: T::VERSION,
         }));
     };
+    // After the version gate: a consumer that does not know the declared
+    // version parks the event (FutureVersion) and judges it on retry.
+    if let Some(found) = header.dataschema.as_deref() {
+        if !dataschema_agrees(found, T::ENTITY, header.schema_version) {
+            return Err(header.error(DecodeErrorKind::DataSchemaMismatch {
+                found: shown(found, 200),
+                expected: dataschema(T::ENTITY, header.schema_version),
+            }));
+        }
+    }
     let key = match <T::Key as EntityKey>::parse_key(&header.key) {
         Ok(key) => key,
         Err(e) => return Err(header.error(DecodeErrorKind::InvalidKey(e))),
@@ -264,6 +275,7 @@ struct Fields<'de> {
     key: Option<Cow<'de, str>>,
     time: Option<Cow<'de, str>>,
     datacontenttype: Option<Cow<'de, str>>,
+    dataschema: Option<Cow<'de, str>>,
     sequence: Option<Number>,
     schemaversion: Option<Number>,
     operation: Option<Cow<'de, str>>,
@@ -278,12 +290,15 @@ struct Fields<'de> {
 }
 
 impl<'de> Fields<'de> {
+    /// What the attributes said, as far as they were read. Control
+    /// characters are escaped (`\u{0}`) and a key is cut at
+    /// [`MAX_KEY_BYTES`]: the context is displayed, logged and stored with
+    /// parked events, where a NUL or a megabyte-long key would fail again.
     fn context(&self) -> EventContext {
-        let owned = |v: &Option<Cow<'de, str>>| v.as_deref().map(str::to_owned);
         EventContext {
-            id: owned(&self.id),
-            entity: owned(&self.entity),
-            key: owned(&self.key),
+            id: self.id.as_deref().map(|v| shown(v, usize::MAX)),
+            entity: self.entity.as_deref().map(|v| shown(v, usize::MAX)),
+            key: self.key.as_deref().map(|v| shown(v, MAX_KEY_BYTES)),
             schema_version: match self.schemaversion {
                 Some(Number::Valid(v)) => u32::try_from(v).ok(),
                 _ => None,
@@ -305,8 +320,10 @@ impl<'de> Fields<'de> {
             None => return fail(&self, DecodeErrorKind::MissingAttribute("specversion")),
             Some(SPEC_VERSION) => {}
             Some(other) => {
-                let reason =
-                    format!("`{other}` is not supported; ecst reads CloudEvents {SPEC_VERSION}");
+                let reason = format!(
+                    "`{}` is not supported; ecst reads CloudEvents {SPEC_VERSION}",
+                    shown(other, 40)
+                );
                 return fail(&self, invalid("specversion", reason));
             }
         }
@@ -322,12 +339,29 @@ impl<'de> Fields<'de> {
                 Some(_) => {}
             }
         }
+        if let Some(key) = self.key.as_deref() {
+            if let Err(kind) = check_key(key) {
+                return fail(&self, kind);
+            }
+        }
         if let Some(ct) = self.datacontenttype.as_deref() {
             if !is_json(ct) {
                 return fail(
                     &self,
-                    DecodeErrorKind::UnsupportedContentType(ct.to_owned()),
+                    DecodeErrorKind::UnsupportedContentType(shown(ct, 80)),
                 );
+            }
+        }
+        if self.dataschema.as_deref() == Some("") {
+            return fail(&self, invalid("dataschema", "must not be empty".into()));
+        }
+        if let Some(time) = self.time.as_deref() {
+            if parse_rfc3339(time).is_none() {
+                let reason = format!(
+                    "`{}` is not an RFC 3339 date-time (e.g. `2024-05-01T12:00:00Z`)",
+                    shown(time, 40)
+                );
+                return fail(&self, invalid("time", reason));
             }
         }
         if self.data_base64 {
@@ -339,7 +373,10 @@ impl<'de> Fields<'de> {
             Some(Number::Invalid(reason)) => {
                 return fail(&self, invalid("sequence", reason.clone()))
             }
-            Some(Number::Valid(n)) => Sequence::new(*n),
+            Some(Number::Valid(n)) => match Sequence::try_new(*n) {
+                Ok(sequence) => sequence,
+                Err(e) => return fail(&self, invalid("sequence", e.to_string())),
+            },
         };
         let schema_version = match &self.schemaversion {
             None => return fail(&self, DecodeErrorKind::MissingAttribute("schemaversion")),
@@ -362,7 +399,7 @@ impl<'de> Fields<'de> {
             Some("upsert") => Operation::Upsert,
             Some("delete") => Operation::Delete,
             Some(other) => {
-                let reason = format!("`{other}` is neither `upsert` nor `delete`");
+                let reason = format!("`{}` is neither `upsert` nor `delete`", shown(other, 40));
                 return fail(&self, invalid("operation", reason));
             }
         };
@@ -383,6 +420,7 @@ impl<'de> Fields<'de> {
             sequence,
             schema_version,
             operation,
+            dataschema: self.dataschema,
             time: self.time,
             correlation_id: self.correlationid,
             causation_id: self.causationid,
@@ -448,9 +486,17 @@ impl<'de, T: StateEvent> DataSink<'de> for TypedSink<'de, T> {
             }
             _ => 0,
         };
+        // A `dataschema` that contradicts the header: read raw, so that the
+        // contradiction, not the payload, is what is reported.
+        let agrees = || match (fields.dataschema.as_deref(), &fields.schemaversion) {
+            (Some(uri), Some(Number::Valid(written))) => u32::try_from(*written)
+                .is_ok_and(|written| dataschema_agrees(uri, T::ENTITY, written)),
+            _ => true,
+        };
         let in_place = version != 0
             && fields.entity.as_deref() == Some(T::ENTITY)
-            && fields.operation.as_deref() == Some(Operation::Upsert.as_str());
+            && fields.operation.as_deref() == Some(Operation::Upsert.as_str())
+            && agrees();
         if !in_place {
             self.slot = read_raw(map)?;
             return Ok(());
@@ -559,8 +605,12 @@ impl<'de, S: DataSink<'de>> Visitor<'de> for EnvelopeVisitor<'_, 'de, S> {
                 Attr::Subject => put(&mut f.key, text(&mut map)?),
                 Attr::Time => put(&mut f.time, text(&mut map)?),
                 Attr::DataContentType => put(&mut f.datacontenttype, text(&mut map)?),
+                Attr::DataSchema => put(&mut f.dataschema, text(&mut map)?),
                 Attr::Sequence => put(&mut f.sequence, map.next_value()?),
-                Attr::SchemaVersion => put(&mut f.schemaversion, map.next_value()?),
+                Attr::SchemaVersion => put(
+                    &mut f.schemaversion,
+                    map.next_value::<Option<Integer>>()?.map(|n| n.0),
+                ),
                 Attr::Operation => put(&mut f.operation, text(&mut map)?),
                 Attr::CorrelationId => put(&mut f.correlationid, text(&mut map)?),
                 Attr::CausationId => put(&mut f.causationid, text(&mut map)?),
@@ -599,6 +649,7 @@ enum Attr {
     Subject,
     Time,
     DataContentType,
+    DataSchema,
     Sequence,
     SchemaVersion,
     Operation,
@@ -621,6 +672,7 @@ impl Attr {
             Attr::Subject => "subject",
             Attr::Time => "time",
             Attr::DataContentType => "datacontenttype",
+            Attr::DataSchema => "dataschema",
             Attr::Sequence => "sequence",
             Attr::SchemaVersion => "schemaversion",
             Attr::Operation => "operation",
@@ -651,6 +703,7 @@ impl<'de> Deserialize<'de> for Attr {
                     "subject" => Attr::Subject,
                     "time" => Attr::Time,
                     "datacontenttype" => Attr::DataContentType,
+                    "dataschema" => Attr::DataSchema,
                     "sequence" => Attr::Sequence,
                     "schemaversion" => Attr::SchemaVersion,
                     "operation" => Attr::Operation,
@@ -703,40 +756,65 @@ enum Number {
 
 impl<'de> Deserialize<'de> for Number {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct NumberVisitor;
-        impl<'de> Visitor<'de> for NumberVisitor {
-            type Value = Number;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a non-negative integer or a string of decimal digits")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Number, E> {
-                Ok(Number::Valid(v))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Number, E> {
-                Ok(match u64::try_from(v) {
-                    Ok(v) => Number::Valid(v),
-                    Err(_) => Number::Invalid(format!("{v} is negative")),
-                })
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Number, E> {
-                Ok(Number::Invalid(format!("{v} is not an integer")))
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Number, E> {
-                Ok(Number::Invalid(format!("`{v}` is not a number")))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Number, E> {
-                Ok(parse_digits(v))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Number, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Number::Invalid("an array is not a number".into()))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Number, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Number::Invalid("an object is not a number".into()))
-            }
+        deserializer.deserialize_any(NumberVisitor { canonical: false })
+    }
+}
+
+/// `schemaversion`: a [`Number`] whose string form must be canonical, the
+/// CloudEvents string encoding of an Integer (`"3"`, not `"03"`), as binary
+/// mode carries it.
+struct Integer(Number);
+
+impl<'de> Deserialize<'de> for Integer {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(NumberVisitor { canonical: true })
+            .map(Integer)
+    }
+}
+
+/// Reads a [`Number`]; with `canonical`, a string with leading zeros is
+/// invalid.
+struct NumberVisitor {
+    canonical: bool,
+}
+
+impl<'de> Visitor<'de> for NumberVisitor {
+    type Value = Number;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a non-negative integer or a string of decimal digits")
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Number, E> {
+        Ok(Number::Valid(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Number, E> {
+        Ok(match u64::try_from(v) {
+            Ok(v) => Number::Valid(v),
+            Err(_) => Number::Invalid(format!("{v} is negative")),
+        })
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Number, E> {
+        Ok(Number::Invalid(format!("{v} is not an integer")))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Number, E> {
+        Ok(Number::Invalid(format!("`{v}` is not a number")))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Number, E> {
+        if self.canonical && v.len() > 1 && v.starts_with('0') {
+            return Ok(Number::Invalid(format!(
+                "`{}` has leading zeros; write the integer, or its plain decimal string",
+                shown(v, 40)
+            )));
         }
-        deserializer.deserialize_any(NumberVisitor)
+        Ok(parse_digits(v))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Number, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Number::Invalid("an array is not a number".into()))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Number, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Number::Invalid("an object is not a number".into()))
     }
 }
 
@@ -761,13 +839,153 @@ fn parse_digits(v: &str) -> Number {
             return Number::Valid(n);
         }
     }
-    Number::Invalid(format!("`{v}` does not fit in 64 bits"))
+    Number::Invalid(format!("`{}` does not fit in 64 bits", shown(v, 40)))
 }
 
 #[cold]
 fn not_digits(v: &str) -> Number {
-    let shown: String = v.chars().take(40).collect();
-    Number::Invalid(format!("`{shown}` is not a string of decimal digits"))
+    Number::Invalid(format!(
+        "`{}` is not a string of decimal digits",
+        shown(v, 40)
+    ))
+}
+
+/// `text` as it may be shown in an error: control characters escaped
+/// (`\u{0}`), cut to at most `max` bytes of the input (with `...`). Errors
+/// are displayed, logged and stored with parked events: an attribute value
+/// must not bring a NUL or a megabyte into them.
+pub(crate) fn shown(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max));
+    for (at, c) in text.char_indices() {
+        if at >= max || at.saturating_add(c.len_utf8()) > max {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Checks that `key` (a `subject`) can be stored and shown: at most
+/// [`MAX_KEY_BYTES`] bytes, no control character. Emptiness is checked with
+/// the other required attributes.
+pub(crate) fn check_key(key: &str) -> Result<(), DecodeErrorKind> {
+    if key.len() > MAX_KEY_BYTES {
+        return Err(DecodeErrorKind::KeyTooLong { len: key.len() });
+    }
+    match key.char_indices().find(|(_, c)| c.is_control()) {
+        Some((at, character)) => Err(DecodeErrorKind::KeyControlCharacter { character, at }),
+        None => Ok(()),
+    }
+}
+
+/// Whether a `dataschema` agrees with `type` and `schemaversion`: an ecst
+/// schema URI (`urn:ecst:schema:`, the scheme and namespace compared
+/// case-insensitively, as URNs are) must be exactly
+/// `urn:ecst:schema:<entity>:v<version>`; any other URI is not ecst's to
+/// check. Compares without allocating: it runs on every upsert.
+fn dataschema_agrees(uri: &str, entity: &str, version: u32) -> bool {
+    let ecst = uri
+        .get(..9)
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case("urn:ecst:"))
+        && uri[9..].starts_with("schema:");
+    if !ecst {
+        return true;
+    }
+    uri["urn:ecst:schema:".len()..]
+        .strip_prefix(entity)
+        .and_then(|rest| rest.strip_prefix(":v"))
+        .is_some_and(|digits| {
+            !digits.starts_with('0')
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && digits.parse::<u32>() == Ok(version)
+        })
+}
+
+/// Parses an RFC 3339 `date-time` (section 5.6) strictly: `YYYY-MM-DDTHH:MM:SS`,
+/// an optional fraction of any length, and `Z` or a `+HH:MM`/`-HH:MM` offset;
+/// `T` and `Z` may be lower case (as section 5.6 allows). Returns the seconds
+/// since the Unix epoch (negative before 1970) and the nanoseconds.
+///
+/// Dates are checked against the calendar (no February 30); a leap second
+/// (`:60`) is accepted on any day, since checking it needs the leap-second
+/// table.
+pub(crate) fn parse_rfc3339(text: &str) -> Option<(i64, u32)> {
+    let b = text.as_bytes();
+    let num = |range: core::ops::Range<usize>| -> Option<u32> {
+        let digits = b.get(range)?;
+        digits.iter().try_fold(0u32, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    let at = |i: usize, expected: &[u8]| b.get(i).is_some_and(|c| expected.contains(c));
+    if !(at(4, b"-") && at(7, b"-") && at(10, b"Tt") && at(13, b":") && at(16, b":")) {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if day == 0 || day > days_in_month || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut nanos = 0u32;
+    if at(i, b".") {
+        let start = i + 1;
+        i = start;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            if i - start < 9 {
+                nanos = nanos * 10 + u32::from(b[i] - b'0');
+            }
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        for _ in (i - start)..9 {
+            nanos *= 10;
+        }
+    }
+    let offset = if at(i, b"Zz") && b.len() == i + 1 {
+        0
+    } else if at(i, b"+-") && at(i + 3, b":") && b.len() == i + 6 {
+        let (h, m) = (num(i + 1..i + 3)?, num(i + 4..i + 6)?);
+        if h > 23 || m > 59 {
+            return None;
+        }
+        let minutes = i64::from(h * 60 + m);
+        if b[i] == b'+' {
+            minutes
+        } else {
+            -minutes
+        }
+    } else {
+        return None;
+    };
+    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+    // `days_from_civil`).
+    let y = i64::from(year) - i64::from(month <= 2);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let seconds =
+        days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second)
+            - offset * 60;
+    Some((seconds, nanos))
 }
 
 #[cfg(test)]
@@ -816,6 +1034,121 @@ mod tests {
             panic!("accepted");
         };
         assert!(reason.contains("decimal digits"), "{reason}");
+    }
+
+    #[test]
+    fn rfc3339_is_read_strictly() {
+        let at = |text| parse_rfc3339(text);
+        assert_eq!(at("1970-01-01T00:00:00Z"), Some((0, 0)));
+        assert_eq!(at("2024-05-01T12:00:00.000Z"), Some((1_714_564_800, 0)));
+        assert_eq!(at("2024-05-01T14:00:00+02:00"), Some((1_714_564_800, 0)));
+        assert_eq!(
+            at("2024-05-01t07:30:00.5-04:30"),
+            Some((1_714_564_800, 500_000_000))
+        );
+        assert_eq!(
+            at("2024-05-01T12:00:00.1234567891z"),
+            Some((1_714_564_800, 123_456_789))
+        );
+        assert_eq!(at("1969-12-31T23:59:59Z"), Some((-1, 0)));
+        assert_eq!(at("2024-02-29T00:00:00Z").map(|t| t.0), Some(1_709_164_800));
+        assert_eq!(at("2016-12-31T23:59:60Z").map(|t| t.0), Some(1_483_228_800));
+        assert_eq!(
+            at("0000-01-01T00:00:00Z").map(|t| t.0),
+            Some(-62_167_219_200)
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "2024-05-01",
+            "2024-05-01 12:00:00Z",
+            "2024-05-01T12:00:00",
+            "2024-05-01T12:00Z",
+            "2024-05-01T12:00:00.Z",
+            "2024-05-01T12:00:00+0200",
+            "2024-05-01T12:00:00+02",
+            "2024-05-01T12:00:00+24:00",
+            "2024-05-01T12:00:00+02:60",
+            "2024-05-01T12:00:00ZZ",
+            "2024-05-01T12:00:00Z ",
+            " 2024-05-01T12:00:00Z",
+            "2023-02-29T00:00:00Z",
+            "2024-04-31T00:00:00Z",
+            "2024-13-01T00:00:00Z",
+            "2024-00-01T00:00:00Z",
+            "2024-01-00T00:00:00Z",
+            "2024-01-01T24:00:00Z",
+            "2024-01-01T00:60:00Z",
+            "2024-01-01T00:00:61Z",
+            "+2024-01-01T00:00:00Z",
+            "2024-1-01T00:00:00Z",
+            "2024-01-01T00:00:00\u{e9}",
+            "\u{e9}024-01-01T00:00:00Z",
+        ] {
+            assert_eq!(at(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn shown_escapes_control_characters_and_cuts() {
+        assert_eq!(shown("c-1", 40), "c-1");
+        assert_eq!(shown("a\u{0}b\n", 40), "a\\u{0}b\\n");
+        assert_eq!(shown("abcdef", 3), "abc...");
+        assert_eq!(shown("\u{e9}\u{e9}", 3), "\u{e9}...");
+        assert_eq!(shown("", 0), "");
+    }
+
+    #[test]
+    fn keys_are_short_printable_text() {
+        assert!(check_key("c-1").is_ok());
+        assert!(check_key("\u{e9}t\u{e9} \u{1f600}").is_ok());
+        assert!(check_key(&"k".repeat(MAX_KEY_BYTES)).is_ok());
+        assert!(matches!(
+            check_key(&"k".repeat(MAX_KEY_BYTES + 1)),
+            Err(DecodeErrorKind::KeyTooLong { len }) if len == MAX_KEY_BYTES + 1
+        ));
+        for (key, character, at) in [
+            ("a\u{0}", '\u{0}', 1),
+            ("\tx", '\t', 0),
+            ("\u{e9}\u{7f}", '\u{7f}', 2),
+            ("x\u{9f}", '\u{9f}', 1),
+        ] {
+            match check_key(key) {
+                Err(DecodeErrorKind::KeyControlCharacter {
+                    character: c,
+                    at: a,
+                }) => {
+                    assert_eq!((c, a), (character, at), "{key:?}")
+                }
+                other => panic!("{key:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn ecst_dataschemas_must_name_the_entity_and_version() {
+        assert!(dataschema_agrees("urn:ecst:schema:order:v2", "order", 2));
+        assert!(dataschema_agrees("URN:ECST:schema:order:v2", "order", 2));
+        assert!(dataschema_agrees(
+            "https://registry.example/order/4",
+            "order",
+            2
+        ));
+        assert!(dataschema_agrees("urn:other:schema:order:v4", "order", 2));
+        for uri in [
+            "urn:ecst:schema:order:v4",
+            "urn:ecst:schema:customer:v2",
+            "urn:ecst:schema:order:v02",
+            "urn:ecst:schema:order:v+2",
+            "urn:ecst:schema:order:2",
+            "urn:ecst:schema:order:v",
+            "urn:ecst:schema:order",
+            "urn:ecst:schema:",
+            "urn:ecst:schema:order:v2 ",
+            "urn:ecst:schema:order:v99999999999",
+        ] {
+            assert!(!dataschema_agrees(uri, "order", 2), "{uri}");
+        }
     }
 
     #[test]

@@ -7,22 +7,62 @@
 //! | attribute | value |
 //! |---|---|
 //! | `type` | the entity name, e.g. `customer` |
-//! | `subject` | the entity key, as its `Display` form |
+//! | `subject` | the entity key, as its `Display` form: at most [`MAX_KEY_BYTES`] bytes, no control characters |
 //! | `time` | when the producer built the event (RFC 3339) |
 //! | `datacontenttype` | `application/json` (upserts only) |
-//! | `dataschema` | `urn:ecst:schema:<entity>:v<N>` (upserts only) |
-//! | `sequence` | the per-entity sequence, a 20-digit zero-padded decimal string so that it orders lexicographically, as the CloudEvents sequence extension asks; readers also accept unpadded strings and JSON integers |
+//! | `dataschema` | `urn:ecst:schema:<entity>:v<N>` (upserts only); when a reader finds an ecst URI here, it must name `type` and `schemaversion` |
+//! | `sequence` | the per-entity sequence, `0..=`[`Sequence::MAX`] (`i64::MAX`, the largest value every store holds), a 20-digit zero-padded decimal string so that it orders lexicographically, as the CloudEvents sequence extension asks; readers also accept unpadded strings and JSON integers |
 //! | `schemaversion` | the schema version of `data`, an integer; never guessed from the payload's shape |
 //! | `operation` | `upsert` or `delete` |
 //! | `correlationid`, `causationid`, `traceparent` | when set |
 //!
-//! Unknown extension attributes are accepted and ignored.
+//! Unknown extension attributes are accepted and ignored. What the reader
+//! refuses, and every leniency it keeps (and why), is listed in the
+//! `decode` module's documentation, repeated here:
+//!
+//! **Refused** (each a [`DecodeError`] naming the event): a `sequence` above
+//! [`Sequence::MAX`]; a `subject` longer than [`MAX_KEY_BYTES`] or holding a
+//! control character; a `time` that is not an RFC 3339 date-time; an ecst
+//! `dataschema` (`urn:ecst:schema:...`) other than
+//! `urn:ecst:schema:<type>:v<schemaversion>`; a `schemaversion` string with
+//! leading zeros; an empty `dataschema`; any attribute twice.
+//!
+//! **Lenient, on purpose:**
+//!
+//! - Unknown extension attributes are ignored: CloudEvents consumers must
+//!   tolerate extensions they do not know.
+//! - Attributes come in any order (a JSON object is unordered); `null` is an
+//!   absent attribute, as in the CloudEvents JSON format.
+//! - `sequence` is read from a JSON integer or a string of decimal digits,
+//!   padded or not: the CloudEvents sequence extension is a string, other
+//!   producers write integers or skip the padding, and the value, not its
+//!   spelling, orders events. 0 is accepted (the producer's counter starts
+//!   at 1).
+//! - `schemaversion` is also read from a string of decimal digits in its
+//!   plain form (`"3"`): CloudEvents binary mode carries every attribute as a
+//!   string (ecst's own NATS binary mode turns `ce-schemaversion: 3` back into
+//!   `"3"`), and that is the CloudEvents string encoding of an Integer.
+//! - A `dataschema` that is not an ecst URI is not checked: a producer may
+//!   point at its own schema registry. An ecst URI is checked after the
+//!   entity and the version gate: an event of a version newer than the
+//!   consumer knows is `FutureVersion` (to park), and judged on retry.
+//! - `time` is optional, and any RFC 3339 form is read: an offset other than
+//!   `Z`, lower-case `t`/`z`, a fraction of any length, a leap second `:60`
+//!   on any day (checking it needs the leap-second table).
+//! - `datacontenttype` may be absent (CloudEvents reads `data` as JSON then),
+//!   carry parameters, differ in case, or be any `+json` type.
+//! - `id`, `source`, `correlationid`, `causationid` and `traceparent` are
+//!   opaque to ecst: any non-empty string (`id`, `source`) or any string.
+//! - The `subject` is parsed with the key type's `FromStr`, which may accept
+//!   several spellings of one key (`007` for the integer key 7); the replica
+//!   holds the parsed key.
+//! - A delete may carry `"data": null`, read as no data.
 
 mod decode;
 mod encode;
 
 use std::borrow::Cow;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -30,8 +70,19 @@ use crate::error::DecodeError;
 use crate::event::StateEvent;
 use crate::sequence::Sequence;
 
-pub(crate) use decode::{decode_header, decode_typed, finish_typed, DataSlot, Decoded, Header};
+pub(crate) use decode::{
+    check_key, decode_header, decode_typed, finish_typed, shown, DataSlot, Decoded, Header,
+};
 pub use encode::EncodeError;
+
+pub use crate::sequence::SequenceOutOfRange;
+
+/// The longest `subject` (entity key) the decoder accepts, in bytes of UTF-8.
+///
+/// Keys are stored in indexed columns and travel in NATS subjects: a
+/// PostgreSQL B-tree index entry cannot exceed about 2.7 kB, and a NATS
+/// subject is one line of the protocol. 1024 bytes leaves room for both.
+pub const MAX_KEY_BYTES: usize = 1024;
 
 /// The CloudEvents spec version ecst writes and reads.
 pub const SPEC_VERSION: &str = "1.0";
@@ -192,11 +243,17 @@ impl<T: StateEvent> Envelope<T> {
         self.written_version
     }
 
-    /// The CloudEvents `time` parsed, if present and valid RFC 3339.
+    /// The CloudEvents `time` parsed, if present and valid RFC 3339 (any
+    /// offset; the decoder refuses an envelope whose `time` is not).
     pub fn time(&self) -> Option<SystemTime> {
-        self.time
-            .as_deref()
-            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+        let (seconds, nanos) = decode::parse_rfc3339(self.time.as_deref()?)?;
+        let since_epoch = Duration::new(seconds.unsigned_abs(), 0);
+        let whole = if seconds >= 0 {
+            SystemTime::UNIX_EPOCH.checked_add(since_epoch)?
+        } else {
+            SystemTime::UNIX_EPOCH.checked_sub(since_epoch)?
+        };
+        whole.checked_add(Duration::from_nanos(u64::from(nanos)))
     }
 
     /// The `dataschema` URI of version `version` of `T`.
