@@ -14,6 +14,10 @@
 //! - every acceptance is what the version gate prescribes for the decoded
 //!   key and sequence, changes nothing but that key, and agrees with what a
 //!   plain JSON parser reads from the same bytes;
+//! - every acceptance is something every store can hold and every reader
+//!   agrees on: a sequence up to `Sequence::MAX` (`i64::MAX`), a subject of
+//!   at most `MAX_KEY_BYTES` bytes without control characters, a `time` that
+//!   is RFC 3339, an ecst `dataschema` naming the entity and version;
 //! - the replica, the router and `Envelope::from_json` agree.
 
 mod common_replica;
@@ -91,6 +95,73 @@ fn check_error(error: &DecodeError) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// An RFC 3339 date-time, checked independently of the decoder: the shape
+/// `dddd-dd-ddTdd:dd:dd[.d+](Z|+dd:dd|-dd:dd)` (`t`, `z` in either case),
+/// and fields within the calendar and the clock.
+fn is_rfc3339(time: &str) -> bool {
+    let upper = time.to_ascii_uppercase();
+    let (main, offset) = match upper.strip_suffix('Z') {
+        Some(main) => (main, None),
+        None if upper.len() > 6 => {
+            let (main, offset) = upper.split_at(upper.len() - 6);
+            (main, Some(offset))
+        }
+        None => return false,
+    };
+    let (clock, fraction) = match main.split_once('.') {
+        Some((clock, fraction)) => (clock, Some(fraction)),
+        None => (main, None),
+    };
+    let shape = |text: &str, pattern: &str| {
+        text.len() == pattern.len()
+            && text.bytes().zip(pattern.bytes()).all(|(c, p)| {
+                if p == b'd' {
+                    c.is_ascii_digit()
+                } else {
+                    c == p
+                }
+            })
+    };
+    if !shape(clock, "dddd-dd-ddTdd:dd:dd") {
+        return false;
+    }
+    if fraction.is_some_and(|f| f.is_empty() || !f.bytes().all(|c| c.is_ascii_digit())) {
+        return false;
+    }
+    let field = |text: &str, at: usize, len: usize| text[at..at + len].parse::<u32>().unwrap();
+    if let Some(offset) = offset {
+        let sign = offset.starts_with('+') || offset.starts_with('-');
+        if !(sign
+            && shape(&offset[1..], "dd:dd")
+            && field(offset, 1, 2) < 24
+            && field(offset, 4, 2) < 60)
+        {
+            return false;
+        }
+    }
+    let (year, month, day) = (field(clock, 0, 4), field(clock, 5, 2), field(clock, 8, 2));
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    (1..=12).contains(&month)
+        && (1..=days[month as usize - 1]).contains(&day)
+        && field(clock, 11, 2) < 24
+        && field(clock, 14, 2) < 60
+        && field(clock, 17, 2) <= 60
+}
+
 /// The value of a number attribute as a plain JSON parser sees it.
 fn number(value: &Value) -> Option<u64> {
     match value {
@@ -132,6 +203,32 @@ fn check_accepted<T: StateEvent + PartialEq + std::fmt::Debug>(
     let subject = wire["subject"].as_str().unwrap_or_default();
     let parsed = T::Key::parse_key(subject);
     prop_assert_eq!(parsed.as_ref(), Ok(&envelope.key));
+    prop_assert!(
+        !subject.is_empty()
+            && subject.len() <= ecst::envelope::MAX_KEY_BYTES
+            && !subject.chars().any(char::is_control),
+        "accepted subject {:?}",
+        subject
+    );
+    prop_assert!(
+        envelope.sequence <= Sequence::MAX,
+        "accepted sequence {}",
+        envelope.sequence
+    );
+    prop_assert!(Sequence::try_new(envelope.sequence.get()).is_ok());
+    if let Some(time) = wire.get("time").and_then(Value::as_str) {
+        prop_assert!(envelope.time().is_some(), "time() of {:?}", time);
+        prop_assert!(is_rfc3339(time), "accepted time {:?}", time);
+    }
+    if let Some(uri) = wire.get("dataschema").and_then(Value::as_str) {
+        let ecst = uri
+            .get(..9)
+            .is_some_and(|prefix| prefix.eq_ignore_ascii_case("urn:ecst:"))
+            && uri[9..].starts_with("schema:");
+        if ecst {
+            prop_assert_eq!(&uri[9..], format!("schema:{}:v{}", T::ENTITY, version));
+        }
+    }
     prop_assert_eq!(number(&wire["sequence"]), Some(envelope.sequence.get()));
     prop_assert_eq!(number(&wire["schemaversion"]), Some(u64::from(version)));
     prop_assert!(wire.get("data_base64").is_none());
@@ -183,10 +280,19 @@ fn check_apply<T: StateEvent + PartialEq + std::fmt::Debug>(
 ) -> Result<Option<Outcome>, TestCaseError> {
     let before = snapshot(replica);
     let stats = replica.stats();
+    // What the key holds: its sequence and, when live, the state's JSON and
+    // the version it was read at (for the tie-break at one sequence).
     let held = decoded.as_ref().ok().and_then(|envelope| {
-        replica
-            .entry(&envelope.key)
-            .map(|entry| (entry.sequence(), matches!(entry, Entry::Live { .. })))
+        replica.entry(&envelope.key).map(|entry| {
+            let live = match entry {
+                Entry::Live { state, .. } => Some((
+                    serde_json::to_vec(state).unwrap(),
+                    replica.read_version(&envelope.key).unwrap(),
+                )),
+                Entry::Tombstone { .. } => None,
+            };
+            (entry.sequence(), live)
+        })
     });
     let result = replica.apply_json(bytes);
     let after = replica.stats();
@@ -217,10 +323,26 @@ fn check_apply<T: StateEvent + PartialEq + std::fmt::Debug>(
                 None if upsert => Outcome::Inserted,
                 None => Outcome::Deleted,
                 Some((s, _)) if sequence < s => Outcome::Stale,
-                Some((s, _)) if sequence == s => Outcome::Duplicate,
+                // Two events at one sequence: the replica's tie-break (a
+                // delete wins; then the higher read version; then the
+                // greater JSON; equal is a duplicate).
+                Some((s, live)) if sequence == s => match (live, envelope.state()) {
+                    (None, None) => Outcome::Duplicate,
+                    (None, Some(_)) => Outcome::Stale,
+                    (Some(_), None) => Outcome::Deleted,
+                    (Some((held_json, held_version)), Some(state)) => {
+                        let version = envelope.written_version().min(T::VERSION);
+                        let json = serde_json::to_vec(state).unwrap();
+                        match version.cmp(&held_version).then(json.cmp(&held_json)) {
+                            std::cmp::Ordering::Greater => Outcome::Updated,
+                            std::cmp::Ordering::Less => Outcome::Stale,
+                            std::cmp::Ordering::Equal => Outcome::Duplicate,
+                        }
+                    }
+                },
                 Some(_) if !upsert => Outcome::Deleted,
-                Some((_, true)) => Outcome::Updated,
-                Some((_, false)) => Outcome::Inserted,
+                Some((_, Some(_))) => Outcome::Updated,
+                Some((_, None)) => Outcome::Inserted,
             };
             prop_assert_eq!(*outcome, expected);
             prop_assert_eq!(after.rejected, stats.rejected);
@@ -358,8 +480,14 @@ fn check_payload(bytes: &[u8]) -> Result<(), TestCaseError> {
                         version
                     );
                     // Accepted bare, accepted in an envelope, in place.
+                    // (A key that cannot be a subject is the envelope's
+                    // business: empty, too long, or with control
+                    // characters.)
                     let subject = state.key().to_string();
-                    if subject.is_empty() {
+                    if subject.is_empty()
+                        || subject.len() > ecst::envelope::MAX_KEY_BYTES
+                        || subject.chars().any(char::is_control)
+                    {
                         continue;
                     }
                     let mut envelope = obj(&[
@@ -492,6 +620,17 @@ const TEXTS: &[&str] = &[
     "\u{0}",
     "\u{fffd}",
     "é\"\\",
+    "c-1\u{0}",
+    "\u{7f}",
+    "9223372036854775807",
+    "9223372036854775808",
+    "2024-05-01T12:00:00Z",
+    "2024-05-01T14:00:00+02:00",
+    "yesterday",
+    "urn:ecst:schema:customer:v1",
+    "urn:ecst:schema:customer:v2",
+    "urn:ecst:schema:order:v1",
+    "urn:ecst:schema:customer:v02",
 ];
 
 fn json_leaf() -> impl Strategy<Value = Value> {
@@ -611,6 +750,13 @@ fn envelope_members(
     ];
     if let Some(data) = data {
         members.insert(6, ("datacontenttype", json!("application/json")));
+        members.insert(
+            7,
+            (
+                "dataschema",
+                json!(format!("urn:ecst:schema:{entity}:v{version}")),
+            ),
+        );
         members.push(("data", data));
     }
     members
@@ -638,10 +784,14 @@ fn envelope_shaped() -> impl Strategy<Value = Vec<u8>> {
     };
     let texts = || select(TEXTS).prop_map(Value::from).boxed();
     let numbers = || {
+        let max = Sequence::MAX.get();
         prop_oneof![
-            (0u64..9).prop_map(Value::from),
-            (0u64..9).prop_map(|n| Value::from(n.to_string())),
-            (0u64..4).prop_map(|n| Value::from(format!("{n:020}"))),
+            3 => (0u64..9).prop_map(Value::from),
+            3 => (0u64..9).prop_map(|n| Value::from(n.to_string())),
+            3 => (0u64..4).prop_map(|n| Value::from(format!("{n:020}"))),
+            1 => (max - 2..=max.saturating_add(2)).prop_map(Value::from),
+            1 => prop_oneof![max - 1..=max + 1, Just(u64::MAX)]
+                .prop_map(|n| Value::from(format!("{n:020}"))),
         ]
         .boxed()
     };
@@ -657,9 +807,35 @@ fn envelope_shaped() -> impl Strategy<Value = Vec<u8>> {
         ),
         attribute(
             "subject",
-            select(&["c-1", "c-2", "1", "x"][..])
-                .prop_map(Value::from)
-                .boxed(),
+            prop_oneof![
+                8 => select(&["c-1", "c-2", "1", "x"][..]).prop_map(Value::from),
+                1 => select(&["c-1\u{0}", "\u{0}", "c\n1", "\u{9f}"][..]).prop_map(Value::from),
+                1 => (1024usize..=1026).prop_map(|n| Value::from("k".repeat(n))),
+            ]
+            .boxed(),
+        ),
+        attribute(
+            "time",
+            prop_oneof![
+                6 => select(&["2024-05-01T12:00:00Z", "2024-05-01t14:00:00.5+02:00"][..]),
+                1 => select(&["2024-02-30T00:00:00Z", "yesterday", ""][..]),
+            ]
+            .prop_map(Value::from)
+            .boxed(),
+        ),
+        proptest::option::weighted(
+            0.3,
+            select(
+                &[
+                    "urn:ecst:schema:customer:v1",
+                    "urn:ecst:schema:customer:v2",
+                    "urn:ecst:schema:order:v1",
+                    "URN:ecst:schema:customer:v2",
+                    "urn:ecst:schema:customer:v02",
+                    "https://schemas.example/c.json",
+                ][..],
+            )
+            .prop_map(|uri| ("dataschema".to_owned(), Value::from(uri))),
         ),
         attribute("sequence", numbers()),
         attribute(
@@ -679,8 +855,8 @@ fn envelope_shaped() -> impl Strategy<Value = Vec<u8>> {
         attribute("data", payload().boxed()),
         proptest::option::weighted(0.3, (json_name(), json_value())),
     )
-        .prop_flat_map(|(a, b, c, d, e, f, g, h, i, j)| {
-            let members: Vec<(String, Value)> = [a, b, c, d, e, f, g, h, i, j]
+        .prop_flat_map(|(a, b, c, d, e, f, g, h, i, j, k, l)| {
+            let members: Vec<(String, Value)> = [a, b, c, d, e, f, g, h, i, j, k, l]
                 .into_iter()
                 .flatten()
                 .collect();
@@ -1018,6 +1194,7 @@ fn verdict<T: StateEvent>(replica: &mut Replica<T>, bytes: &[u8]) -> &'static st
         Ok(Outcome::Deleted) => "deleted",
         Ok(Outcome::Duplicate) => "duplicate",
         Ok(Outcome::Stale) => "stale",
+        Ok(_) => "another outcome",
         Err(error) => match error.kind() {
             DecodeErrorKind::Malformed(_) => "malformed",
             DecodeErrorKind::MissingAttribute(_) => "missing attribute",
@@ -1030,6 +1207,9 @@ fn verdict<T: StateEvent>(replica: &mut Replica<T>, bytes: &[u8]) -> &'static st
             DecodeErrorKind::Upcast(_) => "upcast",
             DecodeErrorKind::InvalidKey(_) => "invalid key",
             DecodeErrorKind::KeyMismatch { .. } => "key mismatch",
+            DecodeErrorKind::KeyTooLong { .. } => "key too long",
+            DecodeErrorKind::KeyControlCharacter { .. } => "key control character",
+            DecodeErrorKind::DataSchemaMismatch { .. } => "dataschema mismatch",
             DecodeErrorKind::MissingData => "missing data",
             DecodeErrorKind::UnexpectedData => "unexpected data",
             _ => "other",
@@ -1052,7 +1232,7 @@ fn the_generated_inputs_reach_every_outcome_and_error() {
     let mut orders = orders();
     let shaped = envelope_shaped();
     let mutated = mutated_envelope();
-    for _ in 0..600 {
+    for _ in 0..1500 {
         for bytes in [
             shaped.new_tree(&mut runner).unwrap().current(),
             mutated.new_tree(&mut runner).unwrap().current(),
@@ -1078,6 +1258,9 @@ fn the_generated_inputs_reach_every_outcome_and_error() {
         "upcast",
         "invalid key",
         "key mismatch",
+        "key too long",
+        "key control character",
+        "dataschema mismatch",
         "missing data",
         "unexpected data",
     ]
