@@ -362,14 +362,20 @@ pub(crate) fn pair_up(
     }
     if r_kw == "oneOf" {
         // For each of the reader's alternatives, the writer's that mean the
-        // same (nothing but annotations differ).
-        let same: Vec<Vec<usize>> = (0..rn)
-            .map(|j| {
-                (0..wn)
-                    .filter(|&i| results[i][j].iter().all(|d| is_annotation(&d.kind)))
-                    .collect()
-            })
-            .collect();
+        // same: nothing but annotations differ, compared both ways (a
+        // reader that accepts anything shows no difference one way).
+        let mut same: Vec<Vec<usize>> = vec![Vec::new(); rn];
+        for (j, (_, r_part)) in r_list.iter().enumerate() {
+            for (i, (_, w_part)) in w_list.iter().enumerate() {
+                if !results[i][j].iter().all(|d| is_annotation(&d.kind)) {
+                    continue;
+                }
+                let back = walker.compare(r_part, w_part)?;
+                if back.iter().all(|d| is_annotation(&d.kind)) {
+                    same[j].push(i);
+                }
+            }
+        }
         one_of_overlaps(&mut out, w_raw, r_raw, &r_list, &same);
     }
     let matched = maximum_matching(&edges, rn);
