@@ -221,7 +221,7 @@ impl Bench {
             Some(KEYS as u64),
             "every event applied once"
         );
-        assert!(replica.parked().is_empty());
+        assert_eq!(replica.parked_len(), 0);
         drop(black_box(replica));
         self.delete_consumer(&name).await;
         elapsed

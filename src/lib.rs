@@ -110,7 +110,7 @@ pub use ecst_runtime::{
     SequenceError, SnapshotError, StateEvent, Upcast, UpcastError,
 };
 
-pub use ecst_runtime::{catalog, compatibility, envelope, store};
+pub use ecst_runtime::{catalog, compatibility, consume, envelope, store};
 
 /// The NATS JetStream adapter: stream, publisher, follower, bootstrap.
 #[cfg(feature = "nats")]

@@ -24,12 +24,13 @@ use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::{self, Context};
 use async_nats::{Client, HeaderMap};
 use bytes::Bytes;
+use ecst::consume::{ParkKind, Resolution};
 use ecst::nats::{
     request_bootstrap, serve_bootstrap, BootstrapRequest, FollowSettings, Follower, Mode,
-    NatsError, Published, Publisher, ServerVersion, StateStream, Subjects,
+    NatsError, Published, Publisher, RetryPolicy, ServerVersion, StateStream, Subjects,
 };
 use ecst::store::{Commit, DurableReplica, Loaded, MemoryStore, ReplicaStore};
-use ecst::{Entry, Envelope, Outcome, Producer, Replica, StateEvent};
+use ecst::{Entry, Envelope, Outcome, Producer, Replica, Sequence, StateEvent};
 use futures_util::StreamExt;
 use nats_server::NatsServer;
 use schemars::JsonSchema;
@@ -396,7 +397,7 @@ async fn publish_and_follow(mode: Mode) {
         "each key's latest event applied once"
     );
     assert_eq!(checkpoint.stream_sequence, last_stream_sequence);
-    assert!(follower.replica().parked().is_empty());
+    assert_eq!(follower.replica().parked_len(), 0);
 
     // Live: 20 events on 20 distinct keys (so none replaces another unread).
     for i in 0..20 {
@@ -1222,7 +1223,9 @@ async fn bootstrap_answers_that_cannot_be_applied_are_reported_not_parked() {
     let mut owner = Owner::new();
     let good = owner.upsert("good");
     owner.published(&good);
-    let mut answers = vec![owner.upsert("held").to_json().unwrap()];
+    let held = owner.upsert("held");
+    owner.published(&held);
+    let mut answers = vec![held.to_json().unwrap()];
     for key in ["newer-1", "newer-2"] {
         let mut newer: Value =
             serde_json::from_slice(&owner.upsert(key).to_json().unwrap()).unwrap();
@@ -1263,34 +1266,40 @@ async fn bootstrap_answers_that_cannot_be_applied_are_reported_not_parked() {
     publish_raw(&js, garbage, None, b"garbage".to_vec()).await;
     let mut follower = follower(&client, settings(&subjects, "reader"), MemoryStore::new()).await;
     bounded("catching up", follower.catch_up()).await.unwrap();
-    let parked = follower.replica().parked().to_vec();
+    let parked: Vec<_> = follower.replica().parked().cloned().collect();
     assert_eq!(parked.len(), 1);
+    assert!(parked[0].is_pending());
 
     let outcome = follower
         .bootstrap_from_owner(&BootstrapRequest::all(), Duration::from_secs(5))
         .await
         .unwrap();
-    assert_eq!(outcome.applied, vec![(0, Outcome::Inserted)]);
+    // The owner's current state of `held` applies (nothing is held behind
+    // a parked event) and supersedes the garbage parked for it.
+    assert_eq!(
+        outcome.applied,
+        vec![(0, Outcome::Inserted), (0, Outcome::Inserted)]
+    );
     assert!(outcome.parked.is_empty(), "{outcome:?}");
-    let reasons: Vec<&str> = outcome.rejected.iter().map(|(_, r)| r.as_str()).collect();
-    assert_eq!(reasons.len(), 3, "{outcome:?}");
-    assert_eq!(
-        reasons[0],
-        "held behind an earlier parked event of key `held`"
-    );
+    assert_eq!(outcome.superseded, vec![parked[0].stream_sequence]);
+    let reasons: Vec<&str> = outcome
+        .rejected
+        .iter()
+        .map(|(_, r)| r.message.as_str())
+        .collect();
+    assert_eq!(reasons.len(), 2, "{outcome:?}");
+    assert!(reasons[0].contains("schemaversion 7"), "{}", reasons[0]);
     assert!(reasons[1].contains("schemaversion 7"), "{}", reasons[1]);
-    assert!(reasons[2].contains("schemaversion 7"), "{}", reasons[2]);
     assert!(outcome.rejected.iter().all(|(sequence, _)| *sequence == 0));
-    assert_eq!(
-        follower.replica().parked(),
-        &parked[..],
-        "nothing more parked"
-    );
+    let now: Vec<_> = follower.replica().parked().cloned().collect();
+    assert_eq!(now.len(), 1, "nothing more parked");
+    assert_eq!(now[0].resolution, Some(Resolution::Superseded));
+    assert_eq!(follower.replica().pending_parked(), 0);
     let reopened: DurableReplica<Account, MemoryStore> =
         DurableReplica::open(follower.replica().store().clone())
             .await
             .unwrap();
-    assert_eq!(reopened.parked(), follower.replica().parked());
+    assert_eq!(reopened.parked().cloned().collect::<Vec<_>>(), now);
     assert_same(follower.replica().replica(), &owner.truth);
     assert_same(reopened.replica(), &owner.truth);
     responder.abort();
@@ -1331,11 +1340,13 @@ fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
 }
 
 /// Garbage, broken binary-mode headers, a future schema version, a wrong
-/// entity type and an oversized payload are parked with their reasons; the
-/// next event of each such key is held behind them; other keys keep
-/// flowing, and the follower neither fails nor stalls.
+/// entity type, an oversized payload, a message whose envelope names
+/// another key than its subject and a subject that is no key encoding are
+/// parked with typed reasons; they hold nothing back: the next valid event
+/// of each key applies and supersedes them; other keys keep flowing, the
+/// spoofed key is never touched, and the follower neither fails nor stalls.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_input_is_parked_and_holds_only_its_own_key() {
+async fn bad_input_is_parked_and_superseded_never_holding_a_key_back() {
     let (_server, client, js, subjects) = setup("bank").await;
     let publisher = Publisher::new(js.clone(), subjects.clone());
     let mut owner = Owner::new();
@@ -1420,6 +1431,30 @@ async fn bad_input_is_parked_and_holds_only_its_own_key() {
         })
         .unwrap();
     publisher.publish(&big).await.unwrap();
+    // Sent on `bad-spoof`, but its envelope overwrites key 0 at a huge
+    // sequence: it must never reach key 0.
+    let mut spoofer = Producer::<Account>::new("urn:example:attacker");
+    let spoof = spoofer
+        .upsert_at(
+            Account {
+                id: key(0),
+                owner: "eve".into(),
+                balance: 1_000_000,
+            },
+            Sequence::new(1 << 40),
+        )
+        .unwrap();
+    publish_raw(&js, subject("bad-spoof"), None, spoof.to_json().unwrap()).await;
+    // A subject that is not the canonical encoding of any key (`%41` is
+    // `A`, which is written as itself).
+    let uncanonical = format!("{}.account.%41", subjects.prefix());
+    publish_raw(
+        &js,
+        uncanonical.clone(),
+        None,
+        owner.upsert("A").to_json().unwrap(),
+    )
+    .await;
     for i in 4..20 {
         publish_good(&publisher, &mut owner, &mut good, key(i)).await;
     }
@@ -1439,22 +1474,35 @@ async fn bad_input_is_parked_and_holds_only_its_own_key() {
         "bad-type",
         "bad-future",
         "bad-big",
+        "bad-spoof",
     ];
-    let expected_reasons = [
-        "not a JSON CloudEvent",
-        "required attribute `id` is missing",
-        "required attribute `specversion` is missing",
-        "`account`",
-        "99",
-        "payload exceeds the 4096 byte limit of this follower",
+    let expected = [
+        ("not a JSON CloudEvent", ParkKind::Invalid),
+        ("required attribute `id` is missing", ParkKind::Invalid),
+        (
+            "required attribute `specversion` is missing",
+            ParkKind::Invalid,
+        ),
+        ("`account`", ParkKind::Invalid),
+        ("99", ParkKind::FutureVersion),
+        (
+            "payload exceeds the 4096 byte limit of this follower",
+            ParkKind::Refused,
+        ),
+        (
+            "a message applies only to the entity and key it was sent to",
+            ParkKind::Misaddressed,
+        ),
     ];
-    let parked = follower.replica().parked().to_vec();
-    assert_eq!(parked.len(), bad.len(), "{parked:#?}");
-    for ((key, reason), parked) in bad.iter().zip(expected_reasons).zip(&parked) {
+    let parked: Vec<_> = follower.replica().parked().cloned().collect();
+    assert_eq!(parked.len(), bad.len() + 1, "{parked:#?}");
+    for ((key, (reason, kind)), parked) in bad.iter().zip(expected).zip(&parked) {
         assert_eq!(parked.subject, subject(key));
         assert_eq!(parked.key.as_deref(), Some(*key), "{parked:?}");
+        assert_eq!(parked.reason.kind, kind, "{parked:?}");
+        assert!(parked.is_pending(), "{parked:?}");
         assert!(
-            parked.reason.contains(reason),
+            parked.reason.message.contains(reason),
             "{key}: `{}` should mention `{reason}`",
             parked.reason
         );
@@ -1464,66 +1512,71 @@ async fn bad_input_is_parked_and_holds_only_its_own_key() {
         big.to_json().unwrap().len(),
         "parked as received"
     );
+    let last = &parked[bad.len()];
+    assert_eq!(last.subject, uncanonical);
+    assert_eq!(last.key, None, "an undecodable subject names no key");
+    assert_eq!(last.reason.kind, ParkKind::Misaddressed);
+    assert!(
+        last.reason.message.contains("canonically"),
+        "{}",
+        last.reason
+    );
     assert_same(follower.replica().replica(), &owner.truth_of(&good));
+    assert_eq!(
+        follower
+            .replica()
+            .replica()
+            .get(&key(0))
+            .map(|a| a.owner.as_str()),
+        Some(owner.truth[&key(0)].1.as_ref().unwrap().owner.as_str()),
+        "the spoofed key is untouched"
+    );
 
-    // Valid events for every bad key wait behind the parked ones; the good
-    // keys move on.
-    let mut behind = BTreeMap::new();
+    // Valid events for every bad key apply at once and supersede what is
+    // parked for it; the good keys move on.
     for key in bad {
         let envelope = owner.upsert(key);
-        let published = publisher.publish(&envelope).await.unwrap();
-        behind.insert(key, (published.stream_sequence, envelope));
+        publish_recorded(&publisher, &mut owner, envelope).await;
+        good.insert(key.to_owned());
     }
     for i in (0..10).chain(20..25) {
         publish_good(&publisher, &mut owner, &mut good, key(i)).await;
     }
     bounded("catching up", follower.catch_up()).await.unwrap();
-    let parked = follower.replica().parked().to_vec();
-    assert_eq!(parked.len(), 2 * bad.len(), "{parked:#?}");
-    for (key, held) in bad.iter().zip(&parked[bad.len()..]) {
-        assert_eq!(held.key.as_deref(), Some(*key));
+    let now: Vec<_> = follower.replica().parked().cloned().collect();
+    assert_eq!(now.len(), bad.len() + 1, "nothing more parked: {now:#?}");
+    for parked in &now[..bad.len()] {
         assert_eq!(
-            held.reason,
-            format!("held behind an earlier parked event of key `{key}`")
+            parked.resolution,
+            Some(Resolution::Superseded),
+            "{parked:?}"
         );
     }
-    assert_same(follower.replica().replica(), &owner.truth_of(&good));
-    for key in bad {
-        assert!(
-            follower.replica().replica().entry(key).is_none(),
-            "{key} must not be applied"
-        );
-    }
-
-    // Retrying applies what now decodes, in order: the oversized event
-    // (the size limit is the follower's, applied on receipt only) and the
-    // event held behind it. The others stay parked while their causes
-    // remain, and the parking lot is durable.
-    let retried = follower.replica_mut().retry_parked().await.unwrap();
-    let (held_sequence, held) = &behind["bad-big"];
-    assert_eq!(
-        retried.applied,
-        vec![
-            (parked[5].stream_sequence, Outcome::Inserted),
-            (*held_sequence, Outcome::Updated)
-        ]
+    assert!(
+        now[bad.len()].is_pending(),
+        "the keyless one waits for an operator"
     );
-    assert_eq!(retried.parked.len(), 2 * bad.len() - 2);
-    owner.published(&big);
-    owner.published(held);
-    good.insert("bad-big".to_owned());
-    let still: Vec<_> = parked
-        .iter()
-        .filter(|p| p.key.as_deref() != Some("bad-big"))
-        .cloned()
-        .collect();
-    assert_eq!(follower.replica().parked(), &still[..]);
     assert_same(follower.replica().replica(), &owner.truth_of(&good));
+
+    // Nothing left to retry; the operator discards the keyless message, and
+    // the parking lot is durable.
+    let retried = follower.replica_mut().retry_parked().await.unwrap();
+    assert!(retried.applied.is_empty(), "{retried:?}");
+    let keyless = now[bad.len()].stream_sequence;
+    assert!(follower
+        .replica_mut()
+        .discard_parked(keyless, "a foreign publisher's mistake")
+        .await
+        .unwrap());
+    assert_eq!(follower.replica().pending_parked(), 0);
     let reopened: DurableReplica<Account, MemoryStore> =
         DurableReplica::open(follower.replica().store().clone())
             .await
             .unwrap();
-    assert_eq!(reopened.parked(), &still[..]);
+    assert_eq!(
+        reopened.parked().cloned().collect::<Vec<_>>(),
+        follower.replica().parked().cloned().collect::<Vec<_>>()
+    );
     assert_same(reopened.replica(), &owner.truth_of(&good));
 
     // Still following: a later event of a good key comes through.
@@ -1734,4 +1787,155 @@ async fn binary_mode_refuses_attributes_a_header_cannot_carry() {
     let mut follower = follower(&client, settings(&subjects, "reader"), MemoryStore::new()).await;
     poll_until_same(&mut follower, &owner.truth).await;
     assert_same(follower.replica().replica(), &owner.truth);
+}
+
+// ---------------------------------------------------------------------------
+// Faults of the consume path: cancellation, broker restart, stream reset
+// ---------------------------------------------------------------------------
+
+/// Publishes `keys` upserts (one per key) and returns the owner.
+async fn publish_keys(publisher: &Publisher, keys: usize) -> Owner {
+    let mut owner = Owner::new();
+    let mut batch = Vec::with_capacity(keys);
+    for i in 0..keys {
+        let envelope = owner.upsert(&key(i));
+        owner.published(&envelope);
+        batch.push(envelope);
+    }
+    for chunk in batch.chunks(500) {
+        publisher.publish_all(chunk).await.expect("publishing");
+    }
+    owner
+}
+
+/// `poll` dropped at every kind of await point — zero and tiny time
+/// budgets, again and again, during the catch-up and while live events
+/// arrive — loses nothing: the replica ends equal to the owner's state.
+/// Before polls were cancellation-safe, a poll dropped inside a fetch lost
+/// the messages it had received, and the next commit moved the checkpoint
+/// past them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polls_cancelled_at_any_point_lose_nothing() {
+    let (_server, client, js, subjects) = setup("bank").await;
+    let publisher = Publisher::new(js.clone(), subjects.clone());
+    let mut owner = publish_keys(&publisher, 1_000).await;
+    let mut settings = settings(&subjects, "reader");
+    settings.batch = 32;
+    let mut follower = follower(&client, settings, MemoryStore::new()).await;
+
+    let budgets = [0u64, 0, 1, 0, 2, 5, 0, 1, 3, 10, 0, 20];
+    let mut cancelled = 0;
+    let mut completed = 0;
+    for round in 0..400 {
+        let budget = Duration::from_micros(budgets[round % budgets.len()] * 250);
+        match tokio::time::timeout(budget, follower.poll()).await {
+            Err(_) => cancelled += 1,
+            Ok(result) => {
+                result.expect("polling");
+                completed += 1;
+            }
+        }
+        if round % 50 == 0 {
+            // Live changes while the cancellations go on.
+            for _ in 0..20 {
+                let k = key(owner.below(1_000) as usize);
+                let envelope = owner.change(&k);
+                publish_recorded(&publisher, &mut owner, envelope).await;
+            }
+        }
+    }
+    assert!(cancelled > 50, "the budgets must cancel polls: {cancelled}");
+    bounded("catching up", follower.catch_up()).await.unwrap();
+    assert_same(follower.replica().replica(), &owner.truth);
+    // And durably so: the store holds the same.
+    let reopened: DurableReplica<Account, MemoryStore> =
+        DurableReplica::open(follower.replica().store().clone())
+            .await
+            .unwrap();
+    assert_same(reopened.replica(), &owner.truth);
+    eprintln!("{cancelled} polls cancelled, {completed} completed");
+}
+
+/// The broker is killed mid catch-up and restarted on its store: the
+/// follower's `catch_up` returns only once the replica holds the owner's
+/// whole state. Before, the empty fetches right after the restart read as
+/// "nothing pending" and catch-up ended with a partial replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caught_up_after_a_broker_restart_means_the_whole_state() {
+    let (mut server, client, js, subjects) = setup("bank").await;
+    let publisher = Publisher::new(js.clone(), subjects.clone());
+    const KEYS: usize = 5_000;
+    let owner = publish_keys(&publisher, KEYS).await;
+    let mut settings = settings(&subjects, "reader");
+    settings.batch = 64;
+    settings.retry = RetryPolicy {
+        attempts: 50,
+        initial_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(200),
+    };
+    let mut follower = follower(&client, settings, MemoryStore::new()).await;
+    // Part of the way in.
+    while follower.replica().replica().len() < KEYS / 10 {
+        follower.poll().await.expect("polling");
+    }
+    server.stop();
+    server.restart();
+    let mut polls = 0;
+    bounded("catching up across the restart", async {
+        loop {
+            polls += 1;
+            match follower.poll().await {
+                Ok(progress) if progress.caught_up() => break,
+                Ok(_) | Err(_) => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        follower.replica().replica().len(),
+        KEYS,
+        "caught up claimed with a partial replica"
+    );
+    assert_same(follower.replica().replica(), &owner.truth);
+    eprintln!("caught up after {polls} polls across the restart");
+}
+
+/// The state stream is deleted and created again (numbering from 1, below
+/// the follower's checkpoint) and the owner publishes its state again: a
+/// follower restarted from its store notices and bootstraps again, instead
+/// of waiting, silently, for sequences above its old checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_stream_is_bootstrapped_again() {
+    let (_server, client, js, subjects) = setup("bank").await;
+    let publisher = Publisher::new(js.clone(), subjects.clone());
+    let mut owner = publish_keys(&publisher, 300).await;
+    let mut first = follower(&client, settings(&subjects, "reader"), MemoryStore::new()).await;
+    bounded("catching up", first.catch_up()).await.unwrap();
+    assert_same(first.replica().replica(), &owner.truth);
+    let store = first.replica().store().clone();
+    let checkpoint = first.replica().resume_after();
+    assert!(checkpoint >= 300);
+    drop(first);
+
+    js.delete_stream(STREAM).await.unwrap();
+    let version = ServerVersion::of(&client).unwrap();
+    StateStream::new(STREAM, subjects.clone())
+        .ensure(&js, version)
+        .await
+        .unwrap();
+    // The owner re-publishes a few keys, newer states: fewer messages than
+    // the old checkpoint.
+    for i in 0..20 {
+        let envelope = owner.upsert(&key(i));
+        publish_recorded(
+            &Publisher::new(js.clone(), subjects.clone()),
+            &mut owner,
+            envelope,
+        )
+        .await;
+    }
+    let mut follower = follower(&client, settings(&subjects, "reader"), store).await;
+    bounded("catching up", follower.catch_up()).await.unwrap();
+    assert_same(follower.replica().replica(), &owner.truth);
+    assert!(follower.replica().resume_after() < checkpoint);
 }

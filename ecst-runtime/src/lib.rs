@@ -19,6 +19,7 @@
 
 pub mod catalog;
 pub mod compatibility;
+pub mod consume;
 pub mod envelope;
 mod error;
 mod event;

@@ -243,6 +243,11 @@ impl<T: StateEvent> Replica<T> {
         }
     }
 
+    /// Counts an event rejected before it reached the replica.
+    pub(crate) fn count_rejection(&mut self, error: &DecodeError) {
+        self.stats.reject(error);
+    }
+
     pub(crate) fn apply_parts(
         &mut self,
         header: Header<'_>,
@@ -257,7 +262,7 @@ impl<T: StateEvent> Replica<T> {
         }
     }
 
-    fn apply_decoded(&mut self, decoded: Decoded<'_, T>) -> Outcome {
+    pub(crate) fn apply_decoded(&mut self, decoded: Decoded<'_, T>) -> Outcome {
         let written = decoded.header.schema_version;
         if written > T::VERSION {
             self.stats.read_as_older += 1;

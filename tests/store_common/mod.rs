@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use ecst::consume::{ParkKind, ParkReason, ParkingLimits, Resolution};
 use ecst::store::{
     Checkpoint, Commit, DurableReplica, Loaded, Message, Parked, ReplicaStore, StoreError,
     StoredEntry,
@@ -165,8 +166,9 @@ pub fn parked(stream_sequence: u64, key: Option<&str>, reason: &str, payload: &[
         stream_sequence,
         subject: format!("accounts.{}", key.unwrap_or("unknown")),
         key: key.map(str::to_owned),
-        reason: reason.to_owned(),
+        reason: ParkReason::new(ParkKind::Invalid, reason),
         payload: payload.to_vec(),
+        resolution: None,
     }
 }
 
@@ -174,6 +176,7 @@ fn live<'a, T: StateEvent>(key: &'a T::Key, sequence: u64, state: &'a T) -> Stor
     StoredEntry {
         key,
         sequence: Sequence::new(sequence),
+        read_version: T::VERSION,
         state: Some(state),
     }
 }
@@ -182,6 +185,7 @@ fn tombstone<T: StateEvent>(key: &T::Key, sequence: u64) -> StoredEntry<'_, T> {
     StoredEntry {
         key,
         sequence: Sequence::new(sequence),
+        read_version: T::VERSION,
         state: None,
     }
 }
@@ -211,7 +215,16 @@ pub async fn commit_then_reopen<B: Backend>(backend: &B, test: &str) {
             b"{\"later\":1}",
         ),
         parked(12, None, "not a JSON CloudEvent", &[0xff, 0x00, 0xfe, b'x']),
-        parked(30, Some("a-4"), "schema version is newer", b"{}"),
+        Parked {
+            reason: ParkReason::new(ParkKind::FutureVersion, "schema version is newer"),
+            resolution: Some(Resolution::Discarded("re-published by the owner".into())),
+            ..parked(30, Some("a-4"), "", b"{}")
+        },
+        Parked {
+            reason: ParkReason::new(ParkKind::Misaddressed, "sent to a-5, says a-1"),
+            resolution: Some(Resolution::Superseded),
+            ..parked(31, Some("a-5"), "", b"{}")
+        },
     ];
     ReplicaStore::<v1::Account>::commit(
         &mut store,
@@ -281,7 +294,7 @@ pub async fn commit_then_reopen<B: Backend>(backend: &B, test: &str) {
             stream_sequence: 50,
             applied: 10,
         }),
-        parked: vec![sorted[0].clone(), sorted[2].clone()],
+        parked: vec![sorted[0].clone(), sorted[2].clone(), sorted[3].clone()],
     };
     assert_eq!(reopen::<v1::Account, _>(backend, &consumer).await, expected);
 
@@ -492,7 +505,7 @@ pub async fn durable_replica_batch<B: Backend>(backend: &B, test: &str) {
     assert_eq!(entries(durable.replica()), in_memory);
     assert_eq!(durable.checkpoint(), Some(checkpoint));
     assert_eq!(durable.resume_after(), 6);
-    assert!(durable.parked().is_empty());
+    assert_eq!(durable.parked_len(), 0);
 
     // Redelivery after the reopen (the broker did not see the ack):
     // nothing new is applied, the counter does not move. Each key's last
@@ -523,10 +536,13 @@ pub async fn durable_replica_batch<B: Backend>(backend: &B, test: &str) {
     backend.purge(&mut store).await;
 }
 
-/// Garbage and future-version events are parked with the reason, later
-/// events of the same key are held behind them, other keys flow; reopening
-/// keeps the parked ones (and a redelivery does not park them twice); a v2
-/// build's `retry_parked` applies the future-version events in order.
+/// Parking holds nothing back and is superseded by newer states: garbage,
+/// a future-version event and a misaddressed event are parked with typed
+/// reasons; a later valid event of the same key applies at once and
+/// supersedes what it makes obsolete; a future version above everything
+/// applied stays pending until an upgraded build retries it; an operator
+/// discards what can never apply; resolved events are purged past the
+/// limits. Everything survives a reopen, and redeliveries park nothing twice.
 pub async fn parking_and_retry<B: Backend>(backend: &B, test: &str) {
     let consumer = consumer(test);
     let mut store = backend.open(&consumer).await;
@@ -534,37 +550,94 @@ pub async fn parking_and_retry<B: Backend>(backend: &B, test: &str) {
 
     let mut old = Producer::<v1::Account>::new("urn:example:bank");
     let mut new = Producer::<v2::Account>::new("urn:example:bank");
+    let mut spoof = Producer::<v1::Account>::new("urn:example:attacker");
     let rev = Sequence::new;
+    let garbage = |stream_sequence, subject: &str| Msg {
+        stream_sequence,
+        subject: subject.into(),
+        payload: b"this is not JSON".to_vec(),
+    };
     let batch = vec![
         msg(1, old.upsert_at(account1("b-1", "Bo", 1), rev(1)).unwrap()),
-        Msg {
-            stream_sequence: 2,
-            subject: "account.garbage".into(),
-            payload: b"this is not JSON".to_vec(),
-        },
+        garbage(2, "account.garbage"),
         // Written by an upgraded producer: the v1 consumer cannot read it.
         msg(
             3,
             new.upsert_at(account2("b-1", "Bo", Some("bo@example.com"), 2), rev(2))
                 .unwrap(),
         ),
-        // Readable, but held behind b-1's parked event to keep b-1 in order.
+        // Applies at once (nothing is held behind 3), and supersedes 3.
         msg(4, old.upsert_at(account1("b-1", "Bo", 3), rev(3)).unwrap()),
-        // Another key keeps flowing.
         msg(5, old.upsert_at(account1("b-2", "Di", 5), rev(1)).unwrap()),
+        // Newer than anything applied for b-1: stays pending.
+        msg(
+            6,
+            new.upsert_at(account2("b-1", "Bo", Some("bo@example.org"), 4), rev(4))
+                .unwrap(),
+        ),
+        // Sent to b-2, but its envelope claims b-1 at a huge sequence.
+        msg(
+            7,
+            spoof
+                .upsert_at(account1("b-1", "Eve", 666), rev(1 << 40))
+                .unwrap(),
+        ),
+        // Garbage sent to b-2: its key comes from the address.
+        garbage(8, "account.b-2"),
+        msg(9, old.upsert_at(account1("b-2", "Di", 6), rev(2)).unwrap()),
     ];
+    let addresses = ["b-1", "", "b-1", "b-1", "b-2", "b-1", "b-2", "b-2", "b-2"];
+    let addressed = |batch: &[Msg]| -> Vec<Message<'static>> {
+        batch
+            .iter()
+            .zip(addresses)
+            .map(|(m, key)| {
+                let message = Message::new(
+                    m.stream_sequence,
+                    Box::leak(m.subject.clone().into_boxed_str()),
+                    Box::leak(m.payload.clone().into_boxed_slice()),
+                );
+                if key.is_empty() {
+                    message
+                } else {
+                    message.addressed_to("account", key)
+                }
+            })
+            .collect()
+    };
 
     let mut durable = DurableReplica::<v1::Account, _>::open(store)
         .await
         .expect("open");
-    let outcome = durable.apply_batch(&messages(&batch)).await.expect("batch");
+    let outcome = durable
+        .apply_batch(&addressed(&batch))
+        .await
+        .expect("batch");
     assert_eq!(
         outcome.applied,
-        vec![(1, Outcome::Inserted), (5, Outcome::Inserted)]
+        vec![
+            (1, Outcome::Inserted),
+            (4, Outcome::Updated),
+            (5, Outcome::Inserted),
+            (9, Outcome::Updated)
+        ]
     );
-    let parked_at: Vec<u64> = outcome.parked.iter().map(|(s, _)| *s).collect();
-    assert_eq!(parked_at, vec![2, 3, 4]);
-    let reasons: Vec<&str> = outcome.parked.iter().map(|(_, r)| r.as_str()).collect();
+    let kinds: Vec<(u64, ParkKind)> = outcome.parked.iter().map(|(s, r)| (*s, r.kind)).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (2, ParkKind::Invalid),
+            (3, ParkKind::FutureVersion),
+            (6, ParkKind::FutureVersion),
+            (7, ParkKind::Misaddressed),
+            (8, ParkKind::Invalid),
+        ]
+    );
+    let reasons: Vec<&str> = outcome
+        .parked
+        .iter()
+        .map(|(_, r)| r.message.as_str())
+        .collect();
     assert!(
         reasons[0].contains("not a JSON CloudEvent"),
         "{}",
@@ -576,53 +649,73 @@ pub async fn parking_and_retry<B: Backend>(backend: &B, test: &str) {
         reasons[1]
     );
     assert!(
-        reasons[2].contains("held behind an earlier parked event of key `b-1`"),
+        reasons[3].contains("key `b-2`") && reasons[3].contains("key `b-1`"),
         "{}",
-        reasons[2]
+        reasons[3]
     );
+    assert_eq!(outcome.superseded, vec![3, 7, 8]);
     let checkpoint = Checkpoint {
-        stream_sequence: 5,
-        applied: 2,
+        stream_sequence: 9,
+        applied: 4,
     };
     assert_eq!(durable.checkpoint(), Some(checkpoint));
-    let parked_now = durable.parked().to_vec();
-    assert_eq!(parked_now.len(), 3);
-    assert_eq!(parked_now[0].key, None);
+    let parked_now: Vec<Parked> = durable.parked().cloned().collect();
+    let status: Vec<(u64, Option<&str>, bool)> = parked_now
+        .iter()
+        .map(|p| (p.stream_sequence, p.key.as_deref(), p.is_pending()))
+        .collect();
+    assert_eq!(
+        status,
+        vec![
+            (2, None, true),
+            (3, Some("b-1"), false),
+            (6, Some("b-1"), true),
+            (7, Some("b-2"), false),
+            (8, Some("b-2"), false),
+        ]
+    );
+    assert_eq!(durable.pending_parked(), 2);
     assert_eq!(parked_now[0].payload, b"this is not JSON");
     assert_eq!(parked_now[0].subject, "account.garbage");
-    assert_eq!(parked_now[1].key.as_deref(), Some("b-1"));
-    assert_eq!(parked_now[1].payload, batch[2].payload);
-    assert_eq!(parked_now[2].key.as_deref(), Some("b-1"));
+    assert_eq!(parked_now[1].resolution, Some(Resolution::Superseded));
+    // The spoofed key was never touched.
     let v1_entries = vec![
-        ("b-1".into(), 1, Some(account1("b-1", "Bo", 1))),
-        ("b-2".into(), 1, Some(account1("b-2", "Di", 5))),
+        ("b-1".into(), 3, Some(account1("b-1", "Bo", 3))),
+        ("b-2".into(), 2, Some(account1("b-2", "Di", 6))),
     ];
     assert_eq!(entries(durable.replica()), v1_entries);
     drop(durable);
 
-    // Reopen: the parked events are still there, same order, same reasons.
+    // Reopen: the parked events are still there, same order, same reasons,
+    // same resolutions.
     let mut durable = DurableReplica::<v1::Account, _>::open(backend.open(&consumer).await)
         .await
         .expect("reopen");
-    assert_eq!(durable.parked(), parked_now.as_slice());
+    assert_eq!(durable.parked().cloned().collect::<Vec<_>>(), parked_now);
     assert_eq!(durable.checkpoint(), Some(checkpoint));
     assert_eq!(entries(durable.replica()), v1_entries);
 
-    // Redelivered: applied ones are duplicates, parked ones stay parked
-    // once (not twice), nothing moves.
+    // Redelivered: nothing changes; the pending parked ones are reported
+    // again (parked once, not twice), the resolved ones not at all.
     let outcome = durable
-        .apply_batch(&messages(&batch))
+        .apply_batch(&addressed(&batch))
         .await
         .expect("redelivery");
     assert_eq!(
         outcome.applied,
-        vec![(1, Outcome::Duplicate), (5, Outcome::Duplicate)]
+        vec![
+            (1, Outcome::Stale),
+            (4, Outcome::Duplicate),
+            (5, Outcome::Stale),
+            (9, Outcome::Duplicate)
+        ]
     );
     assert_eq!(
         outcome.parked.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
-        vec![2, 3, 4]
+        vec![2, 6]
     );
-    assert_eq!(durable.parked(), parked_now.as_slice());
+    assert!(outcome.superseded.is_empty());
+    assert_eq!(durable.parked().cloned().collect::<Vec<_>>(), parked_now);
     assert_eq!(durable.checkpoint(), Some(checkpoint));
     // A retry with the old build changes nothing.
     let outcome = durable.retry_parked().await.expect("retry with v1");
@@ -633,40 +726,79 @@ pub async fn parking_and_retry<B: Backend>(backend: &B, test: &str) {
     assert_eq!(reopened.checkpoint, Some(checkpoint));
 
     // The upgraded build opens the same store: v1 states are upcast, and
-    // the retry applies b-1's events in order; the garbage stays.
+    // the retry applies b-1's pending v2 event; the garbage stays.
     let mut durable = DurableReplica::<v2::Account, _>::open(backend.open(&consumer).await)
         .await
         .expect("open with v2");
-    assert_eq!(
-        durable.replica().get("b-1"),
-        Some(&account2("b-1", "Bo", None, 1))
-    );
     let outcome = durable.retry_parked().await.expect("retry with v2");
-    assert_eq!(
-        outcome.applied,
-        vec![(3, Outcome::Updated), (4, Outcome::Updated)]
-    );
+    assert_eq!(outcome.applied, vec![(6, Outcome::Updated)]);
     assert_eq!(
         outcome.parked.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
         vec![2]
     );
     let v2_entries = vec![
-        ("b-1".into(), 3, Some(account2("b-1", "Bo", None, 3))),
-        ("b-2".into(), 1, Some(account2("b-2", "Di", None, 5))),
+        (
+            "b-1".into(),
+            4,
+            Some(account2("b-1", "Bo", Some("bo@example.org"), 4)),
+        ),
+        ("b-2".into(), 2, Some(account2("b-2", "Di", None, 6))),
     ];
-    let checkpoint = Checkpoint {
-        stream_sequence: 5,
-        applied: 4,
-    };
     assert_eq!(entries(durable.replica()), v2_entries);
-    assert_eq!(durable.checkpoint(), Some(checkpoint));
-    assert_eq!(durable.parked(), &parked_now[..1]);
+    assert_eq!(durable.pending_parked(), 1);
+    assert!(
+        durable.parked_at(6).is_none(),
+        "applied events leave the lot"
+    );
+
+    // The garbage can never apply: an operator discards it, saying why.
+    assert!(!durable.discard_parked(6, "no such event").await.unwrap());
+    assert!(durable
+        .discard_parked(2, "garbage from a test publisher")
+        .await
+        .unwrap());
+    assert_eq!(durable.pending_parked(), 0);
+    assert_eq!(
+        durable.parked_at(2).and_then(|p| p.resolution.clone()),
+        Some(Resolution::Discarded(
+            "garbage from a test publisher".into()
+        ))
+    );
+    assert_eq!(durable.parked_len(), 4);
     drop(durable);
 
+    // Resolved events are kept within the limits: past them, the oldest go
+    // with the next commit.
+    let durable = DurableReplica::<v2::Account, _>::open(backend.open(&consumer).await)
+        .await
+        .expect("reopen with v2");
+    assert_eq!(durable.parked_len(), 4);
+    assert_eq!(durable.pending_parked(), 0);
+    let mut durable = durable.with_parking_limits(ParkingLimits {
+        max_resolved: 2,
+        ..ParkingLimits::default()
+    });
+    let next = msg(
+        10,
+        new.upsert_at(account2("b-3", "Al", None, 1), rev(1))
+            .unwrap(),
+    );
+    durable
+        .apply_batch(&messages(std::slice::from_ref(&next)))
+        .await
+        .expect("batch under limits");
+    let left: Vec<u64> = durable.parked().map(|p| p.stream_sequence).collect();
+    assert_eq!(left, vec![7, 8]);
+    drop(durable);
     let reopened = reopen::<v2::Account, _>(backend, &consumer).await;
-    assert_eq!(reopened.entries, v2_entries);
-    assert_eq!(reopened.checkpoint, Some(checkpoint));
-    assert_eq!(reopened.parked, parked_now[..1].to_vec());
+    assert_eq!(
+        reopened
+            .parked
+            .iter()
+            .map(|p| p.stream_sequence)
+            .collect::<Vec<_>>(),
+        vec![7, 8]
+    );
 
     let mut store = backend.open(&consumer).await;
     backend.purge(&mut store).await;

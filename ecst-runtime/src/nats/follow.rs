@@ -12,40 +12,9 @@ use futures_util::StreamExt;
 use super::binary::to_structured;
 use super::bootstrap::{request_bootstrap, BootstrapRequest};
 use super::{jetstream, NatsError, ServerVersion, Subjects};
+use crate::consume::{Address, BatchOutcome, Message, RetryPolicy};
 use crate::event::StateEvent;
-use crate::store::{BatchOutcome, DurableReplica, Message, ReplicaStore};
-
-/// Retries of a batch whose commit failed (the store was unreachable, say).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts per batch before [`Follower::poll`] gives up with
-    /// [`NatsError::Store`]; the batch stays unacknowledged and is delivered
-    /// again later.
-    pub attempts: u32,
-    /// The wait after the first failure; doubled after each one.
-    pub initial_backoff: Duration,
-    /// The longest wait.
-    pub max_backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            attempts: 5,
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(5),
-        }
-    }
-}
-
-impl RetryPolicy {
-    fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX);
-        self.initial_backoff
-            .saturating_mul(factor)
-            .min(self.max_backoff)
-    }
-}
+use crate::store::{DurableReplica, ReplicaStore};
 
 /// How a [`Follower`] consumes.
 #[derive(Clone, Debug)]
@@ -98,17 +67,30 @@ impl FollowSettings {
 
 /// What one [`Follower::poll`] did.
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct Progress {
     /// The batch's outcomes (applied and parked messages).
     pub batch: BatchOutcome,
-    /// Messages the server still had for this consumer after the batch.
+    /// Messages the server still had for this consumer after the batch, as
+    /// the last message of the batch said (0 for an empty batch).
     pub pending: u64,
+    /// The server confirmed, after this batch was committed and
+    /// acknowledged, that the consumer has nothing left: see
+    /// [`Progress::caught_up`].
+    pub confirmed: bool,
 }
 
 impl Progress {
-    /// `true` when the replica has caught up with the stream.
+    /// `true` when the replica has caught up with the stream: the batch
+    /// left nothing pending *and* the server, asked afterwards, reports no
+    /// message pending or awaiting acknowledgement for this consumer.
+    ///
+    /// An empty fetch alone proves nothing (after a broker restart the
+    /// first fetches can come back empty while the stream still holds
+    /// thousands of messages for the consumer), so the answer is the
+    /// server's own count, read after the batch.
     pub fn caught_up(&self) -> bool {
-        self.pending == 0
+        self.pending == 0 && self.confirmed
     }
 }
 
@@ -138,6 +120,18 @@ pub struct Follower<T: StateEvent, S: ReplicaStore<T>> {
     consumer: Option<Consumer<PullConfig>>,
     /// The inbox of the next batch, requested ahead (see above).
     next: Option<Subscriber>,
+    /// A poll started and did not finish: its future was dropped (a
+    /// `select!`, a `timeout`). Messages it had received are delivered but
+    /// unacknowledged, so the next poll re-creates the consumer from the
+    /// checkpoint, and they come again.
+    interrupted: bool,
+    /// The consumer sequence of the last delivery received from the
+    /// current consumer (`None` right after creating it).
+    delivered: Option<u64>,
+    /// When the state stream was created, as first seen: a stream deleted
+    /// and created again under the same name numbers its messages from 1
+    /// again, below the checkpoint.
+    stream_created: Option<i128>,
 }
 
 impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
@@ -158,6 +152,9 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
             durable,
             consumer: None,
             next: None,
+            interrupted: false,
+            delivered: None,
+            stream_created: None,
         };
         follower.create_consumer().await?;
         Ok(follower)
@@ -181,11 +178,38 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
     async fn create_consumer(&mut self) -> Result<(), NatsError> {
         // A batch requested from the consumer being replaced is not read.
         self.next = None;
+        self.delivered = None;
         let stream = self
             .js
             .get_stream(&self.settings.stream)
             .await
             .map_err(|e| jetstream("looking up the state stream", e))?;
+        let info = stream.cached_info();
+        let created = info.created.unix_timestamp_nanos();
+        let last_sequence = info.state.last_sequence;
+        let recreated = self.stream_created.is_some_and(|seen| seen != created);
+        self.stream_created = Some(created);
+        // A stream deleted and created again (or restored from an older
+        // backup) numbers its messages below the checkpoint: resuming after
+        // the checkpoint would skip them all, silently. Start over from the
+        // latest event of every key instead; the version gate keeps what
+        // the replica already holds where it is newer.
+        if recreated || self.durable.resume_after() > last_sequence {
+            tracing::warn!(
+                stream = %self.settings.stream,
+                checkpoint = self.durable.resume_after(),
+                last_sequence,
+                recreated,
+                "the state stream was re-created or reset below the checkpoint: bootstrapping again"
+            );
+            self.durable
+                .rewind_stream_position()
+                .await
+                .map_err(|error| NatsError::Store {
+                    attempts: 1,
+                    source: Box::new(error),
+                })?;
+        }
         // The replica's checkpoint is the truth: whatever the server
         // remembers of an earlier consumer of this name is replaced.
         let _ = stream.delete_consumer(&self.settings.durable_name).await;
@@ -234,8 +258,23 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
     /// keeps failing ends in [`NatsError::Store`] with the batch
     /// unacknowledged. The next poll then starts over from the checkpoint,
     /// so the failed batch comes again first.
+    ///
+    /// # Cancellation
+    ///
+    /// Cancellation-safe: if the future is dropped at any await (inside a
+    /// `select!` or a `timeout`), nothing is lost. The messages it had
+    /// received are unacknowledged, so the next poll re-creates the
+    /// consumer from the checkpoint and they are delivered again; a commit
+    /// in flight is either durable (and the redelivery a duplicate) or not
+    /// (and memory is reloaded from the store).
     pub async fn poll(&mut self) -> Result<Progress, NatsError> {
+        if self.interrupted {
+            self.consumer = None;
+            self.next = None;
+        }
+        self.interrupted = true;
         let result = self.poll_once().await;
+        self.interrupted = false;
         if result.is_err() {
             // The failed batch was delivered but not acknowledged: the
             // server would go on with the messages after it and deliver it
@@ -266,10 +305,12 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
                 }
             }
         };
+        let mut messages = messages;
         let mut pending = 0;
         let mut bodies: Vec<(u64, Option<Vec<u8>>)> = Vec::with_capacity(messages.len());
-        for message in &messages {
-            let (stream_sequence, left) = message
+        let mut gap = false;
+        for (index, message) in messages.iter().enumerate() {
+            let info = message
                 .reply
                 .as_ref()
                 .and_then(|reply| ack_info(reply.as_str()))
@@ -279,11 +320,34 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
                         "the message has no JetStream acknowledgement subject",
                     )
                 })?;
-            pending = left;
+            // The consumer numbers its deliveries 1, 2, 3…: a number
+            // skipped is a message the server delivered and this follower
+            // never received (a connection lost mid-batch, a broker
+            // restart). Nothing after it may be committed, or the
+            // checkpoint would pass it: apply what came before, then start
+            // the consumer again from the checkpoint.
+            let expected = self
+                .delivered
+                .map_or(info.consumer_sequence, |last| last + 1);
+            if info.consumer_sequence != expected {
+                tracing::warn!(
+                    stream = %self.settings.stream,
+                    expected,
+                    received = info.consumer_sequence,
+                    "a delivery was lost: resuming from the checkpoint"
+                );
+                messages.truncate(index);
+                gap = true;
+                break;
+            }
+            self.delivered = Some(info.consumer_sequence);
+            pending = info.pending;
             let converted = to_structured(message.headers.as_ref(), &message.payload);
-            bodies.push((stream_sequence, converted));
+            bodies.push((info.stream_sequence, converted));
         }
-        if pending > 0 {
+        if gap {
+            pending = pending.max(1);
+        } else if pending > 0 {
             // The server has more: ask for the next batch now, so that it is
             // delivered while this one is applied and committed. It is read,
             // applied and acknowledged by the next poll, after this batch is
@@ -300,15 +364,25 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
             .map(|(message, (sequence, converted))| {
                 let payload: &[u8] = converted.as_deref().unwrap_or(&message.payload);
                 let subject = message.subject.as_str();
+                // The subject is the message's address: it applies only if
+                // its envelope names the same entity and key.
+                let address = match self.settings.subjects.address(subject) {
+                    Ok(address) => Address::Key {
+                        entity: address.entity,
+                        key: address.key,
+                    },
+                    Err(error) => Address::Invalid(
+                        format!("subject `{subject}` is not the subject of a state event: {error}")
+                            .into(),
+                    ),
+                };
                 Message {
                     stream_sequence: *sequence,
                     subject,
                     payload,
                     refused: (payload.len() > self.settings.max_payload)
                         .then_some(too_big.as_str()),
-                    // Garbage and refused payloads cannot name their key;
-                    // the subject does, so they still hold their key back.
-                    key: self.settings.subjects.key_of(T::ENTITY, subject),
+                    address,
                 }
             })
             .collect();
@@ -337,10 +411,38 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
                 let _ = self.client.publish(reply.clone(), Bytes::new()).await;
             }
         }
+        if gap {
+            self.consumer = None;
+            self.next = None;
+        }
+        let confirmed = pending == 0 && self.nothing_left().await;
         Ok(Progress {
             batch: outcome,
             pending,
+            confirmed,
         })
+    }
+
+    /// Whether the server says this consumer has no message left to
+    /// deliver, and everything it delivered is at or below the checkpoint
+    /// (committed). `false` when it cannot say (an error): the caller polls
+    /// again. If the server delivered past the checkpoint what this
+    /// follower never received, the consumer is re-created from the
+    /// checkpoint so that it comes again.
+    async fn nothing_left(&mut self) -> bool {
+        let checkpoint = self.durable.resume_after();
+        let Some(consumer) = self.consumer.as_mut() else {
+            return false;
+        };
+        let Ok(info) = consumer.info().await else {
+            return false;
+        };
+        if info.delivered.stream_sequence > checkpoint {
+            self.consumer = None;
+            self.next = None;
+            return false;
+        }
+        info.num_pending == 0
     }
 
     async fn fetch(&mut self) -> Result<Vec<async_nats::Message>, NatsError> {
@@ -416,7 +518,8 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
         Ok(messages)
     }
 
-    /// Polls until the replica has caught up with the stream.
+    /// Polls until the replica has caught up with the stream (see
+    /// [`Progress::caught_up`]). Cancellation-safe, as [`Follower::poll`].
     pub async fn catch_up(&mut self) -> Result<(), NatsError> {
         loop {
             if self.poll().await?.caught_up() {
@@ -449,15 +552,26 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
     }
 }
 
-/// The stream sequence of a JetStream message and the number of messages
-/// the consumer had left after it, from the message's reply subject (ADR-15):
+/// What a JetStream message's reply subject says about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct AckInfo {
+    /// Its sequence in the stream.
+    stream_sequence: u64,
+    /// Its delivery number from the consumer: 1, 2, 3… per consumer.
+    consumer_sequence: u64,
+    /// Messages the consumer had left after it.
+    pending: u64,
+}
+
+/// The stream sequence, consumer sequence and pending count of a JetStream
+/// message, from its reply subject (ADR-15):
 /// `$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<timestamp>.<pending>`,
 /// or with `<domain>.<account hash>.` before the stream and possibly more
 /// tokens at the end. `None` for anything else.
 ///
 /// What `jetstream::Message::info` reads too, without its other fields
 /// (the timestamp's conversion costs more than the rest).
-fn ack_info(reply: &str) -> Option<(u64, u64)> {
+fn ack_info(reply: &str) -> Option<AckInfo> {
     let rest = reply.strip_prefix("$JS.ACK.")?;
     let mut tokens: [&[u8]; 9] = [&[]; 9];
     let mut count = 0;
@@ -467,12 +581,16 @@ fn ack_info(reply: &str) -> Option<(u64, u64)> {
         }
         count += 1;
     }
-    let (stream_sequence, pending) = match count {
-        7 => (tokens[3], tokens[6]),
-        9.. => (tokens[5], tokens[8]),
+    let (stream_sequence, consumer_sequence, pending) = match count {
+        7 => (tokens[3], tokens[4], tokens[6]),
+        9.. => (tokens[5], tokens[6], tokens[8]),
         _ => return None,
     };
-    Some((number(stream_sequence)?, number(pending)?))
+    Some(AckInfo {
+        stream_sequence: number(stream_sequence)?,
+        consumer_sequence: number(consumer_sequence)?,
+        pending: number(pending)?,
+    })
 }
 
 /// A decimal `u64` (digits only), `None` for anything else or an overflow.
@@ -490,25 +608,33 @@ fn number(digits: &[u8]) -> Option<u64> {
 mod tests {
     use super::*;
 
+    fn info(stream_sequence: u64, consumer_sequence: u64, pending: u64) -> AckInfo {
+        AckInfo {
+            stream_sequence,
+            consumer_sequence,
+            pending,
+        }
+    }
+
     #[test]
     fn reads_both_forms_of_the_acknowledgement_subject() {
         // nats-server 2.9: no domain, no account hash.
         assert_eq!(
             ack_info("$JS.ACK.ACCOUNTS.billing.1.4711.12.1700000000000000000.88"),
-            Some((4711, 88))
+            Some(info(4711, 12, 88))
         );
         // ADR-15: domain (`_` for none), account hash, a trailing token.
         assert_eq!(
             ack_info("$JS.ACK._.HASH.ACCOUNTS.billing.2.4711.13.1700000000000000000.0.r4nd"),
-            Some((4711, 0))
+            Some(info(4711, 13, 0))
         );
         assert_eq!(
             ack_info("$JS.ACK.hub.HASH.ACCOUNTS.billing.2.4711.13.1700000000000000000.5"),
-            Some((4711, 5))
+            Some(info(4711, 13, 5))
         );
         assert_eq!(
             ack_info("$JS.ACK.S.c.1.18446744073709551615.1.1.0"),
-            Some((u64::MAX, 0))
+            Some(info(u64::MAX, 1, 0))
         );
         for bad in [
             "",

@@ -29,8 +29,9 @@ mod subject;
 use crate::envelope::EncodeError;
 use crate::upcast::BoxError;
 
+pub use crate::consume::RetryPolicy;
 pub use bootstrap::{reply_refusal, request_bootstrap, serve_bootstrap, BootstrapRequest};
-pub use follow::{FollowSettings, Follower, Progress, RetryPolicy};
+pub use follow::{FollowSettings, Follower, Progress};
 pub use publish::{Mode, Published, Publisher, GUARD_ATTEMPTS, GUARD_CACHE_SUBJECTS};
 pub use server::ServerVersion;
 pub use stream::StateStream;

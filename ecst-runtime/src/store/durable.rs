@@ -1,86 +1,69 @@
 //! A replica in memory, committed to a store batch by batch.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
-use super::{Checkpoint, Commit, Loaded, Parked, ReplicaStore, StoredEntry};
-use crate::envelope::decode_header;
-use crate::event::StateEvent;
+use super::{Checkpoint, Commit, Loaded, ReplicaStore, StoredEntry};
+use crate::consume::parking::ParkingLot;
+use crate::consume::{
+    Address, BatchOutcome, Message, ParkKind, ParkReason, Parked, ParkingLimits, Resolution,
+};
+use crate::envelope::decode_typed;
+use crate::event::{EntityKey, StateEvent};
 use crate::replica::{Entry, Outcome, Replica};
-
-/// One message from the broker.
-#[derive(Clone, Copy, Debug)]
-pub struct Message<'a> {
-    /// The broker's sequence of the message in its stream.
-    pub stream_sequence: u64,
-    /// The subject it arrived on.
-    pub subject: &'a str,
-    /// The CloudEvents JSON body.
-    pub payload: &'a [u8],
-    /// Set when the transport already refused the message (say, a payload
-    /// over the size limit): it is parked with this reason, undecoded.
-    pub refused: Option<&'a str>,
-    /// The entity key as the transport addresses the message (on NATS, the
-    /// subject's last tokens), if it does. Used only when the payload cannot
-    /// say (garbage, a refused payload), so that such a message still holds
-    /// back the later events of its key.
-    pub key: Option<&'a str>,
-}
-
-impl<'a> Message<'a> {
-    /// A message to decode and apply.
-    pub fn new(stream_sequence: u64, subject: &'a str, payload: &'a [u8]) -> Self {
-        Message {
-            stream_sequence,
-            subject,
-            payload,
-            refused: None,
-            key: None,
-        }
-    }
-
-    /// The same message, addressed to entity key `key` by the transport.
-    #[must_use]
-    pub fn with_key(mut self, key: &'a str) -> Self {
-        self.key = Some(key);
-        self
-    }
-}
-
-/// What a batch did, message by message.
-#[derive(Debug, Default)]
-pub struct BatchOutcome {
-    /// Applied messages and their outcomes, in order.
-    pub applied: Vec<(u64, Outcome)>,
-    /// Messages rejected and parked (with every later event of their key),
-    /// with the reason.
-    pub parked: Vec<(u64, String)>,
-    /// Events rejected *without* being parked, with the reason: the
-    /// unsequenced events of [`DurableReplica::merge_unsequenced`] (a
-    /// bootstrap answer), which have no stream sequence (it reads 0 here)
-    /// and can be asked for again.
-    pub rejected: Vec<(u64, String)>,
-}
 
 /// A [`Replica`] whose changes and checkpoint are committed to a
 /// [`ReplicaStore`] in one transaction per batch.
 ///
-/// Events that cannot be applied (a malformed envelope, an unknown future
-/// version, a failed upcast) are *parked*: stored beside the replica with
-/// the reason, and every later event of the same key is parked behind them,
-/// so that a key's events are never applied out of order. The checkpoint
-/// moves past parked events, since they are durable too. After fixing the
-/// cause (upgrading the consumer, say), [`DurableReplica::retry_parked`]
-/// applies them in order.
+/// Messages that cannot be applied (a malformed envelope, an unknown future
+/// version, a failed upcast, a message whose envelope names another entity
+/// or key than its transport address) are *parked*: stored beside the
+/// replica with a typed [`ParkReason`], in the same transaction. Parking
+/// holds nothing back: state events carry the whole state and the version
+/// gate orders them by sequence, so the key's later events apply as they
+/// come, and once the key holds a state at least as new as a parked event,
+/// that event is [superseded](Resolution::Superseded) (kept for inspection
+/// within [`ParkingLimits`], then purged). A parked event above everything
+/// applied (a future version, say) stays pending; after fixing the cause
+/// (upgrading the consumer), [`DurableReplica::retry_parked`] applies it
+/// through the version gate. [`DurableReplica::discard_parked`] resolves one
+/// by hand.
+///
+/// # Cancellation
+///
+/// Every async method is cancellation-safe: dropping its future at any
+/// await point (a `select!`, a `timeout`) leaves the store with either the
+/// whole batch or none of it, and memory is reloaded from the store before
+/// the next call whenever it may be ahead.
 pub struct DurableReplica<T: StateEvent, S: ReplicaStore<T>> {
     replica: Replica<T>,
     store: S,
     checkpoint: Option<Checkpoint>,
-    parked: Vec<Parked>,
-    /// Keys with parked events, and the lowest stream sequence parked for
-    /// each: later messages of the key are held behind it.
-    held: HashMap<String, u64>,
-    /// The last commit failed and memory may be ahead of the store.
+    parking: ParkingLot,
+    limits: ParkingLimits,
+    /// Memory may be ahead of the store (a commit failed, or its future was
+    /// dropped): reload before the next batch.
     stale_memory: bool,
+}
+
+/// What one batch will commit.
+struct Pending<K> {
+    outcome: BatchOutcome,
+    changed: Vec<K>,
+    parked: Vec<Parked>,
+    unparked: Vec<u64>,
+    checkpoint: Checkpoint,
+}
+
+impl<K> Pending<K> {
+    fn new(checkpoint: Checkpoint) -> Self {
+        Pending {
+            outcome: BatchOutcome::default(),
+            changed: Vec::new(),
+            parked: Vec::new(),
+            unparked: Vec::new(),
+            checkpoint,
+        }
+    }
 }
 
 impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
@@ -91,24 +74,25 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
             replica: Replica::new(),
             store,
             checkpoint: None,
-            parked: Vec::new(),
-            held: HashMap::new(),
+            parking: ParkingLot::default(),
+            limits: ParkingLimits::default(),
             stale_memory: false,
         };
         durable.install(loaded);
         Ok(durable)
     }
 
+    /// The same replica, keeping resolved parked events within `limits`.
+    #[must_use]
+    pub fn with_parking_limits(mut self, limits: ParkingLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     fn install(&mut self, loaded: Loaded<T>) {
         self.replica = loaded.replica;
         self.checkpoint = loaded.checkpoint;
-        self.held.clear();
-        for parked in &loaded.parked {
-            if let Some(key) = &parked.key {
-                hold(&mut self.held, key, parked.stream_sequence);
-            }
-        }
-        self.parked = loaded.parked;
+        self.parking = ParkingLot::new(loaded.parked);
         self.stale_memory = false;
     }
 
@@ -136,9 +120,24 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         self.checkpoint.map_or(0, |c| c.stream_sequence)
     }
 
-    /// Events parked and not yet resolved, oldest first.
-    pub fn parked(&self) -> &[Parked] {
-        &self.parked
+    /// Every parked message, pending and resolved, by stream sequence.
+    pub fn parked(&self) -> impl Iterator<Item = &Parked> + '_ {
+        self.parking.iter()
+    }
+
+    /// The parked message at `stream_sequence`, if any.
+    pub fn parked_at(&self, stream_sequence: u64) -> Option<&Parked> {
+        self.parking.get(stream_sequence)
+    }
+
+    /// How many parked messages wait (are not resolved).
+    pub fn pending_parked(&self) -> usize {
+        self.parking.pending()
+    }
+
+    /// How many parked messages are held, pending and resolved.
+    pub fn parked_len(&self) -> usize {
+        self.parking.len()
     }
 
     /// The store.
@@ -147,10 +146,10 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
     }
 
     /// Applies `messages` in order and commits the changes, the newly
-    /// parked events and the checkpoint (the last message's stream
-    /// sequence) in one transaction. Messages at or below the checkpoint
-    /// (redeliveries after a crash) are applied again, harmlessly: the
-    /// version gate makes them duplicates.
+    /// parked and superseded events and the checkpoint (the last message's
+    /// stream sequence) in one transaction. Messages at or below the
+    /// checkpoint (redeliveries after a crash) are applied again,
+    /// harmlessly: the version gate makes them duplicates.
     ///
     /// On a store error nothing of the batch is durable; memory is reloaded
     /// from the store before the next batch, and the caller should not
@@ -166,71 +165,84 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         if messages.is_empty() {
             return Ok(BatchOutcome::default());
         }
-        let mut outcome = BatchOutcome::default();
-        let mut changed: Vec<T::Key> = Vec::new();
-        let mut parked_now: Vec<Parked> = Vec::new();
-        let mut checkpoint = self.checkpoint.unwrap_or_default();
-        // A redelivery of a message already parked stays parked, once: it is
-        // neither applied (it would jump the queue of its key) nor parked
-        // again (the store holds one row per stream sequence).
-        let already_parked: HashSet<u64> = self.parked.iter().map(|p| p.stream_sequence).collect();
+        let mut pending = Pending::new(self.checkpoint.unwrap_or_default());
         for message in messages {
+            let checkpoint = &mut pending.checkpoint;
             checkpoint.stream_sequence = checkpoint.stream_sequence.max(message.stream_sequence);
             let sequence = message.stream_sequence;
-            let parked_before = if already_parked.contains(&sequence) {
-                self.parked.iter().find(|p| p.stream_sequence == sequence)
-            } else {
-                parked_now.iter().find(|p| p.stream_sequence == sequence)
-            };
-            if let Some(parked) = parked_before {
-                outcome.parked.push((sequence, parked.reason.clone()));
+            // A redelivery of a parked message stays as it is: parked once.
+            if let Some(parked) = self.parking.get(sequence) {
+                if parked.is_pending() {
+                    pending
+                        .outcome
+                        .parked
+                        .push((sequence, parked.reason.clone()));
+                }
                 continue;
             }
             if let Some(reason) = message.refused {
-                self.park(
-                    message,
-                    None,
-                    reason.to_owned(),
-                    &mut parked_now,
-                    &mut outcome,
-                );
+                let reason = ParkReason::new(ParkKind::Refused, reason);
+                self.park(message, message.address.key(), reason, &mut pending);
                 continue;
             }
-            if let Some(reason) = self.held_behind(message) {
-                self.park(message, reason.0, reason.1, &mut parked_now, &mut outcome);
-                continue;
-            }
-            match self.replica.apply_json_keyed(message.payload) {
+            match self.apply_addressed(message) {
                 Ok((applied, key)) => {
                     if changes_state(applied) {
-                        checkpoint.applied += 1;
-                        changed.push(key);
+                        pending.checkpoint.applied += 1;
+                        self.supersede(key, Some(sequence), &mut pending);
                     }
-                    outcome.applied.push((message.stream_sequence, applied));
+                    pending.outcome.applied.push((sequence, applied));
                 }
-                Err(error) => {
-                    let key = error.context().key.clone();
-                    self.park(
-                        message,
-                        key,
-                        error.to_string(),
-                        &mut parked_now,
-                        &mut outcome,
-                    );
+                Err((key, reason)) => {
+                    let key = key.or_else(|| message.address.key().map(str::to_owned));
+                    self.park(message, key.as_deref(), reason, &mut pending);
                 }
             }
         }
-        self.commit(&changed, &parked_now, &[], checkpoint).await?;
-        self.parked.extend(parked_now);
-        Ok(outcome)
+        self.finish(pending).await
+    }
+
+    /// Decodes `message`, checks it against its transport address, and
+    /// applies it; or the key it names (if any) and why it cannot apply.
+    #[allow(clippy::type_complexity)]
+    fn apply_addressed(
+        &mut self,
+        message: &Message<'_>,
+    ) -> Result<(Outcome, T::Key), (Option<String>, ParkReason)> {
+        if let Address::Invalid(why) = &message.address {
+            return Err((None, ParkReason::new(ParkKind::Misaddressed, why)));
+        }
+        let decoded = match decode_typed::<T>(message.payload) {
+            Ok(decoded) => decoded,
+            Err(error) => {
+                self.replica.count_rejection(&error);
+                return Err((error.context().key.clone(), ParkReason::of_error(&error)));
+            }
+        };
+        if let Address::Key { entity, key } = &message.address {
+            if *entity != T::ENTITY || decoded.header.key != *key {
+                let reason = format!(
+                    "sent on `{}` (entity `{entity}`, key `{key}`) but the envelope is of entity \
+                     `{}`, key `{}`: a message applies only to the entity and key it was sent to",
+                    message.subject, decoded.header.entity, decoded.header.key
+                );
+                // Parked under the key it was sent to, not the key it
+                // claims: it must not touch the real key.
+                return Err((
+                    Some(key.as_ref().to_owned()),
+                    ParkReason::new(ParkKind::Misaddressed, reason),
+                ));
+            }
+        }
+        let key = decoded.key.clone();
+        Ok((self.replica.apply_decoded(decoded), key))
     }
 
     /// Merges events that do not come from the stream (an owner's answer to
     /// a bootstrap request) into the replica by sequence and commits the
     /// changes. The checkpoint's stream position does not move.
     ///
-    /// An event that cannot be applied, or whose key has parked events (so
-    /// that a key's events are not applied around them), is returned in
+    /// An event that cannot be applied is returned in
     /// [`BatchOutcome::rejected`] and not parked: it has no stream sequence
     /// to be parked under (parked events are identified by theirs), and
     /// asking the owner again after fixing the cause brings it again.
@@ -241,158 +253,208 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         if self.stale_memory {
             self.reload().await?;
         }
-        let mut outcome = BatchOutcome::default();
-        let mut changed: Vec<T::Key> = Vec::new();
-        let mut checkpoint = self.checkpoint.unwrap_or_default();
+        let mut pending = Pending::new(self.checkpoint.unwrap_or_default());
         for payload in payloads {
-            // An answer is the owner's current state: it comes after
-            // every parked event of its key.
-            let answer = Message::new(u64::MAX, "", payload);
-            if let Some((_, reason)) = self.held_behind(&answer) {
-                outcome.rejected.push((0, reason));
-                continue;
-            }
             match self.replica.apply_json_keyed(payload) {
                 Ok((applied, key)) => {
                     if changes_state(applied) {
-                        checkpoint.applied += 1;
-                        changed.push(key);
+                        pending.checkpoint.applied += 1;
+                        // The owner's current state comes after everything
+                        // the stream delivered so far.
+                        self.supersede(key, Some(u64::MAX), &mut pending);
                     }
-                    outcome.applied.push((0, applied));
+                    pending.outcome.applied.push((0, applied));
                 }
-                Err(error) => outcome.rejected.push((0, error.to_string())),
+                Err(error) => pending
+                    .outcome
+                    .rejected
+                    .push((0, ParkReason::of_error(&error))),
             }
         }
-        self.commit(&changed, &[], &[], checkpoint).await?;
-        Ok(outcome)
+        self.finish(pending).await
     }
 
-    /// Applies the parked events again, in order; those that now apply
-    /// leave the parking lot, the others (and everything behind them on the
-    /// same key) stay. Returns what happened, committed in one transaction.
+    /// Applies the pending parked events again, in stream order, through
+    /// the version gate; those that now decode leave the parking lot
+    /// (whatever the gate says: an event older than what the key holds is
+    /// stale, and done), the others stay. Returns what happened, committed
+    /// in one transaction.
     pub async fn retry_parked(&mut self) -> Result<BatchOutcome, S::Error> {
         if self.stale_memory {
             self.reload().await?;
         }
-        let mut outcome = BatchOutcome::default();
-        let mut still_blocked: HashMap<String, ()> = HashMap::new();
-        let mut unparked = Vec::new();
-        let mut changed: Vec<T::Key> = Vec::new();
-        let mut checkpoint = self.checkpoint.unwrap_or_default();
-        for parked in &self.parked {
-            let blocked = parked
-                .key
-                .as_ref()
-                .is_some_and(|k| still_blocked.contains_key(k));
-            if !blocked {
-                if let Ok((applied, key)) = self.replica.apply_json_keyed(&parked.payload) {
+        let mut pending = Pending::new(self.checkpoint.unwrap_or_default());
+        let waiting: Vec<(u64, Vec<u8>, String)> = self
+            .parking
+            .iter()
+            .filter(|parked| parked.is_pending())
+            .map(|p| (p.stream_sequence, p.payload.clone(), p.subject.clone()))
+            .collect();
+        for (sequence, payload, subject) in waiting {
+            let Some(parked) = self.parking.get(sequence) else {
+                continue;
+            };
+            // Misaddressed and refused messages stay what they were.
+            if matches!(
+                parked.reason.kind,
+                ParkKind::Misaddressed | ParkKind::Refused
+            ) {
+                pending
+                    .outcome
+                    .parked
+                    .push((sequence, parked.reason.clone()));
+                continue;
+            }
+            let message = Message::new(sequence, &subject, &payload);
+            let message = match parked.key.clone() {
+                Some(key) => message.addressed_to(T::ENTITY, key),
+                None => message,
+            };
+            match self.apply_addressed(&message) {
+                Ok((applied, key)) => {
+                    self.parking.remove(sequence);
+                    pending.unparked.push(sequence);
                     if changes_state(applied) {
-                        checkpoint.applied += 1;
-                        changed.push(key);
+                        pending.checkpoint.applied += 1;
+                        self.supersede(key, Some(sequence), &mut pending);
                     }
-                    outcome.applied.push((parked.stream_sequence, applied));
-                    unparked.push(parked.stream_sequence);
-                    continue;
+                    pending.outcome.applied.push((sequence, applied));
                 }
-            }
-            if let Some(key) = &parked.key {
-                still_blocked.insert(key.clone(), ());
-            }
-            outcome
-                .parked
-                .push((parked.stream_sequence, parked.reason.clone()));
-        }
-        self.commit(&changed, &[], &unparked, checkpoint).await?;
-        self.parked
-            .retain(|p| !unparked.contains(&p.stream_sequence));
-        self.held.clear();
-        for parked in &self.parked {
-            if let Some(key) = &parked.key {
-                hold(&mut self.held, key, parked.stream_sequence);
+                Err((_, reason)) => pending.outcome.parked.push((sequence, reason)),
             }
         }
-        Ok(outcome)
+        self.finish(pending).await
     }
 
-    /// Commits what the replica now holds for the `changed` keys, the
-    /// `parked` and `unparked` events and `checkpoint` in one transaction,
-    /// and then takes `checkpoint` as the replica's. When the store fails,
-    /// memory is marked stale: it is reloaded before the next batch.
-    async fn commit(
-        &mut self,
-        changed: &[T::Key],
-        parked: &[Parked],
-        unparked: &[u64],
-        checkpoint: Checkpoint,
-    ) -> Result<(), S::Error> {
-        let commit = Commit {
-            entries: stored_entries(&self.replica, changed),
-            parked,
-            unparked,
-            checkpoint,
-        };
-        if let Err(error) = self.store.commit(commit).await {
-            self.stale_memory = true;
-            return Err(error);
+    /// Moves the checkpoint's stream position back to the start (`0`),
+    /// keeping the replica: for a stream that was deleted and created again,
+    /// whose new messages are numbered below the old checkpoint. The next
+    /// consumer starts from the latest event of every key; the version gate
+    /// keeps what the replica holds where it is newer. Committed at once.
+    pub async fn rewind_stream_position(&mut self) -> Result<(), S::Error> {
+        if self.stale_memory {
+            self.reload().await?;
         }
-        self.checkpoint = Some(checkpoint);
+        let mut checkpoint = self.checkpoint.unwrap_or_default();
+        checkpoint.stream_sequence = 0;
+        self.finish(Pending::new(checkpoint)).await?;
         Ok(())
     }
 
-    /// If `message` belongs to a key with parked events: its key and why.
-    fn held_behind(&self, message: &Message<'_>) -> Option<(Option<String>, String)> {
-        if self.held.is_empty() {
-            return None;
+    /// Resolves the pending parked message at `stream_sequence` without
+    /// applying it, recording `why`; committed at once. Returns `false`
+    /// (and writes nothing) if no pending message is parked there.
+    pub async fn discard_parked(
+        &mut self,
+        stream_sequence: u64,
+        why: &str,
+    ) -> Result<bool, S::Error> {
+        if self.stale_memory {
+            self.reload().await?;
         }
-        let key = match decode_header(message.payload) {
-            Ok((header, _)) => header.key.into_owned(),
-            Err(error) => error
-                .context()
-                .key
-                .clone()
-                .or_else(|| message.key.map(str::to_owned))?,
+        let mut pending = Pending::new(self.checkpoint.unwrap_or_default());
+        let resolution = Resolution::Discarded(why.to_owned());
+        let Some(parked) = self.parking.resolve(stream_sequence, resolution) else {
+            return Ok(false);
         };
-        // Only what comes after the key's first parked event waits; a
-        // redelivery of an earlier message (already applied) goes through
-        // the version gate as usual.
-        let first = *self.held.get(&key)?;
-        (message.stream_sequence > first).then(|| {
-            let reason = format!("held behind an earlier parked event of key `{key}`");
-            (Some(key), reason)
-        })
+        pending.parked.push(parked.clone());
+        self.finish(pending).await?;
+        Ok(true)
+    }
+
+    /// Records that `key` changed, and marks the pending parked events of
+    /// `key` that its new state supersedes.
+    fn supersede(&mut self, key: T::Key, applied_at: Option<u64>, pending: &mut Pending<T::Key>) {
+        let Some(held) = self.replica.entry(&key).map(|entry| entry.sequence().get()) else {
+            return;
+        };
+        let text = key.to_string();
+        for stream_sequence in self.parking.superseded_by(&text, held, applied_at) {
+            if let Some(parked) = self
+                .parking
+                .resolve(stream_sequence, Resolution::Superseded)
+            {
+                pending.parked.push(parked.clone());
+                pending.outcome.superseded.push(stream_sequence);
+            }
+        }
+        pending.changed.push(key);
     }
 
     fn park(
         &mut self,
         message: &Message<'_>,
-        key: Option<String>,
-        reason: String,
-        parked_now: &mut Vec<Parked>,
-        outcome: &mut BatchOutcome,
+        key: Option<&str>,
+        reason: ParkReason,
+        pending: &mut Pending<T::Key>,
     ) {
-        // What the payload said, else what the transport addressed.
-        let key = key.or_else(|| message.key.map(str::to_owned));
-        if let Some(key) = &key {
-            hold(&mut self.held, key, message.stream_sequence);
-        }
-        outcome
+        // A key no store can hold (control characters) is no valid key of
+        // any entity: the message is parked under no key.
+        let key = key
+            .filter(|key| !key.chars().any(char::is_control))
+            .map(str::to_owned);
+        pending
+            .outcome
             .parked
             .push((message.stream_sequence, reason.clone()));
-        parked_now.push(Parked {
+        let parked = Parked {
             stream_sequence: message.stream_sequence,
-            subject: message.subject.to_owned(),
+            subject: crate::consume::printable(message.subject).into_owned(),
             key,
             reason,
             payload: message.payload.to_vec(),
-        });
+            resolution: None,
+        };
+        self.parking.insert(parked.clone());
+        // Already older than what its key holds: superseded at once.
+        if let Some(held) = parked
+            .key
+            .as_deref()
+            .and_then(|key| <T::Key as EntityKey>::parse_key(key).ok())
+            .and_then(|key| self.replica.entry(&key).map(|e| e.sequence().get()))
+        {
+            let key = parked.key.as_deref().unwrap_or_default();
+            if self
+                .parking
+                .superseded_by(key, held, None)
+                .contains(&message.stream_sequence)
+            {
+                if let Some(resolved) = self
+                    .parking
+                    .resolve(message.stream_sequence, Resolution::Superseded)
+                {
+                    pending.parked.push(resolved.clone());
+                    pending.outcome.superseded.push(message.stream_sequence);
+                    return;
+                }
+            }
+        }
+        pending.parked.push(parked);
     }
-}
 
-/// Records that `key` has a parked event at `stream_sequence`.
-fn hold(held: &mut HashMap<String, u64>, key: &str, stream_sequence: u64) {
-    held.entry(key.to_owned())
-        .and_modify(|first| *first = (*first).min(stream_sequence))
-        .or_insert(stream_sequence);
+    /// Purges resolved parked events over the limits and commits `pending`.
+    async fn finish(&mut self, mut pending: Pending<T::Key>) -> Result<BatchOutcome, S::Error> {
+        for stream_sequence in self.parking.over(self.limits) {
+            self.parking.remove(stream_sequence);
+            pending.unparked.push(stream_sequence);
+        }
+        // A parked row written twice in one batch (parked, then superseded)
+        // keeps its last form: the stores upsert in order.
+        let commit = Commit {
+            entries: stored_entries(&self.replica, &pending.changed),
+            parked: &pending.parked,
+            unparked: &pending.unparked,
+            checkpoint: pending.checkpoint,
+        };
+        // Set before the await: if this future is dropped mid-commit, memory
+        // is ahead of a store that may or may not have the batch, and the
+        // next call reloads.
+        self.stale_memory = true;
+        self.store.commit(commit).await?;
+        self.stale_memory = false;
+        self.checkpoint = Some(pending.checkpoint);
+        Ok(pending.outcome)
+    }
 }
 
 fn changes_state(outcome: Outcome) -> bool {

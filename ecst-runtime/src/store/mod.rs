@@ -25,7 +25,8 @@ pub mod sqlite;
 
 use core::future::Future;
 
-pub use durable::{BatchOutcome, DurableReplica, Message};
+pub use crate::consume::{BatchOutcome, Message, Parked};
+pub use durable::DurableReplica;
 pub use error::{StoreContext, StoreError};
 pub use memory::MemoryStore;
 
@@ -65,31 +66,17 @@ pub struct StoredEntry<'a, T: StateEvent> {
     pub state: Option<&'a T>,
 }
 
-/// An event the consumer could not apply and set aside, with every later
-/// event of the same key (so that per-key order is kept).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Parked {
-    /// The broker's sequence of the message.
-    pub stream_sequence: u64,
-    /// The subject it arrived on.
-    pub subject: String,
-    /// The entity key, when the envelope said.
-    pub key: Option<String>,
-    /// Why it was parked.
-    pub reason: String,
-    /// The message body as received.
-    pub payload: Vec<u8>,
-}
-
 /// What one transaction writes.
 #[derive(Debug)]
 pub struct Commit<'a, T: StateEvent> {
     /// Keys whose state or tombstone changed.
     pub entries: Vec<StoredEntry<'a, T>>,
-    /// Events set aside in this batch.
+    /// Parked events to write: set aside in this batch, or resolved
+    /// (superseded, discarded) since. A stream sequence already stored is
+    /// overwritten; one given twice keeps its last form.
     pub parked: &'a [Parked],
-    /// Parked events resolved (retried successfully or dropped on purpose),
-    /// by stream sequence.
+    /// Parked events to delete (applied on a retry, or purged), by stream
+    /// sequence.
     pub unparked: &'a [u64],
     /// The checkpoint after the batch.
     pub checkpoint: Checkpoint,

@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | `ecst_replica` | `consumer, entity, key` | `sequence`, `schema_version`, `state` (`JSON`, `NULL` for a tombstone), `read_version` |
 //! | `ecst_checkpoint` | `consumer, entity` | `stream_sequence`, `applied` |
-//! | `ecst_parked` | `consumer, entity, stream_sequence` | `subject`, `key` (nullable), `reason`, `payload` (`BYTEA`) |
+//! | `ecst_parked` | `consumer, entity, stream_sequence` | `subject`, `key` (nullable), `reason`, `payload` (`BYTEA`), `kind`, `resolution` (nullable: pending) |
 //!
 //! Sequences and counters are `u64` in Rust and `BIGINT` in SQL: a value
 //! above `i64::MAX` is a [`StoreError::OutOfRange`], never wrapped.
@@ -54,17 +54,6 @@ CREATE TABLE IF NOT EXISTS ecst_replica (
     read_version   BIGINT,
     PRIMARY KEY (consumer, entity, key)
 );
--- Tables made by an earlier version: `read_version` was added, and `state`
--- was JSONB (which cannot hold the NUL character).
-ALTER TABLE ecst_replica ADD COLUMN IF NOT EXISTS read_version BIGINT;
-DO $$
-BEGIN
-    IF (SELECT data_type FROM information_schema.columns
-        WHERE table_schema = current_schema() AND table_name = 'ecst_replica'
-          AND column_name = 'state') = 'jsonb' THEN
-        ALTER TABLE ecst_replica ALTER COLUMN state TYPE json USING state::json;
-    END IF;
-END $$;
 CREATE TABLE IF NOT EXISTS ecst_checkpoint (
     consumer        TEXT   NOT NULL,
     entity          TEXT   NOT NULL,
@@ -80,8 +69,23 @@ CREATE TABLE IF NOT EXISTS ecst_parked (
     key             TEXT,
     reason          TEXT   NOT NULL,
     payload         BYTEA  NOT NULL,
+    kind            TEXT,
+    resolution      TEXT,
     PRIMARY KEY (consumer, entity, stream_sequence)
 );
+-- Tables made by an earlier version: `read_version` was added, and `state`
+-- was JSONB (which cannot hold the NUL character).
+ALTER TABLE ecst_replica ADD COLUMN IF NOT EXISTS read_version BIGINT;
+ALTER TABLE ecst_parked ADD COLUMN IF NOT EXISTS kind TEXT;
+ALTER TABLE ecst_parked ADD COLUMN IF NOT EXISTS resolution TEXT;
+DO $$
+BEGIN
+    IF (SELECT data_type FROM information_schema.columns
+        WHERE table_schema = current_schema() AND table_name = 'ecst_replica'
+          AND column_name = 'state') = 'jsonb' THEN
+        ALTER TABLE ecst_replica ALTER COLUMN state TYPE json USING state::json;
+    END IF;
+END $$;
 ";
 
 const UPSERT_ENTRIES: &str = "
@@ -96,15 +100,17 @@ ON CONFLICT (consumer, entity, key) DO UPDATE SET
     read_version = EXCLUDED.read_version";
 
 const UPSERT_PARKED: &str = "
-INSERT INTO ecst_parked (consumer, entity, stream_sequence, subject, key, reason, payload)
-SELECT $1, $2, u.stream_sequence, u.subject, u.key, u.reason, u.payload
-FROM UNNEST($3::bigint[], $4::text[], $5::text[], $6::text[], $7::bytea[])
-    AS u(stream_sequence, subject, key, reason, payload)
+INSERT INTO ecst_parked (consumer, entity, stream_sequence, subject, key, reason, payload, kind, resolution)
+SELECT $1, $2, u.stream_sequence, u.subject, u.key, u.reason, u.payload, u.kind, u.resolution
+FROM UNNEST($3::bigint[], $4::text[], $5::text[], $6::text[], $7::bytea[], $8::text[], $9::text[])
+    AS u(stream_sequence, subject, key, reason, payload, kind, resolution)
 ON CONFLICT (consumer, entity, stream_sequence) DO UPDATE SET
     subject = EXCLUDED.subject,
     key = EXCLUDED.key,
     reason = EXCLUDED.reason,
-    payload = EXCLUDED.payload";
+    payload = EXCLUDED.payload,
+    kind = EXCLUDED.kind,
+    resolution = EXCLUDED.resolution";
 
 const DELETE_PARKED: &str = "
 DELETE FROM ecst_parked
@@ -126,7 +132,7 @@ SELECT stream_sequence, applied FROM ecst_checkpoint
 WHERE consumer = $1 AND entity = $2";
 
 const SELECT_PARKED: &str = "
-SELECT stream_sequence, subject, key, reason, payload FROM ecst_parked
+SELECT stream_sequence, subject, key, reason, payload, kind, resolution FROM ecst_parked
 WHERE consumer = $1 AND entity = $2
 ORDER BY stream_sequence";
 
@@ -334,6 +340,8 @@ impl PostgresStore {
                 subject: row.try_get(1).map_err(read)?,
                 reason: row.try_get(3).map_err(read)?,
                 payload: row.try_get(4).map_err(read)?,
+                kind: row.try_get(5).map_err(read)?,
+                resolution: row.try_get(6).map_err(read)?,
             };
             parked.push(stored.into_parked(&context)?);
         }
@@ -402,7 +410,11 @@ impl PostgresStore {
             let mut keys = Vec::with_capacity(parked.len());
             let mut reasons = Vec::with_capacity(parked.len());
             let mut payloads = Vec::with_capacity(parked.len());
+            let mut kinds = Vec::with_capacity(parked.len());
+            let mut resolutions = Vec::with_capacity(parked.len());
             for parked in parked {
+                kinds.push(parked.reason.kind.as_str());
+                resolutions.push(parked.resolution.as_ref().map(|r| r.to_column()));
                 stream_sequences.push(to_bigint(
                     parked.stream_sequence,
                     &context,
@@ -411,7 +423,7 @@ impl PostgresStore {
                 )?);
                 subjects.push(parked.subject.as_str());
                 keys.push(parked.key.as_deref());
-                reasons.push(parked.reason.as_str());
+                reasons.push(parked.reason.message.as_str());
                 payloads.push(parked.payload.as_slice());
             }
             tx.execute(
@@ -424,6 +436,8 @@ impl PostgresStore {
                     &keys,
                     &reasons,
                     &payloads,
+                    &kinds,
+                    &resolutions,
                 ],
             )
             .await

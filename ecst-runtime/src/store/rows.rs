@@ -5,6 +5,7 @@
 //! [`StoreError::OutOfRange`], never wrapped.
 
 use super::{Checkpoint, Parked, StoreContext, StoreError};
+use crate::consume::{ParkKind, ParkReason, Resolution};
 use crate::envelope::Change;
 use crate::event::{EntityKey, StateEvent};
 use crate::replica::Replica;
@@ -182,6 +183,9 @@ pub(crate) struct StoredParked {
     pub(crate) key: Option<String>,
     pub(crate) reason: String,
     pub(crate) payload: Vec<u8>,
+    /// `NULL` in rows written before the column existed.
+    pub(crate) kind: Option<String>,
+    pub(crate) resolution: Option<String>,
 }
 
 impl StoredParked {
@@ -196,8 +200,15 @@ impl StoredParked {
             )?,
             subject: self.subject,
             key: self.key,
-            reason: self.reason,
+            reason: ParkReason {
+                kind: self
+                    .kind
+                    .as_deref()
+                    .map_or(ParkKind::Other, ParkKind::from_name),
+                message: self.reason,
+            },
             payload: self.payload,
+            resolution: self.resolution.as_deref().map(Resolution::from_column),
         })
     }
 }

@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | `ecst_replica` | `consumer, entity, key` | `sequence`, `schema_version`, `state` (JSON text, `NULL` for a tombstone) |
 //! | `ecst_checkpoint` | `consumer, entity` | `stream_sequence`, `applied` |
-//! | `ecst_parked` | `consumer, entity, stream_sequence` | `subject`, `key` (nullable), `reason`, `payload` (blob) |
+//! | `ecst_parked` | `consumer, entity, stream_sequence` | `subject`, `key` (nullable), `reason`, `payload` (blob), `kind`, `resolution` (nullable: pending) |
 //!
 //! Sequences and counters are `u64` in Rust and signed 64-bit integers in
 //! SQLite: a value above `i64::MAX` is a [`StoreError::OutOfRange`], never
@@ -69,6 +69,8 @@ CREATE TABLE IF NOT EXISTS ecst_parked (
     key             TEXT,
     reason          TEXT    NOT NULL,
     payload         BLOB    NOT NULL,
+    kind            TEXT,
+    resolution      TEXT,
     PRIMARY KEY (consumer, entity, stream_sequence)
 ) STRICT;
 ";
@@ -83,13 +85,15 @@ ON CONFLICT (consumer, entity, key) DO UPDATE SET
     read_version = excluded.read_version";
 
 const UPSERT_PARKED: &str = "
-INSERT INTO ecst_parked (consumer, entity, stream_sequence, subject, key, reason, payload)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+INSERT INTO ecst_parked (consumer, entity, stream_sequence, subject, key, reason, payload, kind, resolution)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
 ON CONFLICT (consumer, entity, stream_sequence) DO UPDATE SET
     subject = excluded.subject,
     key = excluded.key,
     reason = excluded.reason,
-    payload = excluded.payload";
+    payload = excluded.payload,
+    kind = excluded.kind,
+    resolution = excluded.resolution";
 
 const DELETE_PARKED: &str =
     "DELETE FROM ecst_parked WHERE consumer = ?1 AND entity = ?2 AND stream_sequence = ?3";
@@ -177,24 +181,29 @@ impl SqliteStore {
         Ok(store)
     }
 
-    /// Brings tables made by an older version up to date: `read_version`
-    /// (added in 0.1.1; `NULL` reads as `schema_version`).
+    /// Brings tables made by an older version up to date: columns added
+    /// since 0.1.0 (`NULL` in old rows, read as documented on each).
     fn migrate(&self) -> Result<(), StoreError> {
         let context = self.context(None);
-        let fail = |e| context.database("migrating ecst_replica", e);
-        let has_read_version: bool = self
-            .connection
-            .query_row(
-                "SELECT count(*) FROM pragma_table_info('ecst_replica') WHERE name = 'read_version'",
-                [],
-                |row| row.get::<_, i64>(0),
-            )
-            .map_err(fail)?
-            > 0;
-        if !has_read_version {
-            self.connection
-                .execute_batch("ALTER TABLE ecst_replica ADD COLUMN read_version INTEGER")
+        let fail = |e| context.database("migrating the tables", e);
+        for (table, column, ty) in [
+            ("ecst_replica", "read_version", "INTEGER"),
+            ("ecst_parked", "kind", "TEXT"),
+            ("ecst_parked", "resolution", "TEXT"),
+        ] {
+            let present: i64 = self
+                .connection
+                .query_row(
+                    "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+                    params![table, column],
+                    |row| row.get(0),
+                )
                 .map_err(fail)?;
+            if present == 0 {
+                self.connection
+                    .execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty}"))
+                    .map_err(fail)?;
+            }
         }
         Ok(())
     }
@@ -317,7 +326,8 @@ impl SqliteStore {
             let read = |e| context.database("reading ecst_parked", e);
             let mut statement = tx
                 .prepare(
-                    "SELECT stream_sequence, subject, key, reason, payload FROM ecst_parked \
+                    "SELECT stream_sequence, subject, key, reason, payload, kind, resolution \
+                     FROM ecst_parked \
                      WHERE consumer = ?1 AND entity = ?2 ORDER BY stream_sequence",
                 )
                 .map_err(read)?;
@@ -329,6 +339,8 @@ impl SqliteStore {
                     subject: row.get(1).map_err(read)?,
                     reason: row.get(3).map_err(read)?,
                     payload: row.get(4).map_err(read)?,
+                    kind: row.get(5).map_err(read)?,
+                    resolution: row.get(6).map_err(read)?,
                 };
                 parked.push(stored.into_parked(&context)?);
             }
@@ -401,8 +413,10 @@ impl SqliteStore {
                         stream_sequence,
                         parked.subject,
                         parked.key,
-                        parked.reason,
+                        parked.reason.message,
                         parked.payload,
+                        parked.reason.kind.as_str(),
+                        parked.resolution.as_ref().map(|r| r.to_column()),
                     ])
                     .map_err(write)?;
             }

@@ -156,7 +156,7 @@ fn counters(replica: &Replica) -> String {
         "checkpoint={} applied={} parked={}",
         checkpoint.stream_sequence,
         checkpoint.applied,
-        replica.parked().len()
+        replica.pending_parked()
     )
 }
 
@@ -330,10 +330,15 @@ async fn run(options: Options) -> Result<(), String> {
         }
     }
     for parked in replica.parked() {
+        let status = match &parked.resolution {
+            None => "pending".to_owned(),
+            Some(resolution) => resolution.to_column().into_owned(),
+        };
         println!(
-            "parked: stream_sequence={} key={} reason={}",
+            "parked: stream_sequence={} key={} kind={} status={status} reason={}",
             parked.stream_sequence,
             parked.key.as_deref().unwrap_or("?"),
+            parked.reason.kind,
             parked.reason
         );
     }
