@@ -82,6 +82,10 @@ fn settings(subjects: &Subjects, durable: &str) -> FollowSettings {
     let mut settings = FollowSettings::new(STREAM, durable, subjects.clone());
     settings.batch = 64;
     settings.fetch_wait = Duration::from_millis(250);
+    // Short leases: a test that drops a follower (a crash) and starts
+    // another on the same name waits for the lease to expire.
+    settings.lease_ttl = Some(Duration::from_secs(2));
+    settings.lease_wait = Duration::from_secs(3);
     settings
 }
 
@@ -1938,4 +1942,72 @@ async fn a_recreated_stream_is_bootstrapped_again() {
     bounded("catching up", follower.catch_up()).await.unwrap();
     assert_same(follower.replica().replica(), &owner.truth);
     assert!(follower.replica().resume_after() < checkpoint);
+}
+
+// ---------------------------------------------------------------------------
+// One follower per durable name
+// ---------------------------------------------------------------------------
+
+/// A second follower on the same durable name is refused with a clear error
+/// while the first one runs (before, both ran and split the messages, each
+/// replica missing what the other got); it starts at once after the first
+/// stops, and after the first crashes, once its lease expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_follower_on_one_durable_name_is_refused() {
+    let (_server, client, js, subjects) = setup("bank").await;
+    let publisher = Publisher::new(js.clone(), subjects.clone());
+    let owner = publish_keys(&publisher, 200).await;
+    let mut first = follower(&client, settings(&subjects, "reader"), MemoryStore::new()).await;
+    bounded("catching up", first.catch_up()).await.unwrap();
+
+    let mut impatient = settings(&subjects, "reader");
+    impatient.lease_wait = Duration::from_millis(300);
+    let other_client = connect(&_server).await;
+    let durable = DurableReplica::<Account, _>::open(MemoryStore::new())
+        .await
+        .unwrap();
+    let refused = Follower::start(other_client.clone(), impatient.clone(), durable).await;
+    match refused {
+        Err(NatsError::DurableNameTaken {
+            durable_name,
+            holder,
+            ..
+        }) => {
+            assert_eq!(durable_name, "reader");
+            assert!(holder.contains(&std::process::id().to_string()), "{holder}");
+        }
+        Err(other) => panic!("expected DurableNameTaken, got {other}"),
+        Ok(_) => panic!("a second follower on the same durable name was started"),
+    }
+    // The first one keeps its name across polls (its lease is renewed).
+    for _ in 0..8 {
+        first.poll().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let durable = DurableReplica::<Account, _>::open(MemoryStore::new())
+        .await
+        .unwrap();
+    assert!(matches!(
+        Follower::start(other_client.clone(), impatient.clone(), durable).await,
+        Err(NatsError::DurableNameTaken { .. })
+    ));
+
+    // Stopped: the name is free at once.
+    let store = first.stop().await.store().clone();
+    let durable = DurableReplica::<Account, _>::open(store).await.unwrap();
+    let mut second = Follower::start(other_client.clone(), impatient.clone(), durable)
+        .await
+        .expect("the name is free after stop");
+    bounded("catching up", second.catch_up()).await.unwrap();
+    assert_same(second.replica().replica(), &owner.truth);
+
+    // Crashed (dropped without stop): the next one waits for the lease to
+    // expire, then starts.
+    let store = second.into_replica().store().clone();
+    let durable = DurableReplica::<Account, _>::open(store).await.unwrap();
+    let mut third = Follower::start(other_client, settings(&subjects, "reader"), durable)
+        .await
+        .expect("the crashed holder's lease expires");
+    bounded("catching up", third.catch_up()).await.unwrap();
+    assert_same(third.replica().replica(), &owner.truth);
 }

@@ -11,6 +11,7 @@ use futures_util::StreamExt;
 
 use super::binary::to_structured;
 use super::bootstrap::{request_bootstrap, BootstrapRequest};
+use super::lease::Lease;
 use super::{jetstream, NatsError, ServerVersion, Subjects};
 use crate::consume::{Address, BatchOutcome, Message, RetryPolicy};
 use crate::event::StateEvent;
@@ -41,11 +42,20 @@ pub struct FollowSettings {
     pub max_payload: usize,
     /// Retries of a failed commit.
     pub retry: RetryPolicy,
+    /// The time to live of the lease on `durable_name` (see [`Follower`]):
+    /// a follower that stops polling for longer loses it. `None` takes no
+    /// lease: only for a durable name that you guarantee one process uses.
+    pub lease_ttl: Option<Duration>,
+    /// How long [`Follower::start`] waits for another holder's lease to be
+    /// released or to expire before it fails with
+    /// [`NatsError::DurableNameTaken`].
+    pub lease_wait: Duration,
 }
 
 impl FollowSettings {
     /// Settings for `durable_name` on `stream`, with defaults: batches of
-    /// 512, 1 s fetch wait, 30 s ack wait, 1 MiB payload limit.
+    /// 512, 1 s fetch wait, 30 s ack wait, 1 MiB payload limit, a 10 s
+    /// lease on the durable name, waited for up to 11 s.
     pub fn new(
         stream: impl Into<String>,
         durable_name: impl Into<String>,
@@ -61,6 +71,8 @@ impl FollowSettings {
             ack_wait: Duration::from_secs(30),
             max_payload: 1 << 20,
             retry: RetryPolicy::default(),
+            lease_ttl: Some(Duration::from_secs(10)),
+            lease_wait: Duration::from_secs(11),
         }
     }
 }
@@ -96,6 +108,13 @@ impl Progress {
 
 /// Keeps a [`DurableReplica`] up to date from a state stream.
 ///
+/// One follower per durable name at a time: [`Follower::start`] takes a
+/// lease on the name (a key-value entry in the `ecst_leases` bucket, see
+/// [`FollowSettings::lease_ttl`]) and fails with
+/// [`NatsError::DurableNameTaken`] while another follower holds it; a
+/// crashed holder's lease expires after its time to live. Poll at least
+/// every third of it, or the lease lapses.
+///
 /// On start the follower (re)creates its durable pull consumer from the
 /// replica's checkpoint: a new replica starts with
 /// `DeliverPolicy::LastPerSubject` (the latest state of every key, one
@@ -128,6 +147,8 @@ pub struct Follower<T: StateEvent, S: ReplicaStore<T>> {
     /// The consumer sequence of the last delivery received from the
     /// current consumer (`None` right after creating it).
     delivered: Option<u64>,
+    /// The lease on the durable name, when the settings ask for one.
+    lease: Option<Lease>,
     /// When the state stream was created, as first seen: a stream deleted
     /// and created again under the same name numbers its messages from 1
     /// again, below the checkpoint.
@@ -145,8 +166,29 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
         if settings.filter_subjects.len() > 1 {
             server.require("following several filter subjects", ServerVersion::V2_10)?;
         }
+        let js = jetstream::new(client.clone());
+        let lease = match settings.lease_ttl {
+            None => None,
+            Some(ttl) => {
+                let holder = format!(
+                    "follower {} (process {})",
+                    client.new_inbox().trim_start_matches("_INBOX."),
+                    std::process::id()
+                );
+                let lease = Lease::acquire(
+                    &js,
+                    &settings.stream,
+                    &settings.durable_name,
+                    holder,
+                    ttl,
+                    settings.lease_wait,
+                )
+                .await?;
+                Some(lease)
+            }
+        };
         let mut follower = Follower {
-            js: jetstream::new(client.clone()),
+            js,
             client,
             settings,
             durable,
@@ -154,6 +196,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
             next: None,
             interrupted: false,
             delivered: None,
+            lease,
             stream_created: None,
         };
         follower.create_consumer().await?;
@@ -170,8 +213,18 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
         &mut self.durable
     }
 
-    /// Stops following and returns the replica.
+    /// Stops following and returns the replica. The lease on the durable
+    /// name is left to expire; [`Follower::stop`] releases it at once.
     pub fn into_replica(self) -> DurableReplica<T, S> {
+        self.durable
+    }
+
+    /// Stops following, releases the lease on the durable name (so that a
+    /// successor can start at once), and returns the replica.
+    pub async fn stop(mut self) -> DurableReplica<T, S> {
+        if let Some(lease) = self.lease.take() {
+            lease.release().await;
+        }
         self.durable
     }
 
@@ -271,6 +324,14 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
         if self.interrupted {
             self.consumer = None;
             self.next = None;
+        }
+        if let Some(lease) = &mut self.lease {
+            if lease.renew_if_due(&self.settings.durable_name).await? {
+                // The lease had expired: someone may have used the name
+                // meanwhile. Start the consumer again from the checkpoint.
+                self.consumer = None;
+                self.next = None;
+            }
         }
         self.interrupted = true;
         let result = self.poll_once().await;

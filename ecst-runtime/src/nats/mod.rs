@@ -21,6 +21,7 @@
 mod binary;
 mod bootstrap;
 mod follow;
+mod lease;
 mod publish;
 mod server;
 mod stream;
@@ -32,6 +33,7 @@ use crate::upcast::BoxError;
 pub use crate::consume::RetryPolicy;
 pub use bootstrap::{reply_refusal, request_bootstrap, serve_bootstrap, BootstrapRequest};
 pub use follow::{FollowSettings, Follower, Progress};
+pub use lease::LEASE_BUCKET;
 pub use publish::{Mode, Published, Publisher, GUARD_ATTEMPTS, GUARD_CACHE_SUBJECTS};
 pub use server::ServerVersion;
 pub use stream::StateStream;
@@ -146,6 +148,20 @@ pub enum NatsError {
         entity: &'static str,
         /// What went wrong.
         reason: String,
+    },
+    /// Another follower holds the lease on this durable consumer name: two
+    /// followers sharing one name would split its messages between them.
+    #[error(
+        "durable consumer name `{durable_name}` is in use by {holder}; stop it, or wait up to \
+         {ttl:?} after it crashed, or pick another name"
+    )]
+    DurableNameTaken {
+        /// The durable name.
+        durable_name: String,
+        /// Who holds it, as it described itself.
+        holder: String,
+        /// The lease's time to live.
+        ttl: core::time::Duration,
     },
 }
 

@@ -124,6 +124,10 @@ fn a_consumer_killed_during_catch_up_converges_exactly() {
             BATCH.into(),
             "--sync-normal".into(),
             "--until-caught-up".into(),
+            // A killed consumer's lease expires after this; its restart
+            // waits for it.
+            "--lease-ttl".into(),
+            "1".into(),
         ]
     };
     let catch_up_started = Instant::now();
@@ -547,4 +551,54 @@ fn scratch_dir() -> PathBuf {
         .join(format!("crm-faults-{}-{nanos}", std::process::id()));
     fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
     dir
+}
+
+/// Two consumer processes with the same durable name: the second is refused
+/// with a clear error while the first runs (before, both ran and split the
+/// stream's messages, each replica missing what the other got).
+#[test]
+fn a_second_consumer_process_on_one_durable_name_is_refused() {
+    let server = NatsServer::start();
+    let url = server.url();
+    let dir = scratch_dir();
+    let owner = run_to_end(Command::new(OWNER).args([
+        "--nats",
+        &url,
+        "--seed",
+        "3",
+        "--changes",
+        "200",
+        "--keys",
+        "100",
+    ]));
+    assert!(owner.status.success(), "crm-owner failed: {owner:?}");
+    let args = |db: &str| -> Vec<String> {
+        vec![
+            "--nats".into(),
+            url.clone(),
+            "--durable".into(),
+            "twin".into(),
+            "--lease-ttl".into(),
+            "2".into(),
+            "--db".into(),
+            dir.join(db).display().to_string(),
+        ]
+    };
+    // The first follows until killed.
+    let mut first = Running::spawn(&args("first.db"));
+    first.wait_for("caught up:");
+    // The second, same name, another replica file: refused, after waiting
+    // for the lease (its time to live plus a second).
+    let second = run_to_end(Command::new(CONSUMER).args(args("second.db")));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        !second.status.success(),
+        "the second consumer ran: {second:?}"
+    );
+    assert!(
+        stderr.contains("durable consumer name `twin` is in use"),
+        "no clear error: {stderr}"
+    );
+    assert!(first.try_exit().is_none(), "the first consumer stopped");
+    first.kill();
 }

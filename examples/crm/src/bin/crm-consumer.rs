@@ -44,6 +44,10 @@ options:
   --batch N                messages per fetch and per commit (default 256)
   --sync-normal            SQLite synchronous=NORMAL: survives a crash of this
                            process, not a power loss (default: FULL)
+  --lease-ttl SECS         the lease on the durable name: a second consumer
+                           with the same name is refused while this one runs,
+                           and after a crash the name is free again after
+                           this long (default 10)
   --stream NAME            the state stream (default CRM)
   --prefix P               subject prefix (default crm)
   -h, --help               this text";
@@ -58,6 +62,7 @@ struct Options {
     dump: Option<PathBuf>,
     batch: usize,
     sync_normal: bool,
+    lease_ttl: Duration,
     stream: String,
     prefix: String,
 }
@@ -72,6 +77,7 @@ fn parse_options() -> Result<Option<Options>, UsageError> {
         bootstrap_timeout: Duration::from_secs(30),
         dump: None,
         batch: 256,
+        lease_ttl: Duration::from_secs(10),
         sync_normal: false,
         stream: DEFAULT_STREAM.to_owned(),
         prefix: DEFAULT_PREFIX.to_owned(),
@@ -102,6 +108,15 @@ fn parse_options() -> Result<Option<Options>, UsageError> {
                         .map_err(|e| UsageError(format!("--bootstrap-timeout {seconds}: {e}")))?;
                 }
                 "dump" => options.dump = Some(args.value(&flag, inline)?.into()),
+                "lease-ttl" => {
+                    let seconds: f64 = args.parsed(&flag, inline)?;
+                    options.lease_ttl = Duration::try_from_secs_f64(seconds)
+                        .ok()
+                        .filter(|ttl| !ttl.is_zero())
+                        .ok_or_else(|| {
+                            UsageError(format!("--lease-ttl {seconds}: not a duration above 0"))
+                        })?;
+                }
                 "batch" => options.batch = args.parsed(&flag, inline)?,
                 "sync-normal" => {
                     no_value(&flag, inline)?;
@@ -225,6 +240,8 @@ async fn run(options: Options) -> Result<(), String> {
     let mut settings =
         FollowSettings::new(options.stream.clone(), options.durable.clone(), subjects);
     settings.batch = options.batch;
+    settings.lease_ttl = Some(options.lease_ttl);
+    settings.lease_wait = options.lease_ttl + Duration::from_secs(1);
     let mut follower = Follower::start(client, settings, replica)
         .await
         .map_err(|e| e.to_string())?;
@@ -308,7 +325,8 @@ async fn run(options: Options) -> Result<(), String> {
         println!("stopped by Ctrl-C");
     }
 
-    let replica = follower.into_replica();
+    // Free the durable name for the next run at once.
+    let replica = follower.stop().await;
     match &options.dump {
         Some(path) => {
             let lines = dump_replica(path, replica.replica())?;
