@@ -107,7 +107,7 @@ pub use ecst_runtime::{
     ApplyStats, BoxError, Catalog, Change, DecodeError, DecodeErrorKind, DecodeVersionError,
     DuplicateEntity, EncodeError, EntityKey, EntityTaken, Entry, Envelope, EventContext, EventType,
     Mode, Operation, Outcome, PayloadError, Producer, Replica, Routed, Router, Sequence,
-    SequenceError, SnapshotError, StateEvent, Upcast, UpcastError,
+    SequenceError, SequenceOutOfRange, SnapshotError, StateEvent, Upcast, UpcastError,
 };
 
 pub use ecst_runtime::{catalog, compatibility, consume, envelope, store};

@@ -414,7 +414,7 @@ fn added_value(fill: &Fill, ty: &Type, prev: &TokenStream, private: &TokenStream
         // then reported at `added`, not at the field's type.
         Fill::Default { span } => {
             let ty = respan(ty.to_token_stream(), *span);
-            quote_spanned!(*span=> <#ty as #private::Default>::default())
+            quote_spanned!(*span=> <#ty as #private::AddedDefault>::added_default())
         }
     }
 }

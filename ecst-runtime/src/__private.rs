@@ -14,6 +14,25 @@ pub use crate::compatibility::Mode;
 pub use crate::event::{deserialize_and_upcast, StateEvent, Upcast};
 pub use crate::upcast::{DecodeVersionError, UpcastError};
 
+/// The value of an `added` field in an event older than the field: its
+/// `Default`, with an error that says what to write when there is none.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no `Default`, so `added` cannot fill it in events older than the field",
+    label = "`{Self}` needs a value in older events",
+    note = "write `added(since = .., default = f)` with `fn f() -> {Self}`, or `with = f` with `fn f(&Previous) -> {Self}`; or implement `Default` for `{Self}`"
+)]
+pub trait AddedDefault: Sized {
+    /// The value.
+    fn added_default() -> Self;
+}
+
+impl<T: Default> AddedDefault for T {
+    #[inline]
+    fn added_default() -> Self {
+        T::default()
+    }
+}
+
 /// Calls a user hop/retype function and names the hop if it fails.
 #[inline]
 pub fn convert<T, E>(

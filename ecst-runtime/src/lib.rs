@@ -44,6 +44,6 @@ pub use event::{EntityKey, StateEvent, Upcast};
 pub use producer::{Producer, SequenceError};
 pub use replica::{ApplyStats, Entry, Outcome, Replica};
 pub use router::{EntityTaken, Routed, Router};
-pub use sequence::Sequence;
+pub use sequence::{Sequence, SequenceOutOfRange};
 pub use snapshot::SnapshotError;
 pub use upcast::{BoxError, DecodeVersionError, PayloadError, UpcastError};
