@@ -96,6 +96,30 @@
 //!
 //! See [`Replica`] for the exact apply rules, [`envelope`] for the wire
 //! format, and [`DecodeError`] for the error policy.
+//!
+//! ## The crates
+//!
+//! Dependencies run one way: the adapters and the tooling depend on the
+//! core, never the reverse.
+//!
+//! | module | crate | what |
+//! |---|---|---|
+//! | [`StateEvent`] (derive) | `ecst-derive` | the derive |
+//! | the root, [`envelope`], [`consume`], [`store`] | `ecst-runtime` | the core: envelope, replica, router, producer, snapshots, the transport-neutral consume layer and durable replicas; no I/O, no async runtime |
+//! | `nats` | `ecst-runtime`, feature `nats` | the NATS JetStream adapter |
+//! | `store::sqlite`, `store::postgres` | `ecst-runtime`, features `sqlite`, `postgres` | durable stores |
+//! | [`schema`] | `ecst-schema` | schema governance: compatibility checker, schema lock, AsyncAPI |
+//!
+//! ## Feature flags
+//!
+//! None is on by default.
+//!
+//! - `nats`: the NATS JetStream adapter (`ecst::nats`: stream, publisher,
+//!   follower, bootstrap by request), over async-nats and tokio.
+//! - `sqlite`: `store::sqlite::SqliteStore`, a durable replica store in
+//!   SQLite (bundled: nothing to install).
+//! - `postgres`: `store::postgres::PostgresStore`, a durable replica store
+//!   in PostgreSQL (tokio-postgres).
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -244,6 +244,7 @@ fn check_accepted<T: StateEvent + PartialEq + std::fmt::Debug>(
             prop_assert_eq!(&wire["operation"], "delete");
             prop_assert!(wire["data"].is_null());
         }
+        other => prop_assert!(false, "a change this test does not know: {other:?}"),
     }
     Ok(())
 }
@@ -364,6 +365,7 @@ fn check_apply<T: StateEvent + PartialEq + std::fmt::Debug>(
                         Change::Delete => {
                             prop_assert_eq!(entry, Some(Entry::Tombstone { sequence }))
                         }
+                        other => prop_assert!(false, "a change this test does not know: {other:?}"),
                     }
                     prop_assert_eq!(others(&snapshot(replica), &key), others(&before, &key));
                 }

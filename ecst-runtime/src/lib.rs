@@ -15,6 +15,7 @@
 //! hands in.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 pub mod catalog;
@@ -24,6 +25,7 @@ pub mod envelope;
 mod error;
 mod event;
 #[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub mod nats;
 mod producer;
 mod replica;

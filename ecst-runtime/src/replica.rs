@@ -33,6 +33,7 @@ pub enum Outcome {
 
 /// Counts of every outcome and every rejection since the replica was made.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ApplyStats {
     /// [`Outcome::Inserted`] results.
     pub inserted: u64,

@@ -93,6 +93,7 @@ pub const CONTENT_TYPE: &str = "application/json";
 /// What an event does to its entity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Operation {
     /// The entity was created or changed; `data` carries its full state.
     Upsert,
@@ -112,6 +113,7 @@ impl Operation {
 
 /// The change an event carries.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Change<T> {
     /// The entity's full, newest state.
     Upsert(T),
