@@ -41,6 +41,17 @@ options:
   --stream NAME           the state stream (default CRM)
   --prefix P              subject prefix: events go to P.customer.<id> (default crm)
   --fresh                 delete the stream first (its events from an earlier run)
+  --replicas N            replicas of the stream when creating it, in a cluster
+                          (default 1)
+  --publish-retries N     publish a chunk again, up to N times, after a publish
+                          failed (a broker restart, say); the server and the
+                          sequence guard drop what was already stored
+                          (default 0: the first failure ends the program)
+  --touch-from-stdin      after the changes, read customer ids from stdin, one
+                          a line, until end of input, and publish each one's
+                          current state (or its deletion) again at its next
+                          sequence; for tests where a foreign publisher wrote
+                          on the owner's subjects
   -h, --help              this text";
 
 /// Edits per `publish_all` (sent together, then acknowledged together).
@@ -57,6 +68,9 @@ struct Options {
     stream: String,
     prefix: String,
     fresh: bool,
+    replicas: usize,
+    publish_retries: u32,
+    touch_from_stdin: bool,
 }
 
 fn parse_options() -> Result<Option<Options>, UsageError> {
@@ -71,6 +85,9 @@ fn parse_options() -> Result<Option<Options>, UsageError> {
         stream: DEFAULT_STREAM.to_owned(),
         prefix: DEFAULT_PREFIX.to_owned(),
         fresh: false,
+        replicas: 1,
+        publish_retries: 0,
+        touch_from_stdin: false,
     };
     let mut args = Args::from_env()?;
     while let Some(arg) = args.next_arg() {
@@ -97,12 +114,21 @@ fn parse_options() -> Result<Option<Options>, UsageError> {
                     no_value(&flag, inline)?;
                     options.fresh = true;
                 }
+                "replicas" => options.replicas = args.parsed(&flag, inline)?,
+                "publish-retries" => options.publish_retries = args.parsed(&flag, inline)?,
+                "touch-from-stdin" => {
+                    no_value(&flag, inline)?;
+                    options.touch_from_stdin = true;
+                }
                 _ => return Err(UsageError(format!("unknown option --{flag}"))),
             },
         }
     }
     if options.keys == 0 && options.changes > 0 {
         return Err(UsageError("--keys must be at least 1".into()));
+    }
+    if options.replicas == 0 {
+        return Err(UsageError("--replicas must be at least 1".into()));
     }
     if !options.rate.is_finite() || options.rate < 0.0 {
         return Err(UsageError(
@@ -251,6 +277,20 @@ impl Crm {
         }
     }
 
+    /// The customer's current state (or its deletion) again, at its next
+    /// sequence; `None` for a customer never created.
+    fn touch(&mut self, id: &str) -> Option<Result<Envelope<Customer>, SequenceError>> {
+        let state = self.rows.get(id)?.state.clone();
+        Some(match state {
+            Some(customer) => self.save(customer),
+            None => self.producer.delete(id.to_owned()).inspect(|envelope| {
+                if let Some(row) = self.rows.get_mut(id) {
+                    row.sequence = envelope.sequence;
+                }
+            }),
+        })
+    }
+
     fn save(&mut self, customer: Customer) -> Result<Envelope<Customer>, SequenceError> {
         let envelope = self.producer.upsert(customer.clone())?;
         self.rows.insert(
@@ -290,6 +330,28 @@ impl Crm {
     }
 }
 
+/// `publish_all`, and on a failure the same envelopes again after a pause,
+/// up to `retries` times: what the server already stored comes back as a
+/// duplicate (same event id) or is judged by the sequence guard.
+async fn publish_retrying(
+    publisher: &Publisher,
+    envelopes: &[Envelope<Customer>],
+    retries: u32,
+) -> Result<Vec<ecst::nats::Published>, String> {
+    let mut attempt = 0;
+    loop {
+        match publisher.publish_all(envelopes).await {
+            Ok(published) => return Ok(published),
+            Err(error) if attempt < retries => {
+                attempt += 1;
+                eprintln!("crm-owner: publishing failed ({error}); retry {attempt} of {retries}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(error) => return Err(error.to_string()),
+        }
+    }
+}
+
 fn lock(crm: &Mutex<Crm>) -> std::sync::MutexGuard<'_, Crm> {
     // A panic while holding the lock cannot leave a row half-written.
     crm.lock().unwrap_or_else(PoisonError::into_inner)
@@ -305,7 +367,9 @@ async fn run(options: Options) -> Result<(), String> {
         // Not there yet is fine; anything worse shows up in `ensure`.
         let _ = js.delete_stream(&options.stream).await;
     }
-    let mut stream = StateStream::new(options.stream.clone(), subjects.clone())
+    let mut state_stream = StateStream::new(options.stream.clone(), subjects.clone());
+    state_stream.replicas = options.replicas;
+    let mut stream = state_stream
         .ensure(&js, server)
         .await
         .map_err(|e| e.to_string())?;
@@ -389,10 +453,7 @@ async fn run(options: Options) -> Result<(), String> {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| e.to_string())?
         };
-        let published = publisher
-            .publish_all(&envelopes)
-            .await
-            .map_err(|e| e.to_string())?;
+        let published = publish_retrying(&publisher, &envelopes, options.publish_retries).await?;
         duplicates += published.iter().filter(|p| p.duplicate).count() as u64;
         done += count;
         if done >= next_report || done == options.changes {
@@ -405,6 +466,29 @@ async fn run(options: Options) -> Result<(), String> {
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
+    if options.touch_from_stdin && !*stop.borrow() {
+        println!("owner: reading customer ids to touch from stdin");
+        let ids = tokio::task::spawn_blocking(|| {
+            std::io::read_to_string(std::io::stdin())
+                .map(|text| text.lines().map(str::to_owned).collect::<Vec<_>>())
+        })
+        .await
+        .map_err(|e| format!("reading stdin: {e}"))?
+        .map_err(|e| format!("reading stdin: {e}"))?;
+        let envelopes = {
+            let mut crm = lock(&crm);
+            ids.iter()
+                .filter(|id| !id.trim().is_empty())
+                .filter_map(|id| crm.touch(id.trim()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?
+        };
+        for chunk in envelopes.chunks(CHUNK as usize) {
+            let published = publish_retrying(&publisher, chunk, options.publish_retries).await?;
+            duplicates += published.iter().filter(|p| p.duplicate).count() as u64;
+        }
+        println!("touch: asked={} published={}", ids.len(), envelopes.len());
+    }
 
     let after = stream
         .info()
