@@ -48,6 +48,12 @@ options:
                            with the same name is refused while this one runs,
                            and after a crash the name is free again after
                            this long (default 10)
+  --max-payload BYTES      park messages above this size unread, as refused
+                           (default 1048576)
+  --poll-timeout-ms N      cancel a poll that takes longer than N ms (drop its
+                           future, as a `select!` or a shutdown would); the poll
+                           after a cancelled one is never cut short, so the
+                           replica still makes progress (default: no timeout)
   --stream NAME            the state stream (default CRM)
   --prefix P               subject prefix (default crm)
   -h, --help               this text";
@@ -63,6 +69,8 @@ struct Options {
     batch: usize,
     sync_normal: bool,
     lease_ttl: Duration,
+    max_payload: Option<usize>,
+    poll_timeout: Option<Duration>,
     stream: String,
     prefix: String,
 }
@@ -79,6 +87,8 @@ fn parse_options() -> Result<Option<Options>, UsageError> {
         batch: 256,
         lease_ttl: Duration::from_secs(10),
         sync_normal: false,
+        max_payload: None,
+        poll_timeout: None,
         stream: DEFAULT_STREAM.to_owned(),
         prefix: DEFAULT_PREFIX.to_owned(),
     };
@@ -118,6 +128,11 @@ fn parse_options() -> Result<Option<Options>, UsageError> {
                         })?;
                 }
                 "batch" => options.batch = args.parsed(&flag, inline)?,
+                "max-payload" => options.max_payload = Some(args.parsed(&flag, inline)?),
+                "poll-timeout-ms" => {
+                    let millis: u64 = args.parsed(&flag, inline)?;
+                    options.poll_timeout = Some(Duration::from_millis(millis));
+                }
                 "sync-normal" => {
                     no_value(&flag, inline)?;
                     options.sync_normal = true;
@@ -242,6 +257,9 @@ async fn run(options: Options) -> Result<(), String> {
     settings.batch = options.batch;
     settings.lease_ttl = Some(options.lease_ttl);
     settings.lease_wait = options.lease_ttl + Duration::from_secs(1);
+    if let Some(max_payload) = options.max_payload {
+        settings.max_payload = max_payload;
+    }
     let mut follower = Follower::start(client, settings, replica)
         .await
         .map_err(|e| e.to_string())?;
@@ -285,8 +303,26 @@ async fn run(options: Options) -> Result<(), String> {
     // Ctrl-C is noticed within a second; a poll is never cut short, though
     // that would be safe too (what is not committed is delivered again).
     let mut caught_up_once = false;
+    let mut cancelled = 0u64;
+    let mut cut_short = false;
     while !stop.load(Ordering::SeqCst) {
-        let progress = follower.poll().await.map_err(|e| e.to_string())?;
+        let progress = match options.poll_timeout.filter(|_| !cut_short) {
+            Some(limit) => match tokio::time::timeout(limit, follower.poll()).await {
+                Ok(progress) => progress,
+                Err(_) => {
+                    cancelled += 1;
+                    cut_short = true;
+                    println!(
+                        "poll cancelled: after {} ms (cancelled={cancelled})",
+                        limit.as_millis()
+                    );
+                    continue;
+                }
+            },
+            None => follower.poll().await,
+        };
+        cut_short = false;
+        let progress = progress.map_err(|e| e.to_string())?;
         let batch = &progress.batch;
         if !batch.applied.is_empty() || !batch.parked.is_empty() {
             let changed = batch
