@@ -252,3 +252,279 @@ fn fresh_dir() -> PathBuf {
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ))
 }
+
+/// A JetStream cluster of nats-server processes on loopback: each node has
+/// its own client port, cluster (route) port, server name and store
+/// directory, and routes to every other node.
+///
+/// ```ignore
+/// let mut cluster = nats_server::NatsCluster::start(3);
+/// let client = async_nats::connect(cluster.urls().as_slice()).await?;
+/// cluster.kill(0);    // SIGKILL, like a crash
+/// cluster.restart(0); // same ports, same store directory
+/// ```
+///
+/// The nodes answer clients before JetStream has elected its meta leader:
+/// wait for that (a stream created, say) before relying on JetStream.
+/// Dropping the cluster kills every node and deletes the directories.
+pub struct NatsCluster {
+    binary: PathBuf,
+    dir: PathBuf,
+    nodes: Vec<ClusterNode>,
+}
+
+struct ClusterNode {
+    name: String,
+    port: u16,
+    cluster_port: u16,
+    child: Option<Child>,
+}
+
+impl NatsCluster {
+    /// Starts `size` nodes (at least 1; 3 for replicated streams) and
+    /// returns once every one accepts client connections.
+    ///
+    /// # Panics
+    ///
+    /// If the binary is missing, or a node did not come up (on fresh ports,
+    /// a few times).
+    pub fn start(size: usize) -> Self {
+        assert!(size >= 1, "a cluster needs at least one node");
+        let binary = binary();
+        let mut failures = Vec::new();
+        for _ in 0..PORT_ATTEMPTS {
+            let dir = fresh_dir();
+            let tag = dir.file_name().map_or_else(
+                || "ecst-cluster".to_owned(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            let nodes = (0..size)
+                .map(|i| ClusterNode {
+                    name: format!("{tag}-n{i}"),
+                    port: free_port(),
+                    cluster_port: free_port(),
+                    child: None,
+                })
+                .collect();
+            let mut cluster = NatsCluster {
+                binary: binary.clone(),
+                dir,
+                nodes,
+            };
+            for i in 0..size {
+                fs::create_dir_all(cluster.store_dir(i))
+                    .expect("creating a nats-server store directory");
+            }
+            // Start every node before waiting for any: with JetStream on, a
+            // node waits for its peers before it is of any use.
+            let mut started = Ok(());
+            for i in 0..size {
+                if let Err(why) = cluster.spawn(i) {
+                    started = Err(format!("node {i}: {why}"));
+                    break;
+                }
+            }
+            let ready = started.and_then(|()| {
+                (0..size)
+                    .try_for_each(|i| cluster.wait_ready(i).map_err(|w| format!("node {i}: {w}")))
+            });
+            match ready {
+                Ok(()) => return cluster,
+                Err(why) => {
+                    failures.push(format!("{why}\n--- logs ---\n{}", cluster.logs()));
+                    // Dropping kills the nodes and deletes the directory.
+                }
+            }
+        }
+        panic!(
+            "the nats-server cluster did not start in {PORT_ATTEMPTS} attempts:\n{}",
+            failures.join("\n")
+        );
+    }
+
+    /// How many nodes there are.
+    pub fn size(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// `nats://127.0.0.1:<port>` of node `i`.
+    pub fn url(&self, i: usize) -> String {
+        format!("nats://127.0.0.1:{}", self.nodes[i].port)
+    }
+
+    /// Every node's URL.
+    pub fn urls(&self) -> Vec<String> {
+        (0..self.nodes.len()).map(|i| self.url(i)).collect()
+    }
+
+    /// The server name of node `i` (what stream info calls the leader).
+    pub fn name(&self, i: usize) -> &str {
+        &self.nodes[i].name
+    }
+
+    /// The node named `name`, if it is one of ours.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|node| node.name == name)
+    }
+
+    /// The JetStream store directory of node `i`.
+    pub fn store_dir(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("n{i}")).join("store")
+    }
+
+    /// `true` while node `i`'s process runs.
+    pub fn is_running(&mut self, i: usize) -> bool {
+        self.nodes[i]
+            .child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// The process id of node `i`, while it runs (for SIGSTOP and the like).
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].child.as_ref().map(Child::id)
+    }
+
+    /// Kills node `i` (SIGKILL, like a crash) and waits for the process to
+    /// end. Idempotent.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts node `i` again (killing it first if it runs) on the same
+    /// ports with the same store directory; returns once it accepts client
+    /// connections. It then catches up with its peers on its own.
+    pub fn restart(&mut self, i: usize) {
+        self.kill(i);
+        let mut failures = Vec::new();
+        for _ in 0..PORT_ATTEMPTS {
+            match self.spawn(i).and_then(|()| self.wait_ready(i)) {
+                Ok(()) => return,
+                Err(why) => {
+                    self.kill(i);
+                    failures.push(why);
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+        panic!(
+            "cluster node {i} did not restart on port {}:\n{}\n--- log ---\n{}",
+            self.nodes[i].port,
+            failures.join("\n"),
+            self.log(i)
+        );
+    }
+
+    /// Node `i`'s log so far (every start appends to it).
+    pub fn log(&self, i: usize) -> String {
+        fs::read_to_string(self.log_path(i)).unwrap_or_default()
+    }
+
+    /// Every node's log, one after the other.
+    pub fn logs(&self) -> String {
+        (0..self.nodes.len())
+            .map(|i| format!("--- node {i} ({}) ---\n{}", self.nodes[i].name, self.log(i)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn log_path(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("n{i}")).join("nats-server.log")
+    }
+
+    fn cluster_name(&self) -> String {
+        self.dir.file_name().map_or_else(
+            || "ecst-cluster".to_owned(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+    }
+
+    /// Starts node `i`'s process (without waiting for it).
+    fn spawn(&mut self, i: usize) -> Result<(), String> {
+        let log_path = self.log_path(i);
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| format!("opening the log: {e}"))?;
+        let log_err = log
+            .try_clone()
+            .map_err(|e| format!("opening the log: {e}"))?;
+        let routes = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, node)| format!("nats://127.0.0.1:{}", node.cluster_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let node = &self.nodes[i];
+        let mut command = Command::new(&self.binary);
+        command
+            .arg("-a")
+            .arg("127.0.0.1")
+            .arg("-p")
+            .arg(node.port.to_string())
+            .arg("-n")
+            .arg(&node.name)
+            .arg("-js")
+            .arg("-sd")
+            .arg(self.store_dir(i))
+            .arg("--cluster_name")
+            .arg(self.cluster_name())
+            .arg("--cluster")
+            .arg(format!("nats://127.0.0.1:{}", node.cluster_port));
+        if !routes.is_empty() {
+            command.arg("--routes").arg(routes);
+        }
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err))
+            .spawn()
+            .map_err(|e| format!("running {}: {e}", self.binary.display()))?;
+        self.nodes[i].child = Some(child);
+        Ok(())
+    }
+
+    /// Waits until node `i` answers as itself, with JetStream on.
+    fn wait_ready(&mut self, i: usize) -> Result<(), String> {
+        let deadline = Instant::now() + READY_WITHIN;
+        loop {
+            let node = &mut self.nodes[i];
+            let Some(child) = node.child.as_mut() else {
+                return Err("not started".to_owned());
+            };
+            if let Ok(Some(status)) = child.try_wait() {
+                node.child = None;
+                return Err(format!("nats-server exited early ({status})"));
+            }
+            if answers_as(node.port, &node.name) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("no NATS INFO on the port within {READY_WITHIN:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl NatsServer {
+    /// The server's process id while it runs (for SIGSTOP and the like).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
