@@ -7,6 +7,11 @@
 //! let server = nats_server::NatsServer::start();
 //! let client = async_nats::connect(server.url()).await?;
 //! server.restart(); // same port, same store directory: streams survive
+//!
+//! // Users, accounts, permissions: written to a config file given with `-c`.
+//! let server = nats_server::NatsServer::start_with_config(
+//!     r#"authorization { users = [ { user: a, password: b } ] }"#,
+//! );
 //! ```
 //!
 //! The binary is `$NATS_SERVER`, else `/usr/sbin/nats-server` (what Debian's
@@ -36,6 +41,8 @@ pub struct NatsServer {
     binary: PathBuf,
     port: u16,
     dir: PathBuf,
+    /// The config file given with `-c` ([`NatsServer::start_with_config`]).
+    config: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -47,13 +54,42 @@ impl NatsServer {
     /// If the binary is missing (with how to install it), or no server came
     /// up on any of a few free ports.
     pub fn start() -> Self {
+        Self::launch(None)
+    }
+
+    /// Starts a server as [`NatsServer::start`] does, with `extra` as its
+    /// configuration file (`-c`): `authorization { … }`, `accounts { … }`,
+    /// limits. The command-line flags (address, port, name, JetStream and
+    /// its store directory) are the same as [`NatsServer::start`]'s and take
+    /// precedence over the file. The file is kept for
+    /// [`NatsServer::restart`].
+    ///
+    /// # Panics
+    ///
+    /// As [`NatsServer::start`]; a config the server refuses ends in "exited
+    /// early", with the server's complaint in the log shown.
+    pub fn start_with_config(extra: &str) -> Self {
+        Self::launch(Some(extra))
+    }
+
+    fn launch(extra: Option<&str>) -> Self {
         let binary = binary();
         let dir = fresh_dir();
         fs::create_dir_all(dir.join("store")).expect("creating the nats-server store directory");
+        let config = extra.map(|extra| {
+            let path = dir.join("nats-server.conf");
+            fs::write(
+                &path,
+                format!("# Written by tests/support/nats_server.rs\n{extra}\n"),
+            )
+            .expect("writing the nats-server config file");
+            path
+        });
         let mut server = NatsServer {
             binary,
             port: 0,
             dir,
+            config,
             child: None,
         };
         let mut failures = Vec::new();
@@ -154,7 +190,11 @@ impl NatsServer {
         let log_err = log
             .try_clone()
             .map_err(|e| format!("opening the log: {e}"))?;
-        let mut child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(config) = &self.config {
+            command.arg("-c").arg(config);
+        }
+        let mut child = command
             .arg("-a")
             .arg("127.0.0.1")
             .arg("-p")
