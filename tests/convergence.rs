@@ -3,6 +3,7 @@
 //! state, with tombstones for the deleted keys. The same holds through a
 //! `Router` and when partial replicas are merged by snapshot.
 
+#[path = "support/replica.rs"]
 mod common_replica;
 
 use std::collections::{HashMap, HashSet};

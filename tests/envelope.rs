@@ -2,6 +2,7 @@
 //! event, the producer's sequences, and the replica's accessors and
 //! snapshots.
 
+#[path = "support/replica.rs"]
 mod common_replica;
 
 use std::collections::BTreeSet;

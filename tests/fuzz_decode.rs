@@ -20,6 +20,7 @@
 //!   is RFC 3339, an ecst `dataschema` naming the entity and version;
 //! - the replica, the router and `Envelope::from_json` agree.
 
+#[path = "support/replica.rs"]
 mod common_replica;
 
 use common_replica::{obj, snapshot, Customer, Order};

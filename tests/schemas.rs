@@ -3,6 +3,7 @@
 //! newest struct, stored fixtures and envelopes' `data`) validate against the
 //! schema of their own version, and not against a version of another shape.
 
+#[path = "support/entities.rs"]
 mod common;
 
 use common::{

@@ -2,6 +2,7 @@
 //! version: the keys each version writes, which keys may be missing, and
 //! which are left out.
 
+#[path = "support/entities.rs"]
 mod common;
 
 use common::{keys, Profile, ProfileV1, ProfileV2};

@@ -6,6 +6,7 @@
 
 #![cfg(feature = "postgres")]
 
+#[path = "support/stores.rs"]
 mod store_common;
 
 use ecst::store::postgres::PostgresStore;

@@ -2,6 +2,7 @@
 
 #![cfg(feature = "sqlite")]
 
+#[path = "support/stores.rs"]
 mod store_common;
 
 use std::path::PathBuf;

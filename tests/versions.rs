@@ -3,6 +3,7 @@
 //! generated older-version structs are usable on their own; a failing
 //! conversion is reported with everything needed to find it.
 
+#[path = "support/entities.rs"]
 mod common;
 
 use std::error::Error as _;
