@@ -95,6 +95,20 @@ impl Lease {
                     })
                 }
                 Err(error) if error.kind() == CreateErrorKind::AlreadyExists => {
+                    if let Ok(Some(entry)) = store.entry(&key).await {
+                        if entry.value == holder && entry.operation == kv::Operation::Put {
+                            // Ours: an earlier attempt of this call got
+                            // through before its answer was lost.
+                            return Ok(Lease {
+                                store,
+                                key,
+                                holder,
+                                revision: entry.revision,
+                                renewed: Instant::now(),
+                                ttl,
+                            });
+                        }
+                    }
                     if Instant::now() >= deadline {
                         let held_by = match store.entry(&key).await {
                             Ok(Some(entry)) => String::from_utf8_lossy(&entry.value).into_owned(),
@@ -113,7 +127,9 @@ impl Lease {
         }
     }
 
-    /// Renews the lease if a third of its time to live has passed. `Ok(true)`
+    /// Renews the lease if a third of its time to live has passed.
+    /// Cancellation-safe: a renewal whose answer was lost is recognised by
+    /// the holder's id on the next call. `Ok(true)`
     /// when it had expired and was taken again (nobody else held it): the
     /// caller must not trust its consumer's position and starts it again
     /// from its checkpoint.
@@ -132,6 +148,15 @@ impl Lease {
                 Ok(false)
             }
             Err(error) if error.kind() == UpdateErrorKind::WrongLastRevision => {
+                // Still ours, at a revision this follower did not see: an
+                // earlier renewal reached the server but its future was
+                // dropped (a cancelled poll) before the answer was read.
+                if let Ok(Some(entry)) = self.store.entry(&self.key).await {
+                    if entry.value == self.holder && entry.operation == kv::Operation::Put {
+                        self.revision = entry.revision;
+                        return Ok(false);
+                    }
+                }
                 // Expired (or taken): take it again if nobody holds it.
                 match self.store.create(&self.key, self.holder.clone()).await {
                     Ok(revision) => {
