@@ -40,7 +40,9 @@
 //! their events per key themselves (a single writer per key that never
 //! retries an older event): one publish per event, no reads.
 
-use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
@@ -127,14 +129,28 @@ impl Guard {
         }
     }
 
+    /// Judges `envelope` against what is known of `subject` (nothing known:
+    /// an empty subject), without copying it.
+    fn judge<T: StateEvent>(
+        &self,
+        subject: &str,
+        envelope: &Envelope<T>,
+    ) -> Result<Verdict, NatsError> {
+        let known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        match known.get(subject) {
+            Some(last) => judge(subject, last, envelope),
+            None => judge(subject, &Last::default(), envelope),
+        }
+    }
+
     fn get(&self, subject: &str) -> Option<Last> {
         let known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
         known.get(subject).cloned()
     }
 
-    fn set(&self, subject: &str, last: Last) {
+    fn set(&self, subject: impl AsRef<str> + Into<String>, last: Last) {
         let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(slot) = known.get_mut(subject) {
+        if let Some(slot) = known.get_mut(subject.as_ref()) {
             *slot = last;
             return;
         }
@@ -144,7 +160,7 @@ impl Guard {
             known.clear();
         }
         if self.capacity > 0 {
-            known.insert(subject.to_owned(), last);
+            known.insert(subject.into(), last);
         }
     }
 
@@ -293,19 +309,21 @@ impl Publisher {
         let mut in_flight = FuturesOrdered::new();
         let mut out = Vec::with_capacity(envelopes.len());
         // Guarded: the subjects with an acknowledgement in flight.
-        let mut pending: HashMap<String, ()> = HashMap::new();
+        // Hashes only: a collision costs a needless wait, nothing else.
+        let mut pending: HashSet<u64> = HashSet::new();
+        let hasher = RandomState::new();
         for envelope in envelopes {
             let subject = self.subject(envelope)?;
             let mut expected = None;
             if let Some(guard) = &self.guard {
-                if pending.contains_key(&subject) {
+                let hash = hasher.hash_one(&subject);
+                if pending.contains(&hash) {
                     while let Some(done) = in_flight.next().await {
                         out.push(done?);
                     }
                     pending.clear();
                 }
-                let last = guard.get(&subject).unwrap_or_default();
-                match judge(&subject, &last, envelope)? {
+                match guard.judge(&subject, envelope)? {
                     Verdict::Duplicate(stream_sequence) => {
                         in_flight.push_back(self.acknowledged(
                             subject,
@@ -317,7 +335,7 @@ impl Publisher {
                     }
                     Verdict::Publish(last) => expected = Some(last),
                 }
-                pending.insert(subject.clone(), ());
+                pending.insert(hash);
             }
             let message = self.message(envelope, expected)?;
             let send = self.js.send_publish(subject.clone(), message);
@@ -365,7 +383,7 @@ impl Publisher {
         match (ack, &self.guard) {
             (Ok(ack), guard) => {
                 if let Some(guard) = guard {
-                    guard.set(&subject, learnt(envelope, ack.sequence));
+                    guard.set(subject, learnt(envelope, ack.sequence));
                 }
                 Ok(Published {
                     stream_sequence: ack.sequence,
