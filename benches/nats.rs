@@ -19,7 +19,14 @@
 //! - `publish/raw`: 10,000 pre-encoded envelopes (the very bytes ecst sends,
 //!   with the same `Nats-Msg-Id`) published with async-nats, acks pipelined;
 //! - `publish/ecst`: `Publisher::publish_all` of the same 10,000 envelopes,
-//!   encoding included.
+//!   encoding included, with the sequence guard (the default: every publish
+//!   carries `Nats-Expected-Last-Subject-Sequence`; new keys need no read);
+//! - `publish/ecst_unguarded`: the same with `Publisher::unguarded()`;
+//! - `publish/ecst_cold_updates`: the guard's worst case, a restarted
+//!   producer: a fresh guarded publisher publishes the next event of 10,000
+//!   keys that the stream already holds (published beforehand, not timed),
+//!   so every publish is refused once, reads the subject's last message and
+//!   goes again.
 //!
 //! Timed: creating the consumer (ecst: `Follower::start`) and consuming; not
 //! timed: opening the store, dropping the replica, deleting the consumer.
@@ -294,13 +301,21 @@ struct PublishBench {
     subjects: Subjects,
     version: ServerVersion,
     envelopes: Vec<Envelope<Customer>>,
+    /// The next event of every key of `envelopes`.
+    updates: Vec<Envelope<Customer>>,
     encoded: Vec<(String, String, Bytes)>,
 }
 
 impl PublishBench {
     fn new(bench: &Bench) -> PublishBench {
         let subjects = Subjects::new(PUBLISH_PREFIX).unwrap();
-        let envelopes = envelopes(PUBLISH);
+        let mut producer = Producer::<Customer>::new("urn:example:crm");
+        let envelopes: Vec<_> = (0..PUBLISH)
+            .map(|i| producer.upsert(customer(i, 1)).unwrap())
+            .collect();
+        let updates = (0..PUBLISH)
+            .map(|i| producer.upsert(customer(i, 2)).unwrap())
+            .collect();
         let encoded = envelopes
             .iter()
             .map(|e| {
@@ -313,6 +328,7 @@ impl PublishBench {
             subjects,
             version: ServerVersion::of(&bench.client).unwrap(),
             envelopes,
+            updates,
             encoded,
         }
     }
@@ -369,15 +385,41 @@ impl PublishBench {
         elapsed
     }
 
-    async fn ecst(&self) -> Duration {
+    /// `Publisher::publish_all` of the envelopes, guarded or not, into a
+    /// fresh stream.
+    async fn ecst(&self, guarded: bool) -> Duration {
         self.fresh_stream().await;
-        let publisher = Publisher::new(self.js.clone(), self.subjects.clone());
+        let mut publisher = Publisher::new(self.js.clone(), self.subjects.clone());
+        if !guarded {
+            publisher = publisher.unguarded();
+        }
         let start = Instant::now();
         let published = Measured::new(publisher.publish_all(&self.envelopes))
             .await
             .unwrap();
         let elapsed = start.elapsed();
         assert_eq!(published.len(), PUBLISH);
+        self.check_stream().await;
+        elapsed
+    }
+
+    /// A fresh guarded publisher publishes the next event of every key of a
+    /// stream that holds them all (published beforehand, not timed).
+    async fn ecst_cold_updates(&self) -> Duration {
+        self.fresh_stream().await;
+        Publisher::new(self.js.clone(), self.subjects.clone())
+            .unguarded()
+            .publish_all(&self.envelopes)
+            .await
+            .unwrap();
+        let publisher = Publisher::new(self.js.clone(), self.subjects.clone());
+        let start = Instant::now();
+        let published = Measured::new(publisher.publish_all(&self.updates))
+            .await
+            .unwrap();
+        let elapsed = start.elapsed();
+        assert_eq!(published.len(), PUBLISH);
+        assert!(published.iter().all(|p| !p.duplicate));
         self.check_stream().await;
         elapsed
     }
@@ -463,7 +505,13 @@ fn bench(c: &mut Criterion) {
         b.iter_custom(|iters| timed(&rt, iters, || publish.raw()))
     });
     group.bench_function("ecst", |b| {
-        b.iter_custom(|iters| timed(&rt, iters, || publish.ecst()))
+        b.iter_custom(|iters| timed(&rt, iters, || publish.ecst(true)))
+    });
+    group.bench_function("ecst_unguarded", |b| {
+        b.iter_custom(|iters| timed(&rt, iters, || publish.ecst(false)))
+    });
+    group.bench_function("ecst_cold_updates", |b| {
+        b.iter_custom(|iters| timed(&rt, iters, || publish.ecst_cold_updates()))
     });
     group.finish();
 }
@@ -520,7 +568,9 @@ fn once(functions: &str) {
                     "catch_up/ecst_sqlite_normal" => bench.ecst_sqlite(false).await,
                     "catch_up/ecst_sqlite_full" => bench.ecst_sqlite(true).await,
                     "publish/raw" => publish.raw().await,
-                    "publish/ecst" => publish.ecst().await,
+                    "publish/ecst" => publish.ecst(true).await,
+                    "publish/ecst_unguarded" => publish.ecst(false).await,
+                    "publish/ecst_cold_updates" => publish.ecst_cold_updates().await,
                     other => panic!("unknown function `{other}`"),
                 }
             });
