@@ -69,7 +69,7 @@ pub fn asyncapi(catalog: &Catalog, options: &AsyncApiOptions) -> Value {
                     event.type_name(),
                     event.version()
                 ),
-                "parameters": { "key": { "description": "The entity key, also the CloudEvents `subject`." } },
+                "parameters": { "key": { "description": KEY_ENCODING } },
                 "messages": channel_messages,
             }),
         );
@@ -179,6 +179,15 @@ fn rewrite_refs(value: &mut Value, id: &str) {
         _ => {}
     }
 }
+
+/// How a key is written into its subject (ecst's `nats::encode_key`), for
+/// producers in other languages.
+const KEY_ENCODING: &str = "The entity key (the CloudEvents `subject`), encoded so that every key \
+has exactly one subject: ASCII letters and digits and `-` `_` `@` `+` `=` `:` `,` `~` stand for \
+themselves; a `.` stands for itself between two non-empty parts of the key and is `%2E` at either \
+end or next to another `.`; every other character is `%` and two upper-case hexadecimal digits per \
+UTF-8 byte (`a b` is `a%20b`, `100%` is `100%25`, `é` is `%C3%A9`); the empty key is `%`. Readers \
+accept only this form. A subject is at most 3328 bytes.";
 
 /// AsyncAPI component keys match `^[a-zA-Z0-9.\-_]+$`.
 fn component_name(name: &str) -> String {
