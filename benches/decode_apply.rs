@@ -16,7 +16,7 @@
 //!   checked as UTF-8 once and read with `from_str` (as ecst reads it), for
 //!   reference.
 //!
-//! Run with `cargo bench --bench decode_apply`, then
+//! Run with `cargo bench -p ecst-benches --bench decode_apply`, then
 //! `python3 benches/ratios.py` for the ratios of this very run. Each
 //! iteration replays the whole workload into a fresh map; dropping the map is
 //! not timed.

@@ -33,7 +33,7 @@
 //! Every publish iteration goes to a freshly created stream (so the server's
 //! duplicate window never drops an event).
 //!
-//! Run with `cargo bench --features nats,sqlite --bench nats`, then
+//! Run with `cargo bench -p ecst-benches --bench nats`, then
 //! `python3 benches/ratios.py` for the rates of this very run and their
 //! ratios (ecst events/s ÷ raw events/s).
 //!

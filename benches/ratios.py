@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Prints the ratios of the benchmarks measured by `cargo bench --bench
-decode_apply`, `cargo bench --bench upcast` and `cargo bench --features
-nats,sqlite --bench nats`, from criterion's estimates of the last run
+"""Prints the ratios of the benchmarks measured by `cargo bench -p ecst-benches`
+(`--bench decode_apply`, `--bench upcast`, `--bench nats`), from criterion's
+estimates of the last run
 (target/criterion/<group>/<function>/new/estimates.json).
 
 Time ratios (`time`) divide the mean times: lower is better, the target is a

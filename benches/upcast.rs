@@ -11,7 +11,7 @@
 //! - `v1_value_upcast`: `v1_bytes` parsed into a `serde_json::Value`, keys
 //!   renamed/added/converted/removed by hand, then `serde_json::from_value`.
 //!
-//! Run with `cargo bench --bench upcast`, then `python3 benches/ratios.py`.
+//! Run with `cargo bench -p ecst-benches --bench upcast`, then `python3 benches/ratios.py`.
 //!
 //! For instruction counts, `ECST_BENCH_ONCE=<function>` skips criterion and
 //! calls that function 10,000 times (see `benches/decode_apply.rs`).

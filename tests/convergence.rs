@@ -396,11 +396,15 @@ fn rival_event(key: &str, sequence: u64, rival: &Rival) -> (Vec<u8>, Option<(u32
     }
 }
 
+/// One event as the tie-break sees it: key, sequence, and the schema
+/// version and state read (`None` for a delete).
+type Read = (String, u64, Option<(u32, Customer)>);
+
 /// The documented tie-break, written out independently: per key, among the
 /// events of the highest sequence, a delete wins; then the higher schema
 /// version read at; then the greater JSON serialization.
 fn expected_winners(
-    events: &[(String, u64, Option<(u32, Customer)>)],
+    events: &[Read],
 ) -> HashMap<String, (u64, Option<Customer>)> {
     type Rank = (u64, bool, u32, Vec<u8>);
     let rank = |sequence: u64, read: &Option<(u32, Customer)>| -> Rank {
@@ -449,7 +453,7 @@ proptest! {
     ) {
         let history = publish(&ops);
         let mut bytes: Vec<Vec<u8>> = Vec::new();
-        let mut read: Vec<(String, u64, Option<(u32, Customer)>)> = Vec::new();
+        let mut read: Vec<Read> = Vec::new();
         for (event, op) in history.events.iter().zip(&ops) {
             bytes.push(event.bytes.clone());
             let state = match op {
