@@ -403,9 +403,7 @@ type Read = (String, u64, Option<(u32, Customer)>);
 /// The documented tie-break, written out independently: per key, among the
 /// events of the highest sequence, a delete wins; then the higher schema
 /// version read at; then the greater JSON serialization.
-fn expected_winners(
-    events: &[Read],
-) -> HashMap<String, (u64, Option<Customer>)> {
+fn expected_winners(events: &[Read]) -> HashMap<String, (u64, Option<Customer>)> {
     type Rank = (u64, bool, u32, Vec<u8>);
     let rank = |sequence: u64, read: &Option<(u32, Customer)>| -> Rank {
         match read {
