@@ -58,6 +58,7 @@
 //!   holds the parsed key.
 //! - A delete may carry `"data": null`, read as no data.
 
+pub mod binary;
 mod decode;
 mod encode;
 

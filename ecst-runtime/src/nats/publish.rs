@@ -564,7 +564,7 @@ impl Publisher {
             Mode::Binary => {
                 let (headers, body) = to_binary(&json).map_err(|source| NatsError::JetStream {
                     action: "splitting the envelope into binary-mode headers",
-                    source,
+                    source: Box::new(source),
                 })?;
                 Publish::build().headers(headers).payload(body)
             }
