@@ -563,13 +563,13 @@ impl ReplicaStore<Account> for LostAcks {
     type Error = io::Error;
 
     async fn load(&mut self) -> Result<Loaded<Account>, io::Error> {
-        let loaded = ReplicaStore::<Account>::load(&mut self.inner).await;
-        Ok(loaded.unwrap_or_else(|never| match never {}))
+        ReplicaStore::<Account>::load(&mut self.inner)
+            .await
+            .map_err(io::Error::other)
     }
 
     async fn commit(&mut self, commit: Commit<'_, Account>) -> Result<(), io::Error> {
-        let written = self.inner.commit(commit).await;
-        written.unwrap_or_else(|never| match never {});
+        self.inner.commit(commit).await.map_err(io::Error::other)?;
         let lose = self
             .fail
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -658,8 +658,9 @@ impl ReplicaStore<Account> for Unreachable {
     type Error = io::Error;
 
     async fn load(&mut self) -> Result<Loaded<Account>, io::Error> {
-        let loaded = ReplicaStore::<Account>::load(&mut self.inner).await;
-        Ok(loaded.unwrap_or_else(|never| match never {}))
+        ReplicaStore::<Account>::load(&mut self.inner)
+            .await
+            .map_err(io::Error::other)
     }
 
     async fn commit(&mut self, commit: Commit<'_, Account>) -> Result<(), io::Error> {
@@ -670,8 +671,7 @@ impl ReplicaStore<Account> for Unreachable {
         if fail {
             return Err(io::Error::other("the database is unreachable"));
         }
-        let written = self.inner.commit(commit).await;
-        written.unwrap_or_else(|never| match never {});
+        self.inner.commit(commit).await.map_err(io::Error::other)?;
         Ok(())
     }
 }

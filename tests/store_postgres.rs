@@ -143,3 +143,12 @@ async fn database_errors_say_what_the_server_said() {
     assert!(message.contains("ecst_no_such_database"), "{message}");
     assert!(message.contains("does not exist"), "{message}");
 }
+
+#[tokio::test]
+async fn an_unstorable_state_is_parked_and_the_rest_commits() {
+    store_common::an_unstorable_state_is_parked_and_the_rest_commits(
+        &Postgres::new(),
+        "pg_unstorable",
+    )
+    .await;
+}

@@ -149,3 +149,10 @@ async fn in_memory() {
         .expect("load");
     assert_eq!(loaded.checkpoint, None);
 }
+
+#[tokio::test]
+async fn an_unstorable_state_is_parked_and_the_rest_commits() {
+    let test = "unstorable";
+    store_common::an_unstorable_state_is_parked_and_the_rest_commits(&Sqlite::new(test), test)
+        .await;
+}

@@ -995,17 +995,20 @@ pub async fn failed_commit_changes_nothing<B: Backend>(backend: &B, test: &str) 
     let mut durable = DurableReplica::<Fragile, _>::open(backend.open(&consumer).await)
         .await
         .expect("open fragile");
-    let error = durable
+    // The store refuses the poisoned state: its message is parked, the
+    // rest of the batch commits (before, the whole batch failed on every
+    // redelivery and the consumer stalled).
+    let outcome = durable
         .apply_batch(&messages(&[good, poisoned]))
         .await
-        .expect_err("poisoned batch");
-    assert!(matches!(error, StoreError::EncodeState { .. }), "{error:?}");
-    assert_eq!(
+        .expect("the batch commits without the poisoned state");
+    assert_eq!(outcome.applied, vec![(2, Outcome::Updated)]);
+    assert_eq!(outcome.parked.len(), 1);
+    assert_eq!(outcome.parked[0].1.kind, ParkKind::Unstorable);
+    assert_ne!(
         reopen::<Fragile, _>(backend, &consumer).await,
         fragile_before
     );
-    // Memory was ahead of the store; the next batch reloads first, so the
-    // replica is the store's plus the new batch.
     let next = msg(4, producer.upsert(better.clone()).unwrap());
     let outcome = durable
         .apply_batch(&messages(&[next]))
@@ -1020,7 +1023,7 @@ pub async fn failed_commit_changes_nothing<B: Backend>(backend: &B, test: &str) 
         durable.checkpoint(),
         Some(Checkpoint {
             stream_sequence: 4,
-            applied: 2,
+            applied: 3,
         })
     );
     let after = reopen::<Fragile, _>(backend, &consumer).await;
@@ -1127,4 +1130,73 @@ pub async fn consumers_are_isolated<B: Backend>(backend: &B, test: &str) {
     );
     assert_eq!(reopen::<v1::Account, _>(backend, &second).await, seen_two);
     backend.purge(&mut two).await;
+}
+
+/// A state the store cannot hold (its `Serialize` fails) used to fail the
+/// commit of its whole batch, again on every redelivery: the consumer
+/// stalled for good. Now its message is parked as unstorable, the rest of
+/// the batch commits, and a redelivery changes nothing.
+pub async fn an_unstorable_state_is_parked_and_the_rest_commits<B: Backend>(
+    backend: &B,
+    test: &str,
+) {
+    let consumer = consumer(test);
+    let mut store = backend.open(&consumer).await;
+    backend.purge(&mut store).await;
+    let mut producer = Producer::<Fragile>::new("urn:example:notes");
+    let note = |id: &str, note: &str| Fragile {
+        id: id.into(),
+        note: note.into(),
+    };
+    // A foreign producer's state that reads fine and does not serialize
+    // (ecst's own producer could not have encoded it).
+    let harmless = msg(2, producer.upsert(note("f-2", "harmless")).unwrap());
+    let poisoned = Msg {
+        payload: String::from_utf8(harmless.payload.clone())
+            .unwrap()
+            .replace("\"harmless\"", "\"poison\"")
+            .into_bytes(),
+        ..harmless
+    };
+    let batch = vec![
+        msg(1, producer.upsert(note("f-1", "fine")).unwrap()),
+        poisoned,
+        msg(3, producer.upsert(note("f-3", "fine too")).unwrap()),
+        msg(4, producer.upsert(note("f-1", "better")).unwrap()),
+    ];
+    let mut durable = DurableReplica::<Fragile, _>::open(store)
+        .await
+        .expect("open");
+    let outcome = durable
+        .apply_batch(&messages(&batch))
+        .await
+        .expect("the batch commits without the unstorable state");
+    let applied: Vec<u64> = outcome.applied.iter().map(|(s, _)| *s).collect();
+    assert_eq!(applied, vec![1, 3, 4]);
+    assert_eq!(outcome.parked.len(), 1, "{outcome:?}");
+    let (sequence, reason) = &outcome.parked[0];
+    assert_eq!(*sequence, 2);
+    assert_eq!(reason.kind, ParkKind::Unstorable);
+    assert!(reason.message.contains("f-2"), "{reason}");
+    assert_eq!(durable.replica().get("f-2"), None);
+    assert_eq!(durable.checkpoint().map(|c| c.applied), Some(3));
+    let expected = vec![
+        ("f-1".to_owned(), 2, Some(note("f-1", "better"))),
+        ("f-3".to_owned(), 1, Some(note("f-3", "fine too"))),
+    ];
+    assert_eq!(entries(durable.replica()), expected);
+    // Redelivered: the parked one stays parked once, nothing else changes.
+    let again = durable
+        .apply_batch(&messages(&batch))
+        .await
+        .expect("redelivery");
+    assert_eq!(again.parked.len(), 1);
+    drop(durable);
+    let reopened = DurableReplica::<Fragile, _>::open(backend.open(&consumer).await)
+        .await
+        .expect("reopen");
+    assert_eq!(entries(reopened.replica()), expected);
+    assert_eq!(reopened.pending_parked(), 1);
+    let mut store = backend.open(&consumer).await;
+    backend.purge(&mut store).await;
 }

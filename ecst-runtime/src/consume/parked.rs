@@ -61,6 +61,9 @@ pub enum ParkKind {
     /// invalid attribute, a payload that does not match its version, an
     /// invalid key.
     Invalid,
+    /// Valid, but the store refused to hold its state (a state whose
+    /// `Serialize` fails); the rest of its batch was committed without it.
+    Unstorable,
     /// A kind this build does not know (read from a store written by a
     /// newer build).
     Other,
@@ -68,7 +71,7 @@ pub enum ParkKind {
 
 impl ParkKind {
     /// The name stored in the `kind` column: `refused`, `misaddressed`,
-    /// `future_version`, `upcast`, `invalid`, `other`.
+    /// `future_version`, `upcast`, `invalid`, `unstorable`, `other`.
     pub const fn as_str(self) -> &'static str {
         match self {
             ParkKind::Refused => "refused",
@@ -76,6 +79,7 @@ impl ParkKind {
             ParkKind::FutureVersion => "future_version",
             ParkKind::Upcast => "upcast",
             ParkKind::Invalid => "invalid",
+            ParkKind::Unstorable => "unstorable",
             ParkKind::Other => "other",
         }
     }
@@ -89,6 +93,7 @@ impl ParkKind {
             ParkKind::FutureVersion,
             ParkKind::Upcast,
             ParkKind::Invalid,
+            ParkKind::Unstorable,
         ]
         .into_iter()
         .find(|kind| kind.as_str() == name)
@@ -193,6 +198,7 @@ mod tests {
             ParkKind::FutureVersion,
             ParkKind::Upcast,
             ParkKind::Invalid,
+            ParkKind::Unstorable,
         ] {
             assert_eq!(ParkKind::from_name(kind.as_str()), kind);
         }

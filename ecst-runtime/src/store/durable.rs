@@ -165,6 +165,34 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         if messages.is_empty() {
             return Ok(BatchOutcome::default());
         }
+        // Keys whose state the store refused to hold, and why: their
+        // messages are parked, so that the rest of the batch commits instead
+        // of the whole batch failing again and again.
+        let mut unstorable: Vec<(String, String)> = Vec::new();
+        loop {
+            let pending = self.apply_messages(messages, &unstorable);
+            let error = match self.finish(pending).await {
+                Ok(outcome) => return Ok(outcome),
+                Err(error) => error,
+            };
+            let Some(key) = S::unstorable_key(&error) else {
+                return Err(error);
+            };
+            if unstorable.iter().any(|(held, _)| *held == key) {
+                return Err(error);
+            }
+            // Memory went ahead of the store: start the batch over from it.
+            self.reload().await?;
+            unstorable.push((key, error.to_string()));
+        }
+    }
+
+    /// Applies `messages` in memory; what to commit.
+    fn apply_messages(
+        &mut self,
+        messages: &[Message<'_>],
+        unstorable: &[(String, String)],
+    ) -> Pending<T::Key> {
         let mut pending = Pending::new(self.checkpoint.unwrap_or_default());
         for message in messages {
             let checkpoint = &mut pending.checkpoint;
@@ -185,7 +213,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
                 self.park(message, message.address.key(), reason, &mut pending);
                 continue;
             }
-            match self.apply_addressed(message) {
+            match self.apply_addressed(message, unstorable) {
                 Ok((applied, key)) => {
                     if changes_state(applied) {
                         pending.checkpoint.applied += 1;
@@ -199,7 +227,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
                 }
             }
         }
-        self.finish(pending).await
+        pending
     }
 
     /// Decodes `message`, checks it against its transport address, and
@@ -208,6 +236,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
     fn apply_addressed(
         &mut self,
         message: &Message<'_>,
+        unstorable: &[(String, String)],
     ) -> Result<(Outcome, T::Key), (Option<String>, ParkReason)> {
         if let Address::Invalid(why) = &message.address {
             return Err((None, ParkReason::new(ParkKind::Misaddressed, why)));
@@ -233,6 +262,16 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
                     ParkReason::new(ParkKind::Misaddressed, reason),
                 ));
             }
+        }
+        if let Some((key, why)) = unstorable
+            .iter()
+            .find(|(key, _)| *key == decoded.header.key)
+        {
+            let reason = ParkReason::new(
+                ParkKind::Unstorable,
+                format!("the store cannot hold this state of key `{key}`: {why}"),
+            );
+            return Err((Some(key.clone()), reason));
         }
         let key = decoded.key.clone();
         Ok((self.replica.apply_decoded(decoded), key))
@@ -283,6 +322,27 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         if self.stale_memory {
             self.reload().await?;
         }
+        // As in `apply_batch`: a state the store refuses stays parked, the
+        // rest is committed.
+        let mut unstorable: Vec<(String, String)> = Vec::new();
+        loop {
+            let pending = self.retry_in_memory(&unstorable);
+            let error = match self.finish(pending).await {
+                Ok(outcome) => return Ok(outcome),
+                Err(error) => error,
+            };
+            let Some(key) = S::unstorable_key(&error) else {
+                return Err(error);
+            };
+            if unstorable.iter().any(|(held, _)| *held == key) {
+                return Err(error);
+            }
+            self.reload().await?;
+            unstorable.push((key, error.to_string()));
+        }
+    }
+
+    fn retry_in_memory(&mut self, unstorable: &[(String, String)]) -> Pending<T::Key> {
         let mut pending = Pending::new(self.checkpoint.unwrap_or_default());
         let waiting: Vec<(u64, Vec<u8>, String)> = self
             .parking
@@ -310,20 +370,20 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
                 Some(key) => message.addressed_to(T::ENTITY, key),
                 None => message,
             };
-            match self.apply_addressed(&message) {
+            match self.apply_addressed(&message, unstorable) {
                 Ok((applied, key)) => {
                     self.parking.remove(sequence);
                     pending.unparked.push(sequence);
                     if changes_state(applied) {
                         pending.checkpoint.applied += 1;
-                        self.supersede(key, Some(sequence), &mut pending);
+                        self.supersede(key, None, &mut pending);
                     }
                     pending.outcome.applied.push((sequence, applied));
                 }
                 Err((_, reason)) => pending.outcome.parked.push((sequence, reason)),
             }
         }
-        self.finish(pending).await
+        pending
     }
 
     /// Moves the checkpoint's stream position back to the start (`0`),

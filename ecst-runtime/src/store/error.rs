@@ -170,6 +170,16 @@ fn for_key(key: &Option<String>) -> String {
 }
 
 impl StoreError {
+    /// The key whose content this store cannot hold, when that is what the
+    /// error is about (a state that does not serialize): the batch's other
+    /// messages can still be committed without it.
+    pub fn unstorable_key(&self) -> Option<&str> {
+        match self {
+            StoreError::EncodeState { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+
     /// Where the error happened.
     pub fn context(&self) -> &StoreContext {
         match self {

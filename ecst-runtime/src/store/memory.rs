@@ -2,10 +2,9 @@
 //! consumers that bootstrap again on every start anyway.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::future::{ready, Future};
 
-use super::{Checkpoint, Commit, Loaded, Parked, ReplicaStore};
+use super::{Checkpoint, Commit, Loaded, Parked, ReplicaStore, StoreContext, StoreError};
 use crate::envelope::Change;
 use crate::event::{EntityKey, StateEvent};
 use crate::replica::Replica;
@@ -30,19 +29,24 @@ impl MemoryStore {
 }
 
 impl<T: StateEvent> ReplicaStore<T> for MemoryStore {
-    type Error = Infallible;
+    type Error = StoreError;
 
-    fn load(&mut self) -> impl Future<Output = Result<Loaded<T>, Infallible>> + Send {
+    fn load(&mut self) -> impl Future<Output = Result<Loaded<T>, StoreError>> + Send {
         // All the work happens here; the future only carries the result.
         ready(Ok(self.load_now()))
     }
 
+    fn unstorable_key(error: &StoreError) -> Option<String> {
+        error.unstorable_key().map(str::to_owned)
+    }
+
+    /// Writes everything or, when a state does not serialize, nothing
+    /// ([`StoreError::EncodeState`]).
     fn commit(
         &mut self,
         commit: Commit<'_, T>,
-    ) -> impl Future<Output = Result<(), Infallible>> + Send {
-        self.commit_now(commit);
-        ready(Ok(()))
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        ready(self.commit_now(commit))
     }
 }
 
@@ -72,14 +76,26 @@ impl MemoryStore {
         }
     }
 
-    fn commit_now<T: StateEvent>(&mut self, commit: Commit<'_, T>) {
+    fn commit_now<T: StateEvent>(&mut self, commit: Commit<'_, T>) -> Result<(), StoreError> {
+        let mut rows = Vec::with_capacity(commit.entries.len());
         for entry in &commit.entries {
-            let state = entry.state.and_then(|s| serde_json::to_string(s).ok());
-            self.rows.insert(
+            let state = match entry.state.map(serde_json::to_string) {
+                None => None,
+                Some(Ok(json)) => Some(json),
+                Some(Err(source)) => {
+                    return Err(StoreError::EncodeState {
+                        context: Box::new(StoreContext::new("memory", "", Some(T::ENTITY))),
+                        key: entry.key.to_string(),
+                        source,
+                    })
+                }
+            };
+            rows.push((
                 entry.key.to_string(),
                 (entry.sequence, entry.read_version, state),
-            );
+            ));
         }
+        self.rows.extend(rows);
         for parked in commit.parked {
             self.parked.insert(parked.stream_sequence, parked.clone());
         }
@@ -87,5 +103,6 @@ impl MemoryStore {
             self.parked.remove(sequence);
         }
         self.checkpoint = Some(commit.checkpoint);
+        Ok(())
     }
 }

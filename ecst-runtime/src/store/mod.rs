@@ -105,6 +105,16 @@ pub trait ReplicaStore<T: StateEvent> {
     /// Loads the replica, the checkpoint and the parked events.
     fn load(&mut self) -> impl Future<Output = Result<Loaded<T>, Self::Error>> + Send;
 
+    /// When a failed commit failed because of one key's content (a state
+    /// this store cannot encode or hold), that key. The durable replica then
+    /// parks the batch's messages of that key and commits the rest, instead
+    /// of failing the whole batch again and again. The default says `None`:
+    /// every failure is the store's.
+    fn unstorable_key(error: &Self::Error) -> Option<String> {
+        let _ = error;
+        None
+    }
+
     /// Writes a batch's changes, parked events and checkpoint in one
     /// transaction.
     fn commit(

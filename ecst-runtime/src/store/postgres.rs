@@ -560,6 +560,10 @@ fn prepare<'a, T: StateEvent>(commit: Commit<'a, T>) -> Prepared<'a> {
 impl<T: StateEvent> ReplicaStore<T> for PostgresStore {
     type Error = StoreError;
 
+    fn unstorable_key(error: &StoreError) -> Option<String> {
+        error.unstorable_key().map(str::to_owned)
+    }
+
     fn load(&mut self) -> impl core::future::Future<Output = Result<Loaded<T>, StoreError>> + Send {
         self.load_now::<T>()
     }

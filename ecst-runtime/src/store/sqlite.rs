@@ -500,6 +500,10 @@ fn prepare<'a, T: StateEvent>(commit: Commit<'a, T>) -> Prepared<'a> {
 impl<T: StateEvent> ReplicaStore<T> for SqliteStore {
     type Error = StoreError;
 
+    fn unstorable_key(error: &StoreError) -> Option<String> {
+        error.unstorable_key().map(str::to_owned)
+    }
+
     async fn load(&mut self) -> Result<Loaded<T>, StoreError> {
         self.load_now::<T>()
     }
