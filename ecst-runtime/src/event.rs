@@ -116,13 +116,7 @@ where
     T: StateEvent,
     R: serde_json::de::Read<'de>,
 {
-    let value = T::deserialize_version(version, &mut de).map_err(|e| match e {
-        DecodeVersionError::Payload(source) => PayloadError::Mismatch { version, source },
-        DecodeVersionError::Upcast(source) => PayloadError::Upcast(source),
-        DecodeVersionError::UnknownVersion { version, newest } => {
-            PayloadError::UnknownVersion { version, newest }
-        }
-    })?;
+    let value = T::deserialize_version(version, &mut de)?;
     de.end()
         .map_err(|source| PayloadError::Mismatch { version, source })?;
     Ok(value)
@@ -153,6 +147,9 @@ where
     V: Upcast,
     D: Deserializer<'de>,
 {
-    let old = V::deserialize(deserializer).map_err(DecodeVersionError::Payload)?;
-    old.upcast().map_err(DecodeVersionError::Upcast)
+    let old = V::deserialize(deserializer).map_err(|source| PayloadError::Mismatch {
+        version: V::VERSION,
+        source,
+    })?;
+    old.upcast().map_err(PayloadError::Upcast)
 }

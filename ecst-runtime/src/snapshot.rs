@@ -199,7 +199,7 @@ impl<T: StateEvent> Replica<T> {
                                 DecodeErrorKind::KeyMismatch { payload_key },
                             ));
                         }
-                        Err(DecodeVersionError::Payload(e)) => {
+                        Err(DecodeVersionError::Mismatch { source: e, .. }) => {
                             return Err(fail(entry.key, DecodeErrorKind::PayloadMismatch(e)))
                         }
                         Err(DecodeVersionError::Upcast(e)) => {

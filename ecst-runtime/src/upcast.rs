@@ -77,34 +77,21 @@ impl StdError for UpcastError {
     }
 }
 
-/// Why [`StateEvent::deserialize_version`](crate::StateEvent::deserialize_version)
-/// failed. `E` is the deserializer's own error type.
-#[derive(Debug)]
-pub enum DecodeVersionError<E> {
-    /// The payload does not match the struct of its declared version.
-    Payload(E),
-    /// A hop to a newer version failed.
-    Upcast(UpcastError),
-    /// The version is outside `1..=newest`.
-    UnknownVersion {
-        /// The version asked for.
-        version: u32,
-        /// The newest version this build knows.
-        newest: u32,
-    },
-}
-
-/// Why a bare payload (no envelope) could not be decoded; see
-/// [`StateEvent::from_json_version`](crate::StateEvent::from_json_version).
+/// Why a payload (the `data` of an envelope, without the envelope) could
+/// not be decoded into the newest version: what
+/// [`StateEvent::from_json_version`](crate::StateEvent::from_json_version)
+/// and [`StateEvent::deserialize_version`](crate::StateEvent::deserialize_version)
+/// return. `E` is the deserializer's own error type (`serde_json::Error`
+/// unless you decode another format).
 #[derive(Debug, thiserror::Error)]
-pub enum PayloadError {
+pub enum PayloadError<E = serde_json::Error> {
     /// The payload does not match the struct of its declared version.
     #[error("payload does not match schema version {version}: {source}")]
     Mismatch {
         /// The declared version.
         version: u32,
-        /// What serde_json reported.
-        source: serde_json::Error,
+        /// What the deserializer reported.
+        source: E,
     },
     /// A hop to a newer version failed.
     #[error(transparent)]
@@ -118,3 +105,9 @@ pub enum PayloadError {
         newest: u32,
     },
 }
+
+/// The error of [`StateEvent::deserialize_version`](crate::StateEvent::deserialize_version):
+/// the same as [`PayloadError`], over the deserializer's error type. Kept
+/// as a name for code written against ecst 0.1.0, where it was a type of
+/// its own.
+pub type DecodeVersionError<E> = PayloadError<E>;

@@ -182,7 +182,9 @@ pub(crate) fn finish_typed<'de, T: StateEvent>(
                 Ok(state) => Change::Upsert(state),
                 Err(e) => {
                     let kind = match e {
-                        DecodeVersionError::Payload(e) => DecodeErrorKind::PayloadMismatch(e),
+                        DecodeVersionError::Mismatch { source, .. } => {
+                            DecodeErrorKind::PayloadMismatch(source)
+                        }
                         DecodeVersionError::Upcast(e) => DecodeErrorKind::Upcast(e),
                         DecodeVersionError::UnknownVersion { .. } => {
                             DecodeErrorKind::InvalidVersion
@@ -552,7 +554,7 @@ impl<'de, T: StateEvent> Visitor<'de> for VersionSeed<'_, T> {
     fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Option<T>, D::Error> {
         match T::deserialize_version(self.version, deserializer) {
             Ok(state) => Ok(Some(state)),
-            Err(DecodeVersionError::Payload(e)) => Err(e),
+            Err(DecodeVersionError::Mismatch { source, .. }) => Err(source),
             Err(DecodeVersionError::Upcast(failure)) => {
                 *self.failure = Some(failure);
                 Err(de::Error::custom("upcast failed"))

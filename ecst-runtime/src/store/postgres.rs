@@ -34,7 +34,6 @@ use super::rows::{
 use super::{Checkpoint, Commit, Loaded, Parked, ReplicaStore, StoreContext, StoreError};
 use crate::event::StateEvent;
 use crate::replica::Replica;
-use crate::upcast::{DecodeVersionError, PayloadError};
 
 const BACKEND: &str = "postgres";
 
@@ -308,15 +307,7 @@ impl PostgresStore {
                 read_version: row.try_get(4).map_err(read)?,
             };
             restore_row(&mut replica, &context, stored, |version, Json(value)| {
-                T::deserialize_version(version, value).map_err(|e| match e {
-                    DecodeVersionError::Payload(source) => {
-                        PayloadError::Mismatch { version, source }
-                    }
-                    DecodeVersionError::Upcast(source) => PayloadError::Upcast(source),
-                    DecodeVersionError::UnknownVersion { version, newest } => {
-                        PayloadError::UnknownVersion { version, newest }
-                    }
-                })
+                T::deserialize_version(version, value)
             })?;
         }
 
