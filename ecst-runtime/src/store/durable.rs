@@ -165,12 +165,23 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         if messages.is_empty() {
             return Ok(BatchOutcome::default());
         }
-        // Keys whose state the store refused to hold, and why: their
-        // messages are parked, so that the rest of the batch commits instead
-        // of the whole batch failing again and again.
+        self.commit_storable(|this, unstorable| this.apply_messages(messages, unstorable))
+            .await
+    }
+
+    /// Runs `work` (which applies messages in memory, parking those of the
+    /// `unstorable` keys) and commits what it did. When the store refuses
+    /// one key's state ([`ReplicaStore::unstorable_key`]), starts over from
+    /// the store with that key's messages parked, so that the rest commits
+    /// instead of the whole batch failing again and again.
+    async fn commit_storable(
+        &mut self,
+        mut work: impl FnMut(&mut Self, &[(String, String)]) -> Pending<T::Key>,
+    ) -> Result<BatchOutcome, S::Error> {
+        // Keys whose state the store refused to hold, and why.
         let mut unstorable: Vec<(String, String)> = Vec::new();
         loop {
-            let pending = self.apply_messages(messages, &unstorable);
+            let pending = work(self, &unstorable);
             let error = match self.finish(pending).await {
                 Ok(outcome) => return Ok(outcome),
                 Err(error) => error,
@@ -181,7 +192,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
             if unstorable.iter().any(|(held, _)| *held == key) {
                 return Err(error);
             }
-            // Memory went ahead of the store: start the batch over from it.
+            // Memory went ahead of the store: start over from it.
             self.reload().await?;
             unstorable.push((key, error.to_string()));
         }
@@ -324,22 +335,8 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         }
         // As in `apply_batch`: a state the store refuses stays parked, the
         // rest is committed.
-        let mut unstorable: Vec<(String, String)> = Vec::new();
-        loop {
-            let pending = self.retry_in_memory(&unstorable);
-            let error = match self.finish(pending).await {
-                Ok(outcome) => return Ok(outcome),
-                Err(error) => error,
-            };
-            let Some(key) = S::unstorable_key(&error) else {
-                return Err(error);
-            };
-            if unstorable.iter().any(|(held, _)| *held == key) {
-                return Err(error);
-            }
-            self.reload().await?;
-            unstorable.push((key, error.to_string()));
-        }
+        self.commit_storable(|this, unstorable| this.retry_in_memory(unstorable))
+            .await
     }
 
     fn retry_in_memory(&mut self, unstorable: &[(String, String)]) -> Pending<T::Key> {
