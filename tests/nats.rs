@@ -2025,3 +2025,61 @@ async fn a_second_follower_on_one_durable_name_is_refused() {
     bounded("catching up", third.catch_up()).await.unwrap();
     assert_same(third.replica().replica(), &owner.truth);
 }
+
+// ---------------------------------------------------------------------------
+// Found by the soak test
+// ---------------------------------------------------------------------------
+
+/// A follower whose filter does not match the stream's last messages (the
+/// stream holds another entity too) catches up all the same. Before, the
+/// server's delivered stream position, which moves past messages outside
+/// the filter, was taken for a lost delivery, and `catch_up` never returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_whose_tail_is_another_entity_is_caught_up() {
+    let (_server, client, js, subjects) = setup("bank").await;
+    let publisher = Publisher::new(js.clone(), subjects.clone());
+    let owner = publish_keys(&publisher, 50).await;
+    // Messages of another entity after the last account.
+    for i in 0..5 {
+        publish_raw(
+            &js,
+            subjects.event("invoice", &format!("i-{i}")).unwrap(),
+            None,
+            b"{}".to_vec(),
+        )
+        .await;
+    }
+    let mut follower = follower(&client, settings(&subjects, "reader"), MemoryStore::new()).await;
+    bounded("catching up", follower.catch_up()).await.unwrap();
+    assert_same(follower.replica().replica(), &owner.truth);
+}
+
+/// A foreign message on an owner's subject with a readable header (this
+/// key, a high sequence) but a payload every consumer parks does not block
+/// the owner's key: the guarded publisher overwrites it. Before, the guard
+/// read only the header and refused every later event up to that sequence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_foreign_event_does_not_block_the_owners_key() {
+    let (_server, client, js, subjects) = setup("bank").await;
+    let publisher = Publisher::new(js.clone(), subjects.clone());
+    let mut owner = Owner::new();
+    let first = owner.upsert(&key(1));
+    publish_recorded(&publisher, &mut owner, first).await;
+    let mut forged: Value =
+        serde_json::from_slice(&owner.upsert(&key(1)).to_json().unwrap()).unwrap();
+    forged["sequence"] = json!("1000");
+    forged["data"]["balance"] = json!("not a number");
+    publish_raw(
+        &js,
+        subjects.event("account", &key(1)).unwrap(),
+        None,
+        serde_json::to_vec(&forged).unwrap(),
+    )
+    .await;
+    // The owner's next event goes through, over the invalid one.
+    let next = owner.upsert(&key(1));
+    publish_recorded(&publisher, &mut owner, next).await;
+    let mut follower = follower(&client, settings(&subjects, "reader"), MemoryStore::new()).await;
+    bounded("catching up", follower.catch_up()).await.unwrap();
+    assert_same(follower.replica().replica(), &owner.truth);
+}

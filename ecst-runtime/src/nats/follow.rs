@@ -485,20 +485,24 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
     }
 
     /// Whether the server says this consumer has no message left to
-    /// deliver, and everything it delivered is at or below the checkpoint
-    /// (committed). `false` when it cannot say (an error): the caller polls
-    /// again. If the server delivered past the checkpoint what this
-    /// follower never received, the consumer is re-created from the
-    /// checkpoint so that it comes again.
+    /// deliver, and that every delivery it made reached this follower.
+    /// `false` when it cannot say (an error): the caller polls again. If the
+    /// server made a delivery this follower never received (its delivery
+    /// count is ahead of the last one received), the consumer is re-created
+    /// from the checkpoint so that it comes again.
+    ///
+    /// Deliveries are compared by the consumer's own count, not by stream
+    /// sequence: a consumer with a filter moves its stream position past
+    /// messages that do not match it without delivering them.
     async fn nothing_left(&mut self) -> bool {
-        let checkpoint = self.durable.resume_after();
+        let received = self.delivered.unwrap_or(0);
         let Some(consumer) = self.consumer.as_mut() else {
             return false;
         };
         let Ok(info) = consumer.info().await else {
             return false;
         };
-        if info.delivered.stream_sequence > checkpoint {
+        if info.delivered.consumer_sequence > received {
             self.consumer = None;
             self.next = None;
             return false;

@@ -55,7 +55,7 @@ use futures_util::StreamExt;
 
 use super::binary::{to_binary, to_structured};
 use super::{jetstream, NatsError, Subjects};
-use crate::envelope::{decode_header, Envelope};
+use crate::envelope::{decode_header, decode_typed, Envelope};
 use crate::event::StateEvent;
 
 /// How many times a guarded publish reads the subject's last message and
@@ -483,10 +483,24 @@ impl Publisher {
                 let structured = to_structured(Some(&message.headers), &message.payload);
                 let json = structured.as_deref().unwrap_or(&message.payload);
                 let key = envelope.key.to_string();
-                let event = decode_header(json).ok().and_then(|(header, _)| {
-                    (header.entity == T::ENTITY && header.key == key)
-                        .then(|| (header.sequence.get(), header.id.into_owned()))
-                });
+                // Only a valid event of this key holds a later one back: the
+                // whole event is decoded, not only its header, or a foreign
+                // message with a high `sequence` and a payload every
+                // consumer parks would block the owner's key for good. An
+                // event of a schema version this build does not know yet is
+                // an upgraded producer's: it counts.
+                let valid = match decode_typed::<T>(json) {
+                    Ok(_) => true,
+                    Err(error) => error.is_future_version(),
+                };
+                let event =
+                    valid
+                        .then(|| decode_header(json).ok())
+                        .flatten()
+                        .and_then(|(header, _)| {
+                            (header.entity == T::ENTITY && header.key == key)
+                                .then(|| (header.sequence.get(), header.id.into_owned()))
+                        });
                 if event.is_none() {
                     tracing::warn!(
                         subject,

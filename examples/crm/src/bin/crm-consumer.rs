@@ -241,14 +241,16 @@ async fn run(options: Options) -> Result<(), String> {
     );
 
     if replica.resume_after() > stream_state.last_sequence {
-        return Err(format!(
-            "the replica's checkpoint ({}) is beyond the stream's last sequence ({}): the stream was \
-             recreated since this replica was written. Delete `{}` (or pick another --durable) to \
-             start over.",
+        // The stream was re-created (or a cluster replica numbers its
+        // messages differently): the follower notices too, and starts over
+        // from the latest event of every key; the version gate keeps what
+        // the replica holds where it is newer.
+        println!(
+            "stream reset: checkpoint={} is beyond the stream's last sequence {}; bootstrapping \
+             again",
             replica.resume_after(),
-            stream_state.last_sequence,
-            options.db.display()
-        ));
+            stream_state.last_sequence
+        );
     }
 
     let subjects = Subjects::new(options.prefix.clone()).map_err(|e| format!("--prefix: {e}"))?;
