@@ -199,8 +199,21 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
             lease,
             stream_created: None,
         };
-        follower.create_consumer().await?;
-        Ok(follower)
+        // A cluster electing a leader answers with time-outs for a while:
+        // retried like a fetch.
+        let mut attempt = 0;
+        loop {
+            match follower.create_consumer().await {
+                Ok(()) => return Ok(follower),
+                Err(error) => {
+                    attempt += 1;
+                    if attempt >= follower.settings.retry.attempts {
+                        return Err(error);
+                    }
+                    tokio::time::sleep(follower.settings.retry.backoff(attempt)).await;
+                }
+            }
+        }
     }
 
     /// The replica and its checkpoint.

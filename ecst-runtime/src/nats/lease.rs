@@ -45,32 +45,12 @@ impl Lease {
         ttl: Duration,
         wait: Duration,
     ) -> Result<Lease, NatsError> {
-        let store = match js.get_key_value(LEASE_BUCKET).await {
-            Ok(store) => store,
-            Err(_) => {
-                // The stream a key-value bucket is, made by hand:
-                // `create_key_value` first reads the account's limits, whose
-                // answer from nats-server 2.9 async-nats cannot parse.
-                let config = stream::Config {
-                    name: format!("KV_{LEASE_BUCKET}"),
-                    description: Some(
-                        "ecst: which follower holds each durable consumer name".into(),
-                    ),
-                    subjects: vec![format!("$KV.{LEASE_BUCKET}.>")],
-                    max_messages_per_subject: 1,
-                    max_age: ttl,
-                    allow_rollup: true,
-                    deny_delete: true,
-                    allow_direct: true,
-                    discard: DiscardPolicy::New,
-                    ..stream::Config::default()
-                };
-                js.get_or_create_stream(config)
-                    .await
-                    .map_err(|e| jetstream("creating the lease bucket", e))?;
-                js.get_key_value(LEASE_BUCKET)
-                    .await
-                    .map_err(|e| jetstream("opening the lease bucket", e))?
+        let deadline = Instant::now() + wait;
+        let store = loop {
+            match Self::bucket(js, ttl).await {
+                Ok(store) => break store,
+                Err(error) if Instant::now() >= deadline => return Err(error),
+                Err(_) => tokio::time::sleep(Duration::from_millis(250).min(ttl / 4)).await,
             }
         };
         // The bucket's time to live is the lease's, whatever this follower
@@ -81,7 +61,6 @@ impl Lease {
         };
         let key = lease_key(stream, durable_name);
         let holder = Bytes::from(holder);
-        let deadline = Instant::now() + wait;
         loop {
             match store.create(&key, holder.clone()).await {
                 Ok(revision) => {
@@ -122,9 +101,44 @@ impl Lease {
                     }
                     tokio::time::sleep(Duration::from_millis(250).min(ttl / 4)).await;
                 }
-                Err(error) => return Err(jetstream("taking the durable-name lease", error)),
+                // A cluster electing a leader times out for a while: wait
+                // as for a held lease.
+                Err(error) => {
+                    if Instant::now() >= deadline {
+                        return Err(jetstream("taking the durable-name lease", error));
+                    }
+                    tokio::time::sleep(Duration::from_millis(250).min(ttl / 4)).await;
+                }
             }
         }
+    }
+
+    /// The lease bucket, created if missing.
+    async fn bucket(js: &Context, ttl: Duration) -> Result<kv::Store, NatsError> {
+        if let Ok(store) = js.get_key_value(LEASE_BUCKET).await {
+            return Ok(store);
+        }
+        // The stream a key-value bucket is, made by hand: `create_key_value`
+        // first reads the account's limits, whose answer from nats-server
+        // 2.9 async-nats cannot parse.
+        let config = stream::Config {
+            name: format!("KV_{LEASE_BUCKET}"),
+            description: Some("ecst: which follower holds each durable consumer name".into()),
+            subjects: vec![format!("$KV.{LEASE_BUCKET}.>")],
+            max_messages_per_subject: 1,
+            max_age: ttl,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: DiscardPolicy::New,
+            ..stream::Config::default()
+        };
+        js.get_or_create_stream(config)
+            .await
+            .map_err(|e| jetstream("creating the lease bucket", e))?;
+        js.get_key_value(LEASE_BUCKET)
+            .await
+            .map_err(|e| jetstream("opening the lease bucket", e))
     }
 
     /// Renews the lease if a third of its time to live has passed.
