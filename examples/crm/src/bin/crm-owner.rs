@@ -332,24 +332,43 @@ impl Crm {
 
 /// `publish_all`, and on a failure the same envelopes again after a pause,
 /// up to `retries` times: what the server already stored comes back as a
-/// duplicate (same event id) or is judged by the sequence guard.
+/// duplicate (same event id) or is judged by the sequence guard. A retry
+/// sends only the last envelope of each key: the earlier ones carry older
+/// states of the same customer, which the stream may already hold a newer
+/// one of (the guard would refuse them, rightly).
 async fn publish_retrying(
     publisher: &Publisher,
     envelopes: &[Envelope<Customer>],
     retries: u32,
 ) -> Result<Vec<ecst::nats::Published>, String> {
     let mut attempt = 0;
+    let mut sending: Vec<Envelope<Customer>> = envelopes.to_vec();
     loop {
-        match publisher.publish_all(envelopes).await {
+        match publisher.publish_all(&sending).await {
             Ok(published) => return Ok(published),
             Err(error) if attempt < retries => {
                 attempt += 1;
                 eprintln!("crm-owner: publishing failed ({error}); retry {attempt} of {retries}");
                 tokio::time::sleep(Duration::from_millis(500)).await;
+                sending = last_of_each_key(envelopes);
             }
             Err(error) => return Err(error.to_string()),
         }
     }
+}
+
+/// The last envelope of each key, in their order.
+fn last_of_each_key(envelopes: &[Envelope<Customer>]) -> Vec<Envelope<Customer>> {
+    let mut last = std::collections::HashMap::new();
+    for (i, envelope) in envelopes.iter().enumerate() {
+        last.insert(envelope.key.clone(), i);
+    }
+    envelopes
+        .iter()
+        .enumerate()
+        .filter(|(i, envelope)| last.get(&envelope.key) == Some(i))
+        .map(|(_, envelope)| envelope.clone())
+        .collect()
 }
 
 fn lock(crm: &Mutex<Crm>) -> std::sync::MutexGuard<'_, Crm> {
