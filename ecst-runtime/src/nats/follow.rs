@@ -312,6 +312,10 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
             .create_consumer(config)
             .await
             .map_err(|e| jetstream("creating the durable consumer", e))?;
+        // Deliveries are numbered from what the server says it delivered
+        // (0 for the new consumer this normally is; more if an old one
+        // could not be deleted and was returned as it is).
+        self.delivered = Some(consumer.cached_info().delivered.consumer_sequence);
         self.consumer = Some(consumer);
         Ok(())
     }
@@ -400,9 +404,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
             // restart). Nothing after it may be committed, or the
             // checkpoint would pass it: apply what came before, then start
             // the consumer again from the checkpoint.
-            let expected = self
-                .delivered
-                .map_or(info.consumer_sequence, |last| last + 1);
+            let expected = self.delivered.unwrap_or(0) + 1;
             if info.consumer_sequence != expected {
                 tracing::warn!(
                     stream = %self.settings.stream,
