@@ -22,10 +22,10 @@ mod binary;
 mod bootstrap;
 mod follow;
 mod lease;
-mod publish;
+pub mod publish;
 mod server;
 mod stream;
-mod subject;
+pub mod subject;
 
 use crate::envelope::EncodeError;
 use crate::upcast::BoxError;

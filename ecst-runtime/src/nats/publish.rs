@@ -32,9 +32,11 @@
 //! [`GUARD_ATTEMPTS`] times before it gives up with
 //! [`NatsError::WrongLastSequence`].
 //!
-//! A stored message that is not an ecst event of the same entity and key
-//! (garbage, another producer's mistake) has no sequence to compare with
-//! and is overwritten.
+//! A stored message that is not a valid ecst event of the same entity and
+//! key (garbage, a payload that does not decode, another producer's
+//! mistake) holds nothing back and is overwritten: its `sequence` would
+//! otherwise block the key for good. An event of a schema version newer than
+//! this build knows counts (an upgraded producer wrote it).
 //!
 //! [`Publisher::unguarded`] turns the guard off for producers that order
 //! their events per key themselves (a single writer per key that never
