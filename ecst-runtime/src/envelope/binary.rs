@@ -100,7 +100,15 @@ where
             out.push(b',');
         }
         out.extend_from_slice(b"\"data\":");
-        out.extend_from_slice(body);
+        // The body is spliced in as it is, so it must be exactly one JSON
+        // value: `{..},"subject":"x"` would otherwise add attributes the
+        // headers do not have. Anything else goes in as a JSON string,
+        // which the decoder refuses as a payload that does not match.
+        if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+            out.extend_from_slice(body);
+        } else {
+            push_string(&mut out, &String::from_utf8_lossy(body));
+        }
     }
     out.push(b'}');
     Some(out)
@@ -154,5 +162,14 @@ mod tests {
         assert!(to_structured(vec![("Nats-Msg-Id", "x")], b"{}").is_none());
         // Not a character boundary at byte 3: ignored, not a panic.
         assert!(to_structured(vec![("ce-specversion", "1.0"), ("céx", "y")], b"").is_some());
+    }
+
+    #[test]
+    fn a_body_cannot_add_attributes() {
+        let headers = vec![("ce-specversion", "1.0"), ("ce-subject", "c-1")];
+        let json = to_structured(headers, br#"{"id":"c-1"},"subject":"c-2""#).unwrap();
+        let value: Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(value["subject"], "c-1");
+        assert_eq!(value["data"], r#"{"id":"c-1"},"subject":"c-2""#);
     }
 }

@@ -156,12 +156,15 @@ impl Subjects {
     /// Contract (for consumers, e.g. a follower that needs the key of a
     /// message whose payload cannot name it):
     ///
-    /// - `Ok` only for a subject that [`Subjects::event`] writes for some
-    ///   entity and key: `Subjects::event(address.entity, &address.key)`
-    ///   gives `subject` back, byte for byte. The key is borrowed from the
-    ///   subject when it needed no decoding (most keys).
-    /// - The entity is the first token after the prefix, whatever it is;
-    ///   compare it with the entity you expect.
+    /// - The key part is checked: `Ok` only when it is the canonical
+    ///   encoding of `address.key`, so that for every entity `event`
+    ///   accepts, `Subjects::event(address.entity, &address.key)` gives
+    ///   `subject` back, byte for byte. The key is borrowed from the subject
+    ///   when it needed no decoding (most keys).
+    /// - The entity is not checked: it is the first token after the prefix,
+    ///   whatever it is (NATS delivers `ecst.cust*omer.c-1` as an ordinary
+    ///   subject, which `event` would never write). Compare it with the
+    ///   entity you expect, as the follower does.
     /// - [`SubjectError::OutsidePrefix`]: not under `<prefix>.`;
     ///   [`SubjectError::NoKey`]: `<prefix>.<entity>` alone;
     ///   [`SubjectError::EmptyToken`], [`SubjectError::Unencoded`],
