@@ -1924,3 +1924,33 @@ fn snapshot_entry_errors_cover_keys_and_upcasts() {
     );
     assert_eq!(snapshot(&replica), before);
 }
+
+/// Found by a red-team review: `007` and `+7` parse to the integer key 7,
+/// so one key had several subjects and a message on `order.007` wrote order
+/// 7. Only the key's canonical (`Display`) form is accepted, in events and
+/// in snapshots.
+#[test]
+fn a_key_in_another_spelling_is_refused() {
+    let mut replica = Replica::<Order>::new();
+    for spelling in ["007", "+7"] {
+        let event = obj(&[
+            ("specversion", json!("1.0")),
+            ("id", json!(format!("order:{spelling}:1"))),
+            ("source", json!("urn:evil")),
+            ("type", json!("order")),
+            ("subject", json!(spelling)),
+            ("sequence", json!("1000")),
+            ("schemaversion", json!(1)),
+            ("operation", json!("upsert")),
+            ("data", json!({"number": 7, "total_cents": 1})),
+        ]);
+        let error = replica.apply_json(&event).unwrap_err();
+        assert!(
+            matches!(error.kind(), DecodeErrorKind::InvalidKey(reason) if reason.contains("write `7`")),
+            "{spelling}: {error}"
+        );
+    }
+    assert!(replica.entry(&7).is_none());
+    let snapshot = br#"{"entity":"order","schemaversion":1,"entries":[{"key":"007","sequence":1,"state":{"number":7,"total_cents":1}}]}"#;
+    assert!(replica.import_snapshot(snapshot).is_err());
+}

@@ -1501,7 +1501,7 @@ async fn bad_input_is_parked_and_superseded_never_holding_a_key_back() {
             "required attribute `specversion` is missing",
             ParkKind::Invalid,
         ),
-        ("`account`", ParkKind::Invalid),
+        ("entity `customer`", ParkKind::Misaddressed),
         ("99", ParkKind::FutureVersion),
         (
             "payload exceeds the 4096 byte limit of this follower",
@@ -2082,4 +2082,75 @@ async fn an_invalid_foreign_event_does_not_block_the_owners_key() {
     let mut follower = follower(&client, settings(&subjects, "reader"), MemoryStore::new()).await;
     bounded("catching up", follower.catch_up()).await.unwrap();
     assert_same(follower.replica().replica(), &owner.truth);
+}
+
+/// Found by a red-team review: a raw client can store a message whose
+/// header block is a status line (`NATS/1.0 503`, `404`, `100`) in the
+/// stream. The follower took it for the server's answer to its fetch: with
+/// 503 every poll failed, with 404 or 100 the catch-up never ended, and the
+/// keys after it never arrived. A message with an acknowledgement subject
+/// is a stream message, whatever its status: it is parked, the rest applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_status_line_is_parked_not_taken_for_the_servers_answer() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpStream;
+
+    for status_line in [
+        "NATS/1.0 503",
+        "NATS/1.0 404 No Messages",
+        "NATS/1.0 100 Idle Heartbeat",
+    ] {
+        let (server, client, js, subjects) = setup("bank").await;
+        let publisher = Publisher::new(js.clone(), subjects.clone());
+        let mut owner = Owner::new();
+        let first = owner.upsert("a");
+        publish_recorded(&publisher, &mut owner, first).await;
+        // A raw HPUB whose header block is a status line.
+        let port = server.port();
+        let subject = subjects.event("account", "junk").unwrap();
+        let line = status_line.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut writer = stream;
+            let mut text = String::new();
+            reader.read_line(&mut text).unwrap(); // INFO
+            let header = format!("{line}\r\n\r\n");
+            let body = b"{}";
+            let mut out = Vec::new();
+            out.extend_from_slice(
+                b"CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true,\"protocol\":1}\r\n",
+            );
+            out.extend_from_slice(
+                format!(
+                    "HPUB {subject} {} {}\r\n",
+                    header.len(),
+                    header.len() + body.len()
+                )
+                .as_bytes(),
+            );
+            out.extend_from_slice(header.as_bytes());
+            out.extend_from_slice(body);
+            out.extend_from_slice(b"\r\nPING\r\n");
+            writer.write_all(&out).unwrap();
+            loop {
+                text.clear();
+                reader.read_line(&mut text).unwrap();
+                if text.starts_with("PONG") || text.starts_with("-ERR") {
+                    break;
+                }
+            }
+        })
+        .await
+        .unwrap();
+        let second = owner.upsert("b");
+        publish_recorded(&publisher, &mut owner, second).await;
+        let mut follower =
+            follower(&client, settings(&subjects, "reader"), MemoryStore::new()).await;
+        bounded("catching up", follower.catch_up())
+            .await
+            .unwrap_or_else(|e| panic!("{status_line}: {e}"));
+        assert_same(follower.replica().replica(), &owner.truth);
+        assert_eq!(follower.replica().parked_len(), 1, "{status_line}");
+    }
 }

@@ -152,3 +152,12 @@ async fn an_unstorable_state_is_parked_and_the_rest_commits() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_misaddressed_undecodable_event_never_reaches_its_claimed_key() {
+    store_common::a_misaddressed_undecodable_event_never_reaches_its_claimed_key(
+        &Postgres::new(),
+        "pg_misaddressed_retry",
+    )
+    .await;
+}

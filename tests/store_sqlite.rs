@@ -156,3 +156,13 @@ async fn an_unstorable_state_is_parked_and_the_rest_commits() {
     store_common::an_unstorable_state_is_parked_and_the_rest_commits(&Sqlite::new(test), test)
         .await;
 }
+
+#[tokio::test]
+async fn a_misaddressed_undecodable_event_never_reaches_its_claimed_key() {
+    let test = "misaddressed_retry";
+    store_common::a_misaddressed_undecodable_event_never_reaches_its_claimed_key(
+        &Sqlite::new(test),
+        test,
+    )
+    .await;
+}

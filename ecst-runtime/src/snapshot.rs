@@ -181,7 +181,11 @@ impl<T: StateEvent> Replica<T> {
         for (index, entry) in snapshot.entries.into_iter().enumerate() {
             let fail = |key: String, kind| SnapshotError::Entry { index, key, kind };
             let key = match <T::Key as EntityKey>::parse_key(&entry.key) {
-                Ok(key) => key,
+                Ok(key) if key.to_string() == entry.key => key,
+                Ok(key) => {
+                    let reason = format!("not the key's canonical form: write `{key}`");
+                    return Err(fail(entry.key, DecodeErrorKind::InvalidKey(reason)));
+                }
                 Err(e) => return Err(fail(entry.key, DecodeErrorKind::InvalidKey(e))),
             };
             let change = match (entry.deleted, entry.state) {

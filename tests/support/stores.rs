@@ -1200,3 +1200,54 @@ pub async fn an_unstorable_state_is_parked_and_the_rest_commits<B: Backend>(
     let mut store = backend.open(&consumer).await;
     backend.purge(&mut store).await;
 }
+
+/// Found by a red-team review: a future-version event sent on the
+/// attacker's own subject (`mallory`) naming another key (`victim`) was
+/// parked under `victim`, and `retry_parked` after the upgrade applied it
+/// there. An addressed message is parked under the key it was sent to, as
+/// misaddressed, and never applies to another.
+pub async fn a_misaddressed_undecodable_event_never_reaches_its_claimed_key<B: Backend>(
+    backend: &B,
+    test: &str,
+) {
+    let consumer = consumer(test);
+    let mut store = backend.open(&consumer).await;
+    backend.purge(&mut store).await;
+    let mut producer = Producer::<v1::Account>::new("urn:example:bank");
+    let owner = producer.upsert(account1("victim", "Ada", 1)).unwrap();
+    let mut upgraded = Producer::<v2::Account>::new("urn:example:attacker");
+    let hostile = upgraded
+        .upsert_at(
+            account2("victim", "Mallory", None, 999_999),
+            Sequence::new(1_000),
+        )
+        .unwrap();
+    let batch = [msg(1, owner), msg(2, hostile)];
+    let addressed: Vec<Message<'_>> = batch
+        .iter()
+        .zip(["victim", "mallory"])
+        .map(|(m, key)| {
+            Message::new(m.stream_sequence, &m.subject, &m.payload).addressed_to("account", key)
+        })
+        .collect();
+    let mut durable = DurableReplica::<v1::Account, _>::open(store)
+        .await
+        .expect("open");
+    durable.apply_batch(&addressed).await.expect("batch");
+    let parked = durable.parked_at(2).expect("parked").clone();
+    assert_eq!(parked.key.as_deref(), Some("mallory"));
+    assert_eq!(parked.reason.kind, ParkKind::Misaddressed);
+    drop(durable);
+    // After the upgrade, the retry leaves it where it is.
+    let mut durable = DurableReplica::<v2::Account, _>::open(backend.open(&consumer).await)
+        .await
+        .expect("open with v2");
+    let outcome = durable.retry_parked().await.expect("retry");
+    assert!(outcome.applied.is_empty(), "{outcome:?}");
+    assert_eq!(
+        durable.replica().get("victim").map(|a| a.holder.as_str()),
+        Some("Ada")
+    );
+    let mut store = backend.open(&consumer).await;
+    backend.purge(&mut store).await;
+}

@@ -174,6 +174,14 @@ pub(crate) fn finish_typed<'de, T: StateEvent>(
         Ok(key) => key,
         Err(e) => return Err(header.error(DecodeErrorKind::InvalidKey(e))),
     };
+    // One key, one spelling: `007` and `+7` parse to the integer key 7, and
+    // would give it several subjects (and several parking keys). Only the
+    // key's own `Display` form is accepted.
+    if key.to_string() != *header.key {
+        return Err(header.error(DecodeErrorKind::InvalidKey(format!(
+            "not the key's canonical form: write `{key}`"
+        ))));
+    }
     let change = match (header.operation, slot) {
         (Operation::Upsert, DataSlot::Value(state)) => Change::Upsert(state),
         (Operation::Upsert, DataSlot::Raw(raw)) => {

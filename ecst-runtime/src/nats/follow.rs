@@ -581,6 +581,18 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
             let Ok(Some(message)) = tokio::time::timeout_at(deadline, inbox.next()).await else {
                 break;
             };
+            // A stream message carries its acknowledgement subject, whatever
+            // status line its publisher put in its headers (a raw client can
+            // store `NATS/1.0 503` in the stream): it is a message to apply
+            // or park, never the server's answer to the fetch.
+            let stored = message
+                .reply
+                .as_ref()
+                .is_some_and(|reply| reply.as_str().starts_with("$JS.ACK."));
+            if stored {
+                messages.push(message);
+                continue;
+            }
             match message.status {
                 None | Some(StatusCode::OK) => messages.push(message),
                 Some(StatusCode::IDLE_HEARTBEAT) => {}

@@ -256,6 +256,29 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
             Ok(decoded) => decoded,
             Err(error) => {
                 self.replica.count_rejection(&error);
+                // An addressed message is parked under the key it was sent
+                // to, never the key it claims: retried after an upgrade, it
+                // must still apply only to its own key.
+                if let Address::Key { entity, key } = &message.address {
+                    let context = error.context();
+                    let other_entity = context.entity.as_deref().is_some_and(|e| e != *entity);
+                    let other_key = context.key.as_deref().is_some_and(|k| k != key.as_ref());
+                    if other_entity || other_key || *entity != T::ENTITY {
+                        let reason = format!(
+                            "sent on `{}` (entity `{entity}`, key `{key}`) but the envelope names \
+                             entity `{}`, key `{}`: a message applies only to the entity and key \
+                             it was sent to ({error})",
+                            message.subject,
+                            context.entity.as_deref().unwrap_or("?"),
+                            context.key.as_deref().unwrap_or("?"),
+                        );
+                        return Err((
+                            Some(key.as_ref().to_owned()),
+                            ParkReason::new(ParkKind::Misaddressed, reason),
+                        ));
+                    }
+                    return Err((Some(key.as_ref().to_owned()), ParkReason::of_error(&error)));
+                }
                 return Err((error.context().key.clone(), ParkReason::of_error(&error)));
             }
         };
