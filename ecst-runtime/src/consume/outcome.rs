@@ -16,6 +16,10 @@ pub struct BatchOutcome {
     /// state at least as new, so they are resolved, kept for inspection
     /// until purged (see [`ParkingLimits`](super::ParkingLimits)).
     pub superseded: Vec<u64>,
+    /// Pending parked messages discarded because the parking lot went past
+    /// its pending limits ([`ParkingLimits`](super::ParkingLimits)), oldest
+    /// first.
+    pub overflowed: Vec<u64>,
     /// Events rejected *without* being parked, with the reason: the
     /// unsequenced events of a bootstrap answer
     /// ([`DurableReplica::merge_unsequenced`](crate::store::DurableReplica::merge_unsequenced)),

@@ -6,26 +6,44 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use super::{ParkKind, Parked, Resolution};
 use crate::envelope::decode_header;
 
-/// How many resolved (superseded or discarded) parked messages are kept
-/// for inspection. Past either limit the oldest are purged, in the same
-/// transaction as the batch that went past it. Pending messages are never
-/// purged: each may be the only copy of an event a replica still needs
-/// (discard them by hand, see
-/// [`DurableReplica::discard_parked`](crate::store::DurableReplica::discard_parked)).
+/// How much the parking lot holds, so that a flood of bad messages (junk
+/// on many subjects) cannot grow a replica's store without bound.
+///
+/// - Resolved (superseded or discarded) messages are kept for inspection up
+///   to `max_resolved` and `max_resolved_bytes`; past either, the oldest are
+///   purged.
+/// - Pending messages are kept up to `max_pending` and `max_pending_bytes`.
+///   Past either, the oldest pending ones are discarded, visibly: resolved as
+///   [`Resolution::Discarded`] with the reason, counted in
+///   [`BatchOutcome::overflowed`](super::BatchOutcome::overflowed), and
+///   logged; then purged with the resolved ones. Parking holds nothing back,
+///   so their keys' later events still apply; a discarded event that was
+///   the newest of its key (a future version, say) comes back with the
+///   owner's next event of the key, or from
+///   `Follower::bootstrap_from_owner`.
+///
+/// Every limit is applied in the same transaction as the batch that went
+/// past it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ParkingLimits {
     /// Resolved messages kept at most.
     pub max_resolved: usize,
     /// Payload bytes of resolved messages kept at most.
     pub max_resolved_bytes: usize,
+    /// Pending messages kept at most.
+    pub max_pending: usize,
+    /// Payload bytes of pending messages kept at most.
+    pub max_pending_bytes: usize,
 }
 
 impl Default for ParkingLimits {
-    /// 1,000 messages, 16 MiB.
+    /// Resolved: 1,000 messages, 16 MiB; pending: 10,000 messages, 64 MiB.
     fn default() -> Self {
         ParkingLimits {
             max_resolved: 1_000,
             max_resolved_bytes: 16 << 20,
+            max_pending: 10_000,
+            max_pending_bytes: 64 << 20,
         }
     }
 }
@@ -45,6 +63,7 @@ pub(crate) struct ParkingLot {
     pending_by_key: HashMap<String, BTreeSet<u64>>,
     resolved: usize,
     resolved_bytes: usize,
+    pending_bytes: usize,
 }
 
 impl ParkingLot {
@@ -85,6 +104,8 @@ impl ParkingLot {
         if parked.resolution.is_some() {
             self.resolved += 1;
             self.resolved_bytes += parked.payload.len();
+        } else {
+            self.pending_bytes += parked.payload.len();
         }
         self.slots
             .insert(parked.stream_sequence, Slot { parked, sequence });
@@ -93,6 +114,9 @@ impl ParkingLot {
     pub(crate) fn remove(&mut self, stream_sequence: u64) -> Option<Parked> {
         let slot = self.slots.remove(&stream_sequence)?;
         let parked = slot.parked;
+        if parked.resolution.is_none() {
+            self.pending_bytes -= parked.payload.len();
+        }
         match (&parked.resolution, &parked.key) {
             (None, Some(key)) => {
                 if let Some(set) = self.pending_by_key.get_mut(key) {
@@ -149,6 +173,25 @@ impl ParkingLot {
                 None => false,
             })
             .collect()
+    }
+
+    /// The pending messages to discard to stay within `limits`, oldest
+    /// first.
+    pub(crate) fn over_pending(&self, limits: ParkingLimits) -> Vec<u64> {
+        let mut count = self.pending();
+        let mut bytes = self.pending_bytes;
+        let mut discard = Vec::new();
+        for slot in self.slots.values() {
+            if count <= limits.max_pending && bytes <= limits.max_pending_bytes {
+                break;
+            }
+            if slot.parked.resolution.is_none() {
+                count -= 1;
+                bytes -= slot.parked.payload.len();
+                discard.push(slot.parked.stream_sequence);
+            }
+        }
+        discard
     }
 
     /// The resolved messages to purge to stay within `limits`, oldest

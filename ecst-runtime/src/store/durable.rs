@@ -514,6 +514,21 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
 
     /// Purges resolved parked events over the limits and commits `pending`.
     async fn finish(&mut self, mut pending: Pending<T::Key>) -> Result<BatchOutcome, S::Error> {
+        let overflow = self.parking.over_pending(self.limits);
+        if !overflow.is_empty() {
+            tracing_warn_overflow(overflow.len(), self.limits);
+            let why = format!(
+                "the parking lot was over its limit of {} pending messages or {} bytes",
+                self.limits.max_pending, self.limits.max_pending_bytes
+            );
+            for stream_sequence in overflow {
+                let resolution = Resolution::Discarded(why.clone());
+                if let Some(parked) = self.parking.resolve(stream_sequence, resolution) {
+                    pending.parked.push(parked.clone());
+                    pending.outcome.overflowed.push(stream_sequence);
+                }
+            }
+        }
         for stream_sequence in self.parking.over(self.limits) {
             self.parking.remove(stream_sequence);
             pending.unparked.push(stream_sequence);
@@ -570,4 +585,17 @@ fn stored_entries<'a, T: StateEvent>(
             })
         })
         .collect()
+}
+
+/// Logs a parking overflow where `tracing` is there (feature `nats`).
+fn tracing_warn_overflow(count: usize, limits: ParkingLimits) {
+    #[cfg(feature = "nats")]
+    tracing::warn!(
+        discarded = count,
+        max_pending = limits.max_pending,
+        max_pending_bytes = limits.max_pending_bytes,
+        "parking lot over its limits: the oldest pending parked messages were discarded"
+    );
+    #[cfg(not(feature = "nats"))]
+    let _ = (count, limits);
 }
