@@ -1398,7 +1398,8 @@ async fn wait_stream_healthy(js: &jetstream::Context, broker: &Broker) {
     }
 }
 
-/// The stream's last sequence, and which foreign messages it still holds.
+/// The stream's last sequence a consumer's filter matches, and which
+/// foreign messages the stream still holds.
 async fn stream_facts(js: &jetstream::Context, log: &HostileLog) -> (u64, BTreeSet<u64>) {
     let mut stream = js.get_stream(STREAM).await.expect("the stream");
     let last = stream
@@ -1413,7 +1414,20 @@ async fn stream_facts(js: &jetstream::Context, log: &HostileLog) -> (u64, BTreeS
             held.insert(seq);
         }
     }
-    (last, held)
+    // A consumer's checkpoint reaches the last message its filter matches:
+    // stray messages at the tail of the stream (another entity, a subject
+    // without a key) are never delivered to it.
+    let strays: BTreeSet<u64> = log
+        .sent
+        .iter()
+        .filter(|h| matches!(h.expect, Expect::NotDelivered))
+        .filter_map(Hostile::stored)
+        .collect();
+    let mut end = last;
+    while end > 0 && strays.contains(&end) {
+        end -= 1;
+    }
+    (end, held)
 }
 
 /// The owner keys a foreign message was the last on: the owner publishes
