@@ -177,7 +177,7 @@ pub(crate) fn finish_typed<'de, T: StateEvent>(
     // One key, one spelling: `007` and `+7` parse to the integer key 7, and
     // would give it several subjects (and several parking keys). Only the
     // key's own `Display` form is accepted.
-    if key.to_string() != *header.key {
+    if !displays_as(&key, &header.key) {
         return Err(header.error(DecodeErrorKind::InvalidKey(format!(
             "not the key's canonical form: write `{key}`"
         ))));
@@ -1169,5 +1169,42 @@ mod tests {
         assert!(!is_json("application/avro"));
         assert!(!is_json("json"));
         assert!(!is_json(""));
+    }
+}
+
+/// Whether `value` displays exactly as `text`, compared as it is written,
+/// without allocating (this runs for every event decoded).
+pub(crate) fn displays_as(value: &impl fmt::Display, text: &str) -> bool {
+    struct Compare<'t> {
+        rest: &'t str,
+    }
+    impl fmt::Write for Compare<'_> {
+        fn write_str(&mut self, chunk: &str) -> fmt::Result {
+            match self.rest.strip_prefix(chunk) {
+                Some(rest) => {
+                    self.rest = rest;
+                    Ok(())
+                }
+                None => Err(fmt::Error),
+            }
+        }
+    }
+    let mut compare = Compare { rest: text };
+    fmt::write(&mut compare, format_args!("{value}")).is_ok() && compare.rest.is_empty()
+}
+
+#[cfg(test)]
+mod displays_as_tests {
+    use super::displays_as;
+
+    #[test]
+    fn compares_the_display_form_exactly() {
+        assert!(displays_as(&7u64, "7"));
+        assert!(!displays_as(&7u64, "007"));
+        assert!(!displays_as(&7u64, "+7"));
+        assert!(!displays_as(&7u64, "7 "));
+        assert!(!displays_as(&17u64, "1"));
+        assert!(displays_as(&"c-1", "c-1"));
+        assert!(displays_as(&"", ""));
     }
 }
