@@ -26,17 +26,20 @@
 
 #[path = "../../../tests/support/nats_server.rs"]
 mod nats_server;
+mod support;
+
+use support::{field, forward, line_starting, read_state_lines};
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ecst_example_crm::{Customer, Rng, StateLine};
+use ecst_example_crm::{Customer, Rng};
 use nats_server::NatsServer;
 
 const OWNER: &str = env!("CARGO_BIN_EXE_crm-owner");
@@ -309,40 +312,6 @@ impl Counters {
     }
 }
 
-/// The number after `name=` in a `key=value` line.
-fn field(line: &str, name: &str) -> u64 {
-    let prefix = format!("{name}=");
-    line.split_whitespace()
-        .find_map(|token| token.strip_prefix(prefix.as_str()))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| panic!("no number `{name}=` in line {line:?}"))
-}
-
-fn line_starting<'a>(output: &'a str, start: &str) -> &'a str {
-    output
-        .lines()
-        .find(|line| line.starts_with(start))
-        .unwrap_or_else(|| panic!("no line starting with {start:?} in:\n{output}"))
-}
-
-fn read_state_lines(path: &Path) -> BTreeMap<String, (u64, Option<Customer>)> {
-    let text =
-        fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let mut states = BTreeMap::new();
-    for (number, line) in text.lines().enumerate() {
-        let parsed: StateLine = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("{}:{}: {e}: {line}", path.display(), number + 1));
-        let previous = states.insert(parsed.key.clone(), (parsed.sequence, parsed.state));
-        assert!(
-            previous.is_none(),
-            "{}: key {} twice",
-            path.display(),
-            parsed.key
-        );
-    }
-    states
-}
-
 type States = BTreeMap<String, (u64, Option<Customer>)>;
 
 fn assert_same_state(truth: &States, replica: &States) {
@@ -529,17 +498,6 @@ impl Running {
         }
         self.seen
     }
-}
-
-fn forward(pipe: impl Read + Send + 'static, tag: &'static str, tx: Sender<String>) {
-    thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(format!("{tag}{line}")).is_err() {
-                break;
-            }
-        }
-    });
 }
 
 /// A fresh directory under Cargo's scratch space for integration tests.

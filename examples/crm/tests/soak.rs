@@ -76,14 +76,17 @@
 
 #[path = "../../../tests/support/nats_server.rs"]
 mod nats_server;
+mod support;
+
+use support::{field, forward, line_starting, read_state_lines};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -91,7 +94,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use async_nats::jetstream::{self, context::PublishErrorKind};
 use ecst::nats::{ServerVersion, StateStream, Subjects};
 use ecst::{Envelope, Sequence};
-use ecst_example_crm::{customer_id, Customer, Rng, StateLine};
+use ecst_example_crm::{customer_id, Customer, Rng};
 use nats_server::{NatsCluster, NatsServer};
 use tokio::runtime::Runtime;
 
@@ -466,17 +469,6 @@ impl Proc {
         }
         out
     }
-}
-
-fn forward(pipe: impl Read + Send + 'static, tag: &'static str, tx: Sender<String>) {
-    thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(format!("{tag}{line}")).is_err() {
-                break;
-            }
-        }
-    });
 }
 
 /// `kill -<signal> <pid>`, for a process this test started.
@@ -2014,40 +2006,6 @@ struct Planned {
 // Files and lines.
 
 type States = BTreeMap<String, (u64, Option<Customer>)>;
-
-fn read_state_lines(path: &Path) -> States {
-    let text =
-        fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let mut states = BTreeMap::new();
-    for (number, line) in text.lines().enumerate() {
-        let parsed: StateLine = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("{}:{}: {e}: {line}", path.display(), number + 1));
-        let previous = states.insert(parsed.key.clone(), (parsed.sequence, parsed.state));
-        assert!(
-            previous.is_none(),
-            "{}: key {} twice",
-            path.display(),
-            parsed.key
-        );
-    }
-    states
-}
-
-/// The number after `name=` in a `key=value` line.
-fn field(line: &str, name: &str) -> u64 {
-    let prefix = format!("{name}=");
-    line.split_whitespace()
-        .find_map(|token| token.strip_prefix(prefix.as_str()))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| panic!("no number `{name}=` in line {line:?}"))
-}
-
-fn line_starting<'a>(output: &'a str, start: &str) -> &'a str {
-    output
-        .lines()
-        .find(|line| line.starts_with(start))
-        .unwrap_or_else(|| panic!("no line starting with {start:?} in:\n{output}"))
-}
 
 /// A fresh directory under Cargo's scratch space for integration tests.
 fn scratch_dir(tag: &str) -> PathBuf {
