@@ -16,7 +16,7 @@ use serde::ser::{SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::envelope::Change;
+use crate::envelope::{displays_as, Change};
 use crate::error::DecodeErrorKind;
 use crate::event::{EntityKey, StateEvent};
 use crate::replica::{ApplyStats, Replica, Slot};
@@ -181,7 +181,7 @@ impl<T: StateEvent> Replica<T> {
         for (index, entry) in snapshot.entries.into_iter().enumerate() {
             let fail = |key: String, kind| SnapshotError::Entry { index, key, kind };
             let key = match <T::Key as EntityKey>::parse_key(&entry.key) {
-                Ok(key) if key.to_string() == entry.key => key,
+                Ok(key) if displays_as(&key, &entry.key) => key,
                 Ok(key) => {
                     let reason = format!("not the key's canonical form: write `{key}`");
                     return Err(fail(entry.key, DecodeErrorKind::InvalidKey(reason)));

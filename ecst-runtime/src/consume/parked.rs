@@ -70,6 +70,16 @@ pub enum ParkKind {
 }
 
 impl ParkKind {
+    /// Every kind but [`ParkKind::Other`].
+    pub const KNOWN: [ParkKind; 6] = [
+        ParkKind::Refused,
+        ParkKind::Misaddressed,
+        ParkKind::FutureVersion,
+        ParkKind::Upcast,
+        ParkKind::Invalid,
+        ParkKind::Unstorable,
+    ];
+
     /// The name stored in the `kind` column: `refused`, `misaddressed`,
     /// `future_version`, `upcast`, `invalid`, `unstorable`, `other`.
     pub const fn as_str(self) -> &'static str {
@@ -87,17 +97,10 @@ impl ParkKind {
     /// The kind named `name` ([`ParkKind::as_str`]), [`ParkKind::Other`]
     /// for a name this build does not know.
     pub fn from_name(name: &str) -> Self {
-        [
-            ParkKind::Refused,
-            ParkKind::Misaddressed,
-            ParkKind::FutureVersion,
-            ParkKind::Upcast,
-            ParkKind::Invalid,
-            ParkKind::Unstorable,
-        ]
-        .into_iter()
-        .find(|kind| kind.as_str() == name)
-        .unwrap_or(ParkKind::Other)
+        ParkKind::KNOWN
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+            .unwrap_or(ParkKind::Other)
     }
 }
 
@@ -192,14 +195,7 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for kind in [
-            ParkKind::Refused,
-            ParkKind::Misaddressed,
-            ParkKind::FutureVersion,
-            ParkKind::Upcast,
-            ParkKind::Invalid,
-            ParkKind::Unstorable,
-        ] {
+        for kind in ParkKind::KNOWN {
             assert_eq!(ParkKind::from_name(kind.as_str()), kind);
         }
         assert_eq!(ParkKind::from_name("from the future"), ParkKind::Other);

@@ -87,6 +87,11 @@ impl ParkingLot {
         self.slots.len()
     }
 
+    /// Whether any pending message is parked under a key.
+    pub(crate) fn has_pending_keys(&self) -> bool {
+        !self.pending_by_key.is_empty()
+    }
+
     pub(crate) fn pending(&self) -> usize {
         self.slots.len() - self.resolved
     }

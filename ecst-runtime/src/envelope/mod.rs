@@ -72,7 +72,8 @@ use crate::event::StateEvent;
 use crate::sequence::Sequence;
 
 pub(crate) use decode::{
-    check_key, decode_header, decode_typed, finish_typed, shown, DataSlot, Decoded, Header,
+    check_key, decode_header, decode_typed, displays_as, finish_typed, shown, DataSlot, Decoded,
+    Header,
 };
 pub use encode::EncodeError;
 

@@ -445,7 +445,14 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
     /// Records that `key` changed, and marks the pending parked events of
     /// `key` that its new state supersedes.
     fn supersede(&mut self, key: T::Key, applied_at: Option<u64>, pending: &mut Pending<T::Key>) {
+        // The common case, on the path of every applied event: nothing
+        // pending to look up (and no key to write out as text).
+        if !self.parking.has_pending_keys() {
+            pending.changed.push(key);
+            return;
+        }
         let Some(held) = self.replica.entry(&key).map(|entry| entry.sequence().get()) else {
+            pending.changed.push(key);
             return;
         };
         let text = key.to_string();
