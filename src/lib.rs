@@ -141,6 +141,12 @@ pub use ecst_runtime::{catalog, compatibility, consume, envelope, store};
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub use ecst_runtime::nats;
 
+/// The transactional outbox: stage events in the owner's own database
+/// transaction (SQLite, PostgreSQL), relay them to NATS (with `nats`).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
+pub use ecst_runtime::outbox;
+
 /// Schema governance (crate `ecst-schema`): the compatibility checker, the
 /// schema lock your tests check, the AsyncAPI writer.
 pub use ecst_schema as schema;

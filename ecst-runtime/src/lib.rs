@@ -9,7 +9,9 @@
 //! - [`Envelope`]: the CloudEvents 1.0 envelope, encoded and decoded;
 //! - [`Producer`]: envelopes with a strictly increasing per-key [`Sequence`];
 //! - [`Replica`] and [`Router`]: order-proof, idempotent local copies;
-//! - [`DecodeError`]: the one typed error every rejected event becomes.
+//! - [`DecodeError`]: the one typed error every rejected event becomes;
+//! - `outbox` (features `sqlite`, `postgres`): events staged in the owner's
+//!   own database transaction, and the relay that publishes them.
 //!
 //! Nothing here needs an async runtime or does I/O beyond what the caller
 //! hands in.
@@ -27,6 +29,9 @@ mod event;
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub mod nats;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
+pub mod outbox;
 mod producer;
 mod replica;
 mod router;

@@ -1,0 +1,481 @@
+//! [`OutboxRelay`]: publishes committed outbox rows to JetStream (features
+//! `nats` and `sqlite` or `postgres`).
+
+mod batch;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tokio::sync::Notify;
+
+use batch::{group, Entity, Outcome, Relayed};
+
+use super::Outbox;
+use crate::consume::RetryPolicy;
+use crate::event::StateEvent;
+use crate::nats::{NatsError, Publisher};
+use crate::upcast::BoxError;
+
+/// How a relay works; [`RelaySettings::default`] suits most owners.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct RelaySettings {
+    /// Unsent rows read per batch (default 1,000).
+    pub batch: usize,
+    /// Publishes in flight at once (default 256): different keys only.
+    pub in_flight: usize,
+    /// How often the relay looks for rows when nothing woke it (default
+    /// 1 s). In-process staging (SQLite) and PostgreSQL's `NOTIFY` wake it
+    /// at once; this is the fallback (rows staged by another process into
+    /// SQLite, a notification lost with a connection).
+    pub poll_interval: Duration,
+    /// How long the relay lease lasts unless renewed (default 10 s): a
+    /// crashed relay's successor waits at most this long.
+    pub lease_ttl: Duration,
+    /// How long sent rows are kept (`None`, the default: deleted once the
+    /// server acknowledged them).
+    pub keep_sent: Option<Duration>,
+    /// Sent rows deleted at most per batch, with `keep_sent` (default
+    /// 1,000).
+    pub purge_batch: usize,
+    /// The waits after failures (the broker or the database down): doubled
+    /// from `initial_backoff` up to `max_backoff`. [`OutboxRelay::run`]
+    /// retries for ever; `attempts` is not used.
+    pub retry: RetryPolicy,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        RelaySettings {
+            batch: 1000,
+            in_flight: 256,
+            poll_interval: Duration::from_secs(1),
+            lease_ttl: Duration::from_secs(10),
+            keep_sent: None,
+            purge_batch: 1000,
+            retry: RetryPolicy {
+                attempts: u32::MAX,
+                initial_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(5),
+            },
+        }
+    }
+}
+
+/// What one pass of the relay did ([`OutboxRelay::relay_once`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RelayReport {
+    /// Whether this relay holds the lease; without it, it did nothing.
+    pub leader: bool,
+    /// Rows read.
+    pub read: usize,
+    /// Events the stream acknowledged (or already had: a re-send).
+    pub published: usize,
+    /// Rows marked sent without a publish of their own: an older event of
+    /// a key whose newer event went out in the same batch, or one the
+    /// stream already holds a newer state of.
+    pub superseded: usize,
+    /// Rows set aside with a reason in their `error` column: they can never
+    /// be published (they do not decode as their entity, say).
+    pub set_aside: usize,
+    /// Sent rows deleted by retention.
+    pub purged: usize,
+    /// The batch was full: more rows may be waiting.
+    pub more: bool,
+}
+
+/// Why a pass of the relay failed. [`OutboxRelay::run`] logs it and tries
+/// again after a backoff; nothing is lost (the rows stay unsent).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RelayError {
+    /// The outbox's database failed.
+    #[error("the outbox relay's {operation} failed: {source}")]
+    Database {
+        /// What was being done.
+        operation: &'static str,
+        /// The driver's error.
+        source: BoxError,
+    },
+    /// Publishing failed (the broker is down, say); the events stay unsent.
+    #[error("publishing {failed} outbox event(s) failed: {source}")]
+    Publish {
+        /// How many keys' events failed in the pass.
+        failed: usize,
+        /// The first failure.
+        source: NatsError,
+    },
+    /// No entity type was registered with [`OutboxRelay::entity`].
+    #[error("the outbox relay has no entity types: register them with `OutboxRelay::entity`")]
+    NoEntities,
+}
+
+impl RelayError {
+    pub(crate) fn database(operation: &'static str, source: impl Into<BoxError>) -> Self {
+        RelayError::Database {
+            operation,
+            source: source.into(),
+        }
+    }
+}
+
+enum Source {
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlite::SqliteSource),
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::PostgresSource),
+}
+
+/// Publishes an [`Outbox`]'s committed rows to JetStream.
+///
+/// - **Order.** Each pass reads the unsent rows (every one: it never uses
+///   "the highest position sent" as a cursor, since in PostgreSQL a later
+///   position can commit first) and publishes, per key, the event with the
+///   highest sequence, with the [`Publisher`] given (its `Nats-Msg-Id` is
+///   the event id, so the server drops a re-send after a crash). The older
+///   rows of that key in the batch are marked sent with it: the stream
+///   keeps one message per subject, and a consumer that is behind would
+///   only see the newest anyway. The rows of one key commit in sequence
+///   order (the staging call holds the key's counter row until commit), so
+///   a batch always holds the oldest unsent events of each key.
+/// - **Acknowledged, then marked.** Rows are marked sent (or deleted) only
+///   after the server acknowledged their event. A crash or a cancellation
+///   anywhere leaves them unsent; they are published again, and dropped by
+///   the server's de-duplication or by the guard.
+/// - **One relay at a time.** A lease row (`<table>_lease`, renewed each
+///   pass, [`RelaySettings::lease_ttl`]) lets one relay of an outbox work;
+///   the others wait to take over. A lease rather than `FOR UPDATE SKIP
+///   LOCKED`: with several relays sharing the rows, two of them could hold
+///   two events of one key, and the later could reach the stream first.
+///   The lease alone cannot stop a relay that was paused past its lease
+///   (a long GC pause, a stopped VM) from publishing a stale batch when it
+///   wakes: the guarded [`Publisher`] (the default) does, since it publishes
+///   with `Nats-Expected-Last-Subject-Sequence` and refuses an event not
+///   newer than the stream's (such a row is counted as superseded). With
+///   [`Publisher::unguarded`] the order rests on the lease alone.
+/// - **Failures.** A broker or database failure fails the pass
+///   ([`RelayError`]); [`OutboxRelay::run`] waits (doubling backoff) and
+///   tries again, for ever, keeping every row. A row that can never be
+///   published (it does not decode as its entity) is set aside with the
+///   reason in its `error` column and never blocks the others.
+pub struct OutboxRelay {
+    source: Source,
+    publisher: Publisher,
+    entities: HashMap<&'static str, Arc<dyn Relayed>>,
+    types: Vec<String>,
+    settings: RelaySettings,
+    holder: String,
+    wake: Arc<Notify>,
+    lease_until: Option<Instant>,
+}
+
+impl OutboxRelay {
+    /// A relay of `outbox` in SQLite, reading with its own connection
+    /// `conn` to the owner's database file, woken by the staging calls of
+    /// `outbox` and its clones (in this process), and polling for rows
+    /// staged by other processes.
+    #[cfg(feature = "sqlite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+    pub fn sqlite(
+        outbox: &Outbox,
+        conn: rusqlite::Connection,
+        publisher: Publisher,
+    ) -> Result<Self, RelayError> {
+        let source = sqlite::SqliteSource::new(conn, &outbox.tables)?;
+        Ok(Self::with_source(
+            Source::Sqlite(source),
+            publisher,
+            Arc::clone(&outbox.wake),
+        ))
+    }
+
+    /// A relay of `outbox` in PostgreSQL, connecting with `config` (a
+    /// tokio-postgres connection string, no TLS) and woken by the insert
+    /// trigger's `NOTIFY` (delivered at commit, never for a rolled-back
+    /// transaction). It connects on its first pass, and again after the
+    /// connection broke. Must run inside a Tokio runtime.
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub fn postgres(outbox: &Outbox, config: &str, publisher: Publisher) -> Self {
+        let wake = Arc::new(Notify::new());
+        let source = postgres::PostgresSource::new(config, &outbox.tables, Arc::clone(&wake));
+        Self::with_source(Source::Postgres(source), publisher, wake)
+    }
+
+    fn with_source(source: Source, publisher: Publisher, wake: Arc<Notify>) -> Self {
+        OutboxRelay {
+            source,
+            publisher,
+            entities: HashMap::new(),
+            types: Vec::new(),
+            settings: RelaySettings::default(),
+            holder: holder_name(),
+            wake,
+            lease_until: None,
+        }
+    }
+
+    /// Relays the rows of entity `T` (their `aggregatetype` is
+    /// `T::ENTITY`); rows of types not registered are left for another
+    /// relay.
+    #[must_use]
+    pub fn entity<T: StateEvent>(mut self) -> Self {
+        if self
+            .entities
+            .insert(T::ENTITY, Arc::new(Entity::<T>::new()))
+            .is_none()
+        {
+            self.types.push(T::ENTITY.to_owned());
+        }
+        self
+    }
+
+    /// The same relay with `settings`.
+    #[must_use]
+    pub fn with_settings(mut self, settings: RelaySettings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// The name this relay holds the lease under (host-independent: the
+    /// process id and a time stamp).
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// Runs the relay until the future is dropped: passes back to back while
+    /// rows are waiting, then waits for a wake-up or the poll interval.
+    /// Failures are logged (`tracing`) and retried after a backoff, for
+    /// ever; nothing is lost. Cancellation-safe: drop it at any point and
+    /// run a new one, every committed row is published, per key in order.
+    pub async fn run(&mut self) {
+        let mut failures: u32 = 0;
+        let mut woken = false;
+        loop {
+            match self.relay_once().await {
+                Ok(report) if report.more => {
+                    failures = 0;
+                    continue;
+                }
+                Ok(report) => {
+                    failures = 0;
+                    if !report.leader {
+                        let wait = self.settings.lease_ttl / 2;
+                        tokio::time::sleep(wait.min(self.settings.poll_interval)).await;
+                        continue;
+                    }
+                    if woken && report.read == 0 {
+                        // Woken by a staging call whose transaction had
+                        // not committed yet: look again shortly.
+                        self.settle().await;
+                    }
+                    woken = tokio::time::timeout(self.settings.poll_interval, self.wake.notified())
+                        .await
+                        .is_ok();
+                }
+                Err(error) => {
+                    let wait = self.settings.retry.backoff(failures);
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(%error, ?wait, "outbox relay pass failed; trying again");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// After a wake-up that found nothing: a few quick looks (1 ms up to
+    /// 64 ms apart) for the row of a transaction that was committing.
+    async fn settle(&mut self) {
+        let mut wait = Duration::from_millis(1);
+        while wait <= Duration::from_millis(64) {
+            tokio::time::sleep(wait).await;
+            match self.relay_once().await {
+                Ok(report) if report.read > 0 => return,
+                Ok(_) => wait *= 2,
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// One pass: take or renew the lease, read a batch of unsent rows,
+    /// publish the newest event of each key, mark what the server
+    /// acknowledged, delete what retention allows.
+    ///
+    /// Cancellation-safe: rows are marked only after the acknowledgements,
+    /// in one step; dropped earlier, the pass leaves them unsent.
+    pub async fn relay_once(&mut self) -> Result<RelayReport, RelayError> {
+        if self.entities.is_empty() {
+            return Err(RelayError::NoEntities);
+        }
+        let mut report = RelayReport::default();
+        if !self.lease().await? {
+            return Ok(report);
+        }
+        report.leader = true;
+        let rows = self.fetch().await?;
+        report.read = rows.len();
+        report.more = rows.len() >= self.settings.batch;
+        let groups = group(&rows);
+        let publisher = &self.publisher;
+        let entities = &self.entities;
+        // The futures are built first, then run a bounded number at a time
+        // (a stream combinator over borrowed rows would not be `Send`).
+        let mut work = Vec::with_capacity(groups.len());
+        for (i, keyed) in groups.iter().enumerate() {
+            let row = &rows[keyed.newest];
+            let entity = entities.get(row.aggregatetype.as_str()).cloned();
+            work.push(async move {
+                let outcome = match entity {
+                    Some(entity) => entity.publish(publisher, &row.payload).await,
+                    None => Outcome::Poison(format!(
+                        "no entity type `{}` registered",
+                        row.aggregatetype
+                    )),
+                };
+                (i, outcome)
+            });
+        }
+        let outcomes: Vec<(usize, Outcome)> = futures_util::stream::iter(work)
+            .buffer_unordered(self.settings.in_flight.max(1))
+            .collect()
+            .await;
+        let mut sent = Vec::new();
+        let mut poison = Vec::new();
+        let mut failed: Option<NatsError> = None;
+        let mut failures = 0;
+        for (i, outcome) in outcomes {
+            let keyed = &groups[i];
+            match outcome {
+                Outcome::Published => {
+                    report.published += 1;
+                    report.superseded += keyed.positions.len() - 1;
+                    sent.extend_from_slice(&keyed.positions);
+                }
+                Outcome::Superseded => {
+                    report.superseded += keyed.positions.len();
+                    sent.extend_from_slice(&keyed.positions);
+                }
+                Outcome::Poison(reason) => {
+                    let row = &rows[keyed.newest];
+                    tracing::error!(
+                        id = %row.aggregateid,
+                        entity = %row.aggregatetype,
+                        sequence = row.sequence,
+                        %reason,
+                        "outbox event set aside: it can never be published"
+                    );
+                    report.set_aside += 1;
+                    poison.push((row.position, reason));
+                }
+                Outcome::Failed(error) => {
+                    failures += 1;
+                    failed.get_or_insert(error);
+                }
+            }
+        }
+        self.finish(&sent, &poison).await?;
+        if let Some(source) = failed {
+            return Err(RelayError::Publish {
+                failed: failures,
+                source,
+            });
+        }
+        if let Some(keep) = self.settings.keep_sent {
+            report.purged = self.purge(keep).await?;
+        }
+        Ok(report)
+    }
+
+    /// Gives the lease up (a successor takes over at once instead of after
+    /// the lease's time to live). The relay takes it again on its next pass
+    /// if nobody else did.
+    pub async fn release(&mut self) -> Result<(), RelayError> {
+        self.lease_until = None;
+        match &mut self.source {
+            #[cfg(feature = "sqlite")]
+            Source::Sqlite(source) => source.release(&self.holder),
+            #[cfg(feature = "postgres")]
+            Source::Postgres(source) => source.release(&self.holder).await,
+        }
+    }
+
+    /// Whether this relay holds the lease, renewing it when half its time
+    /// to live has passed.
+    async fn lease(&mut self) -> Result<bool, RelayError> {
+        let ttl = self.settings.lease_ttl;
+        if let Some(until) = self.lease_until {
+            if Instant::now() + ttl / 2 < until {
+                return Ok(true);
+            }
+        }
+        let started = Instant::now();
+        let held = match &mut self.source {
+            #[cfg(feature = "sqlite")]
+            Source::Sqlite(source) => source.take_lease(&self.holder, ttl)?,
+            #[cfg(feature = "postgres")]
+            Source::Postgres(source) => source.take_lease(&self.holder, ttl).await?,
+        };
+        self.lease_until = held.then_some(started + ttl);
+        Ok(held)
+    }
+
+    async fn fetch(&mut self) -> Result<Vec<batch::UnsentRow>, RelayError> {
+        let limit = self.settings.batch.max(1);
+        match &mut self.source {
+            #[cfg(feature = "sqlite")]
+            Source::Sqlite(source) => {
+                let types = serde_json::to_string(&self.types)
+                    .map_err(|e| RelayError::database("listing the entity types", e))?;
+                source.fetch(&types, limit)
+            }
+            #[cfg(feature = "postgres")]
+            Source::Postgres(source) => source.fetch(&self.types, limit).await,
+        }
+    }
+
+    async fn finish(&mut self, sent: &[i64], poison: &[(i64, String)]) -> Result<(), RelayError> {
+        if sent.is_empty() && poison.is_empty() {
+            return Ok(());
+        }
+        let keep = self.settings.keep_sent.is_some();
+        match &mut self.source {
+            #[cfg(feature = "sqlite")]
+            Source::Sqlite(source) => source.finish(sent, poison, keep),
+            #[cfg(feature = "postgres")]
+            Source::Postgres(source) => source.finish(sent, poison, keep).await,
+        }
+    }
+
+    async fn purge(&mut self, keep: Duration) -> Result<usize, RelayError> {
+        let limit = self.settings.purge_batch.max(1);
+        match &mut self.source {
+            #[cfg(feature = "sqlite")]
+            Source::Sqlite(source) => source.purge(keep, limit),
+            #[cfg(feature = "postgres")]
+            Source::Postgres(source) => source.purge(keep, limit).await,
+        }
+    }
+}
+
+/// A name for this relay's lease: the process id and the time it started,
+/// unique enough that two relays never share one.
+fn holder_name() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "relay-{}-{nanos}-{}",
+        std::process::id(),
+        COUNT.fetch_add(1, Ordering::Relaxed)
+    )
+}

@@ -1,0 +1,87 @@
+//! The outbox's table names, checked once.
+
+use super::OutboxError;
+
+/// The longest part of a table name (`schema.table`), in bytes: leaves room
+/// for the suffixes of the tables and indexes derived from it within
+/// PostgreSQL's 63-byte identifiers.
+const MAX_PART: usize = 48;
+
+/// The names of the outbox table and the tables and indexes beside it.
+#[derive(Debug)]
+pub(crate) struct Tables {
+    /// The outbox table, as given (`name` or `schema.name`).
+    pub(crate) outbox: String,
+    /// The per-key sequence table.
+    pub(crate) sequence: String,
+    /// The relay lease table.
+    pub(crate) lease: String,
+    /// The last part of the outbox table's name, for index names (an index
+    /// lives in its table's schema).
+    pub(crate) base: String,
+}
+
+impl Tables {
+    pub(crate) fn new(outbox: &str) -> Self {
+        let base = outbox.rsplit('.').next().unwrap_or(outbox).to_owned();
+        Tables {
+            outbox: outbox.to_owned(),
+            sequence: format!("{outbox}_sequence"),
+            lease: format!("{outbox}_lease"),
+            base,
+        }
+    }
+}
+
+/// Checks a table name: one or two parts (`schema.table`), each of ASCII
+/// letters, digits and `_`, not starting with a digit, at most 48 bytes.
+/// Nothing that would need quoting, so it can be written into SQL as is.
+pub(crate) fn check_name(name: &str) -> Result<(), OutboxError> {
+    let fail = |reason: &'static str| OutboxError::InvalidTable {
+        table: name.to_owned(),
+        reason,
+    };
+    let parts: Vec<&str> = name.split('.').collect();
+    if parts.len() > 2 {
+        return Err(fail("at most two parts, `schema.table`"));
+    }
+    for part in parts {
+        if part.is_empty() {
+            return Err(fail("an empty part"));
+        }
+        if part.len() > MAX_PART {
+            return Err(fail("a part is longer than 48 bytes"));
+        }
+        if part.as_bytes()[0].is_ascii_digit() {
+            return Err(fail("a part starts with a digit"));
+        }
+        if !part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(fail("only ASCII letters, digits and `_` are allowed"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_and_schema_qualified_names_pass() {
+        assert!(check_name("ecst_outbox").is_ok());
+        assert!(check_name("crm.outbox_2").is_ok());
+        assert_eq!(Tables::new("crm.outbox").base, "outbox");
+        assert_eq!(Tables::new("crm.outbox").sequence, "crm.outbox_sequence");
+    }
+
+    #[test]
+    fn names_that_would_need_quoting_are_refused() {
+        for bad in ["", "a.b.c", "1x", "x;drop table y", "a-b", ".x", "x.", "é"] {
+            assert!(
+                matches!(check_name(bad), Err(OutboxError::InvalidTable { .. })),
+                "{bad:?}"
+            );
+        }
+        assert!(check_name(&"x".repeat(49)).is_err());
+    }
+}
