@@ -6,9 +6,14 @@
 //! - `crm-owner` (src/bin/crm-owner.rs) owns the customers and publishes a
 //!   state event for every edit;
 //! - `crm-consumer` (src/bin/crm-consumer.rs) keeps a durable replica of
-//!   them in SQLite.
+//!   them in SQLite;
+//! - `crm-outbox-owner` (src/bin/crm-outbox-owner.rs) owns them in a
+//!   database (SQLite or PostgreSQL) and publishes through ecst's
+//!   transactional outbox ([`outbox`]).
 //!
 //! See README.md in this directory for how to run them.
+
+pub mod outbox;
 
 use std::collections::BTreeMap;
 use std::fmt;
