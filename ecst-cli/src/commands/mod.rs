@@ -1,0 +1,7 @@
+//! One module per command.
+
+pub mod get;
+pub mod parked;
+pub mod replica;
+pub mod stream;
+pub mod tail;
