@@ -403,6 +403,205 @@ async fn bootstrap_answers_only_on_inboxes() {
     responder.abort();
 }
 
+/// A hand-written responder on the bootstrap subject (not in the owner's
+/// queue group, so it gets every request too) that answers each request
+/// with `events` and an end marker counting them: a foreign responder.
+async fn hostile_responder(
+    server: &NatsServer,
+    subjects: &Subjects,
+    events: Vec<Vec<u8>>,
+) -> tokio::task::JoinHandle<()> {
+    let hostile = async_nats::connect(server.url()).await.unwrap();
+    let mut requests = hostile
+        .subscribe(subjects.bootstrap("account"))
+        .await
+        .unwrap();
+    hostile.flush().await.unwrap();
+    tokio::spawn(async move {
+        while let Some(request) = requests.next().await {
+            let Some(reply) = request.reply else { continue };
+            for event in &events {
+                let _ = hostile.publish(reply.clone(), event.clone().into()).await;
+            }
+            let mut end = async_nats::HeaderMap::new();
+            end.insert("Ecst-Bootstrap-End", events.len().to_string().as_str());
+            let _ = hostile.publish_with_headers(reply, end, Bytes::new()).await;
+            let _ = hostile.flush().await;
+        }
+    })
+}
+
+async fn bootstrap_reader(client: &Client, subjects: &Subjects, durable: &str) -> Reader {
+    let replica = DurableReplica::<Account, _>::open(MemoryStore::new())
+        .await
+        .unwrap();
+    Follower::start(
+        client.clone(),
+        FollowSettings::new(STREAM, durable, subjects.clone()),
+        replica,
+    )
+    .await
+    .unwrap()
+}
+
+type Reader = Follower<Account, MemoryStore>;
+
+/// The keys a reader's replica holds, with their sequences.
+fn held(reader: &Reader) -> Vec<(String, u64)> {
+    let mut keys: Vec<(String, u64)> = reader
+        .replica()
+        .replica()
+        .entries()
+        .map(|(key, entry)| (key.clone(), entry.sequence().get()))
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// A bootstrap answer applies only if every event in it is of the entity
+/// and (when the request named keys) a key that was asked for, as a stream
+/// message applies only to the entity and key of its subject. A confused
+/// owner that answers with keys not asked for, and a foreign responder on
+/// the bootstrap subject that answers with another key or another entity,
+/// are refused with `BootstrapMisaddressed` and nothing of their answer is
+/// merged; a foreign responder racing the real owner never gets its event
+/// into the replica (the requester gets the owner's answer, or an error).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_answers_apply_only_to_what_was_asked_for() {
+    let (server, client, _js, subjects) = setup().await;
+    let misaddressed = |error: NatsError, key: &str| match error {
+        NatsError::BootstrapMisaddressed {
+            entity, event_key, ..
+        } => {
+            assert_eq!(entity, "account");
+            assert_eq!(event_key, key);
+        }
+        other => panic!("expected BootstrapMisaddressed for {key}, got {other:?}"),
+    };
+
+    // A confused owner: it answers with everything, whatever was asked.
+    let owner = async_nats::connect(server.url()).await.unwrap();
+    let served = vec![account("c-1", 7), account("c-2", 3)];
+    let confused = {
+        let subjects = subjects.clone();
+        tokio::spawn(async move {
+            serve_bootstrap::<Account, _>(owner, &subjects, move |_| served.clone())
+                .await
+                .expect("serving bootstrap requests");
+        })
+    };
+    let mut reader = bootstrap_reader(&client, &subjects, "confused").await;
+    let only_c1 = BootstrapRequest::keys(["c-1"]);
+    let error = bounded("asking the confused owner", async {
+        loop {
+            match reader
+                .bootstrap_from_owner(&only_c1, Duration::from_secs(2))
+                .await
+            {
+                // Not subscribed yet.
+                Err(NatsError::Bootstrap { .. }) => continue,
+                other => break other,
+            }
+        }
+    })
+    .await
+    .unwrap_err();
+    misaddressed(error, "c-2");
+    assert_eq!(held(&reader), vec![], "nothing of the answer was merged");
+    // Asked for every key, the same answer is what was asked for.
+    reader
+        .bootstrap_from_owner(&BootstrapRequest::all(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(held(&reader), vec![("c-1".into(), 7), ("c-2".into(), 3)]);
+    confused.abort();
+    let _ = confused.await;
+
+    // A foreign responder alone: another key, then another entity.
+    let mut reader = bootstrap_reader(&client, &subjects, "foreign").await;
+    let foreign_key = account("c-9", 1_000_000).to_json().unwrap();
+    let hostile = hostile_responder(&server, &subjects, vec![foreign_key]).await;
+    let error = bounded(
+        "asking the foreign responder",
+        reader.bootstrap_from_owner(&only_c1, Duration::from_secs(5)),
+    )
+    .await
+    .unwrap_err();
+    misaddressed(error, "c-9");
+    hostile.abort();
+    let _ = hostile.await;
+    let mut other_entity: serde_json::Value =
+        serde_json::from_slice(&account("c-1", 1_000_000).to_json().unwrap()).unwrap();
+    other_entity["type"] = "customer".into();
+    other_entity["dataschema"] = "urn:ecst:schema:customer:v1".into();
+    let hostile = hostile_responder(
+        &server,
+        &subjects,
+        vec![serde_json::to_vec(&other_entity).unwrap()],
+    )
+    .await;
+    let error = bounded(
+        "asking the foreign responder",
+        reader.bootstrap_from_owner(&BootstrapRequest::all(), Duration::from_secs(5)),
+    )
+    .await
+    .unwrap_err();
+    match error {
+        NatsError::BootstrapMisaddressed { event_entity, .. } => {
+            assert_eq!(event_entity, "customer")
+        }
+        other => panic!("expected BootstrapMisaddressed, got {other:?}"),
+    }
+    assert_eq!(held(&reader), vec![], "nothing of the answers was merged");
+
+    // The foreign responder racing the real owner: whoever's answer comes
+    // first, the foreign key never reaches the replica.
+    let owner = async_nats::connect(server.url()).await.unwrap();
+    let served = vec![account("c-1", 7)];
+    let honest = {
+        let subjects = subjects.clone();
+        tokio::spawn(async move {
+            serve_bootstrap::<Account, _>(owner, &subjects, move |_| served.clone())
+                .await
+                .expect("serving bootstrap requests");
+        })
+    };
+    hostile.abort();
+    let _ = hostile.await;
+    let hostile = hostile_responder(
+        &server,
+        &subjects,
+        vec![account("c-9", 1_000_000).to_json().unwrap()],
+    )
+    .await;
+    let mut outcomes = std::collections::BTreeMap::<String, u32>::new();
+    for round in 0..20 {
+        let mut reader = bootstrap_reader(&client, &subjects, &format!("race-{round}")).await;
+        let result = reader
+            .bootstrap_from_owner(&only_c1, Duration::from_secs(2))
+            .await;
+        let what = match &result {
+            Ok(_) => {
+                assert_eq!(held(&reader), vec![("c-1".into(), 7)], "round {round}");
+                "owner's answer".to_owned()
+            }
+            Err(error) => {
+                assert_eq!(held(&reader), vec![], "round {round}: {error}");
+                match error {
+                    NatsError::BootstrapMisaddressed { .. } => "misaddressed".to_owned(),
+                    NatsError::Bootstrap { .. } => "incomplete or mixed".to_owned(),
+                    other => panic!("round {round}: {other:?}"),
+                }
+            }
+        };
+        *outcomes.entry(what).or_default() += 1;
+        reader.stop().await;
+    }
+    println!("racing responders: {outcomes:?}");
+    hostile.abort();
+    honest.abort();
+}
+
 // ---------------------------------------------------------------------------
 // The sequence guard
 // ---------------------------------------------------------------------------

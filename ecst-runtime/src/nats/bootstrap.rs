@@ -14,6 +14,20 @@
 //! that key) or call the JetStream API (`$JS.API.STREAM.DELETE.<stream>`
 //! with the empty end marker would delete the stream). Inboxes
 //! (`_INBOX.…`, or a client's custom inbox prefix) are what requesters use.
+//!
+//! The requester checks the answer's address as the follower checks a
+//! stream message's subject: every event must be of the entity asked for
+//! and, when the request named keys, of one of those keys. An answer with
+//! any other event (a foreign responder on the reply subject, or a confused
+//! owner) is refused whole with [`NatsError::BootstrapMisaddressed`] and
+//! nothing of it is merged: once one event of it was not asked for, none of
+//! it can be trusted to be the owner's.
+//!
+//! An owner that cannot finish an answer (a state it cannot encode, or
+//! larger than the server's payload limit) ends it with the end marker
+//! `Ecst-Bootstrap-End: aborted` and the reason in `Ecst-Bootstrap-Error`,
+//! so the requester fails at once with that reason instead of waiting for
+//! its time-out; the responder goes on serving other requests.
 
 use std::time::Duration;
 
@@ -24,10 +38,14 @@ use serde::{Deserialize, Serialize};
 
 use super::subject::is_publishable;
 use super::{NatsError, Subjects};
-use crate::envelope::Envelope;
-use crate::event::StateEvent;
+use crate::envelope::{decode_header, Envelope};
+use crate::event::{EntityKey, StateEvent};
 
 const END: &str = "Ecst-Bootstrap-End";
+/// The end marker's value for an answer the owner could not finish.
+const ABORTED: &str = "aborted";
+/// Why the owner could not finish an answer (with `END: aborted`).
+const ERROR: &str = "Ecst-Bootstrap-Error";
 /// The queue group the owner's responders share.
 const QUEUE_GROUP: &str = "ecst-bootstrap";
 
@@ -66,6 +84,20 @@ impl BootstrapRequest {
 /// `_ecst.` subjects, or not a valid subject) is not answered at all, and
 /// `state` is not called: it is logged with `tracing::warn!` and the
 /// requester runs into its time-out.
+///
+/// An answer that cannot be finished (an envelope that does not encode, or
+/// is larger than the server's payload limit) is ended with an abort marker
+/// that carries the reason (the requester fails with it) and logged, and
+/// the responder goes on serving. It returns with an error only if it
+/// cannot subscribe; it returns `Ok` when the subscription ends (the client
+/// was closed).
+///
+/// # Cancellation
+///
+/// Dropping the future (or aborting the task that runs it) stops serving
+/// at once, possibly in the middle of an answer: that answer then has no
+/// end marker, and the requester fails with [`NatsError::Bootstrap`] at its
+/// time-out. It never takes a partial answer for a complete one.
 pub async fn serve_bootstrap<T, F>(
     client: Client,
     subjects: &Subjects,
@@ -99,27 +131,56 @@ where
                 keys: Some(Vec::new()),
             });
         let envelopes = state(&asked);
-        let mut sent = 0u64;
-        for envelope in &envelopes {
-            let json = envelope.to_json()?;
-            client
-                .publish(reply.clone(), Bytes::from(json))
-                .await
-                .map_err(|e| super::jetstream("answering a bootstrap request", e))?;
-            sent += 1;
-        }
         let mut headers = HeaderMap::new();
-        headers.insert(END, sent.to_string().as_str());
-        client
-            .publish_with_headers(reply, headers, Bytes::new())
-            .await
-            .map_err(|e| super::jetstream("ending a bootstrap answer", e))?;
-        client
-            .flush()
-            .await
-            .map_err(|e| super::jetstream("flushing a bootstrap answer", e))?;
+        match answer(&client, &reply, &envelopes).await {
+            Ok(sent) => headers.insert(END, sent.to_string().as_str()),
+            Err(error) => {
+                tracing::warn!(
+                    entity = T::ENTITY,
+                    reply = %shown(&reply),
+                    %error,
+                    "could not finish a bootstrap answer: ending it as aborted"
+                );
+                headers.insert(END, ABORTED);
+                headers.insert(ERROR, shown(&error.to_string()).as_str());
+            }
+        }
+        let ended = async {
+            client
+                .publish_with_headers(reply, headers, Bytes::new())
+                .await?;
+            client.flush().await?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        }
+        .await;
+        if let Err(error) = ended {
+            // The connection is closing: the subscription ends next.
+            tracing::warn!(
+                entity = T::ENTITY,
+                %error,
+                "could not end a bootstrap answer; the requester will time out"
+            );
+        }
     }
     Ok(())
+}
+
+/// Sends the events of one answer: how many were sent, or why not all.
+async fn answer<T: StateEvent>(
+    client: &Client,
+    reply: &str,
+    envelopes: &[Envelope<T>],
+) -> Result<u64, NatsError> {
+    let mut sent = 0u64;
+    for envelope in envelopes {
+        let json = envelope.to_json()?;
+        client
+            .publish(reply.to_owned(), Bytes::from(json))
+            .await
+            .map_err(|e| super::jetstream("answering a bootstrap request", e))?;
+        sent += 1;
+    }
+    Ok(sent)
 }
 
 /// Why the owner must not answer a bootstrap request on `reply`, or `None`
@@ -161,8 +222,19 @@ fn shown(text: &str) -> String {
 
 /// Asks the owner of `T` for its current state and returns the events it
 /// sent (structured-mode JSON), complete or an error: a missing end marker
-/// within `timeout`, or a count that does not match, is
-/// [`NatsError::Bootstrap`].
+/// within `timeout`, a count that does not match, or an answer the owner
+/// aborted is [`NatsError::Bootstrap`]; an answer with an event of another
+/// entity, or of a key the request did not name, is
+/// [`NatsError::BootstrapMisaddressed`] (see the
+/// [module documentation](self)). An event whose attributes cannot be read
+/// at all is returned as it is: it cannot apply, and
+/// [`Follower::bootstrap_from_owner`](super::Follower::bootstrap_from_owner)
+/// reports it in [`BatchOutcome::rejected`](crate::consume::BatchOutcome::rejected).
+///
+/// # Cancellation
+///
+/// Cancellation-safe: dropping the future drops the answer's subscription;
+/// nothing was returned, so nothing was merged.
 pub async fn request_bootstrap<T: StateEvent>(
     client: &Client,
     subjects: &Subjects,
@@ -217,6 +289,18 @@ pub async fn request_bootstrap<T: StateEvent>(
             .map(|v| v.as_str().to_owned());
         match end {
             None => events.push(message.payload.to_vec()),
+            Some(aborted) if aborted == ABORTED => {
+                let why = message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(ERROR))
+                    .map_or("no reason given", |v| v.as_str());
+                return Err(fail(format!(
+                    "the owner aborted its answer after {} events: {}",
+                    events.len(),
+                    shown(why)
+                )));
+            }
             Some(count) => {
                 let expected: usize = count
                     .parse()
@@ -227,10 +311,52 @@ pub async fn request_bootstrap<T: StateEvent>(
                         events.len()
                     )));
                 }
+                check_addressed::<T>(request, &events)?;
                 return Ok(events);
             }
         }
     }
+}
+
+/// Checks that every event of an answer is of entity `T` and, when the
+/// request named keys, of one of them: the answer's address, as a stream
+/// message's subject is its address. Keys are compared in their canonical
+/// spelling (a requested `007` of a numeric key is key `7`); the decoder
+/// refuses an event whose key is not spelt canonically.
+fn check_addressed<T: StateEvent>(
+    request: &BootstrapRequest,
+    events: &[Vec<u8>],
+) -> Result<(), NatsError> {
+    let asked: Option<std::collections::HashSet<String>> = request.keys.as_ref().map(|keys| {
+        keys.iter()
+            .map(|key| match T::Key::parse_key(key) {
+                Ok(parsed) => parsed.to_string(),
+                Err(_) => key.clone(),
+            })
+            .collect()
+    });
+    for event in events {
+        // Unreadable attributes: no address to check; it cannot apply.
+        let Ok((header, _)) = decode_header(event) else {
+            continue;
+        };
+        let entity_ok = header.entity == T::ENTITY;
+        let key_ok = asked
+            .as_ref()
+            .is_none_or(|asked| asked.contains(header.key.as_ref()));
+        if !(entity_ok && key_ok) {
+            return Err(NatsError::BootstrapMisaddressed {
+                entity: T::ENTITY,
+                event_entity: shown(&header.entity),
+                event_key: shown(&header.key),
+                asked: match &asked {
+                    None => format!("every key of `{}`", T::ENTITY),
+                    Some(keys) => format!("{} key(s) of `{}`", keys.len(), T::ENTITY),
+                },
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

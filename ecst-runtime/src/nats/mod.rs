@@ -149,6 +149,26 @@ pub enum NatsError {
         /// What went wrong.
         reason: String,
     },
+    /// An answer to a bootstrap request held an event that was not asked
+    /// for: of another entity, or of a key the request did not name (a
+    /// foreign responder on the reply subject, or a confused owner). The
+    /// whole answer is refused and nothing of it is merged: the replica is
+    /// as it was before the request.
+    #[error(
+        "bootstrap of `{entity}` refused: the answer holds an event of entity `{event_entity}`, \
+         key `{event_key}`, which was not asked for (asked: {asked}); nothing of the answer was \
+         merged (a foreign responder on the reply subject, or a confused owner)"
+    )]
+    BootstrapMisaddressed {
+        /// The entity asked for.
+        entity: &'static str,
+        /// The entity the event names (at most 200 bytes, escaped).
+        event_entity: String,
+        /// The key the event names (at most 200 bytes, escaped).
+        event_key: String,
+        /// What the request asked for.
+        asked: String,
+    },
     /// Another follower holds the lease on this durable consumer name: two
     /// followers sharing one name would split its messages between them.
     #[error(
