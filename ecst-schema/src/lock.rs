@@ -171,7 +171,7 @@ impl fmt::Display for Problem {
                             "    {} ({}): {}: {}",
                             difference.path,
                             difference.direction,
-                            difference.kind,
+                            difference.change(),
                             difference.explanation
                         )?;
                     }
@@ -225,7 +225,7 @@ impl fmt::Display for Problem {
                         "    {} ({}: a v{reader} reader, v{data} data): {}: {}",
                         difference.path,
                         difference.direction,
-                        difference.kind,
+                        difference.change(),
                         difference.explanation
                     )?;
                 }

@@ -90,6 +90,7 @@
 
 mod arrays;
 mod bounds;
+mod change;
 mod combinators;
 mod content;
 mod diff;
@@ -237,13 +238,21 @@ fn compare(
         let found = Walker::new(policy).diff(writer, reader)?;
         out.extend(found.into_iter().map(|raw| {
             let compatible = rules::is_compatible(&raw.kind, policy);
-            let explanation = explain::explain(
-                &raw.kind,
-                &raw.detail,
-                direction.writer(),
-                direction.reader(),
-                compatible,
-            );
+            // Told as the change from the old schema to the new one.
+            let detail = change::detail(&raw.detail, direction);
+            let forward = match direction {
+                Direction::Forward => change::forward_explanation(&raw.kind, &detail, compatible),
+                Direction::Backward => None,
+            };
+            let explanation = forward.unwrap_or_else(|| {
+                explain::explain(
+                    &raw.kind,
+                    &detail,
+                    direction.writer(),
+                    direction.reader(),
+                    compatible,
+                )
+            });
             Difference {
                 path: format!("#{}", raw.path),
                 kind: raw.kind,

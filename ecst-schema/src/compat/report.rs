@@ -65,11 +65,23 @@ pub struct Difference {
     pub against: usize,
 }
 
+impl Difference {
+    /// What changed from the old schema to the new one, in a few words:
+    /// the kind's phrase for a backward difference; for a forward one, the
+    /// same change seen from the old schema (a forward check finds a
+    /// variant added in the new schema as an alternative the old reader
+    /// lacks, [`DifferenceKind::SumTypeNarrowed`]: "alternative added").
+    pub fn change(&self) -> String {
+        super::change::phrase(&self.kind, self.direction)
+    }
+}
+
 impl fmt::Display for Difference {
     /// `#/properties/email: optional property added to an open content
-    /// model: <why>`.
+    /// model: <why>`, the change told from the old schema to the new one
+    /// (see [`Difference::change`]).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}: {}", self.path, self.kind, self.explanation)
+        write!(f, "{}: {}: {}", self.path, self.change(), self.explanation)
     }
 }
 
