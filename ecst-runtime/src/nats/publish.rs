@@ -150,10 +150,20 @@ impl Guard {
         known.get(subject).cloned()
     }
 
+    /// Learns that `last` is (or was) the subject's last message. Only
+    /// forward: what two publishes (clones of one publisher, or a
+    /// `publish_all`) learn can arrive in either order, and a message with
+    /// a lower stream sequence than the one known is an older one, which
+    /// must not be taken for the last again (its event would then be judged
+    /// against, and a retry of it answered from, a state that is no longer
+    /// on top). After a stream was re-created, stream sequences start low
+    /// again: the publish that finds out calls [`Guard::forget`] first.
     fn set(&self, subject: impl AsRef<str> + Into<String>, last: Last) {
         let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(slot) = known.get_mut(subject.as_ref()) {
-            *slot = last;
+            if last.stream_sequence >= slot.stream_sequence {
+                *slot = last;
+            }
             return;
         }
         if known.len() >= self.capacity {
@@ -603,4 +613,40 @@ fn learnt<T: StateEvent>(envelope: &Envelope<T>, stream_sequence: u64) -> Last {
 
 fn is_wrong_last(error: &PublishError) -> bool {
     error.kind() == PublishErrorKind::WrongLastSequence
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn last(stream_sequence: u64, sequence: u64) -> Last {
+        Last {
+            stream_sequence,
+            event: Some((sequence, format!("e-{sequence}"))),
+        }
+    }
+
+    /// What two publishes learn can arrive in either order: the guard keeps
+    /// the later message (the higher stream sequence), never the older one
+    /// on top of it; after `forget` (a conflict, a re-created stream) it
+    /// takes what it is told.
+    #[test]
+    fn the_guard_learns_only_forward() {
+        let guard = Guard::new(10);
+        guard.set("s", last(11, 7));
+        guard.set("s", last(10, 5));
+        assert_eq!(guard.get("s"), Some(last(11, 7)));
+        guard.set("s", last(12, 8));
+        assert_eq!(guard.get("s"), Some(last(12, 8)));
+        // The same message read again, now known as a foreign one.
+        let foreign = Last {
+            stream_sequence: 12,
+            event: None,
+        };
+        guard.set("s", foreign.clone());
+        assert_eq!(guard.get("s"), Some(foreign));
+        guard.forget("s");
+        guard.set("s", last(1, 1));
+        assert_eq!(guard.get("s"), Some(last(1, 1)));
+    }
 }
