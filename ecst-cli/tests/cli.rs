@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, Context};
 use ecst::consume::Resolution;
-use ecst::nats::{FollowSettings, Follower, Publisher, ServerVersion, StateStream, Subjects};
+use ecst::nats::{FollowSettings, Follower, Mode, Publisher, ServerVersion, StateStream, Subjects};
 use ecst::store::postgres::PostgresStore;
 use ecst::store::sqlite::SqliteStore;
 use ecst::store::{DurableReplica, Message};
@@ -205,6 +205,30 @@ async fn get_prints_the_latest_event_of_a_key() {
     .expect_code(0);
     assert_eq!(run.json()["subject"], "shop.customer.ada%20lovelace%2F1");
     assert_eq!(run.json()["event"]["data"]["name"], "Encoded");
+
+    // Binary mode: the attributes in `ce-` headers, the sequence in
+    // `ce-sequence`.
+    let binary = shop.publisher.clone().with_mode(Mode::Binary);
+    let envelope = Envelope::upsert(
+        "urn:test:shop",
+        "c-9-4",
+        Sequence::new(4),
+        Customer {
+            id: "c-9".to_owned(),
+            name: "Binary".to_owned(),
+            email: None,
+        },
+    );
+    binary
+        .publish(&envelope)
+        .await
+        .expect("publishing in binary mode");
+    let run = ecst(&["--server", &url, "--json", "get", PREFIX, "customer", "c-9"])
+        .await
+        .expect_code(0);
+    assert_eq!(run.json()["event"]["mode"], "binary");
+    assert_eq!(run.json()["event"]["sequence"], 4);
+    assert_eq!(run.json()["event"]["data"]["name"], "Binary");
 
     let line = ecst(&["--server", &url, "get", PREFIX, "customer", "c-404"])
         .await
