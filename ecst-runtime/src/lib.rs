@@ -38,6 +38,7 @@ mod router;
 mod sequence;
 mod snapshot;
 pub mod store;
+mod telemetry;
 mod upcast;
 
 #[doc(hidden)]

@@ -84,6 +84,11 @@ pub enum SequenceError {
 /// control character). The event `id` is `<entity>:<key>:<sequence>`, so a
 /// retried publish of the same event carries the same id (brokers can
 /// de-duplicate on it).
+///
+/// Every envelope gets the current span's W3C `traceparent` (with the
+/// `opentelemetry` feature, see [`Envelope::with_current_trace`]), so that
+/// the consumer's apply span joins the producer's trace, however the
+/// envelope travels (published at once, or staged in an outbox first).
 pub struct Producer<T: StateEvent> {
     source: String,
     last: HashMap<T::Key, Sequence>,
@@ -125,7 +130,7 @@ impl<T: StateEvent> Producer<T> {
     ) -> Result<Envelope<T>, SequenceError> {
         self.advance(state.key(), revision)?;
         let id = event_id::<T>(state.key(), revision);
-        Ok(Envelope::upsert(self.source.clone(), id, revision, state))
+        Ok(Envelope::upsert(self.source.clone(), id, revision, state).with_current_trace())
     }
 
     /// A delete of `key` at the key's next counter value.
@@ -143,7 +148,7 @@ impl<T: StateEvent> Producer<T> {
     ) -> Result<Envelope<T>, SequenceError> {
         self.advance(&key, revision)?;
         let id = event_id::<T>(&key, revision);
-        Ok(Envelope::delete(self.source.clone(), id, key, revision))
+        Ok(Envelope::delete(self.source.clone(), id, key, revision).with_current_trace())
     }
 
     /// The last sequence used for `key`.

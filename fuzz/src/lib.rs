@@ -5,7 +5,7 @@
 use std::fmt::Debug;
 use std::num::TryFromIntError;
 
-use ecst::envelope::MAX_KEY_BYTES;
+use ecst::envelope::{TraceParent, MAX_KEY_BYTES};
 use ecst::{Envelope, Replica, Router, Sequence, StateEvent};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -123,6 +123,17 @@ where
         !key.chars().any(char::is_control),
         "accepted key with a control character: {key:?}"
     );
+    // The `traceparent` comes from the wire and is parsed strictly (on the
+    // apply path, when a subscriber records spans): an answer for any
+    // string, and what parses writes back in version 00 form.
+    if let Some(Ok(parent)) = envelope.trace_parent() {
+        let written = parent.to_string();
+        assert_eq!(TraceParent::parse(&written), Ok(parent), "{written}");
+        let sent = envelope.traceparent.as_deref().unwrap_or_default();
+        if sent.starts_with("00-") {
+            assert_eq!(written, sent, "a version 00 traceparent writes back as it came");
+        }
+    }
     let json = envelope.to_json().expect("an accepted envelope encodes");
     let back = match Envelope::<T>::from_json(&json) {
         Ok(back) => back,

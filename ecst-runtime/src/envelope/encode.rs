@@ -55,9 +55,12 @@ impl Serialize for PaddedSequence {
     }
 }
 
+/// Writes `envelope` with `traceparent` (the envelope's own, or the
+/// current span's for an envelope without one).
 pub(super) fn write<T: StateEvent>(
     envelope: &Envelope<T>,
     out: &mut Vec<u8>,
+    traceparent: Option<&str>,
 ) -> Result<(), EncodeError> {
     let subject = envelope.key.to_string();
     let data = match &envelope.change {
@@ -78,7 +81,7 @@ pub(super) fn write<T: StateEvent>(
         operation: envelope.change.operation(),
         correlationid: envelope.correlation_id.as_deref(),
         causationid: envelope.causation_id.as_deref(),
-        traceparent: envelope.traceparent.as_deref(),
+        traceparent,
         data,
     };
     // Writing into a Vec cannot fail on I/O; the state's own `Serialize` can

@@ -61,6 +61,7 @@
 pub mod binary;
 mod decode;
 mod encode;
+mod traceparent;
 
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
@@ -76,6 +77,7 @@ pub(crate) use decode::{
     Header,
 };
 pub use encode::EncodeError;
+pub use traceparent::{TraceParent, TraceParentError};
 
 pub use crate::sequence::SequenceOutOfRange;
 
@@ -227,6 +229,27 @@ impl<T: StateEvent> Envelope<T> {
         self
     }
 
+    /// Sets the `traceparent` to the current span's, if the envelope has
+    /// none and there is one: with the `opentelemetry` feature, the
+    /// OpenTelemetry context of the current `tracing` span; without it,
+    /// nothing (set one with [`Envelope::with_traceparent`]).
+    /// [`Producer`](crate::Producer) calls this on every envelope it builds,
+    /// and NATS's `Publisher` writes the current span's into an envelope
+    /// without one.
+    #[must_use]
+    pub fn with_current_trace(mut self) -> Self {
+        if self.traceparent.is_none() {
+            self.traceparent = crate::telemetry::current_traceparent().map(|t| t.to_string());
+        }
+        self
+    }
+
+    /// The `traceparent`, read strictly ([`TraceParent::parse`]): `None`
+    /// if absent, an error if malformed.
+    pub fn trace_parent(&self) -> Option<Result<TraceParent, TraceParentError>> {
+        self.traceparent.as_deref().map(TraceParent::parse)
+    }
+
     /// The operation of this event.
     pub fn operation(&self) -> Operation {
         self.change.operation()
@@ -277,7 +300,22 @@ impl<T: StateEvent> Envelope<T> {
 
     /// Appends the CloudEvents JSON encoding to `out`.
     pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        encode::write(self, out)
+        encode::write(self, out, self.traceparent.as_deref())
+    }
+
+    /// [`Envelope::to_json`], with the current span's `traceparent` if the
+    /// envelope has none (see [`Envelope::with_current_trace`]).
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn to_json_traced(&self) -> Result<Vec<u8>, EncodeError> {
+        let mut out = Vec::with_capacity(512);
+        match &self.traceparent {
+            Some(_) => self.write_json(&mut out)?,
+            None => {
+                let current = crate::telemetry::current_traceparent().map(|t| t.to_string());
+                encode::write(self, &mut out, current.as_deref())?;
+            }
+        }
+        Ok(out)
     }
 
     /// Decodes CloudEvents JSON (structured mode) of entity `T`, upcasting

@@ -163,6 +163,8 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
         durable: DurableReplica<T, S>,
     ) -> Result<Self, NatsError> {
         let server = ServerVersion::of(&client)?;
+        // Spans and metrics name the stream and the durable name.
+        let durable = durable.with_consumer(&settings.stream, &settings.durable_name);
         if settings.filter_subjects.len() > 1 {
             server.require("following several filter subjects", ServerVersion::V2_10)?;
         }
@@ -492,6 +494,10 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
             self.next = None;
         }
         let confirmed = pending == 0 && self.nothing_left().await;
+        // An empty fetch alone says nothing of the lag (see `Progress`).
+        if !messages.is_empty() || confirmed {
+            self.durable.telemetry.lag(T::ENTITY, pending);
+        }
         Ok(Progress {
             batch: outcome,
             pending,

@@ -584,7 +584,8 @@ impl Publisher {
         envelope: &Envelope<T>,
         last: Option<u64>,
     ) -> Result<Publish, NatsError> {
-        let json = envelope.to_json()?;
+        // An envelope without a `traceparent` gets the current span's.
+        let json = envelope.to_json_traced()?;
         let mut message = match self.mode {
             Mode::Structured => Publish::build().payload(Bytes::from(json)),
             Mode::Binary => {

@@ -43,6 +43,9 @@ pub struct DurableReplica<T: StateEvent, S: ReplicaStore<T>> {
     /// Memory may be ahead of the store (a commit failed, or its future was
     /// dropped): reload before the next batch.
     stale_memory: bool,
+    /// The names this replica reports under, in spans and metrics
+    /// ([`DurableReplica::with_consumer`]).
+    pub(crate) telemetry: crate::telemetry::Telemetry,
 }
 
 /// What one batch will commit.
@@ -77,6 +80,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
             parking: ParkingLot::default(),
             limits: ParkingLimits::default(),
             stale_memory: false,
+            telemetry: crate::telemetry::Telemetry::default(),
         };
         durable.install(loaded);
         Ok(durable)
@@ -165,7 +169,10 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         if messages.is_empty() {
             return Ok(BatchOutcome::default());
         }
-        self.commit_storable(|this, unstorable| this.apply_messages(messages, unstorable))
+        let first = messages.first().map_or(0, |m| m.stream_sequence);
+        let last = messages.last().map_or(0, |m| m.stream_sequence);
+        let span = self.telemetry.batch(T::ENTITY, messages.len(), first, last);
+        span.run(self.commit_storable(|this, unstorable| this.apply_messages(messages, unstorable)))
             .await
     }
 
@@ -308,7 +315,11 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
             return Err((Some(key.clone()), reason));
         }
         let key = decoded.key.clone();
-        Ok((self.replica.apply_decoded(decoded), key))
+        let span = crate::telemetry::event_span(message.stream_sequence, &decoded.header);
+        let _entered = span.enter();
+        let outcome = self.replica.apply_decoded(decoded);
+        span.outcome(outcome);
+        Ok((outcome, key))
     }
 
     /// Merges events that do not come from the stream (an owner's answer to
@@ -358,7 +369,10 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         }
         // As in `apply_batch`: a state the store refuses stays parked, the
         // rest is committed.
-        self.commit_storable(|this, unstorable| this.retry_in_memory(unstorable))
+        let span = self
+            .telemetry
+            .batch(T::ENTITY, self.parking.pending(), 0, 0);
+        span.run(self.commit_storable(|this, unstorable| this.retry_in_memory(unstorable)))
             .await
     }
 
@@ -492,6 +506,11 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
             payload: message.payload.to_vec(),
             resolution: None,
         };
+        crate::telemetry::event_parked(
+            parked.stream_sequence,
+            parked.key.as_deref(),
+            &parked.reason,
+        );
         self.parking.insert(parked.clone());
         // Already older than what its key holds: superseded at once.
         if let Some(held) = parked
@@ -555,6 +574,12 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         self.store.commit(commit).await?;
         self.stale_memory = false;
         self.checkpoint = Some(pending.checkpoint);
+        let sizes = crate::telemetry::Sizes {
+            keys: self.replica.len(),
+            tombstones: self.replica.tombstones(),
+            pending_parked: self.parking.pending(),
+        };
+        self.telemetry.committed(T::ENTITY, &pending.outcome, sizes);
         Ok(pending.outcome)
     }
 }
@@ -594,15 +619,15 @@ fn stored_entries<'a, T: StateEvent>(
         .collect()
 }
 
-/// Logs a parking overflow where `tracing` is there (feature `nats`).
+/// Logs a parking overflow where `tracing` is there (feature `tracing`).
 fn tracing_warn_overflow(count: usize, limits: ParkingLimits) {
-    #[cfg(feature = "nats")]
+    #[cfg(feature = "tracing")]
     tracing::warn!(
         discarded = count,
         max_pending = limits.max_pending,
         max_pending_bytes = limits.max_pending_bytes,
         "parking lot over its limits: the oldest pending parked messages were discarded"
     );
-    #[cfg(not(feature = "nats"))]
+    #[cfg(not(feature = "tracing"))]
     let _ = (count, limits);
 }
