@@ -13,11 +13,12 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "ecst", version, max_term_width = 100)]
 pub struct Cli {
-    /// The NATS server.
+    /// The NATS server (a password in the URL is never printed).
     #[arg(
         long,
         global = true,
         env = "NATS_URL",
+        hide_env_values = true,
         default_value = "nats://127.0.0.1:4222",
         value_name = "URL"
     )]

@@ -49,3 +49,49 @@ pub fn chain(error: &dyn std::error::Error) -> String {
     }
     text
 }
+
+/// `url` without the password or token it may carry
+/// (`nats://user:***@host`, `password=***`), for messages.
+pub fn redacted(url: &str) -> String {
+    if let Some(at) = url.find("password=") {
+        // A key-value connection string: `host=.. password=.. user=..`.
+        let end = url[at..]
+            .find(char::is_whitespace)
+            .map_or(url.len(), |n| at + n);
+        return format!("{}password=***{}", &url[..at], &url[end..]);
+    }
+    let start = url.find("://").map_or(0, |at| at + 3);
+    let Some(at) = url[start..].find('@').map(|at| start + at) else {
+        return url.to_owned();
+    };
+    let userinfo = &url[start..at];
+    let shown = match userinfo.split_once(':') {
+        Some((user, _)) => format!("{user}:***"),
+        None => "***".to_owned(),
+    };
+    format!("{}{shown}{}", &url[..start], &url[at..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn messages_never_show_a_password_or_token() {
+        assert_eq!(redacted("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+        assert_eq!(
+            redacted("nats://ops:s3cret@nats:4222"),
+            "nats://ops:***@nats:4222"
+        );
+        assert_eq!(redacted("nats://t0ken@nats"), "nats://***@nats");
+        assert_eq!(redacted("ops:pw@host"), "ops:***@host");
+        assert_eq!(
+            redacted("postgresql://app:pw@db/x"),
+            "postgresql://app:***@db/x"
+        );
+        assert_eq!(
+            redacted("host=db password=pw user=app"),
+            "host=db password=*** user=app"
+        );
+    }
+}

@@ -12,7 +12,7 @@ use async_nats::{ConnectErrorKind, HeaderMap, ServerAddr};
 use ecst_runtime::nats::Subjects;
 use futures_util::StreamExt;
 
-use crate::error::{chain, Failure};
+use crate::error::{chain, redacted, Failure};
 
 /// How long to wait for the server to answer the connection.
 const CONNECT_WITHIN: Duration = Duration::from_secs(5);
@@ -29,8 +29,10 @@ pub struct Nats {
 }
 
 /// Connects to `server`, or fails with one line saying why.
-pub async fn connect(server: &str) -> Result<Nats, Failure> {
-    let address: ServerAddr = server.parse().map_err(|error| {
+pub async fn connect(given: &str) -> Result<Nats, Failure> {
+    let server = redacted(given);
+    let server = server.as_str();
+    let address: ServerAddr = given.parse().map_err(|error| {
         Failure::new(format!(
             "`{server}` is not a NATS server URL ({}); give one like nats://127.0.0.1:4222 with \
              --server or NATS_URL",

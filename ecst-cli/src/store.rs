@@ -12,7 +12,7 @@ use ecst_runtime::store::postgres::tokio_postgres::{self, NoTls};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use crate::cli::StoreArgs;
-use crate::error::{chain, Failure};
+use crate::error::{chain, redacted, Failure};
 
 /// The tables every ecst store has.
 const TABLES: [&str; 3] = ["ecst_replica", "ecst_checkpoint", "ecst_parked"];
@@ -476,8 +476,9 @@ fn open_sqlite(path: &Path) -> Result<Store, Failure> {
 async fn open_postgres(url: &str) -> Result<Store, Failure> {
     let config: tokio_postgres::Config = url.parse().map_err(|error| {
         Failure::new(format!(
-            "`{url}` is not a PostgreSQL connection string ({}); give one like \
+            "`{}` is not a PostgreSQL connection string ({}); give one like \
              postgresql://user@127.0.0.1/db",
+            redacted(url),
             chain(&error)
         ))
     })?;

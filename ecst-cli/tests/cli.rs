@@ -671,6 +671,16 @@ async fn errors_are_one_clear_line() {
         )),
         "{line}"
     );
+    // A password in the URL is never printed.
+    let port = free_port();
+    let secret = format!("nats://ops:s3cret@127.0.0.1:{port}");
+    let line = ecst(&["--server", &secret, "stream", "info", PREFIX])
+        .await
+        .one_error_line();
+    assert!(
+        line.contains(&format!("at nats://ops:***@127.0.0.1:{port} (")),
+        "{line}"
+    );
     // NATS_URL is the default server.
     let mut command = ecst_command(&["stream", "info", PREFIX]);
     command.env("NATS_URL", &nowhere);
@@ -778,13 +788,13 @@ async fn errors_are_one_clear_line() {
         "parked",
         "list",
         "--postgres",
-        "postgresql://u@h:notaport/db",
+        "postgresql://u:s3cret@h:notaport/db",
     ])
     .await
     .one_error_line();
     assert!(
         line.starts_with(
-            "ecst: error: `postgresql://u@h:notaport/db` is not a PostgreSQL connection string"
+            "ecst: error: `postgresql://u:***@h:notaport/db` is not a PostgreSQL connection string"
         ),
         "{line}"
     );
