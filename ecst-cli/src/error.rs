@@ -6,20 +6,40 @@ use core::fmt;
 /// A command that could not do its job. Its text is one line, for people:
 /// what failed and, where it helps, what to do.
 #[derive(Debug)]
-pub struct Failure(String);
+pub struct Failure {
+    message: String,
+    closed: bool,
+}
 
 impl Failure {
     /// A failure saying `message`.
     pub fn new(message: impl Into<String>) -> Self {
         // One line, whatever the sources said.
         let message: String = message.into();
-        Failure(message.split_whitespace().collect::<Vec<_>>().join(" "))
+        Failure {
+            message: message.split_whitespace().collect::<Vec<_>>().join(" "),
+            closed: false,
+        }
+    }
+
+    /// Whoever read the output stopped reading (`ecst tail | head`): the
+    /// command ends quietly.
+    pub fn closed() -> Self {
+        Failure {
+            message: "stdout was closed".to_owned(),
+            closed: true,
+        }
+    }
+
+    /// `true` for [`Failure::closed`].
+    pub fn is_closed(&self) -> bool {
+        self.closed
     }
 }
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 

@@ -4,13 +4,14 @@
 
 #![forbid(unsafe_code)]
 
+#[macro_use]
+mod output;
 mod cli;
 mod commands;
 mod diff;
 mod error;
 mod event;
 mod nats;
-mod output;
 mod store;
 
 use std::process::ExitCode;
@@ -32,6 +33,8 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(Verdict::Good) => ExitCode::SUCCESS,
         Ok(Verdict::Problem) => ExitCode::from(1),
+        // The reader stopped reading: nothing left to say to anyone.
+        Err(failure) if failure.is_closed() => ExitCode::SUCCESS,
         Err(failure) => fail(&failure),
     }
 }

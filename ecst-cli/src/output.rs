@@ -8,14 +8,35 @@ use serde::Serialize;
 
 use crate::error::Failure;
 
+/// Prints a line on stdout, or returns the [`Failure`] of the write (a
+/// closed pipe, `ecst tail | head`, is [`Failure::closed`]).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::output::line(format_args!($($arg)*))?
+    };
+}
+
+/// Writes `text` and a line break on stdout, flushed (a tail's reader sees
+/// each line at once).
+pub fn line(text: std::fmt::Arguments<'_>) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    out.write_fmt(text)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush())
+        .map_err(|error| {
+            if error.kind() == std::io::ErrorKind::BrokenPipe {
+                Failure::closed()
+            } else {
+                Failure::new(format!("writing to stdout failed: {error}"))
+            }
+        })
+}
+
 /// Prints `value` as one line of JSON on stdout.
 pub fn json(value: &impl Serialize) -> Result<(), Failure> {
     let text = serde_json::to_string(value)
         .map_err(|error| Failure::new(format!("writing JSON failed: {error}")))?;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{text}")
-        .and_then(|()| out.flush())
-        .map_err(|error| Failure::new(format!("writing to stdout failed: {error}")))
+    line(format_args!("{text}"))
 }
 
 /// A progress bar of `total` steps saying `what`, drawn on stderr only when

@@ -280,22 +280,7 @@ async fn tail_prints_new_events_with_what_changed() {
     let deleted = shop.delete("c-2", 2).await;
     let fresh = shop.upsert("c-3", 1, "Cy", None).await;
 
-    let output = tokio::task::spawn_blocking(move || {
-        // A guard, not an assertion: a tail that never ends fails the test
-        // instead of hanging it.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        child.wait_with_output().expect("the tail's output")
-    })
-    .await
-    .expect("the blocking task");
-    let run = Run::from(output).expect_code(0);
+    let run = Run::from(finish(child).await).expect_code(0);
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert_eq!(lines.len(), 7, "{}", run.stdout);
     assert!(lines[0].starts_with(&format!(
@@ -363,6 +348,47 @@ async fn tail_replays_what_the_stream_holds_as_json_lines() {
     .expect_code(0);
     let line: Value = serde_json::from_str(run.stdout.trim()).expect("a JSON line");
     assert_eq!(line["event"]["data"]["name"], "Bob");
+
+    // `ecst tail | head -1`: the reader goes away, the tail ends quietly
+    // at its next line (no panic on the broken pipe).
+    let mut child = ecst_command(&["--server", &url, "tail", PREFIX, "--from-start"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting ecst tail");
+    let stdout = child.stdout.take().expect("the tail's stdout");
+    let first = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("reading the tail");
+        line // the pipe closes here
+    })
+    .await
+    .expect("the blocking task");
+    assert!(first.starts_with("#2  customer c-2"), "{first}");
+    shop.upsert("c-3", 1, "Cy", None).await;
+    let run = Run::from(finish(child).await).expect_code(0);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+}
+
+/// Waits for `child` to end (killing it after a minute, as a guard against
+/// a hang, not an assertion) and returns what it printed.
+async fn finish(mut child: std::process::Child) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        child.wait_with_output().expect("the child's output")
+    })
+    .await
+    .expect("the blocking task")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

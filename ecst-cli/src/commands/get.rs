@@ -51,9 +51,13 @@ pub async fn run(server: &str, args: GetArgs, json: bool) -> Outcome {
         })?;
         return Ok(Verdict::Good);
     }
-    println!(
+    say!(
         "{} {}  sequence {}  schema version {}  {}",
-        event.entity, event.key, event.sequence, event.schemaversion, event.operation
+        event.entity,
+        event.key,
+        event.sequence,
+        event.schemaversion,
+        event.operation
     );
     let rows = [
         (
@@ -68,7 +72,7 @@ pub async fn run(server: &str, args: GetArgs, json: bool) -> Outcome {
         ("mode", event.mode.to_owned()),
     ];
     for (name, value) in rows {
-        println!("  {name:<8} {value}");
+        say!("  {name:<8} {value}");
     }
     for (name, value) in [
         ("correlationid", &event.correlationid),
@@ -76,15 +80,15 @@ pub async fn run(server: &str, args: GetArgs, json: bool) -> Outcome {
         ("traceparent", &event.traceparent),
     ] {
         if let Some(value) = value {
-            println!("  {name:<8} {value}");
+            say!("  {name:<8} {value}");
         }
     }
     match &event.data {
         Some(data) => {
             let pretty = serde_json::to_string_pretty(data).unwrap_or_else(|_| data.to_string());
-            println!("state:\n{pretty}");
+            say!("state:\n{pretty}");
         }
-        None => println!("state: (deleted)"),
+        None => say!("state: (deleted)"),
     }
     Ok(Verdict::Good)
 }

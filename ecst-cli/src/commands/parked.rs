@@ -83,7 +83,7 @@ pub async fn list(
         return Ok(Verdict::Good);
     }
     let pending = rows.iter().filter(|row| row.resolution.is_none()).count();
-    println!(
+    say!(
         "{} parked event(s) of consumer `{consumer}` in {}, {pending} pending",
         rows.len(),
         store.name()
@@ -93,7 +93,7 @@ pub async fn list(
             None => "pending".to_owned(),
             Some(text) => text.clone(),
         };
-        println!(
+        say!(
             "  {} #{}  {}  {}  key {}  on `{}`",
             row.entity,
             row.stream_sequence,
@@ -102,7 +102,7 @@ pub async fn list(
             row.key.as_deref().unwrap_or("(none)"),
             row.subject
         );
-        println!("      {}", row.reason);
+        say!("      {}", row.reason);
     }
     Ok(Verdict::Good)
 }
@@ -215,17 +215,19 @@ fn report(
         }))?;
     } else {
         match resolution {
-            Some(resolution) => println!(
+            Some(resolution) => say!(
                 "{} #{} of consumer `{consumer}`: {resolution}",
-                target.entity, target.stream_sequence
+                target.entity,
+                target.stream_sequence
             ),
-            None => println!(
+            None => say!(
                 "{} #{} of consumer `{consumer}`: pending again; the consumer sees it when it \
                  next loads its store, and applies it at its next `retry_parked`",
-                target.entity, target.stream_sequence
+                target.entity,
+                target.stream_sequence
             ),
         }
-        println!(
+        say!(
             "note: a running consumer keeps the parked events it loaded (and its own writes may \
              undo this): stop it first; this takes effect when it next loads the store"
         );

@@ -68,31 +68,32 @@ pub async fn show(
         })?;
         return Ok(Verdict::Good);
     }
-    println!(
+    say!(
         "{entity} {}  sequence {}  (consumer `{consumer}`, {})",
         row.key,
         row.sequence,
         store.name()
     );
-    println!("  schema version  {}", row.schema_version);
+    say!("  schema version  {}", row.schema_version);
     match checkpoint {
-        Some(c) => println!(
+        Some(c) => say!(
             "  checkpoint      stream sequence {}, {} events applied",
-            c.stream_sequence, c.applied
+            c.stream_sequence,
+            c.applied
         ),
-        None => println!("  checkpoint      none"),
+        None => say!("  checkpoint      none"),
     }
     if pending_parked > 0 {
-        println!(
+        say!(
             "  parked          {pending_parked} pending event(s) of this key (`ecst parked list`)"
         );
     }
     match state {
         Some(state) => {
             let pretty = serde_json::to_string_pretty(&state).unwrap_or_else(|_| state.to_string());
-            println!("state:\n{pretty}");
+            say!("state:\n{pretty}");
         }
-        None => println!("state: (deleted: a tombstone)"),
+        None => say!("state: (deleted: a tombstone)"),
     }
     Ok(Verdict::Good)
 }
@@ -395,7 +396,7 @@ pub async fn diff(
     if json {
         output::json(&report)?;
     } else {
-        print_report(&report, &store.name(), &filter);
+        print_report(&report, &store.name(), &filter)?;
     }
     Ok(if verdict == "out_of_sync" {
         Verdict::Problem
@@ -404,20 +405,21 @@ pub async fn diff(
     })
 }
 
-fn print_report(report: &Report<'_>, store: &str, filter: &str) {
-    println!(
+fn print_report(report: &Report<'_>, store: &str, filter: &str) -> Result<(), Failure> {
+    say!(
         "replica of `{}` for consumer `{}` in {store}",
-        report.entity, report.consumer
+        report.entity,
+        report.consumer
     );
     let checkpoint = report.checkpoint.map_or_else(
         || "no checkpoint".to_owned(),
         |c| format!("checkpoint at stream sequence {}", c.stream_sequence),
     );
-    println!(
+    say!(
         "  against stream `{}` ({filter}): {} keys in the stream, {} rows in the store, {checkpoint}",
         report.stream, report.stream_keys, report.replica_keys
     );
-    println!("  in sync  {} keys", report.in_sync);
+    say!("  in sync  {} keys", report.in_sync);
     for (kind, listed) in [
         ("missing", &report.missing),
         ("stale", &report.stale),
@@ -434,22 +436,25 @@ fn print_report(report: &Report<'_>, store: &str, filter: &str) {
                 }
                 _ => "stream has none".to_owned(),
             };
-            println!(
+            say!(
                 "  {kind:<8} {}: replica has sequence {replica}, {latest}: {}",
-                d.key, d.note
+                d.key,
+                d.note
             );
         }
         if listed.count > listed.keys.len() {
-            println!(
+            say!(
                 "  {kind:<8} ... and {} more (--limit)",
                 listed.count - listed.keys.len()
             );
         }
     }
     for u in &report.unreadable {
-        println!(
+        say!(
             "  unreadable message #{} on `{}`: {} (every consumer parks it)",
-            u.message, u.subject, u.why
+            u.message,
+            u.subject,
+            u.why
         );
     }
     let counts = [
@@ -464,10 +469,11 @@ fn print_report(report: &Report<'_>, store: &str, filter: &str) {
     .collect::<Vec<_>>()
     .join(", ");
     match report.verdict {
-        "in_sync" => println!("verdict: in sync: every key holds the stream's latest event"),
+        "in_sync" => say!("verdict: in sync: every key holds the stream's latest event"),
         "catching_up" => {
-            println!("verdict: catching up: {counts}, all after the checkpoint; in sync up to it")
+            say!("verdict: catching up: {counts}, all after the checkpoint; in sync up to it")
         }
-        _ => println!("verdict: NOT in sync: {counts}"),
+        _ => say!("verdict: NOT in sync: {counts}"),
     }
+    Ok(())
 }

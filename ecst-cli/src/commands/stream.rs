@@ -75,12 +75,12 @@ pub async fn info(server: &str, prefix: &str, json: bool) -> Outcome {
             verdict,
         })?;
     } else {
-        println!(
+        say!(
             "stream {} (subjects {})",
             info.config.name,
             info.config.subjects.join(", ")
         );
-        println!(
+        say!(
             "  {} messages, {} keys, {} bytes, stream sequences {}..={}, {} consumers",
             state.messages,
             state.subjects_count,
@@ -96,15 +96,15 @@ pub async fn info(server: &str, prefix: &str, json: bool) -> Outcome {
                 _ => "PROBLEM",
             };
             match &check.why {
-                Some(why) => println!("  {mark} {}: {} ({why})", check.setting, check.value),
-                None => println!("  {mark} {}: {}", check.setting, check.value),
+                Some(why) => say!("  {mark} {}: {} ({why})", check.setting, check.value),
+                None => say!("  {mark} {}: {}", check.setting, check.value),
             }
         }
         let problems = checks.iter().filter(|c| c.status == "problem").count();
         if fit {
-            println!("verdict: fit for ecst: a state stream keeping every key's latest event");
+            say!("verdict: fit for ecst: a state stream keeping every key's latest event");
         } else {
-            println!(
+            say!(
                 "verdict: NOT fit for ecst: {problems} setting(s) would lose or block keys' \
                  latest state; StateStream::ensure refuses this stream"
             );

@@ -233,9 +233,10 @@ fn show(
                     changes: None,
                 });
             }
-            println!(
+            say!(
                 "#{}  {}  not an ecst event: {why}",
-                message.stream_sequence, message.subject
+                message.stream_sequence,
+                message.subject
             );
             return Ok(());
         }
@@ -256,7 +257,7 @@ fn show(
         });
     }
     let was = previous.map_or_else(String::new, |p| format!(" (was {})", p.sequence));
-    println!(
+    say!(
         "#{}  {} {}  sequence {}{was}  v{}  {}  {}",
         message.stream_sequence,
         event.entity,
@@ -267,15 +268,15 @@ fn show(
         message.published
     );
     match (&changes, &event.data) {
-        (_, None) => println!("    (deleted)"),
+        (_, None) => say!("    (deleted)"),
         (None, Some(state)) if !no_diff => {
-            println!("    (no earlier event of this key seen) {state}");
+            say!("    (no earlier event of this key seen) {state}");
         }
         (None, Some(_)) => {}
-        (Some(changes), Some(_)) if changes.is_empty() => println!("    (state unchanged)"),
+        (Some(changes), Some(_)) if changes.is_empty() => say!("    (state unchanged)"),
         (Some(changes), Some(_)) => {
             for change in changes {
-                println!("    {}", diff::line(change));
+                say!("    {}", diff::line(change));
             }
         }
     }
