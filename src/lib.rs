@@ -126,6 +126,7 @@
 #![warn(missing_docs)]
 
 pub use ecst_derive::StateEvent;
+pub use ecst_derive::Versioned;
 
 pub use ecst_runtime::{
     ApplyStats, BoxError, Catalog, Change, DecodeError, DecodeErrorKind, DecodeVersionError,

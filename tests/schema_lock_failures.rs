@@ -21,61 +21,88 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// A support ticket, as first locked.
-#[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
-#[state_event(entity = "ticket", version = 1)]
-pub struct TicketBefore {
-    #[state_event(key)]
-    pub id: String,
-    pub title: String,
-    pub priority: u8,
-}
+// Each generation in a module of its own: two types of one module may
+// not declare the same entity.
+mod ticket_before {
+    use super::*;
 
-/// The same v1 after someone changed a field's type in place.
-#[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
-#[state_event(entity = "ticket", version = 1)]
-pub struct TicketAfter {
-    #[state_event(key)]
-    pub id: String,
-    pub title: String,
-    pub priority: String,
+    /// A support ticket, as first locked.
+    #[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+    #[state_event(entity = "ticket", version = 1)]
+    pub struct TicketBefore {
+        #[state_event(key)]
+        pub id: String,
+        pub title: String,
+        pub priority: u8,
+    }
 }
+pub use ticket_before::TicketBefore;
 
-/// The ticket with a properly declared v2. Its v1 is `TicketBefore`'s, under
-/// another title and description, which are documentation only.
-#[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
-#[state_event(entity = "ticket", version = 2)]
-pub struct TicketNext {
-    #[state_event(key)]
-    pub id: String,
-    pub title: String,
-    pub priority: u8,
-    #[state_event(added(since = 2))]
-    pub assignee: Option<String>,
-}
+mod ticket_after {
+    use super::*;
 
-/// v2 renames a required field, which old readers cannot read; declared
-/// FORWARD (consumers on v1 read v2 events).
-#[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
-#[state_event(entity = "invoice", version = 2, compatibility = "FORWARD")]
-pub struct InvoiceForward {
-    #[state_event(key)]
-    pub id: u64,
-    #[state_event(renamed(since = 2, from = "customer"))]
-    pub client: String,
-    pub total_cents: u64,
+    /// The same v1 after someone changed a field's type in place.
+    #[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+    #[state_event(entity = "ticket", version = 1)]
+    pub struct TicketAfter {
+        #[state_event(key)]
+        pub id: String,
+        pub title: String,
+        pub priority: String,
+    }
 }
+pub use ticket_after::TicketAfter;
 
-/// The same history, declared NONE.
-#[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
-#[state_event(entity = "invoice", version = 2, compatibility = "NONE")]
-pub struct InvoiceNone {
-    #[state_event(key)]
-    pub id: u64,
-    #[state_event(renamed(since = 2, from = "customer"))]
-    pub client: String,
-    pub total_cents: u64,
+mod ticket_next {
+    use super::*;
+
+    /// The ticket with a properly declared v2. Its v1 is `TicketBefore`'s, under
+    /// another title and description, which are documentation only.
+    #[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+    #[state_event(entity = "ticket", version = 2)]
+    pub struct TicketNext {
+        #[state_event(key)]
+        pub id: String,
+        pub title: String,
+        pub priority: u8,
+        #[state_event(added(since = 2))]
+        pub assignee: Option<String>,
+    }
 }
+pub use ticket_next::TicketNext;
+
+mod invoice_forward {
+    use super::*;
+
+    /// v2 renames a required field, which old readers cannot read; declared
+    /// FORWARD (consumers on v1 read v2 events).
+    #[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+    #[state_event(entity = "invoice", version = 2, compatibility = "FORWARD")]
+    pub struct InvoiceForward {
+        #[state_event(key)]
+        pub id: u64,
+        #[state_event(renamed(since = 2, from = "customer"))]
+        pub client: String,
+        pub total_cents: u64,
+    }
+}
+pub use invoice_forward::InvoiceForward;
+
+mod invoice_none {
+    use super::*;
+
+    /// The same history, declared NONE.
+    #[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+    #[state_event(entity = "invoice", version = 2, compatibility = "NONE")]
+    pub struct InvoiceNone {
+        #[state_event(key)]
+        pub id: u64,
+        #[state_event(renamed(since = 2, from = "customer"))]
+        pub client: String,
+        pub total_cents: u64,
+    }
+}
+pub use invoice_none::InvoiceNone;
 
 /// v2 adds an optional property to an open content model: refused by the
 /// strict BACKWARD rules (old data may hold any `nickname`), accepted by the

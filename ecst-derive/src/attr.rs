@@ -18,6 +18,39 @@ use syn::{Attribute, Ident, Lit, LitInt, LitStr, Meta, Path, Token, Type};
 use crate::ctxt::Ctxt;
 use crate::symbol::*;
 
+/// Which derive is reading: an entity's `#[state_event(..)]` or a nested
+/// type's `#[versioned(..)]`, which shares the vocabulary of changes but has
+/// no entity, key or compatibility mode.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Entity,
+    Nested,
+}
+
+impl Kind {
+    /// The attribute's name.
+    pub fn attr(self) -> &'static str {
+        match self {
+            Kind::Entity => STATE_EVENT,
+            Kind::Nested => VERSIONED,
+        }
+    }
+
+    fn container_keys(self) -> &'static [&'static str] {
+        match self {
+            Kind::Entity => CONTAINER_KEYS,
+            Kind::Nested => NESTED_CONTAINER_KEYS,
+        }
+    }
+
+    fn field_keys(self) -> &'static [&'static str] {
+        match self {
+            Kind::Entity => FIELD_KEYS,
+            Kind::Nested => NESTED_FIELD_KEYS,
+        }
+    }
+}
+
 /// A version number as written: `since = 3`.
 #[derive(Clone)]
 pub struct Since {
@@ -87,12 +120,16 @@ pub struct Renamed {
 }
 
 pub struct Retyped {
+    /// `retyped`, or `nested` for a change of a nested type's version.
     pub keyword: Ident,
     pub since: Option<Since>,
     pub from: Option<Type>,
     pub with: Option<Path>,
     /// `with` was written, even if its value did not parse.
     pub with_written: bool,
+    /// `nested(since = N, from = TypeVk)`: the nested type's own history
+    /// converts, so there is no `with`.
+    pub nested: bool,
 }
 
 #[derive(Default)]
@@ -107,22 +144,24 @@ pub struct Field {
     pub sinces: Sinces,
 }
 
-/// Reads the container's `#[state_event(...)]` attributes.
-pub fn container(cx: &mut Ctxt, attrs: &[Attribute]) -> Container {
+/// Reads the container's `#[state_event(...)]` (or `#[versioned(..)]`)
+/// attributes.
+pub fn container(cx: &mut Ctxt, attrs: &[Attribute], kind: Kind) -> Container {
     let mut out = Container {
-        sinces: sinces(attrs),
+        sinces: sinces(attrs, kind),
         ..Container::default()
     };
-    let without_list = each_item(
-        cx,
-        attrs,
-        "`state_event` needs a list of arguments: write \
-         `#[state_event(entity = \"customer\", version = 1)]`",
-        |cx, meta| {
-            out.written.extend(written_key(&meta.path, ALL_KEYS));
-            container_item(cx, &mut out, meta)
-        },
-    );
+    let without_list = match kind {
+        Kind::Entity => {
+            "`state_event` needs a list of arguments: write \
+                         `#[state_event(entity = \"customer\", version = 1)]`"
+        }
+        Kind::Nested => "`versioned` needs a list of arguments: write `#[versioned(version = 2)]`",
+    };
+    let without_list = each_item(cx, attrs, kind, without_list, |cx, meta| {
+        out.written.extend(written_key(&meta.path, ALL_KEYS));
+        container_item(cx, &mut out, meta, kind)
+    });
     if without_list {
         // Do not also report the missing `entity` and `version`.
         out.written.extend([ENTITY, VERSION]);
@@ -130,8 +169,20 @@ pub fn container(cx: &mut Ctxt, attrs: &[Attribute]) -> Container {
     out
 }
 
-fn container_item(cx: &mut Ctxt, out: &mut Container, meta: &ParseNestedMeta) -> syn::Result<()> {
+fn container_item(
+    cx: &mut Ctxt,
+    out: &mut Container,
+    meta: &ParseNestedMeta,
+    kind: Kind,
+) -> syn::Result<()> {
     let path = &meta.path;
+    if kind == Kind::Nested && (path.is_ident(ENTITY) || path.is_ident(COMPATIBILITY)) {
+        return Err(meta.error(format!(
+            "`{}` belongs on the `#[derive(StateEvent)]` entity: a `Versioned` type is nested in \
+             one, and has only a `version` and its changes; remove it here",
+            quote::quote!(#path),
+        )));
+    }
     if path.is_ident(ENTITY) {
         let lit: LitStr = parse_string(meta, "entity = \"customer\"")?;
         set_once(cx, &mut out.entity, lit, path);
@@ -225,37 +276,54 @@ fn container_item(cx: &mut Ctxt, out: &mut Container, meta: &ParseNestedMeta) ->
         set_once(cx, &mut out.krate, krate, path);
     } else if FIELD_KEYS.iter().any(|k| path.is_ident(k)) {
         return Err(meta.error(format!(
-            "`{}` belongs on a field, not on the struct: put `#[state_event({})]` above the field",
+            "`{}` belongs on a field, not on the struct: put `#[{}({})]` above the field",
             quote::quote!(#path),
+            kind.attr(),
             as_written(meta).unwrap_or_else(|| example(path).to_owned()),
         )));
     } else {
-        return Err(meta.error(unknown_key(path, "a struct", CONTAINER_KEYS)));
+        return Err(meta.error(unknown_key(path, "a struct", kind.container_keys())));
     }
     Ok(())
 }
 
-/// Reads a field's `#[state_event(...)]` attributes.
-pub fn field(cx: &mut Ctxt, attrs: &[Attribute]) -> Field {
+/// Reads a field's `#[state_event(...)]` (or `#[versioned(..)]`)
+/// attributes.
+pub fn field(cx: &mut Ctxt, attrs: &[Attribute], kind: Kind) -> Field {
     let mut out = Field {
-        sinces: sinces(attrs),
+        sinces: sinces(attrs, kind),
         ..Field::default()
     };
-    each_item(
-        cx,
-        attrs,
-        "`state_event` needs a list of arguments, e.g. `#[state_event(key)]` or \
-         `#[state_event(added(since = 2))]`",
-        |cx, meta| {
-            out.written.extend(written_key(&meta.path, ALL_KEYS));
-            field_item(cx, &mut out, meta)
-        },
-    );
+    let without_list = match kind {
+        Kind::Entity => {
+            "`state_event` needs a list of arguments, e.g. `#[state_event(key)]` or \
+                         `#[state_event(added(since = 2))]`"
+        }
+        Kind::Nested => {
+            "`versioned` needs a list of arguments, e.g. \
+                         `#[versioned(added(since = 2))]`"
+        }
+    };
+    each_item(cx, attrs, kind, without_list, |cx, meta| {
+        out.written.extend(written_key(&meta.path, ALL_KEYS));
+        field_item(cx, &mut out, meta, kind)
+    });
     out
 }
 
-fn field_item(cx: &mut Ctxt, out: &mut Field, meta: &ParseNestedMeta) -> syn::Result<()> {
+fn field_item(
+    cx: &mut Ctxt,
+    out: &mut Field,
+    meta: &ParseNestedMeta,
+    kind: Kind,
+) -> syn::Result<()> {
     let path = &meta.path;
+    if kind == Kind::Nested && path.is_ident(KEY) {
+        return Err(meta.error(
+            "a `Versioned` type is nested in an entity and has no key of its own: remove `key`; \
+             the entity's `#[state_event(key)]` field identifies it",
+        ));
+    }
     if path.is_ident(KEY) {
         if !meta.input.is_empty() && !meta.input.peek(Token![,]) {
             return Err(meta.error("`key` takes no arguments: write `#[state_event(key)]`"));
@@ -361,15 +429,53 @@ fn field_item(cx: &mut Ctxt, out: &mut Field, meta: &ParseNestedMeta) -> syn::Re
             from,
             with,
             with_written: written.contains(&WITH),
+            nested: false,
+        });
+    } else if path.is_ident(NESTED) {
+        let keyword = keyword(meta)?;
+        let (mut since, mut from) = (None, None);
+        list(
+            cx,
+            meta,
+            "nested(since = 2, from = AddressV1)",
+            &[
+                Arg::required(
+                    SINCE,
+                    "the version whose events hold the field's type as it is now, e.g. \
+                     `since = 2`",
+                ),
+                Arg::required(
+                    FROM,
+                    "the version of the nested type that the events before it held, e.g. \
+                     `from = AddressV1`",
+                ),
+            ],
+            |cx, arg| {
+                if arg.path.is_ident(SINCE) {
+                    set_once(cx, &mut since, parse_version(arg, SINCE, 2)?, &arg.path);
+                } else {
+                    set_once(cx, &mut from, parse_type(arg)?, &arg.path);
+                }
+                Ok(())
+            },
+        )?;
+        out.retyped.push(Retyped {
+            keyword,
+            since,
+            from,
+            with: None,
+            with_written: false,
+            nested: true,
         });
     } else if CONTAINER_KEYS.iter().any(|k| path.is_ident(k)) {
         return Err(meta.error(format!(
-            "`{}` belongs on the struct, not on a field: put `#[state_event({})]` above the struct",
+            "`{}` belongs on the struct, not on a field: put `#[{}({})]` above the struct",
             quote::quote!(#path),
+            kind.attr(),
             as_written(meta).unwrap_or_else(|| example(path).to_owned()),
         )));
     } else {
-        return Err(meta.error(unknown_key(path, "a field", FIELD_KEYS)));
+        return Err(meta.error(unknown_key(path, "a field", kind.field_keys())));
     }
     Ok(())
 }
@@ -381,11 +487,12 @@ fn field_item(cx: &mut Ctxt, out: &mut Field, meta: &ParseNestedMeta) -> syn::Re
 fn each_item(
     cx: &mut Ctxt,
     attrs: &[Attribute],
+    kind: Kind,
     without_list: &str,
     mut item: impl FnMut(&mut Ctxt, &ParseNestedMeta) -> syn::Result<()>,
 ) -> bool {
     let mut found_without_list = false;
-    for attr in attrs.iter().filter(|a| a.path().is_ident(STATE_EVENT)) {
+    for attr in attrs.iter().filter(|a| a.path().is_ident(kind.attr())) {
         if !matches!(attr.meta, Meta::List(_)) {
             cx.error_spanned_by(&attr.meta, without_list);
             found_without_list = true;
@@ -408,9 +515,9 @@ fn each_item(
 /// Every `since = ..` in the `#[state_event(..)]` attributes among `attrs`.
 /// A change (`added`, .., or a misspelling of one) without a readable
 /// `since`, such as `added = 2`, declares a version nobody can read.
-fn sinces(attrs: &[Attribute]) -> Sinces {
+fn sinces(attrs: &[Attribute], kind: Kind) -> Sinces {
     let mut out = Sinces::default();
-    for attr in attrs.iter().filter(|a| a.path().is_ident(STATE_EVENT)) {
+    for attr in attrs.iter().filter(|a| a.path().is_ident(kind.attr())) {
         let Meta::List(list) = &attr.meta else {
             continue;
         };
@@ -500,6 +607,7 @@ fn example(path: &Path) -> &'static str {
             RETYPED,
             "retyped(since = 2, from = u32, with = path::to::function)",
         ),
+        (NESTED, "nested(since = 2, from = AddressV1)"),
     ];
     EXAMPLES
         .iter()

@@ -12,10 +12,11 @@ use crate::ast::{Field, Input};
 
 pub struct History<'a> {
     pub input: &'a Input<'a>,
-    /// The entity name (`entity = ".."`).
+    /// The entity name (`entity = ".."`); a nested type's own name, which
+    /// names it in upcast errors.
     pub entity: String,
-    /// The key field (`#[state_event(key)]`).
-    pub key: &'a Field<'a>,
+    /// The key field (`#[state_event(key)]`); `None` for a nested type.
+    pub key: Option<&'a Field<'a>>,
     /// Where the `ecst` crate is: `crate = ".."`, or `::ecst`.
     pub krate: Path,
     /// Versions 1 to the newest, in order; version 1 has no changes.
@@ -76,6 +77,9 @@ pub enum Conversion<'a> {
     Function(&'a Path),
     /// The version's `hop` converts the whole struct.
     Hop,
+    /// `nested(since = N, from = TypeVk)`: the nested type's own history
+    /// (`#[derive(Versioned)]`) brings the old version up to the new one.
+    Nested,
 }
 
 /// A field of the user's struct as it is in one version.

@@ -1,6 +1,8 @@
 //! The attribute vocabulary, defined once.
 
 pub const STATE_EVENT: &str = "state_event";
+/// The attribute of `#[derive(Versioned)]`, a nested type's history.
+pub const VERSIONED: &str = "versioned";
 
 // Container level.
 pub const ENTITY: &str = "entity";
@@ -16,6 +18,7 @@ pub const KEY: &str = "key";
 pub const ADDED: &str = "added";
 pub const RENAMED: &str = "renamed";
 pub const RETYPED: &str = "retyped";
+pub const NESTED: &str = "nested";
 
 // Arguments.
 pub const SINCE: &str = "since";
@@ -26,9 +29,12 @@ pub const WITH: &str = "with";
 pub const DEFAULT: &str = "default";
 
 pub const CONTAINER_KEYS: &[&str] = &[ENTITY, VERSION, REMOVED, HOP, DERIVE, COMPATIBILITY, CRATE];
-pub const FIELD_KEYS: &[&str] = &[KEY, ADDED, RENAMED, RETYPED];
+pub const FIELD_KEYS: &[&str] = &[KEY, ADDED, RENAMED, RETYPED, NESTED];
+/// What `#[versioned(..)]` takes on a nested type and on its fields.
+pub const NESTED_CONTAINER_KEYS: &[&str] = &[VERSION, REMOVED, HOP, DERIVE, CRATE];
+pub const NESTED_FIELD_KEYS: &[&str] = &[ADDED, RENAMED, RETYPED, NESTED];
 /// The keys that declare a change at a version (`since = N`).
-pub const CHANGE_KEYS: &[&str] = &[REMOVED, HOP, ADDED, RENAMED, RETYPED];
+pub const CHANGE_KEYS: &[&str] = &[REMOVED, HOP, ADDED, RENAMED, RETYPED, NESTED];
 pub const ALL_KEYS: &[&str] = &[
     ENTITY,
     VERSION,
@@ -41,6 +47,7 @@ pub const ALL_KEYS: &[&str] = &[
     ADDED,
     RENAMED,
     RETYPED,
+    NESTED,
 ];
 
 /// The compatibility modes, with Confluent Schema Registry's names, and the

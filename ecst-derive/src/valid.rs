@@ -4,18 +4,26 @@ use std::collections::BTreeMap;
 
 use proc_macro2::Span;
 use quote::ToTokens;
+use syn::ext::IdentExt;
 
 use crate::ast::{Field, Input};
-use crate::attr::{self, Since};
+use crate::attr::{self, Kind, Since};
 use crate::ctxt::Ctxt;
 use crate::history::{Change, Conversion, Fill, History, Version};
 use crate::symbol::{ENTITY, KEY, VERSION};
 
 /// Checks the input and, if it holds no mistake, resolves its history.
 pub fn check<'a>(cx: &mut Ctxt, input: &'a Input<'a>) -> Option<History<'a>> {
-    check_entity(cx, input);
+    if input.kind == Kind::Entity {
+        check_entity(cx, input);
+    }
     check_version(cx, input);
-    check_key(cx, input);
+    if input.kind == Kind::Entity {
+        check_key(cx, input);
+    }
+    if input.is_enum {
+        check_variants(cx, input);
+    }
     check_since_ranges(cx, input);
     check_field_histories(cx, input);
     check_hops(cx, input);
@@ -91,6 +99,7 @@ fn resolve<'a>(input: &'a Input<'a>) -> Option<History<'a>> {
             let with = match &retyped.with {
                 Some(with) => Conversion::Function(with),
                 None if hop_at(&retyped.since) => Conversion::Hop,
+                None if retyped.nested => Conversion::Nested,
                 None => return None,
             };
             push(&retyped.since, Change::Retyped { field, from, with })?;
@@ -101,10 +110,14 @@ fn resolve<'a>(input: &'a Input<'a>) -> Option<History<'a>> {
         .krate
         .clone()
         .unwrap_or_else(|| syn::parse_quote!(::ecst));
+    let (entity, key) = match input.kind {
+        Kind::Entity => (input.attrs.entity.as_ref()?.value(), Some(input.key()?)),
+        Kind::Nested => (input.ident.unraw().to_string(), None),
+    };
     Some(History {
         input,
-        entity: input.attrs.entity.as_ref()?.value(),
-        key: input.key()?,
+        entity,
+        key,
         krate,
         versions,
     })
@@ -218,8 +231,15 @@ fn check_version(cx: &mut Ctxt, input: &Input) {
         None if written(input, VERSION) => {}
         None => cx.error_spanned_by(
             input.ident,
-            "missing the current schema version: add `#[state_event(version = 1)]` for a new \
-             event type, or the newest version number for one with history",
+            format!(
+                "missing the current schema version: add `#[{}(version = 1)]` for a new \
+                 {}, or the newest version number for one with history",
+                input.kind.attr(),
+                match input.kind {
+                    Kind::Entity => "event type",
+                    Kind::Nested => "nested type",
+                }
+            ),
         ),
         Some(v) if v.version == 0 => cx.error_spanned_by(
             &v.lit,
@@ -281,8 +301,11 @@ fn check_key(cx: &mut Ctxt, input: &Input) {
         for retyped in &field.attrs.retyped {
             cx.error_spanned_by(
                 &retyped.keyword,
-                "the key field cannot be `retyped`: replicas index old and new events by the \
-                 same key type; keep the key's type and add a new field instead",
+                format!(
+                    "the key field cannot be `{}`: replicas index old and new events by the \
+                     same key type; keep the key's type and add a new field instead",
+                    retyped.keyword
+                ),
             );
         }
     }
@@ -297,6 +320,14 @@ fn all_since<'i>(input: &'i Input) -> Vec<(&'i Since, &'static str)> {
     for h in &input.attrs.hops {
         out.extend(h.since.as_ref().map(|s| (s, "hop")));
     }
+    for v in &input.variants {
+        if let Some(a) = &v.attrs.added {
+            out.extend(a.since.as_ref().map(|s| (s, "added")));
+        }
+        for r in &v.attrs.renamed {
+            out.extend(r.since.as_ref().map(|s| (s, "renamed")));
+        }
+    }
     for f in &input.fields {
         if let Some(a) = &f.attrs.added {
             out.extend(a.since.as_ref().map(|s| (s, "added")));
@@ -305,7 +336,8 @@ fn all_since<'i>(input: &'i Input) -> Vec<(&'i Since, &'static str)> {
             out.extend(r.since.as_ref().map(|s| (s, "renamed")));
         }
         for r in &f.attrs.retyped {
-            out.extend(r.since.as_ref().map(|s| (s, "retyped")));
+            let what = if r.nested { "nested" } else { "retyped" };
+            out.extend(r.since.as_ref().map(|s| (s, what)));
         }
     }
     out
@@ -438,7 +470,7 @@ fn check_field_histories(cx: &mut Ctxt, input: &Input) {
                 .since
                 .as_ref()
                 .is_some_and(|since| hop_at(input, since.version).is_some());
-            if retyped.with.is_none() && !retyped.with_written && !by_hop {
+            if retyped.with.is_none() && !retyped.with_written && !by_hop && !retyped.nested {
                 let old = retyped.from.as_ref().map_or("Old".to_owned(), type_text);
                 let new = match &retyped.since {
                     Some(since) => type_text(field.ty_at(since.version)),
@@ -460,8 +492,9 @@ fn check_field_histories(cx: &mut Ctxt, input: &Input) {
                 cx.error_spanned_by(
                     from,
                     format!(
-                        "`retyped` from `{}` to the same type changes nothing: remove it, or \
+                        "`{}` from `{}` to the same type changes nothing: remove it, or \
                          write the type the field had before version {}",
+                        retyped.keyword,
                         type_text(from),
                         since.version
                     ),
@@ -651,8 +684,9 @@ fn check_every_version_declared(cx: &mut Ctxt, input: &Input) {
     // Every `since` written, also in attributes that did not parse (whose
     // mistakes are reported already): a gap only they could fill is not
     // reported, and neither is any gap if one `since` cannot be read.
-    let written =
-        std::iter::once(&input.attrs.sinces).chain(input.fields.iter().map(|f| &f.attrs.sinces));
+    let written = std::iter::once(&input.attrs.sinces)
+        .chain(input.fields.iter().map(|f| &f.attrs.sinces))
+        .chain(input.variants.iter().map(|v| &v.attrs.sinces));
     let mut declared: Vec<u32> = Vec::new();
     for sinces in written {
         if sinces.unreadable {
@@ -697,10 +731,90 @@ fn check_every_version_declared(cx: &mut Ctxt, input: &Input) {
         &version.lit,
         format!(
             "versions must be contiguous, but no change is declared for {plural} {list}: every \
-             version after the first needs an `added`, `removed`, `renamed`, `retyped` or `hop` \
-             with that `since`; {fix}"
+             version after the first needs an `added`, `removed`, `renamed`, `retyped`, `nested` \
+             or `hop` with that `since`; {fix}"
         ),
     );
+}
+
+/// A nested enum's history is its variants': each is `added` at a version
+/// or there from the first, and may be `renamed`; its fields do not change.
+fn check_variants(cx: &mut Ctxt, input: &Input) {
+    for removed in &input.attrs.removed {
+        if let Some(since) = &removed.since {
+            cx.error_spanned_by(
+                &since.lit,
+                "`removed` takes a field of a struct, and an enum has none: a variant cannot be \
+                 removed while events holding it may exist; keep it",
+            );
+        }
+    }
+    for hop in &input.attrs.hops {
+        cx.error_spanned_by(
+            &hop.keyword,
+            "`hop` is for structs: an enum's versions map variant to variant, by name; remove it",
+        );
+    }
+    for variant in &input.variants {
+        let attrs = &variant.attrs;
+        for retyped in &attrs.retyped {
+            cx.error_spanned_by(
+                &retyped.keyword,
+                format!(
+                    "`{}` does not apply to a variant: a variant is `added` or `renamed`, and its \
+                     fields keep their types; to change them, add a new variant",
+                    retyped.keyword
+                ),
+            );
+        }
+        if let Some(added) = &attrs.added {
+            let since = added
+                .since
+                .as_ref()
+                .map_or("..".to_owned(), |s| s.version.to_string());
+            for (path, key) in [(&added.default, "default"), (&added.with, "with")] {
+                if let Some(path) = path {
+                    cx.error_spanned_by(
+                        path,
+                        format!(
+                            "a variant needs no `{key}`: versions before it simply lack it, and \
+                             their values are all still valid; write `added(since = {since})`"
+                        ),
+                    );
+                }
+            }
+            let added_at = variant.added_at();
+            for renamed in &attrs.renamed {
+                if let Some(since) = renamed.since.as_ref().filter(|s| s.version <= added_at) {
+                    cx.error_spanned_by(
+                        &since.lit,
+                        format!(
+                            "`renamed(since = {v})` would rename `{name}` before it exists: it is \
+                             `added(since = {added_at})`; remove this `renamed`, or make it later",
+                            v = since.version,
+                            name = variant.ident,
+                        ),
+                    );
+                }
+            }
+        }
+        for renamed in &attrs.renamed {
+            let (Some(since), Some(from)) = (&renamed.since, &renamed.from) else {
+                continue;
+            };
+            let name = variant.name_at(since.version);
+            if from.ident == *name {
+                cx.error_at(
+                    from.span,
+                    format!(
+                        "`renamed` from `{name}` to `{name}` changes nothing: remove it, or write \
+                         the name the variant had before version {}",
+                        since.version
+                    ),
+                );
+            }
+        }
+    }
 }
 
 fn check_serde(cx: &mut Ctxt, input: &Input) {

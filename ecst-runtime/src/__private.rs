@@ -50,3 +50,37 @@ where
         Err(e) => Err(UpcastError::new(entity, from, to, field, e)),
     }
 }
+
+/// An older version of a nested type (`#[derive(Versioned)]`) brought up
+/// to a newer one: the hops between them, chained. The derive implements it
+/// for every pair of versions; it lifts through `Option`, `Vec` and `Box`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an older version of `{Target}`",
+    label = "no history leads from `{Self}` to `{Target}`",
+    note = "`nested(since = .., from = T)` takes a version that `#[derive(Versioned)]` generated for the field's type (e.g. `from = AddressV1` for `Address`); for any other change of type write `retyped(since = .., from = T, with = f)`"
+)]
+pub trait UpgradeTo<Target>: Sized {
+    /// The newer version.
+    fn upgrade(self) -> Result<Target, UpcastError>;
+}
+
+#[diagnostic::do_not_recommend]
+impl<A: UpgradeTo<B>, B> UpgradeTo<Option<B>> for Option<A> {
+    fn upgrade(self) -> Result<Option<B>, UpcastError> {
+        self.map(A::upgrade).transpose()
+    }
+}
+
+#[diagnostic::do_not_recommend]
+impl<A: UpgradeTo<B>, B> UpgradeTo<std::vec::Vec<B>> for std::vec::Vec<A> {
+    fn upgrade(self) -> Result<std::vec::Vec<B>, UpcastError> {
+        self.into_iter().map(A::upgrade).collect()
+    }
+}
+
+#[diagnostic::do_not_recommend]
+impl<A: UpgradeTo<B>, B> UpgradeTo<std::boxed::Box<B>> for std::boxed::Box<A> {
+    fn upgrade(self) -> Result<std::boxed::Box<B>, UpcastError> {
+        (*self).upgrade().map(std::boxed::Box::new)
+    }
+}
