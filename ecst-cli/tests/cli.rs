@@ -858,7 +858,7 @@ async fn replica_show_reads_sqlite_and_postgres_stores() {
         .expect("applying");
     drop(durable);
     let url = "postgresql://postgres@127.0.0.1/test";
-    let run = ecst(&[
+    let human = ecst(&[
         "replica",
         "show",
         "customer",
@@ -868,16 +868,8 @@ async fn replica_show_reads_sqlite_and_postgres_stores() {
         "--consumer",
         &consumer,
     ])
-    .await
-    .expect_code(0);
-    assert!(run.stdout.starts_with(&format!(
-        "customer c-1  sequence 7  (consumer `{consumer}`, PostgreSQL database `postgres@127.0.0.1:5432/test`)\n"
-    )), "{}", run.stdout);
-    assert!(run
-        .stdout
-        .contains("  checkpoint      stream sequence 42, 1 events applied\n"));
-    assert!(run.stdout.contains("\"name\": \"Ada\""), "{}", run.stdout);
-    let run = ecst(&[
+    .await;
+    let json = ecst(&[
         "--json",
         "replica",
         "show",
@@ -888,19 +880,39 @@ async fn replica_show_reads_sqlite_and_postgres_stores() {
         "--consumer",
         &consumer,
     ])
-    .await
-    .expect_code(0);
-    let shown = run.json();
+    .await;
+    // Cleaned up before anything is asserted: a failure leaves no rows.
+    let mut store = PostgresStore::connect(config, &consumer)
+        .await
+        .expect("PostgreSQL");
+    store.purge_consumer().await.expect("cleaning up");
+    let run = human.expect_code(0);
+    assert!(run.stdout.starts_with(&format!(
+        "customer c-1  sequence 7  (consumer `{consumer}`, PostgreSQL database `postgres@127.0.0.1:5432/test`)\n"
+    )), "{}", run.stdout);
+    assert!(run
+        .stdout
+        .contains("  checkpoint      stream sequence 42, 1 events applied\n"));
+    assert!(run.stdout.contains("\"name\": \"Ada\""), "{}", run.stdout);
+    let shown = json.expect_code(0).json();
     assert_eq!(shown["sequence"], 7);
     assert_eq!(shown["deleted"], false);
     assert_eq!(
         shown["state"],
         json!({"id": "c-1", "name": "Ada", "email": null})
     );
-    let mut store = PostgresStore::connect(config, &consumer)
+
+    // A database without ecst's tables (here: a schema that does not
+    // exist first on the search path).
+    let foreign = "postgresql://postgres@127.0.0.1/test?options=-csearch_path%3Decst_cli_none";
+    let line = ecst(&["replica", "show", "customer", "c-1", "--postgres", foreign])
         .await
-        .expect("PostgreSQL");
-    store.purge_consumer().await.expect("cleaning up");
+        .one_error_line();
+    assert_eq!(
+        line,
+        "ecst: error: PostgreSQL database `postgres@127.0.0.1:5432/test` is not an ecst replica \
+         store: it has none of the tables ecst_replica, ecst_checkpoint, ecst_parked"
+    );
 
     // SQLite, found without --consumer: the file holds one consumer.
     let path = sqlite_file();
