@@ -174,3 +174,32 @@ async fn retrying_parked_events_is_a_batch_span_too() {
         Some("1")
     );
 }
+
+#[tokio::test]
+async fn bootstrap_answers_get_spans_too() {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::registry().with(capture.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let answer = Producer::<Customer>::new("urn:example:crm")
+        .upsert(customer("c-5", "Barbara"))
+        .unwrap()
+        .with_traceparent(TRACEPARENT)
+        .to_json()
+        .unwrap();
+    let mut durable = DurableReplica::<Customer, _>::open(MemoryStore::new())
+        .await
+        .unwrap();
+    durable.merge_unsequenced(&[&answer]).await.unwrap();
+    let batches = capture.spans_named("ecst.batch");
+    assert_eq!(batches.len(), 1, "{batches:#?}");
+    assert_eq!(batches[0].fields.get("applied").map(String::as_str), Some("1"));
+    let events = capture.spans_named("ecst.event");
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0].parent, Some(batches[0].id));
+    let field = |name: &str| events[0].fields.get(name).map(String::as_str);
+    assert_eq!(field("subject"), Some("c-5"));
+    assert_eq!(field("stream_sequence"), Some("0"));
+    assert_eq!(field("traceparent"), Some(TRACEPARENT));
+    assert_eq!(field("outcome"), Some("inserted"));
+}

@@ -334,13 +334,21 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         &mut self,
         payloads: &[&[u8]],
     ) -> Result<BatchOutcome, S::Error> {
+        let span = self.telemetry.batch(T::ENTITY, payloads.len(), 0, 0);
+        span.run(self.merge_and_commit(payloads)).await
+    }
+
+    async fn merge_and_commit(&mut self, payloads: &[&[u8]]) -> Result<BatchOutcome, S::Error> {
         if self.stale_memory {
             self.reload().await?;
         }
         let mut pending = Pending::new(self.checkpoint.unwrap_or_default());
         for payload in payloads {
+            let span = crate::telemetry::unsequenced_event_span(payload);
+            let _entered = span.enter();
             match self.replica.apply_json_keyed(payload) {
                 Ok((applied, key)) => {
+                    span.outcome(applied);
                     if changes_state(applied) {
                         pending.checkpoint.applied += 1;
                         // The owner's current state comes after everything

@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::consume::BatchOutcome;
 use crate::envelope::TraceParent;
 
-pub(crate) use spans::{event_parked, event_span, BatchSpan};
+pub(crate) use spans::{event_parked, event_span, unsequenced_event_span, BatchSpan};
 
 /// The names a durable replica reports under: the stream it follows and
 /// its consumer (durable) name. Cheap to clone.

@@ -9,6 +9,8 @@
 //!   `outcome`. With the `opentelemetry` feature, a valid `traceparent`
 //!   becomes the span's OpenTelemetry parent; a malformed one is ignored
 //!   with a DEBUG event.
+//!   Bootstrap answers merged by `merge_unsequenced` get one too, with
+//!   `stream_sequence` 0.
 //! - a DEBUG event `parked` (target `ecst`) per message parked, with its
 //!   `stream_sequence`, `key`, `kind` and `reason`.
 
@@ -147,6 +149,28 @@ pub(crate) fn event_span(stream_sequence: u64, header: &Header<'_>) -> EventSpan
     #[cfg(not(feature = "tracing"))]
     {
         let _ = (stream_sequence, header);
+        EventSpan {}
+    }
+}
+
+/// The span of an event that came without a stream sequence (an owner's
+/// answer to a bootstrap request): its header is read for the span's fields
+/// only when the span is enabled, since the replica decodes it on its own.
+pub(crate) fn unsequenced_event_span(payload: &[u8]) -> EventSpan {
+    #[cfg(feature = "tracing")]
+    {
+        if tracing::enabled!(target: "ecst", tracing::Level::DEBUG) {
+            if let Ok((header, _)) = crate::envelope::decode_header(payload) {
+                return event_span(0, &header);
+            }
+        }
+        EventSpan {
+            span: tracing::Span::none(),
+        }
+    }
+    #[cfg(not(feature = "tracing"))]
+    {
+        let _ = payload;
         EventSpan {}
     }
 }
