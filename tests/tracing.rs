@@ -193,7 +193,10 @@ async fn bootstrap_answers_get_spans_too() {
     durable.merge_unsequenced(&[&answer]).await.unwrap();
     let batches = capture.spans_named("ecst.batch");
     assert_eq!(batches.len(), 1, "{batches:#?}");
-    assert_eq!(batches[0].fields.get("applied").map(String::as_str), Some("1"));
+    assert_eq!(
+        batches[0].fields.get("applied").map(String::as_str),
+        Some("1")
+    );
     let events = capture.spans_named("ecst.event");
     assert_eq!(events.len(), 1, "{events:#?}");
     assert_eq!(events[0].parent, Some(batches[0].id));
