@@ -443,6 +443,18 @@ async fn replica_diff_tells_lag_from_stale_and_missing_keys() {
     connection
         .execute("DELETE FROM ecst_replica WHERE key = 'c-3'", [])
         .expect("losing c-3");
+    // A row the stream has no event of, and one newer than the stream's.
+    connection
+        .execute(
+            "INSERT INTO ecst_replica (consumer, entity, key, sequence, schema_version, state) \
+             VALUES ('billing', 'customer', 'c-9', 3, 1, '{\"id\":\"c-9\",\"name\":\"Ghost\",\
+             \"email\":null}')",
+            [],
+        )
+        .expect("a row from elsewhere");
+    connection
+        .execute("UPDATE ecst_replica SET sequence = 5 WHERE key = 'c-1'", [])
+        .expect("c-1 ahead");
     drop(connection);
     let new_key = shop.upsert("c-4", 1, "Dee", None).await;
 
@@ -468,7 +480,7 @@ async fn replica_diff_tells_lag_from_stale_and_missing_keys() {
         "{out}"
     );
     assert!(
-        out.ends_with("verdict: NOT in sync: 3 missing, 1 stale\n"),
+        out.ends_with("verdict: NOT in sync: 3 missing, 1 stale, 1 ahead, 1 extra\n"),
         "{out}"
     );
 
@@ -479,7 +491,6 @@ async fn replica_diff_tells_lag_from_stale_and_missing_keys() {
     assert_eq!(report["verdict"], "out_of_sync");
     assert_eq!(report["consumer"], "billing");
     assert_eq!(report["checkpoint"]["stream_sequence"], future);
-    assert_eq!(report["in_sync"], 1);
     assert_eq!(report["stale"]["count"], 1);
     assert_eq!(report["stale"]["keys"][0]["key"], "c-2");
     assert_eq!(report["stale"]["keys"][0]["replica_sequence"], 1);
@@ -504,7 +515,17 @@ async fn replica_diff_tells_lag_from_stale_and_missing_keys() {
             ("c-5".to_owned(), "parked".to_owned())
         ]
     );
-    assert_eq!(report["extra"]["count"], 0);
+    assert!(out.contains(
+        "  ahead    c-1: replica has sequence 5, stream has sequence 1 (message #1): the replica \
+         holds a newer state than the stream's latest event"
+    ), "{out}");
+    assert!(out.contains(
+        "  extra    c-9: replica has sequence 3, stream has none: the stream holds no event of \
+         this key"
+    ), "{out}");
+    assert_eq!(report["extra"]["keys"][0]["key"], "c-9");
+    assert_eq!(report["ahead"]["keys"][0]["key"], "c-1");
+    assert_eq!(report["in_sync"], 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
