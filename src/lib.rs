@@ -132,10 +132,10 @@ pub use ecst_runtime::{
     ApplyStats, BoxError, Catalog, Change, DecodeError, DecodeErrorKind, DecodeVersionError,
     DuplicateEntity, EncodeError, EntityKey, EntityTaken, Entry, Envelope, EventContext, EventType,
     Mode, Operation, Outcome, PayloadError, Producer, Replica, Routed, Router, Sequence,
-    SequenceError, SequenceOutOfRange, SnapshotError, StateEvent, Upcast, UpcastError,
+    SequenceError, SequenceOutOfRange, SnapshotError, StateChange, StateEvent, Upcast, UpcastError,
 };
 
-pub use ecst_runtime::{catalog, compatibility, consume, envelope, store};
+pub use ecst_runtime::{catalog, compatibility, consume, envelope, feed, store};
 
 /// The NATS JetStream adapter: stream, publisher, follower, bootstrap.
 #[cfg(feature = "nats")]

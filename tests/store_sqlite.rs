@@ -107,6 +107,7 @@ async fn synchronous_normal_round_trips() {
             entries: vec![],
             parked: &[],
             unparked: &[],
+            purged: &[],
             checkpoint,
         },
     )
@@ -134,6 +135,7 @@ async fn in_memory() {
             entries: vec![],
             parked: &[],
             unparked: &[],
+            purged: &[],
             checkpoint,
         },
     )

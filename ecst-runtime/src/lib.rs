@@ -26,6 +26,7 @@ pub mod consume;
 pub mod envelope;
 mod error;
 mod event;
+pub mod feed;
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub mod nats;
@@ -49,6 +50,7 @@ pub use compatibility::Mode;
 pub use envelope::{Change, EncodeError, Envelope, Operation};
 pub use error::{DecodeError, DecodeErrorKind, EventContext};
 pub use event::{EntityKey, StateEvent, Upcast};
+pub use feed::StateChange;
 pub use producer::{Producer, SequenceError};
 pub use replica::{ApplyStats, Entry, Outcome, Replica};
 pub use router::{EntityTaken, Routed, Router};

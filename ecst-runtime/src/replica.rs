@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use crate::envelope::{decode_typed, finish_typed, Change, DataSlot, Decoded, Envelope, Header};
 use crate::error::DecodeError;
 use crate::event::StateEvent;
+use crate::feed::{Observer, StateChange};
 use crate::sequence::Sequence;
 
 /// What applying one event did.
@@ -129,6 +130,13 @@ impl<T> Slot<T> {
             Slot::Live { sequence, .. } | Slot::Tombstone { sequence, .. } => *sequence,
         }
     }
+
+    fn state(&self) -> Option<&T> {
+        match self {
+            Slot::Live { state, .. } => Some(state),
+            Slot::Tombstone { .. } => None,
+        }
+    }
 }
 
 /// A local copy of the entities of type `T`, kept up to date by applying
@@ -175,6 +183,8 @@ pub struct Replica<T: StateEvent> {
     pub(crate) slots: HashMap<T::Key, Slot<T>>,
     live: usize,
     stats: ApplyStats,
+    /// Called with every change, when set ([`Replica::on_change`]).
+    observer: Option<Observer<T>>,
 }
 
 impl<T: StateEvent> Default for Replica<T> {
@@ -190,6 +200,7 @@ impl<T: StateEvent> Replica<T> {
             slots: HashMap::new(),
             live: 0,
             stats: ApplyStats::default(),
+            observer: None,
         }
     }
 
@@ -199,6 +210,7 @@ impl<T: StateEvent> Replica<T> {
             slots: HashMap::with_capacity(capacity),
             live: 0,
             stats: ApplyStats::default(),
+            observer: None,
         }
     }
 
@@ -227,21 +239,41 @@ impl<T: StateEvent> Replica<T> {
         }
     }
 
-    /// [`Replica::apply_json`], also returning the event's key.
+    /// [`Replica::apply_json`], also returning the event's key and, when
+    /// its state changed, the live state it replaced (without reporting to
+    /// the observer: for the durable replica, which reports after commit).
     pub(crate) fn apply_json_keyed(
         &mut self,
         json: &[u8],
-    ) -> Result<(Outcome, T::Key), DecodeError> {
+    ) -> Result<(Outcome, T::Key, Option<T>), DecodeError> {
         match decode_typed::<T>(json) {
             Ok(decoded) => {
                 let key = decoded.key.clone();
-                Ok((self.apply_decoded(decoded), key))
+                let (outcome, before) = self.apply_decoded_taking(decoded);
+                Ok((outcome, key, before))
             }
             Err(error) => {
                 self.stats.reject(&error);
                 Err(error)
             }
         }
+    }
+
+    /// [`Replica::apply_decoded`], also returning the live state the event
+    /// replaced, without reporting to the observer.
+    pub(crate) fn apply_decoded_taking(&mut self, decoded: Decoded<'_, T>) -> (Outcome, Option<T>) {
+        let written = decoded.header.schema_version;
+        if written > T::VERSION {
+            self.stats.read_as_older += 1;
+        }
+        let (outcome, before) = self.merge_taking(
+            decoded.key,
+            decoded.header.sequence,
+            written.min(T::VERSION),
+            decoded.change,
+        );
+        self.stats.record(outcome);
+        (outcome, before)
     }
 
     /// Counts an event rejected before it reached the replica.
@@ -298,7 +330,14 @@ impl<T: StateEvent> Replica<T> {
         read_version: u32,
         change: Change<T>,
     ) -> Outcome {
-        self.merge(key, sequence, read_version, change)
+        gate(
+            &mut self.slots,
+            &mut self.live,
+            key,
+            (sequence, read_version, None),
+            change,
+            |_, _, _, _| {},
+        )
     }
 
     /// The schema version the live state of `key` was read at: the version
@@ -316,7 +355,8 @@ impl<T: StateEvent> Replica<T> {
         }
     }
 
-    /// The version gate, without counting.
+    /// The version gate, without counting; reports a change to the
+    /// observer, if any.
     pub(crate) fn merge(
         &mut self,
         key: T::Key,
@@ -324,67 +364,109 @@ impl<T: StateEvent> Replica<T> {
         read_version: u32,
         change: Change<T>,
     ) -> Outcome {
-        match self.slots.entry(key) {
-            hash_map::Entry::Vacant(vacant) => match change {
-                Change::Upsert(state) => {
-                    vacant.insert(Slot::Live {
+        match self.observer.as_mut() {
+            None => gate(
+                &mut self.slots,
+                &mut self.live,
+                key,
+                (sequence, read_version, None),
+                change,
+                |_, _, _, _| {},
+            ),
+            Some(observer) => gate(
+                &mut self.slots,
+                &mut self.live,
+                key,
+                (sequence, read_version, None),
+                change,
+                |key, before, after, outcome| {
+                    observer(StateChange {
+                        entity: T::ENTITY,
+                        key,
                         sequence,
-                        read_version,
-                        state,
-                    });
-                    self.live += 1;
-                    Outcome::Inserted
-                }
-                Change::Delete => {
-                    vacant.insert(Slot::Tombstone {
-                        sequence,
-                        deleted_at: SystemTime::now(),
-                    });
-                    Outcome::Deleted
-                }
-            },
-            hash_map::Entry::Occupied(mut occupied) => {
-                let held = occupied.get().sequence();
-                if sequence < held {
-                    return Outcome::Stale;
-                }
-                if sequence == held {
-                    match tie_break(occupied.get(), read_version, &change) {
-                        Tie::Held => return Outcome::Stale,
-                        Tie::Same => return Outcome::Duplicate,
-                        Tie::Incoming => {}
-                    }
-                }
-                {
-                    let slot = occupied.get_mut();
-                    let was_live = matches!(slot, Slot::Live { .. });
-                    match change {
-                        Change::Upsert(state) => {
-                            *slot = Slot::Live {
-                                sequence,
-                                read_version,
-                                state,
-                            };
-                            if was_live {
-                                Outcome::Updated
-                            } else {
-                                self.live += 1;
-                                Outcome::Inserted
-                            }
-                        }
-                        Change::Delete => {
-                            *slot = Slot::Tombstone {
-                                sequence,
-                                deleted_at: SystemTime::now(),
-                            };
-                            if was_live {
-                                self.live -= 1;
-                            }
-                            Outcome::Deleted
-                        }
-                    }
-                }
-            }
+                        before: before.as_ref(),
+                        after,
+                        outcome,
+                    })
+                },
+            ),
+        }
+    }
+
+    /// The version gate, without counting and without the observer; when
+    /// the key's state changed, also returns the live state it replaced
+    /// (moved out, not cloned). For the durable replica's change feed.
+    pub(crate) fn merge_taking(
+        &mut self,
+        key: T::Key,
+        sequence: Sequence,
+        read_version: u32,
+        change: Change<T>,
+    ) -> (Outcome, Option<T>) {
+        let mut replaced = None;
+        let outcome = gate(
+            &mut self.slots,
+            &mut self.live,
+            key,
+            (sequence, read_version, None),
+            change,
+            |_, before, _, _| replaced = before,
+        );
+        (outcome, replaced)
+    }
+
+    /// Registers `observer`, called with every change this replica makes
+    /// from now on (replacing an observer set before). See [`crate::feed`]
+    /// for what is reported. The observer runs inside `apply`: keep it
+    /// short, or hand the change to another thread.
+    ///
+    /// ```
+    /// # use ecst_runtime::{Replica, StateChange, StateEvent};
+    /// # fn demo<Customer: StateEvent>(replica: &mut Replica<Customer>) {
+    /// replica.on_change(|change: StateChange<'_, Customer>| {
+    ///     println!("{} {} -> {:?}", change.entity, change.key, change.outcome);
+    /// });
+    /// # }
+    /// ```
+    pub fn on_change(&mut self, observer: impl FnMut(StateChange<'_, T>) + Send + Sync + 'static) {
+        self.observer = Some(Box::new(observer));
+    }
+
+    /// Removes the observer set with [`Replica::on_change`].
+    pub fn clear_on_change(&mut self) {
+        self.observer = None;
+    }
+
+    /// Records a tombstone of `key` at `sequence`, deleted at `deleted_at`,
+    /// through the version gate, without counting or reporting it: for
+    /// loading a replica from a durable store that keeps deletion times
+    /// (see [`Replica::purge_tombstones_before`]).
+    pub fn restore_tombstone(
+        &mut self,
+        key: T::Key,
+        sequence: Sequence,
+        deleted_at: SystemTime,
+    ) -> Outcome {
+        gate(
+            &mut self.slots,
+            &mut self.live,
+            key,
+            (sequence, T::VERSION, Some(deleted_at)),
+            Change::Delete,
+            |_, _, _, _| {},
+        )
+    }
+
+    /// When the tombstone of `key` was recorded, `None` for a key without a
+    /// tombstone.
+    pub fn deleted_at<Q>(&self, key: &Q) -> Option<SystemTime>
+    where
+        T::Key: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        match self.slots.get(key) {
+            Some(Slot::Tombstone { deleted_at, .. }) => Some(*deleted_at),
+            _ => None,
         }
     }
 
@@ -454,9 +536,99 @@ impl<T: StateEvent> Replica<T> {
         before - self.slots.len()
     }
 
+    /// Drops tombstones recorded before `cutoff` and returns their keys.
+    pub(crate) fn purge_tombstone_keys(&mut self, cutoff: SystemTime) -> Vec<T::Key> {
+        let keys: Vec<T::Key> = self
+            .slots
+            .iter()
+            .filter_map(|(key, slot)| match slot {
+                Slot::Tombstone { deleted_at, .. } if *deleted_at < cutoff => Some(key.clone()),
+                _ => None,
+            })
+            .collect();
+        for key in &keys {
+            self.slots.remove(key);
+        }
+        keys
+    }
+
     /// Counts of every outcome and rejection so far.
     pub fn stats(&self) -> ApplyStats {
         self.stats
+    }
+}
+
+/// The version gate: puts `change` of `key` at `at` = (sequence, read
+/// version, deletion time; `None` is now) into `slots` if it wins, keeping
+/// `live` counted, and calls `changed(key, before, after, outcome)` when
+/// the key's content changed: `before` is the live state it replaced,
+/// moved out (dropped after the call), `after` the live state it holds now.
+fn gate<T: StateEvent>(
+    slots: &mut HashMap<T::Key, Slot<T>>,
+    live: &mut usize,
+    key: T::Key,
+    at: (Sequence, u32, Option<SystemTime>),
+    change: Change<T>,
+    changed: impl FnOnce(&T::Key, Option<T>, Option<&T>, Outcome),
+) -> Outcome {
+    let (sequence, read_version, deleted_at) = at;
+    let new_slot = |change: Change<T>| match change {
+        Change::Upsert(state) => Slot::Live {
+            sequence,
+            read_version,
+            state,
+        },
+        Change::Delete => Slot::Tombstone {
+            sequence,
+            deleted_at: deleted_at.unwrap_or_else(SystemTime::now),
+        },
+    };
+    match slots.entry(key) {
+        hash_map::Entry::Vacant(vacant) => {
+            let outcome = match change {
+                Change::Upsert(_) => {
+                    *live += 1;
+                    Outcome::Inserted
+                }
+                Change::Delete => Outcome::Deleted,
+            };
+            let entry = vacant.insert_entry(new_slot(change));
+            changed(entry.key(), None, entry.get().state(), outcome);
+            outcome
+        }
+        hash_map::Entry::Occupied(mut occupied) => {
+            let held = occupied.get().sequence();
+            if sequence < held {
+                return Outcome::Stale;
+            }
+            if sequence == held {
+                match tie_break(occupied.get(), read_version, &change) {
+                    Tie::Held => return Outcome::Stale,
+                    Tie::Same => return Outcome::Duplicate,
+                    Tie::Incoming => {}
+                }
+            }
+            let was_live = matches!(occupied.get(), Slot::Live { .. });
+            let outcome = match (&change, was_live) {
+                (Change::Upsert(_), true) => Outcome::Updated,
+                (Change::Upsert(_), false) => {
+                    *live += 1;
+                    Outcome::Inserted
+                }
+                (Change::Delete, was_live) => {
+                    if was_live {
+                        *live -= 1;
+                    }
+                    Outcome::Deleted
+                }
+            };
+            let before = match core::mem::replace(occupied.get_mut(), new_slot(change)) {
+                Slot::Live { state, .. } => Some(state),
+                Slot::Tombstone { .. } => None,
+            };
+            changed(occupied.key(), before, occupied.get().state(), outcome);
+            outcome
+        }
     }
 }
 

@@ -178,6 +178,7 @@ fn live<'a, T: StateEvent>(key: &'a T::Key, sequence: u64, state: &'a T) -> Stor
         sequence: Sequence::new(sequence),
         read_version: T::VERSION,
         state: Some(state),
+        deleted_at: None,
     }
 }
 
@@ -187,6 +188,7 @@ fn tombstone<T: StateEvent>(key: &T::Key, sequence: u64) -> StoredEntry<'_, T> {
         sequence: Sequence::new(sequence),
         read_version: T::VERSION,
         state: None,
+        deleted_at: Some(std::time::SystemTime::now()),
     }
 }
 
@@ -237,6 +239,7 @@ pub async fn commit_then_reopen<B: Backend>(backend: &B, test: &str) {
             ],
             parked: &parked_events,
             unparked: &[],
+            purged: &[],
             checkpoint: Checkpoint {
                 stream_sequence: 42,
                 applied: 7,
@@ -274,6 +277,7 @@ pub async fn commit_then_reopen<B: Backend>(backend: &B, test: &str) {
             entries: vec![tombstone(&a1, 4), live(&a2, 6, &bea), live(&a4, 1, &cy)],
             parked: &[],
             unparked: &[30],
+            purged: &[],
             checkpoint: Checkpoint {
                 stream_sequence: 50,
                 applied: 10,
@@ -326,6 +330,7 @@ pub async fn commit_then_reopen<B: Backend>(backend: &B, test: &str) {
             entries: vec![live(&a2, 7, &bea2)],
             parked: &[],
             unparked: &[],
+            purged: &[],
             checkpoint: Checkpoint {
                 stream_sequence: 51,
                 applied: 11,
@@ -396,6 +401,7 @@ pub async fn undecodable_state_is_an_error<B: Backend>(backend: &B, test: &str) 
             entries: vec![live(&key, 1, &bad)],
             parked: &[],
             unparked: &[],
+            purged: &[],
             checkpoint: Checkpoint::default(),
         },
     )
@@ -819,6 +825,7 @@ pub async fn failed_commit_changes_nothing<B: Backend>(backend: &B, test: &str) 
             entries: vec![live(&a1, 1, &ada), tombstone(&a2, 2)],
             parked: &baseline_parked,
             unparked: &[],
+            purged: &[],
             checkpoint: Checkpoint {
                 stream_sequence: 10,
                 applied: 2,
@@ -842,6 +849,7 @@ pub async fn failed_commit_changes_nothing<B: Backend>(backend: &B, test: &str) 
             entries: vec![live(&a1, 2, &ada2), live(&a9, 1, &nine), tombstone(&a2, 3)],
             parked: &more_parked,
             unparked: &[10],
+            purged: &[],
             checkpoint: Checkpoint {
                 stream_sequence: u64::MAX,
                 applied: 5,
@@ -874,6 +882,7 @@ pub async fn failed_commit_changes_nothing<B: Backend>(backend: &B, test: &str) 
             entries: vec![live(&a1, 2, &ada2), live(&a9, 1, &nine)],
             parked: &bad_parked,
             unparked: &[],
+            purged: &[],
             checkpoint: Checkpoint {
                 stream_sequence: 12,
                 applied: 4,
@@ -895,6 +904,7 @@ pub async fn failed_commit_changes_nothing<B: Backend>(backend: &B, test: &str) 
             entries: vec![live(&a9, 1, &nine), live(&a1, too_big, &ada2)],
             parked: &[],
             unparked: &[10],
+            purged: &[],
             checkpoint: Checkpoint {
                 stream_sequence: 12,
                 applied: 4,
@@ -922,6 +932,7 @@ pub async fn failed_commit_changes_nothing<B: Backend>(backend: &B, test: &str) 
             entries: vec![live(&f1, 1, &fine)],
             parked: &[],
             unparked: &[],
+            purged: &[],
             checkpoint: Checkpoint {
                 stream_sequence: 1,
                 applied: 1,
@@ -945,6 +956,7 @@ pub async fn failed_commit_changes_nothing<B: Backend>(backend: &B, test: &str) 
             entries: vec![live(&f1, 2, &better), live(&f2, 1, &poison)],
             parked: &[],
             unparked: &[],
+            purged: &[],
             checkpoint: Checkpoint {
                 stream_sequence: 2,
                 applied: 3,
@@ -1056,6 +1068,7 @@ pub async fn consumers_are_isolated<B: Backend>(backend: &B, test: &str) {
             entries: vec![live(&key, 1, &ones)],
             parked: &parked_one,
             unparked: &[],
+            purged: &[],
             checkpoint: Checkpoint {
                 stream_sequence: 7,
                 applied: 1,
@@ -1070,6 +1083,7 @@ pub async fn consumers_are_isolated<B: Backend>(backend: &B, test: &str) {
             entries: vec![live(&key, 9, &twos)],
             parked: &parked_two,
             unparked: &[],
+            purged: &[],
             checkpoint: Checkpoint {
                 stream_sequence: 70,
                 applied: 10,
@@ -1085,6 +1099,7 @@ pub async fn consumers_are_isolated<B: Backend>(backend: &B, test: &str) {
             entries: vec![],
             parked: &[],
             unparked: &[7],
+            purged: &[],
             checkpoint: Checkpoint {
                 stream_sequence: 71,
                 applied: 10,

@@ -1,6 +1,7 @@
 //! A replica in memory, committed to a store batch by batch.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::time::SystemTime;
 
 use super::{Checkpoint, Commit, Loaded, ReplicaStore, StoredEntry};
 use crate::consume::parking::ParkingLot;
@@ -9,7 +10,9 @@ use crate::consume::{
 };
 use crate::envelope::decode_typed;
 use crate::event::{EntityKey, StateEvent};
+use crate::feed::{Observer, StateChange};
 use crate::replica::{Entry, Outcome, Replica};
+use crate::sequence::Sequence;
 
 /// A [`Replica`] whose changes and checkpoint are committed to a
 /// [`ReplicaStore`] in one transaction per batch.
@@ -46,24 +49,43 @@ pub struct DurableReplica<T: StateEvent, S: ReplicaStore<T>> {
     /// The names this replica reports under, in spans and metrics
     /// ([`DurableReplica::with_consumer`]).
     pub(crate) telemetry: crate::telemetry::Telemetry,
+    /// Called with every committed change, when set
+    /// ([`DurableReplica::on_change`]).
+    feed: Option<Observer<T>>,
+}
+
+/// One change made by a batch, kept until the batch is committed: the key,
+/// the event's sequence, the outcome, and the live state it replaced
+/// (moved out of the replica, not cloned).
+struct Recorded<T: StateEvent> {
+    key: T::Key,
+    sequence: Sequence,
+    outcome: Outcome,
+    before: Option<T>,
 }
 
 /// What one batch will commit.
-struct Pending<K> {
+struct Pending<T: StateEvent> {
     outcome: BatchOutcome,
-    changed: Vec<K>,
+    changed: Vec<T::Key>,
     parked: Vec<Parked>,
     unparked: Vec<u64>,
+    /// Tombstones purged from memory, to delete from the store.
+    purged: Vec<T::Key>,
+    /// The changes to report once committed (only with a feed).
+    changes: Vec<Recorded<T>>,
     checkpoint: Checkpoint,
 }
 
-impl<K> Pending<K> {
+impl<T: StateEvent> Pending<T> {
     fn new(checkpoint: Checkpoint) -> Self {
         Pending {
             outcome: BatchOutcome::default(),
             changed: Vec::new(),
             parked: Vec::new(),
             unparked: Vec::new(),
+            purged: Vec::new(),
+            changes: Vec::new(),
             checkpoint,
         }
     }
@@ -80,6 +102,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
             parking: ParkingLot::default(),
             limits: ParkingLimits::default(),
             stale_memory: false,
+            feed: None,
             telemetry: crate::telemetry::Telemetry::default(),
         };
         durable.install(loaded);
@@ -149,6 +172,93 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         &self.store
     }
 
+    /// Registers `feed`, called after every commit with each change the
+    /// committed batch made (replacing a feed set before); see
+    /// [`crate::feed`] for what is reported.
+    ///
+    /// # Delivery
+    ///
+    /// - Only committed changes: a batch whose commit fails reports
+    ///   nothing (its messages come again and are reported then).
+    /// - In order: a batch's changes in the order they were applied, so a
+    ///   key's changes in sequence order, and batch after batch.
+    /// - Before the call that committed returns ([`apply_batch`],
+    ///   [`retry_parked`], [`merge_unsequenced`], and so
+    ///   [`Follower::poll`](crate::nats::Follower::poll), which acknowledges
+    ///   the batch to the broker only after): the feed runs between the
+    ///   commit and the return, with no await point in between, so
+    ///   cancelling the call cannot skip it.
+    ///
+    /// # What a crash loses
+    ///
+    /// The feed is not durable. A crash (or a panic in the feed) after a
+    /// batch is committed and before its last change is reported loses the
+    /// unreported changes of that batch: the store already holds them, so
+    /// the messages, delivered again, are duplicates and report nothing.
+    /// Everything committed before that batch was reported; nothing
+    /// after it is lost. A restart reports nothing by itself: a view kept in
+    /// memory is rebuilt from [`DurableReplica::replica`] at start
+    /// (`replica().iter()`); a view kept durably that must not miss a
+    /// change should be brought in step with the replica at start the same
+    /// way (compare and repair), or kept in the same database and written
+    /// from the feed idempotently (by key and sequence).
+    ///
+    /// [`apply_batch`]: DurableReplica::apply_batch
+    /// [`retry_parked`]: DurableReplica::retry_parked
+    /// [`merge_unsequenced`]: DurableReplica::merge_unsequenced
+    pub fn on_change(&mut self, feed: impl FnMut(StateChange<'_, T>) + Send + Sync + 'static) {
+        self.feed = Some(Box::new(feed));
+    }
+
+    /// Removes the feed set with [`DurableReplica::on_change`].
+    pub fn clear_on_change(&mut self) {
+        self.feed = None;
+    }
+
+    /// Deletes the tombstones recorded before `cutoff`, from memory and the
+    /// store in one transaction, and returns how many. The checkpoint does
+    /// not move.
+    ///
+    /// A tombstone's time is when this replica applied the delete, stored
+    /// with it, so a reload does not make it younger. (A tombstone written
+    /// by a version of ecst that did not store the time is given the time
+    /// the store is first opened by one that does.)
+    ///
+    /// # Choosing the horizon
+    ///
+    /// A tombstone is what makes an older upsert of a deleted key
+    /// [`Stale`](Outcome::Stale). Once it is purged, the key is unknown, and
+    /// an upsert older than the delete that still arrives is
+    /// [`Inserted`](Outcome::Inserted): the deleted entity comes back, and
+    /// stays until the owner publishes it again. So keep every tombstone
+    /// longer than the longest time an older event of its key can still
+    /// arrive after the delete:
+    ///
+    /// - redelivery: an unacknowledged message comes again after the
+    ///   consumer's `ack_wait`, as many times as it takes;
+    /// - the stream itself: with `max_messages_per_subject = 1` the delete
+    ///   replaces the key's older events, but a consumer that is behind (or
+    ///   a replay from an older backup or mirror) can still read them;
+    /// - other sources: bootstrap answers from the owner (a snapshot taken
+    ///   before the delete), old logs or retry queues fed in by hand.
+    ///
+    /// Take the largest of these, add a margin, and purge with
+    /// `SystemTime::now() - horizon`. Days are a common choice; purging a
+    /// tombstone only minutes old is almost never right.
+    pub async fn purge_tombstones_before(&mut self, cutoff: SystemTime) -> Result<usize, S::Error> {
+        if self.stale_memory {
+            self.reload().await?;
+        }
+        let mut pending = Pending::new(self.checkpoint.unwrap_or_default());
+        pending.purged = self.replica.purge_tombstone_keys(cutoff);
+        if pending.purged.is_empty() {
+            return Ok(0);
+        }
+        let purged = pending.purged.len();
+        self.finish(pending).await?;
+        Ok(purged)
+    }
+
     /// Applies `messages` in order and commits the changes, the newly
     /// parked and superseded events and the checkpoint (the last message's
     /// stream sequence) in one transaction. Messages at or below the
@@ -183,7 +293,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
     /// instead of the whole batch failing again and again.
     async fn commit_storable(
         &mut self,
-        mut work: impl FnMut(&mut Self, &[(String, String)]) -> Pending<T::Key>,
+        mut work: impl FnMut(&mut Self, &[(String, String)]) -> Pending<T>,
     ) -> Result<BatchOutcome, S::Error> {
         // Keys whose state the store refused to hold, and why.
         let mut unstorable: Vec<(String, String)> = Vec::new();
@@ -210,7 +320,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         &mut self,
         messages: &[Message<'_>],
         unstorable: &[(String, String)],
-    ) -> Pending<T::Key> {
+    ) -> Pending<T> {
         let mut pending = Pending::new(self.checkpoint.unwrap_or_default());
         for message in messages {
             let checkpoint = &mut pending.checkpoint;
@@ -232,9 +342,10 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
                 continue;
             }
             match self.apply_addressed(message, unstorable) {
-                Ok((applied, key)) => {
+                Ok((applied, key, before)) => {
                     if changes_state(applied) {
                         pending.checkpoint.applied += 1;
+                        self.record(&key, applied, before, &mut pending);
                         self.supersede(key, Some(sequence), &mut pending);
                     }
                     pending.outcome.applied.push((sequence, applied));
@@ -255,7 +366,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         &mut self,
         message: &Message<'_>,
         unstorable: &[(String, String)],
-    ) -> Result<(Outcome, T::Key), (Option<String>, ParkReason)> {
+    ) -> Result<(Outcome, T::Key, Option<T>), (Option<String>, ParkReason)> {
         if let Address::Invalid(why) = &message.address {
             return Err((None, ParkReason::new(ParkKind::Misaddressed, why)));
         }
@@ -317,9 +428,9 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         let key = decoded.key.clone();
         let span = crate::telemetry::event_span(message.stream_sequence, &decoded.header);
         let _entered = span.enter();
-        let outcome = self.replica.apply_decoded(decoded);
+        let (outcome, before) = self.replica.apply_decoded_taking(decoded);
         span.outcome(outcome);
-        Ok((outcome, key))
+        Ok((outcome, key, before))
     }
 
     /// Merges events that do not come from the stream (an owner's answer to
@@ -347,10 +458,11 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
             let span = crate::telemetry::unsequenced_event_span(payload);
             let _entered = span.enter();
             match self.replica.apply_json_keyed(payload) {
-                Ok((applied, key)) => {
+                Ok((applied, key, before)) => {
                     span.outcome(applied);
                     if changes_state(applied) {
                         pending.checkpoint.applied += 1;
+                        self.record(&key, applied, before, &mut pending);
                         // The owner's current state comes after everything
                         // the stream delivered so far.
                         self.supersede(key, Some(u64::MAX), &mut pending);
@@ -384,7 +496,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
             .await
     }
 
-    fn retry_in_memory(&mut self, unstorable: &[(String, String)]) -> Pending<T::Key> {
+    fn retry_in_memory(&mut self, unstorable: &[(String, String)]) -> Pending<T> {
         let mut pending = Pending::new(self.checkpoint.unwrap_or_default());
         let waiting: Vec<(u64, Vec<u8>, String)> = self
             .parking
@@ -413,11 +525,12 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
                 None => message,
             };
             match self.apply_addressed(&message, unstorable) {
-                Ok((applied, key)) => {
+                Ok((applied, key, before)) => {
                     self.parking.remove(sequence);
                     pending.unparked.push(sequence);
                     if changes_state(applied) {
                         pending.checkpoint.applied += 1;
+                        self.record(&key, applied, before, &mut pending);
                         self.supersede(key, None, &mut pending);
                     }
                     pending.outcome.applied.push((sequence, applied));
@@ -464,9 +577,26 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         Ok(true)
     }
 
+    /// Keeps a change of `key` to report after the commit, when a feed is
+    /// set.
+    fn record(&self, key: &T::Key, outcome: Outcome, before: Option<T>, pending: &mut Pending<T>) {
+        if self.feed.is_none() {
+            return;
+        }
+        let Some(sequence) = self.replica.entry(key).map(|entry| entry.sequence()) else {
+            return;
+        };
+        pending.changes.push(Recorded {
+            key: key.clone(),
+            sequence,
+            outcome,
+            before,
+        });
+    }
+
     /// Records that `key` changed, and marks the pending parked events of
     /// `key` that its new state supersedes.
-    fn supersede(&mut self, key: T::Key, applied_at: Option<u64>, pending: &mut Pending<T::Key>) {
+    fn supersede(&mut self, key: T::Key, applied_at: Option<u64>, pending: &mut Pending<T>) {
         // The common case, on the path of every applied event: nothing
         // pending to look up (and no key to write out as text).
         if !self.parking.has_pending_keys() {
@@ -495,7 +625,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         message: &Message<'_>,
         key: Option<&str>,
         reason: ParkReason,
-        pending: &mut Pending<T::Key>,
+        pending: &mut Pending<T>,
     ) {
         // A key no store can hold (control characters) is no valid key of
         // any entity: the message is parked under no key.
@@ -547,7 +677,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
     }
 
     /// Purges resolved parked events over the limits and commits `pending`.
-    async fn finish(&mut self, mut pending: Pending<T::Key>) -> Result<BatchOutcome, S::Error> {
+    async fn finish(&mut self, mut pending: Pending<T>) -> Result<BatchOutcome, S::Error> {
         let overflow = self.parking.over_pending(self.limits);
         if !overflow.is_empty() {
             tracing_warn_overflow(overflow.len(), self.limits);
@@ -573,6 +703,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
             entries: stored_entries(&self.replica, &pending.changed),
             parked: &pending.parked,
             unparked: &pending.unparked,
+            purged: &pending.purged,
             checkpoint: pending.checkpoint,
         };
         // Set before the await: if this future is dropped mid-commit, memory
@@ -588,6 +719,11 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
             pending_parked: self.parking.pending(),
         };
         self.telemetry.committed(T::ENTITY, &pending.outcome, sizes);
+        // Committed: report the batch's changes. No await from the commit
+        // to here, so a dropped future cannot skip them.
+        if let Some(feed) = self.feed.as_mut() {
+            report(&self.replica, pending.changes, feed);
+        }
         Ok(pending.outcome)
     }
 }
@@ -615,16 +751,43 @@ fn stored_entries<'a, T: StateEvent>(
                     sequence,
                     read_version: replica.read_version(key).unwrap_or(T::VERSION),
                     state: Some(state),
+                    deleted_at: None,
                 },
                 Entry::Tombstone { sequence } => StoredEntry {
                     key,
                     sequence,
                     read_version: T::VERSION,
                     state: None,
+                    deleted_at: replica.deleted_at(key),
                 },
             })
         })
         .collect()
+}
+
+/// Calls `feed` with each of `changes`, in order. A change's `after` is the
+/// `before` of the key's next change in the batch, or what the replica holds
+/// now for the key's last one.
+fn report<T: StateEvent>(replica: &Replica<T>, changes: Vec<Recorded<T>>, feed: &mut Observer<T>) {
+    let mut next: Vec<Option<usize>> = vec![None; changes.len()];
+    let mut later: HashMap<&T::Key, usize> = HashMap::with_capacity(changes.len());
+    for (index, change) in changes.iter().enumerate().rev() {
+        next[index] = later.insert(&change.key, index);
+    }
+    for (index, change) in changes.iter().enumerate() {
+        let after = match next[index] {
+            Some(next) => changes[next].before.as_ref(),
+            None => replica.get(&change.key),
+        };
+        feed(StateChange {
+            entity: T::ENTITY,
+            key: &change.key,
+            sequence: change.sequence,
+            before: change.before.as_ref(),
+            after,
+            outcome: change.outcome,
+        });
+    }
 }
 
 /// Logs a parking overflow where `tracing` is there (feature `tracing`).

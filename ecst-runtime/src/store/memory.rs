@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::future::{ready, Future};
+use std::time::SystemTime;
 
 use super::{Checkpoint, Commit, Loaded, Parked, ReplicaStore, StoreContext, StoreError};
 use crate::envelope::Change;
@@ -16,10 +17,14 @@ use crate::sequence::Sequence;
 /// more. Nothing survives the process.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
-    rows: BTreeMap<String, (Sequence, u32, Option<String>)>,
+    /// Per key: sequence, read version, state (`None` for a tombstone),
+    /// deletion time (for a tombstone).
+    rows: BTreeMap<String, StoredRow>,
     checkpoint: Option<Checkpoint>,
     parked: BTreeMap<u64, Parked>,
 }
+
+type StoredRow = (Sequence, u32, Option<String>, Option<SystemTime>);
 
 impl MemoryStore {
     /// An empty store.
@@ -53,7 +58,7 @@ impl<T: StateEvent> ReplicaStore<T> for MemoryStore {
 impl MemoryStore {
     fn load_now<T: StateEvent>(&self) -> Loaded<T> {
         let mut replica = Replica::new();
-        for (key, (sequence, read_version, state)) in &self.rows {
+        for (key, (sequence, read_version, state, deleted_at)) in &self.rows {
             // Rows were written from valid values of `T`, so they read back;
             // a row that does not (another type under the same store) is
             // left out rather than invented.
@@ -61,7 +66,11 @@ impl MemoryStore {
                 continue;
             };
             let change = match state {
-                None => Change::Delete,
+                None => {
+                    let deleted_at = deleted_at.unwrap_or_else(SystemTime::now);
+                    replica.restore_tombstone(key, *sequence, deleted_at);
+                    continue;
+                }
                 Some(json) => match serde_json::from_str::<T>(json) {
                     Ok(state) => Change::Upsert(state),
                     Err(_) => continue,
@@ -92,10 +101,16 @@ impl MemoryStore {
             };
             rows.push((
                 entry.key.to_string(),
-                (entry.sequence, entry.read_version, state),
+                (entry.sequence, entry.read_version, state, entry.deleted_at),
             ));
         }
         self.rows.extend(rows);
+        for key in commit.purged {
+            let key = key.to_string();
+            if matches!(self.rows.get(&key), Some((_, _, None, _))) {
+                self.rows.remove(&key);
+            }
+        }
         for parked in commit.parked {
             self.parked.insert(parked.stream_sequence, parked.clone());
         }

@@ -13,6 +13,7 @@
 //! as JSON of the newest schema version with that version beside it, so a
 //! store written by an older build is upcast when a newer one loads it.
 
+pub mod blocking;
 mod durable;
 mod error;
 mod memory;
@@ -26,6 +27,7 @@ mod rows;
 pub mod sqlite;
 
 use core::future::Future;
+use std::time::SystemTime;
 
 pub use crate::consume::{BatchOutcome, Message, Parked};
 pub use durable::DurableReplica;
@@ -66,6 +68,11 @@ pub struct StoredEntry<'a, T: StateEvent> {
     pub read_version: u32,
     /// The state, or `None` for a tombstone.
     pub state: Option<&'a T>,
+    /// For a tombstone, when the key was deleted (the replica's
+    /// [`Replica::deleted_at`]); `None` for a state. Stores keep it so that
+    /// a tombstone's age survives a reload, and
+    /// [`DurableReplica::purge_tombstones_before`] purges it on time.
+    pub deleted_at: Option<SystemTime>,
 }
 
 /// What one transaction writes.
@@ -80,6 +87,10 @@ pub struct Commit<'a, T: StateEvent> {
     /// Parked events to delete (applied on a retry, or purged), by stream
     /// sequence.
     pub unparked: &'a [u64],
+    /// Tombstones to delete, by key
+    /// ([`DurableReplica::purge_tombstones_before`]). A key that holds a
+    /// state in the store (not a tombstone) must be left alone.
+    pub purged: &'a [T::Key],
     /// The checkpoint after the batch.
     pub checkpoint: Checkpoint,
 }

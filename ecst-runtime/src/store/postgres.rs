@@ -7,7 +7,7 @@
 //!
 //! | table | key | columns |
 //! |---|---|---|
-//! | `ecst_replica` | `consumer, entity, key` | `sequence`, `schema_version`, `state` (`JSON`, `NULL` for a tombstone), `read_version` |
+//! | `ecst_replica` | `consumer, entity, key` | `sequence`, `schema_version`, `state` (`JSON`, `NULL` for a tombstone), `read_version`, `deleted_at` (a tombstone's deletion time, microseconds since the Unix epoch) |
 //! | `ecst_checkpoint` | `consumer, entity` | `stream_sequence`, `applied` |
 //! | `ecst_parked` | `consumer, entity, stream_sequence` | `subject`, `key` (nullable), `reason`, `payload` (`BYTEA`), `kind`, `resolution` (nullable: pending) |
 //!
@@ -21,6 +21,8 @@
 //! cannot hold would stop the consumer. Tables created by an earlier version
 //! with a `JSONB` column are converted when the store opens.
 
+use std::time::SystemTime;
+
 use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio_postgres::types::Json;
@@ -29,7 +31,8 @@ use tokio_postgres::{Client, IsolationLevel, NoTls, Statement};
 pub use tokio_postgres;
 
 use super::rows::{
-    checkpoint_columns, restore_row, stored_checkpoint, to_bigint, StoredParked, StoredRow,
+    checkpoint_columns, restore_row, stored_checkpoint, to_bigint, to_micros, StoredParked,
+    StoredRow,
 };
 use super::{Checkpoint, Commit, Loaded, Parked, ReplicaStore, StoreContext, StoreError};
 use crate::event::StateEvent;
@@ -51,6 +54,7 @@ CREATE TABLE IF NOT EXISTS ecst_replica (
     schema_version BIGINT NOT NULL,
     state          JSON,
     read_version   BIGINT,
+    deleted_at     BIGINT,
     PRIMARY KEY (consumer, entity, key)
 );
 CREATE TABLE IF NOT EXISTS ecst_checkpoint (
@@ -75,6 +79,7 @@ CREATE TABLE IF NOT EXISTS ecst_parked (
 -- Tables made by an earlier version: `read_version` was added, and `state`
 -- was JSONB (which cannot hold the NUL character).
 ALTER TABLE ecst_replica ADD COLUMN IF NOT EXISTS read_version BIGINT;
+ALTER TABLE ecst_replica ADD COLUMN IF NOT EXISTS deleted_at BIGINT;
 ALTER TABLE ecst_parked ADD COLUMN IF NOT EXISTS kind TEXT;
 ALTER TABLE ecst_parked ADD COLUMN IF NOT EXISTS resolution TEXT;
 DO $$
@@ -88,15 +93,27 @@ END $$;
 ";
 
 const UPSERT_ENTRIES: &str = "
-INSERT INTO ecst_replica (consumer, entity, key, sequence, schema_version, state, read_version)
-SELECT $1, $2, u.key, u.sequence, $3, u.state, u.read_version
-FROM UNNEST($4::text[], $5::bigint[], $6::json[], $7::bigint[])
-    AS u(key, sequence, state, read_version)
+INSERT INTO ecst_replica (consumer, entity, key, sequence, schema_version, state, read_version, deleted_at)
+SELECT $1, $2, u.key, u.sequence, $3, u.state, u.read_version, u.deleted_at
+FROM UNNEST($4::text[], $5::bigint[], $6::json[], $7::bigint[], $8::bigint[])
+    AS u(key, sequence, state, read_version, deleted_at)
 ON CONFLICT (consumer, entity, key) DO UPDATE SET
     sequence = EXCLUDED.sequence,
     schema_version = EXCLUDED.schema_version,
     state = EXCLUDED.state,
-    read_version = EXCLUDED.read_version";
+    read_version = EXCLUDED.read_version,
+    deleted_at = EXCLUDED.deleted_at";
+
+/// Deletes purged tombstones (never a state).
+const DELETE_TOMBSTONES: &str = "
+DELETE FROM ecst_replica
+WHERE consumer = $1 AND entity = $2 AND key = ANY($3::text[]) AND state IS NULL";
+
+/// Gives tombstones written without a deletion time (by a version of ecst
+/// that did not store it) the time the store is opened: their age counts
+/// from then, never from before the delete.
+const STAMP_TOMBSTONES: &str = "
+UPDATE ecst_replica SET deleted_at = $1 WHERE state IS NULL AND deleted_at IS NULL";
 
 const UPSERT_PARKED: &str = "
 INSERT INTO ecst_parked (consumer, entity, stream_sequence, subject, key, reason, payload, kind, resolution)
@@ -123,7 +140,7 @@ ON CONFLICT (consumer, entity) DO UPDATE SET
     applied = EXCLUDED.applied";
 
 const SELECT_ENTRIES: &str = "
-SELECT key, sequence, schema_version, state, read_version FROM ecst_replica
+SELECT key, sequence, schema_version, state, read_version, deleted_at FROM ecst_replica
 WHERE consumer = $1 AND entity = $2";
 
 const SELECT_CHECKPOINT: &str = "
@@ -138,6 +155,7 @@ ORDER BY stream_sequence";
 /// The statements, prepared once per connection.
 struct Statements {
     upsert_entries: Statement,
+    delete_tombstones: Statement,
     upsert_parked: Statement,
     delete_parked: Statement,
     upsert_checkpoint: Statement,
@@ -213,11 +231,15 @@ impl PostgresStore {
                 .await
                 .map_err(create)?;
             tx.batch_execute(CREATE_TABLES).await.map_err(create)?;
+            tx.execute(STAMP_TOMBSTONES, &[&to_micros(SystemTime::now())])
+                .await
+                .map_err(create)?;
             tx.commit().await.map_err(create)?;
         }
         let prepare = |e| context.database("preparing the statements", e);
         let statements = Statements {
             upsert_entries: client.prepare(UPSERT_ENTRIES).await.map_err(prepare)?,
+            delete_tombstones: client.prepare(DELETE_TOMBSTONES).await.map_err(prepare)?,
             upsert_parked: client.prepare(UPSERT_PARKED).await.map_err(prepare)?,
             delete_parked: client.prepare(DELETE_PARKED).await.map_err(prepare)?,
             upsert_checkpoint: client.prepare(UPSERT_CHECKPOINT).await.map_err(prepare)?,
@@ -305,6 +327,7 @@ impl PostgresStore {
                 schema_version: row.try_get(2).map_err(read)?,
                 state: row.try_get(3).map_err(read)?,
                 read_version: row.try_get(4).map_err(read)?,
+                deleted_at: row.try_get(5).map_err(read)?,
             };
             restore_row(&mut replica, &context, stored, |version, Json(value)| {
                 T::deserialize_version(version, value)
@@ -367,8 +390,10 @@ impl PostgresStore {
             let mut sequences = Vec::with_capacity(commit.entries.len());
             let mut states = Vec::with_capacity(commit.entries.len());
             let mut read_versions = Vec::with_capacity(commit.entries.len());
+            let mut deleted_ats = Vec::with_capacity(commit.entries.len());
             for entry in &commit.entries {
                 read_versions.push(entry.read_version);
+                deleted_ats.push(entry.deleted_at);
                 sequences.push(to_bigint(
                     entry.sequence,
                     &context,
@@ -388,7 +413,17 @@ impl PostgresStore {
                     &sequences,
                     &states,
                     &read_versions,
+                    &deleted_ats,
                 ],
+            )
+            .await
+            .map_err(write)?;
+        }
+
+        if !commit.purged.is_empty() {
+            tx.execute(
+                &statements.delete_tombstones,
+                &[&consumer, &entity, &commit.purged],
             )
             .await
             .map_err(write)?;
@@ -492,6 +527,8 @@ struct PreparedEntry {
     read_version: i64,
     /// The state as JSON, `None` for a tombstone.
     state: Option<Box<RawValue>>,
+    /// A tombstone's deletion time ([`to_micros`]).
+    deleted_at: Option<i64>,
 }
 
 /// A [`Commit`] with its states encoded and its keys written out. A key
@@ -504,6 +541,8 @@ struct Prepared<'a> {
     unencodable: Option<(String, serde_json::Error)>,
     parked: &'a [Parked],
     unparked: &'a [u64],
+    /// Keys of purged tombstones.
+    purged: Vec<String>,
     checkpoint: Checkpoint,
 }
 
@@ -528,6 +567,7 @@ fn prepare<'a, T: StateEvent>(commit: Commit<'a, T>) -> Prepared<'a> {
             sequence: entry.sequence.get(),
             read_version: i64::from(entry.read_version),
             state,
+            deleted_at: entry.deleted_at.map(to_micros),
         };
         match index.get(&prepared.key) {
             Some(&i) => entries[i] = prepared,
@@ -543,6 +583,7 @@ fn prepare<'a, T: StateEvent>(commit: Commit<'a, T>) -> Prepared<'a> {
         unencodable,
         parked: commit.parked,
         unparked: commit.unparked,
+        purged: commit.purged.iter().map(ToString::to_string).collect(),
         checkpoint: commit.checkpoint,
     }
 }

@@ -4,6 +4,8 @@
 //! integers in SQL; a value that does not fit is a
 //! [`StoreError::OutOfRange`], never wrapped.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use super::{Checkpoint, Parked, StoreContext, StoreError};
 use crate::consume::{ParkKind, ParkReason, Resolution};
 use crate::envelope::Change;
@@ -58,6 +60,26 @@ pub(crate) struct StoredRow<S> {
     pub(crate) read_version: Option<i64>,
     /// The state as the backend returns it, `None` for a tombstone.
     pub(crate) state: Option<S>,
+    /// A tombstone's deletion time in microseconds since the Unix epoch
+    /// ([`to_micros`]); `NULL` for a state, and in tombstones written
+    /// before the column existed (read as the time of the load; the stores
+    /// stamp such rows when they open).
+    pub(crate) deleted_at: Option<i64>,
+}
+
+/// `time` as microseconds since the Unix epoch, for a `deleted_at` column
+/// (a time before the epoch is the epoch; one past the year 294,000 the
+/// largest value).
+pub(crate) fn to_micros(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |since| {
+        i64::try_from(since.as_micros()).unwrap_or(i64::MAX)
+    })
+}
+
+/// A `deleted_at` column's microseconds as a time (a negative value, which
+/// ecst never writes, is the epoch).
+pub(crate) fn from_micros(micros: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_micros(u64::try_from(micros).unwrap_or(0))
 }
 
 /// Decodes `row` (its state with `decode`, upcasting from the stored
@@ -75,6 +97,7 @@ pub(crate) fn restore_row<T: StateEvent, S>(
         schema_version,
         read_version,
         state,
+        deleted_at,
     } = row;
     let sequence = Sequence::new(from_bigint(
         sequence,
@@ -93,7 +116,14 @@ pub(crate) fn restore_row<T: StateEvent, S>(
         }
     };
     let change = match state {
-        None => Change::Delete,
+        None => {
+            if replica.entry(&key).is_some() {
+                return Err(duplicate_key(context, text));
+            }
+            let deleted_at = deleted_at.map_or_else(SystemTime::now, from_micros);
+            replica.restore_tombstone(key, sequence, deleted_at);
+            return Ok(());
+        }
         Some(state) => {
             let Ok(version) = u32::try_from(schema_version) else {
                 return Err(StoreError::OutOfRange {
@@ -126,11 +156,7 @@ pub(crate) fn restore_row<T: StateEvent, S>(
         }
     };
     if replica.entry(&key).is_some() {
-        return Err(StoreError::InvalidKey {
-            context: Box::new(context.clone()),
-            reason: "another stored key parses to the same key".to_owned(),
-            key: text,
-        });
+        return Err(duplicate_key(context, text));
     }
     // Never above the version the state is stored in; a value out of range
     // (written by hand) falls back to it too.
@@ -140,6 +166,15 @@ pub(crate) fn restore_row<T: StateEvent, S>(
         .map_or(stored_version, |v| v.min(stored_version));
     replica.restore(key, sequence, read_version, change);
     Ok(())
+}
+
+/// Two stored keys parse to the same key.
+fn duplicate_key(context: &StoreContext, text: String) -> StoreError {
+    StoreError::InvalidKey {
+        context: Box::new(context.clone()),
+        reason: "another stored key parses to the same key".to_owned(),
+        key: text,
+    }
 }
 
 /// `checkpoint` as its `ecst_checkpoint` columns, `(stream_sequence,

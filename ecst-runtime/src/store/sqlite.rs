@@ -7,7 +7,7 @@
 //!
 //! | table | key | columns |
 //! |---|---|---|
-//! | `ecst_replica` | `consumer, entity, key` | `sequence`, `schema_version`, `state` (JSON text, `NULL` for a tombstone) |
+//! | `ecst_replica` | `consumer, entity, key` | `sequence`, `schema_version`, `state` (JSON text, `NULL` for a tombstone), `read_version`, `deleted_at` (a tombstone's deletion time, microseconds since the Unix epoch) |
 //! | `ecst_checkpoint` | `consumer, entity` | `stream_sequence`, `applied` |
 //! | `ecst_parked` | `consumer, entity, stream_sequence` | `subject`, `key` (nullable), `reason`, `payload` (blob), `kind`, `resolution` (nullable: pending) |
 //!
@@ -27,12 +27,15 @@
 //! `tokio::task::block_in_place`.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+pub use rusqlite;
+
 use super::rows::{
-    checkpoint_columns, restore_row, stored_checkpoint, to_bigint, StoredParked, StoredRow,
+    checkpoint_columns, restore_row, stored_checkpoint, to_bigint, to_micros, StoredParked,
+    StoredRow,
 };
 use super::{Checkpoint, Commit, Loaded, Parked, ReplicaStore, StoreContext, StoreError};
 use crate::event::StateEvent;
@@ -52,6 +55,7 @@ CREATE TABLE IF NOT EXISTS ecst_replica (
     schema_version INTEGER NOT NULL,
     state          TEXT,
     read_version   INTEGER,
+    deleted_at     INTEGER,
     PRIMARY KEY (consumer, entity, key)
 ) STRICT;
 CREATE TABLE IF NOT EXISTS ecst_checkpoint (
@@ -76,13 +80,24 @@ CREATE TABLE IF NOT EXISTS ecst_parked (
 ";
 
 const UPSERT_ENTRY: &str = "
-INSERT INTO ecst_replica (consumer, entity, key, sequence, schema_version, state, read_version)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+INSERT INTO ecst_replica (consumer, entity, key, sequence, schema_version, state, read_version, deleted_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
 ON CONFLICT (consumer, entity, key) DO UPDATE SET
     sequence = excluded.sequence,
     schema_version = excluded.schema_version,
     state = excluded.state,
-    read_version = excluded.read_version";
+    read_version = excluded.read_version,
+    deleted_at = excluded.deleted_at";
+
+/// Deletes a purged tombstone (never a state).
+const DELETE_TOMBSTONE: &str = "
+DELETE FROM ecst_replica WHERE consumer = ?1 AND entity = ?2 AND key = ?3 AND state IS NULL";
+
+/// Gives tombstones written without a deletion time (by a version of ecst
+/// that did not store it) the time the store is opened: their age counts
+/// from then, never from before the delete.
+const STAMP_TOMBSTONES: &str = "
+UPDATE ecst_replica SET deleted_at = ?1 WHERE state IS NULL AND deleted_at IS NULL";
 
 const UPSERT_PARKED: &str = "
 INSERT INTO ecst_parked (consumer, entity, stream_sequence, subject, key, reason, payload, kind, resolution)
@@ -182,12 +197,14 @@ impl SqliteStore {
     }
 
     /// Brings tables made by an older version up to date: columns added
-    /// since 0.1.0 (`NULL` in old rows, read as documented on each).
+    /// since 0.1.0 (`NULL` in old rows, read as documented on each), and
+    /// tombstones without a deletion time stamped with the present time.
     fn migrate(&self) -> Result<(), StoreError> {
         let context = self.context(None);
         let fail = |e| context.database("migrating the tables", e);
         for (table, column, ty) in [
             ("ecst_replica", "read_version", "INTEGER"),
+            ("ecst_replica", "deleted_at", "INTEGER"),
             ("ecst_parked", "kind", "TEXT"),
             ("ecst_parked", "resolution", "TEXT"),
         ] {
@@ -205,6 +222,9 @@ impl SqliteStore {
                     .map_err(fail)?;
             }
         }
+        self.connection
+            .execute(STAMP_TOMBSTONES, [to_micros(SystemTime::now())])
+            .map_err(fail)?;
         Ok(())
     }
 
@@ -246,6 +266,12 @@ impl SqliteStore {
         &self.consumer
     }
 
+    /// The connection, for queries of your own (reading the tables, or
+    /// tables of your own in the same file).
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
     /// Deletes every row of this consumer (all entities: replicas,
     /// checkpoints, parked events) in one transaction. Other consumers'
     /// rows are untouched.
@@ -285,8 +311,8 @@ impl SqliteStore {
             let read = |e| context.database("reading ecst_replica", e);
             let mut statement = tx
                 .prepare(
-                    "SELECT key, sequence, schema_version, state, read_version FROM ecst_replica \
-                     WHERE consumer = ?1 AND entity = ?2",
+                    "SELECT key, sequence, schema_version, state, read_version, deleted_at \
+                     FROM ecst_replica WHERE consumer = ?1 AND entity = ?2",
                 )
                 .map_err(read)?;
             let mut rows = statement.query(params![consumer, entity]).map_err(read)?;
@@ -297,6 +323,7 @@ impl SqliteStore {
                     schema_version: row.get(2).map_err(read)?,
                     state: row.get(3).map_err(read)?,
                     read_version: row.get(4).map_err(read)?,
+                    deleted_at: row.get(5).map_err(read)?,
                 };
                 restore_row(&mut replica, &context, stored, |version, json: String| {
                     T::from_json_version(version, json.as_bytes())
@@ -392,8 +419,17 @@ impl SqliteStore {
                         sequence,
                         commit.version,
                         state,
-                        entry.read_version
+                        entry.read_version,
+                        entry.deleted_at,
                     ])
+                    .map_err(write)?;
+            }
+        }
+        {
+            let mut delete = tx.prepare_cached(DELETE_TOMBSTONE).map_err(write)?;
+            for key in &commit.purged {
+                delete
+                    .execute(params![consumer, entity, key])
                     .map_err(write)?;
             }
         }
@@ -463,6 +499,8 @@ struct PreparedEntry {
     /// The state as JSON (or why it could not be encoded, reported when the
     /// transaction reaches it), `None` for a tombstone.
     state: Option<Result<String, serde_json::Error>>,
+    /// A tombstone's deletion time ([`to_micros`]).
+    deleted_at: Option<i64>,
 }
 
 /// A [`Commit`] with its states encoded.
@@ -471,6 +509,8 @@ struct Prepared<'a> {
     entries: Vec<PreparedEntry>,
     parked: &'a [Parked],
     unparked: &'a [u64],
+    /// Keys of purged tombstones.
+    purged: Vec<String>,
     checkpoint: Checkpoint,
 }
 
@@ -483,6 +523,7 @@ fn prepare<'a, T: StateEvent>(commit: Commit<'a, T>) -> Prepared<'a> {
             sequence: entry.sequence.get(),
             read_version: i64::from(entry.read_version),
             state: entry.state.map(serde_json::to_string),
+            deleted_at: entry.deleted_at.map(to_micros),
         })
         .collect();
     Prepared {
@@ -490,6 +531,7 @@ fn prepare<'a, T: StateEvent>(commit: Commit<'a, T>) -> Prepared<'a> {
         entries,
         parked: commit.parked,
         unparked: commit.unparked,
+        purged: commit.purged.iter().map(ToString::to_string).collect(),
         checkpoint: commit.checkpoint,
     }
 }
