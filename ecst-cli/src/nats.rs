@@ -58,6 +58,11 @@ pub async fn connect(given: &str) -> Result<Nats, Failure> {
                  --server or NATS_URL"
             ))
         })?;
+    if !client.server_info().jetstream {
+        return Err(Failure::new(format!(
+            "JetStream is not enabled on {server} (start nats-server with -js)"
+        )));
+    }
     Ok(Nats {
         js: jetstream::new(client),
         server: server.to_owned(),
@@ -80,10 +85,6 @@ impl Nats {
                 return Err(match error.kind() {
                     Kind::NotFound => Failure::new(format!(
                         "no stream on {} captures `{subject}`: is `{prefix}` the right prefix?",
-                        self.server
-                    )),
-                    Kind::JetStream(inner) if inner.code() == 503 => Failure::new(format!(
-                        "JetStream is not enabled on {} (start nats-server with -js)",
                         self.server
                     )),
                     _ => Failure::new(format!(
@@ -152,7 +153,8 @@ pub enum From {
 }
 
 /// Messages of a stream in stream order, from an ordered (ephemeral,
-/// unacknowledged) consumer: nothing is left behind on the server.
+/// unacknowledged, in-memory) consumer, which the server deletes 30 s after
+/// the command ends.
 pub struct Scan {
     messages: Ordered,
     /// How many messages matched when the scan started.

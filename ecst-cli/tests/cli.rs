@@ -746,6 +746,20 @@ async fn errors_are_one_clear_line() {
         "{line}"
     );
 
+    // A server without JetStream.
+    let plain = NatsServer::start_without_jetstream();
+    let line = ecst(&["--server", &plain.url(), "stream", "info", PREFIX])
+        .await
+        .one_error_line();
+    assert_eq!(
+        line,
+        format!(
+            "ecst: error: JetStream is not enabled on {} (start nats-server with -js)",
+            plain.url()
+        )
+    );
+    drop(plain);
+
     // A wrong prefix: no stream.
     let shop = Shop::open().await;
     let url = shop.url();

@@ -24,6 +24,15 @@ pub struct NatsServer {
 impl NatsServer {
     /// Starts a server; panics (with how to install one) if it cannot.
     pub fn start() -> Self {
+        Self::launch(true)
+    }
+
+    /// Starts a server without JetStream.
+    pub fn start_without_jetstream() -> Self {
+        Self::launch(false)
+    }
+
+    fn launch(jetstream: bool) -> Self {
         let binary = std::env::var_os("NATS_SERVER")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("/usr/sbin/nats-server"));
@@ -42,18 +51,12 @@ impl NatsServer {
             let port = free_port();
             let log = fs::File::create(dir.join("nats-server.log")).expect("creating the log");
             let log_err = log.try_clone().expect("cloning the log handle");
-            let mut child = Command::new(&binary)
-                .args([
-                    "-a",
-                    "127.0.0.1",
-                    "-p",
-                    &port.to_string(),
-                    "-n",
-                    &name,
-                    "-js",
-                    "-sd",
-                ])
-                .arg(dir.join("store"))
+            let mut command = Command::new(&binary);
+            command.args(["-a", "127.0.0.1", "-p", &port.to_string(), "-n", &name]);
+            if jetstream {
+                command.arg("-js").arg("-sd").arg(dir.join("store"));
+            }
+            let mut child = command
                 .stdin(Stdio::null())
                 .stdout(log)
                 .stderr(log_err)
@@ -64,7 +67,7 @@ impl NatsServer {
                 if let Ok(Some(_)) = child.try_wait() {
                     break;
                 }
-                if answers_as(port, &name) {
+                if answers_as(port, &name, jetstream) {
                     return NatsServer { port, dir, child };
                 }
                 std::thread::sleep(Duration::from_millis(25));
@@ -98,7 +101,7 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("the bound address").port()
 }
 
-fn answers_as(port: u16, name: &str) -> bool {
+fn answers_as(port: u16, name: &str, jetstream: bool) -> bool {
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let Ok(stream) = TcpStream::connect_timeout(&address, Duration::from_millis(250)) else {
         return false;
@@ -107,7 +110,7 @@ fn answers_as(port: u16, name: &str) -> bool {
     let mut line = String::new();
     BufReader::new(stream).read_line(&mut line).is_ok()
         && line.contains(&format!("\"server_name\":\"{name}\""))
-        && line.contains("\"jetstream\":true")
+        && (!jetstream || line.contains("\"jetstream\":true"))
 }
 
 /// A path under the temp directory that nothing else uses.
