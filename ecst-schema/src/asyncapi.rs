@@ -66,7 +66,7 @@ pub fn asyncapi(catalog: &Catalog, options: &AsyncApiOptions) -> Value {
                     "State events of `{entity}` ({}): each carries the entity's full state \
                      (or its deletion) at a per-key sequence. Versions 1 to {} are listed; the \
                      `schemaversion` attribute says which one an event is.",
-                    event.type_name(),
+                    rust_name(event.type_name()),
                     event.version()
                 ),
                 "parameters": { "key": { "description": KEY_ENCODING } },
@@ -190,6 +190,13 @@ UTF-8 byte (`a b` is `a%20b`, `100%` is `100%25`, `é` is `%C3%A9`); the empty k
 accept only this form. A subject is at most 3328 bytes.";
 
 /// AsyncAPI component keys match `^[a-zA-Z0-9.\-_]+$`.
+/// The Rust type's name without its module path: the document is the same
+/// whether a test, the program or a build script (where the events are
+/// compiled as a module of `build_script_build`) writes it.
+fn rust_name(type_name: &str) -> &str {
+    type_name.rsplit("::").next().unwrap_or(type_name)
+}
+
 fn component_name(name: &str) -> String {
     name.chars()
         .map(|c| {

@@ -449,7 +449,7 @@ pub fn check_lock(
     Ok(report)
 }
 
-fn version_path(dir: &Path, entity: &str, version: u32) -> PathBuf {
+pub(crate) fn version_path(dir: &Path, entity: &str, version: u32) -> PathBuf {
     dir.join(entity).join(format!("v{version}.json"))
 }
 
@@ -555,11 +555,11 @@ fn without_annotations(schema: &Value) -> Value {
         .collect()
 }
 
-fn write_json(path: &Path, value: &Value) -> Result<(), LockError> {
+pub(crate) fn write_json(path: &Path, value: &Value) -> Result<(), LockError> {
     fs::write(path, canonical::to_string(value)).map_err(|source| io_error(path, source))
 }
 
-fn io_error(path: &Path, source: io::Error) -> LockError {
+pub(crate) fn io_error(path: &Path, source: io::Error) -> LockError {
     LockError::Io {
         path: path.to_owned(),
         source,

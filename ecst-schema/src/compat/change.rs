@@ -10,7 +10,7 @@
 //! fails on which data.
 
 use super::bounds::Bound;
-use super::kind::DifferenceKind;
+use super::kind::{DifferenceKind, Presence};
 use super::report::Direction;
 
 /// The short phrase of the change from the old schema to the new one.
@@ -143,10 +143,17 @@ pub(crate) fn forward_explanation(
              declare, so {}",
             rejects("objects that hold it")
         ),
+        K::PropertyAddedToOpenContentModel {
+            presence: Presence::Required,
+        } => format!(
+            "the new schema removes a property{d} that the old schema requires without a \
+             default, so {}",
+            rejects("every object")
+        ),
         K::PropertyAddedToOpenContentModel { .. } if !compatible => format!(
             "the new schema removes a property{d} and its object is open, so data written with \
-             it may hold a property of that name with any value, and {}",
-            rejects("such a value where it does not fit the old declaration")
+             it may hold a property of that name with any value, which a reader using the old \
+             schema rejects where the value does not fit the old declaration"
         ),
         K::RequiredPropertyAddedToUnopenContentModel => format!(
             "the new schema removes a property{d} that the old schema requires without a \
@@ -212,6 +219,9 @@ fn mirror(kind: &DifferenceKind) -> Option<&'static str> {
         K::RequiredAttributeWithDefaultAdded | K::RequiredAttributeRemoved => {
             "property made required"
         }
+        K::PropertyAddedToOpenContentModel {
+            presence: Presence::Required,
+        } => "required property removed",
         K::PropertyAddedToOpenContentModel { .. } => "property removed from an open content model",
         K::RequiredPropertyAddedToUnopenContentModel => "required property removed",
         K::RequiredPropertyWithDefaultAddedToUnopenContentModel => {
