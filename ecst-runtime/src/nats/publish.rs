@@ -84,8 +84,10 @@ pub struct Published {
     /// The message's sequence in the stream.
     pub stream_sequence: u64,
     /// The server had already stored an event with this id (within the
-    /// duplicate window) and dropped this one; or, for a guarded publisher,
-    /// the subject's last message is this very event.
+    /// duplicate window) and dropped this one (`stream_sequence` is then
+    /// the stored one's, which may no longer be the subject's last
+    /// message); or, for a guarded publisher, the subject's last message is
+    /// this very event.
     pub duplicate: bool,
 }
 
@@ -395,7 +397,7 @@ impl Publisher {
         match (ack, &self.guard) {
             (Ok(ack), guard) => {
                 if let Some(guard) = guard {
-                    guard.set(subject, learnt(envelope, ack.sequence));
+                    learn(guard, &subject, envelope, &ack);
                 }
                 Ok(Published {
                     stream_sequence: ack.sequence,
@@ -459,7 +461,7 @@ impl Publisher {
                 async { self.js.send_publish(subject.clone(), message).await?.await }.await;
             match result {
                 Ok(ack) => {
-                    guard.set(&subject, learnt(envelope, ack.sequence));
+                    learn(guard, subject.as_str(), envelope, &ack);
                     return Ok(Published {
                         stream_sequence: ack.sequence,
                         duplicate: ack.duplicate,
@@ -601,6 +603,26 @@ impl Publisher {
             message = message.expected_last_subject_sequence(last);
         }
         Ok(message)
+    }
+}
+
+/// What an acknowledgement of `envelope` teaches the guard: that it is the
+/// subject's last message, unless the server answered with a duplicate.
+/// The server checks `Nats-Msg-Id` before
+/// `Nats-Expected-Last-Subject-Sequence`, so a retry of an event stored
+/// earlier (a call dropped after its publish went out, say) is answered
+/// with the *original* message's stream sequence even when newer messages
+/// were stored on the subject since: taken for the last message, it would
+/// put an older state on top of a newer one in the guard. The guard keeps
+/// what it knew; a wrong guess costs one read on the next publish.
+fn learn<T: StateEvent>(
+    guard: &Guard,
+    subject: &str,
+    envelope: &Envelope<T>,
+    ack: &async_nats::jetstream::publish::PublishAck,
+) {
+    if !ack.duplicate {
+        guard.set(subject.to_owned(), learnt(envelope, ack.sequence));
     }
 }
 
