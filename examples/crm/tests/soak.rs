@@ -72,7 +72,17 @@
 //! Environment: `ECST_SOAK_SEED` (default 0x50a4), `ECST_SOAK_SECS` (how
 //! long the owner publishes, per broker; default 30) or `ECST_SOAK_ROUNDS`
 //! (fault rounds per broker; the owner publishes long enough for them),
-//! `ECST_SOAK_NODE_KILLS=1` (kill cluster nodes instead of freezing them).
+//! `ECST_SOAK_NODE_KILLS=1` (kill cluster nodes instead of freezing them),
+//! `ECST_SOAK_BROKERS` (`single` or `cluster` runs only that part; both by
+//! default).
+//!
+//! On a divergence it prints what is needed to explain it (see
+//! `explain_divergence`): the key's truth, the replica's entry and
+//! checkpoint, the stream's last message on the key, every message seen
+//! published on the key's subject (a plain NATS subscription of the test's
+//! own, `Recorder`), the parked messages of the key, and where the
+//! consumers' transcripts are (every line each consumer process printed, one
+//! file per start, kept in the scratch directory).
 
 #[path = "../../../tests/support/nats_server.rs"]
 mod nats_server;
@@ -149,6 +159,7 @@ fn soak_owner_consumers_and_broker_under_faults() {
     for (index, kind) in [BrokerKind::Single, BrokerKind::Cluster]
         .into_iter()
         .enumerate()
+        .filter(|(_, kind)| brokers_wanted(*kind))
     {
         let plan = Plan {
             seed: seed.wrapping_add(index as u64 * 0x9e37),
@@ -178,6 +189,17 @@ fn soak_owner_consumers_and_broker_under_faults() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+/// Whether `ECST_SOAK_BROKERS` (`single`, `cluster`; unset: both) asks for
+/// the scenario on `kind`. The seed of each scenario does not depend on it.
+fn brokers_wanted(kind: BrokerKind) -> bool {
+    match std::env::var("ECST_SOAK_BROKERS").as_deref() {
+        Err(_) | Ok("") | Ok("both") => true,
+        Ok("single") => kind == BrokerKind::Single,
+        Ok("cluster") => kind == BrokerKind::Cluster,
+        Ok(other) => panic!("ECST_SOAK_BROKERS={other:?}: expected `single`, `cluster` or `both`"),
+    }
 }
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -233,6 +255,10 @@ struct Figures {
     unaccounted: u64,
     stuck: u64,
     consumer_error_exits: u64,
+    /// Messages the stream holds at another stream sequence than the
+    /// server acknowledged when it stored them, after the messages
+    /// published after them on their subject (`restored_by_server`).
+    restored: u64,
     /// Foreign messages a consumer received under another stream sequence
     /// than the server acknowledged to the publisher (replicas of the
     /// stream numbering differently: a server fault, see `check_replica`).
@@ -262,6 +288,7 @@ impl Figures {
         self.stuck += other.stuck;
         self.consumer_error_exits += other.consumer_error_exits;
         self.renumbered += other.renumbered;
+        self.restored += other.restored;
     }
 
     fn line(&self, tag: &str, seed: u64) -> String {
@@ -275,7 +302,7 @@ impl Figures {
             "{tag}: seed={seed} events={} faults: consumer_kill={} sigstop={} broker_kill={} \
              poll_cancel={} hostile={} ({kinds}) keys={} divergences={} | parked={} refused={} \
              compacted={} not_delivered={} valid_foreign={} unaccounted={} stuck={} touched={} \
-             consumer_error_exits={} renumbered={}",
+             consumer_error_exits={} renumbered={} restored={}",
             self.events,
             self.consumer_kill,
             self.sigstop,
@@ -294,6 +321,7 @@ impl Figures {
             self.touched,
             self.consumer_error_exits,
             self.renumbered,
+            self.restored,
         )
     }
 }
@@ -364,10 +392,20 @@ struct Proc {
     lines: Receiver<String>,
     /// The last lines seen (bounded), for diagnostics.
     seen: Vec<String>,
+    /// Every line seen, for the diagnosis of a divergence.
+    transcript: Option<fs::File>,
 }
 
 impl Proc {
-    fn spawn(program: &str, args: &[String], label: String, with_stdin: bool) -> Self {
+    /// Starts `program`; every line it prints is also written to
+    /// `transcript`, if given.
+    fn spawn(
+        program: &str,
+        args: &[String],
+        label: String,
+        with_stdin: bool,
+        transcript: Option<&Path>,
+    ) -> Self {
         let mut child = Command::new(program)
             .args(args)
             .stdin(if with_stdin {
@@ -387,16 +425,25 @@ impl Proc {
             forward(stderr, "stderr: ", tx);
         }
         let stdin = child.stdin.take();
+        let transcript = transcript.and_then(|path| {
+            let mut file = fs::File::create(path).ok()?;
+            let _ = writeln!(file, "{program} {}", args.join(" "));
+            Some(file)
+        });
         Proc {
             label,
             child,
             stdin,
             lines,
             seen: Vec::new(),
+            transcript,
         }
     }
 
     fn remember(&mut self, line: &str) {
+        if let Some(file) = self.transcript.as_mut() {
+            let _ = writeln!(file, "{line}");
+        }
         if self.seen.len() >= 400 {
             self.seen.drain(..200);
         }
@@ -600,11 +647,16 @@ impl ConsumerSlot {
             args.extend(["--poll-timeout-ms".into(), millis.to_string()]);
         }
         self.starts += 1;
+        let transcript = self.db.with_file_name(format!(
+            "consumer-{}-start-{:03}.log",
+            self.durable, self.starts
+        ));
         self.proc = Some(Proc::spawn(
             CONSUMER,
             &args,
             format!("consumer {} (start {})", self.durable, self.starts),
             false,
+            Some(&transcript),
         ));
         self.restart_at = None;
     }
@@ -707,6 +759,15 @@ fn run_scenario(plan: &Plan, runtime: &Runtime) -> (Figures, Vec<String>) {
         (client, js)
     });
 
+    // The stream's history, read as it grows (see `History`).
+    let history = Arc::new(std::sync::Mutex::new(History::default()));
+    let reading = Arc::new(AtomicBool::new(true));
+    let history_reader = runtime.spawn(read_history(
+        js.clone(),
+        Arc::clone(&history),
+        Arc::clone(&reading),
+    ));
+
     // The owner.
     let changes = RATE * plan.secs;
     let truth_path = dir.join("truth.jsonl");
@@ -736,7 +797,13 @@ fn run_scenario(plan: &Plan, runtime: &Runtime) -> (Figures, Vec<String>) {
         "120".into(),
         "--touch-from-stdin".into(),
     ];
-    let mut owner = Proc::spawn(OWNER, &owner_args, "crm-owner".into(), true);
+    let mut owner = Proc::spawn(
+        OWNER,
+        &owner_args,
+        "crm-owner".into(),
+        true,
+        Some(&dir.join("owner.log")),
+    );
     owner.wait_for("owner: nats=");
 
     let mut consumers: Vec<ConsumerSlot> = DURABLES
@@ -1006,6 +1073,10 @@ fn run_scenario(plan: &Plan, runtime: &Runtime) -> (Figures, Vec<String>) {
     }
     runtime.block_on(wait_stream_healthy(&js, &broker));
     let (last_sequence, in_stream) = runtime.block_on(stream_facts(&js, &log));
+    for line in runtime.block_on(restored_by_server(&js, &log)) {
+        figures.restored += 1;
+        println!("soak[{}]: {line}", plan.kind.label());
+    }
     let mut replicas = Vec::new();
     for consumer in &consumers {
         let dump_path = dir.join(format!("{}.jsonl", consumer.durable));
@@ -1019,6 +1090,20 @@ fn run_scenario(plan: &Plan, runtime: &Runtime) -> (Figures, Vec<String>) {
                 dump_path.display().to_string(),
             ]);
             let output = run_to_end(Command::new(CONSUMER).args(&args));
+            let _ = fs::write(
+                dir.join(format!(
+                    "consumer-{}-final-{}.log",
+                    consumer.durable,
+                    attempts.len() + 1
+                )),
+                [
+                    format!("{CONSUMER} {}\n", args.join(" ")).into_bytes(),
+                    output.stdout.clone(),
+                    b"--- stderr ---\n".to_vec(),
+                    output.stderr.clone(),
+                ]
+                .concat(),
+            );
             if output.status.success() {
                 break output;
             }
@@ -1077,7 +1162,7 @@ fn run_scenario(plan: &Plan, runtime: &Runtime) -> (Figures, Vec<String>) {
         *figures.hostile_by_kind.entry(h.kind).or_default() += 1;
     }
     for replica in &replicas {
-        check_replica(
+        let mut divergent = check_replica(
             replica,
             &truth,
             &log,
@@ -1088,7 +1173,20 @@ fn run_scenario(plan: &Plan, runtime: &Runtime) -> (Figures, Vec<String>) {
             &mut figures,
             &mut problems,
         );
+        divergent.dedup();
+        for key in divergent.iter().take(5) {
+            let explained = runtime.block_on(explain_divergence(
+                &js, &history, key, replica, &truth, &log, &dir,
+            ));
+            println!("{explained}");
+            let _ = fs::write(
+                dir.join(format!("divergence-{}-{key}.txt", replica.durable)),
+                &explained,
+            );
+        }
     }
+    reading.store(false, Ordering::SeqCst);
+    let _ = runtime.block_on(history_reader);
     // nats-server 2.9 clusters can number a stream's messages differently
     // on different replicas after nodes are killed (a consumer's checkpoint
     // then differs from the leader's last sequence). The accounting of
@@ -1192,8 +1290,10 @@ fn check_replica(
     last_sequence: u64,
     figures: &mut Figures,
     problems: &mut Vec<String>,
-) {
+) -> Vec<String> {
     let name = replica.durable;
+    // Keys to explain: divergent, or with a stuck parked message.
+    let mut divergent = Vec::new();
     // A message parked under a stream sequence the publisher was not told:
     // found by its unique subject or key. Seen with nats-server 2.9.10 in
     // the cluster after SIGKILLed nodes: the replica a consumer reads from
@@ -1216,6 +1316,7 @@ fn check_replica(
         figures.keys += 1;
         if replica.dump.get(key) != Some(expected) {
             figures.divergences += 1;
+            divergent.push(key.clone());
             problems.push(format!(
                 "{name}: key {key}: expected {expected:?}, the replica holds {:?}",
                 replica.dump.get(key)
@@ -1225,6 +1326,7 @@ fn check_replica(
     for (key, held) in &replica.dump {
         if !truth.contains_key(key) && !log.ties.contains_key(key) {
             figures.divergences += 1;
+            divergent.push(key.clone());
             problems.push(format!(
                 "{name}: key {key} is nobody's, yet the replica holds {held:?}"
             ));
@@ -1323,6 +1425,7 @@ fn check_replica(
         if let (Some(event), Some(held)) = (h.event_sequence_for(key), held) {
             if event <= held {
                 figures.stuck += 1;
+                divergent.push(key.to_owned());
                 problems.push(format!(
                     "{name}: parked {} #{} (stream {seq}, sequence {event} of {key}) is still \
                      pending while the key holds sequence {held}",
@@ -1339,6 +1442,7 @@ fn check_replica(
                 && h.event_sequence_for(key).is_none()
             {
                 figures.stuck += 1;
+                divergent.push(key.to_owned());
                 problems.push(format!(
                     "{name}: parked {} #{} (stream {seq}, key {key}) is still pending although \
                      the owner's event at stream {last} came after it",
@@ -1347,6 +1451,7 @@ fn check_replica(
             }
         }
     }
+    divergent
 }
 
 // ---------------------------------------------------------------------------
@@ -1422,6 +1527,58 @@ async fn stream_facts(js: &jetstream::Context, log: &HostileLog) -> (u64, BTreeS
     (end, held)
 }
 
+/// Messages the server stored again later than it first acknowledged them:
+/// on the subjects only the foreign publisher writes (`h-..`, `f-..`), the
+/// last message is one of its messages (same `Nats-Msg-Id`) at another
+/// stream sequence than its acknowledgement said. Seen with nats-server
+/// 2.9.10 clusters whose nodes are killed: an acknowledged publish is
+/// stored a second time after messages published after it, so a
+/// same-sequence pair's loser ends on top of its winner (on the leader, or
+/// on one node only), and a consumer that reads only the last message of
+/// the subject holds the loser while one that read both holds the winner.
+async fn restored_by_server(js: &jetstream::Context, log: &HostileLog) -> Vec<String> {
+    let Ok(stream) = js.get_stream(STREAM).await else {
+        return Vec::new();
+    };
+    let mut lines = Vec::new();
+    let mut seen = BTreeSet::new();
+    for h in &log.sent {
+        let (Some(acknowledged), Some(key)) = (h.stored(), h.key.as_ref()) else {
+            continue;
+        };
+        if h.owner_key || !seen.insert(h.subject.clone()) {
+            continue;
+        }
+        let Ok(last) = stream.get_last_raw_message_by_subject(&h.subject).await else {
+            continue;
+        };
+        let last_id = last
+            .headers
+            .get("Nats-Msg-Id")
+            .map(|v| v.as_str().to_owned());
+        let mine = log
+            .sent
+            .iter()
+            .filter(|other| other.subject == h.subject)
+            .find(|other| Some(&other.msg_id) == last_id.as_ref());
+        if let Some(mine) = mine {
+            if mine.stored() != Some(last.sequence) {
+                lines.push(format!(
+                    "SERVER RE-STORED a message: {} #{} on key {key} (msg-id {}) was acknowledged \
+                     as stream message {:?}, and the stream now holds it as its last message on \
+                     the subject at {} (first message of the key acknowledged at {acknowledged})",
+                    mine.kind,
+                    mine.n,
+                    mine.msg_id,
+                    mine.stored(),
+                    last.sequence
+                ));
+            }
+        }
+    }
+    lines
+}
+
 /// The owner keys a foreign message was the last on: the owner publishes
 /// them again.
 async fn keys_to_touch(
@@ -1471,6 +1628,241 @@ fn subject_of(key: &str) -> String {
         .expect("a subject for the key")
 }
 
+/// The stream's messages as the test read them while the soak ran, by
+/// subject: the state stream keeps one message per subject, so a key's
+/// history is gone by the end unless read as it is written. A message
+/// replaced before the reader got to it is counted in `missed`.
+#[derive(Default)]
+struct History {
+    /// The next stream sequence to read.
+    next: u64,
+    by_subject: HashMap<String, Vec<(u64, String)>>,
+    /// Sequences gone (compacted) before they were read.
+    missed: u64,
+    /// Failed reads (a node down, an election), retried.
+    errors: u64,
+}
+
+/// Reads the stream's messages in order as they are stored, every 200 ms,
+/// until `reading` is cleared; then once more to the end.
+async fn read_history(
+    js: jetstream::Context,
+    history: Arc<std::sync::Mutex<History>>,
+    reading: Arc<AtomicBool>,
+) {
+    loop {
+        let last_round = !reading.load(Ordering::SeqCst);
+        read_history_once(&js, &history).await;
+        if last_round {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn read_history_once(js: &jetstream::Context, history: &std::sync::Mutex<History>) {
+    let Ok(Ok(mut stream)) =
+        tokio::time::timeout(Duration::from_secs(5), js.get_stream(STREAM)).await
+    else {
+        lock(history).errors += 1;
+        return;
+    };
+    let Ok(Ok(info)) = tokio::time::timeout(Duration::from_secs(5), stream.info()).await else {
+        lock(history).errors += 1;
+        return;
+    };
+    let last = info.state.last_sequence;
+    let mut next = lock(history).next.max(1);
+    while next <= last {
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.get_raw_message(next)).await;
+        match read {
+            Ok(Ok(message)) => {
+                let line = describe_message(&message.payload, &message.headers);
+                lock(history)
+                    .by_subject
+                    .entry(message.subject.to_string())
+                    .or_default()
+                    .push((next, line));
+            }
+            Ok(Err(error))
+                if error.kind()
+                    == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
+            {
+                lock(history).missed += 1;
+            }
+            _ => {
+                lock(history).errors += 1;
+                break;
+            }
+        }
+        next += 1;
+        lock(history).next = next;
+    }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One stored message in a line: its ecst attributes, or what it is.
+fn describe_message(payload: &[u8], headers: &async_nats::HeaderMap) -> String {
+    let msg_id = headers
+        .get("Nats-Msg-Id")
+        .map_or("-", |value| value.as_str());
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(payload) else {
+        return format!("{} bytes, not JSON (msg-id {msg_id})", payload.len());
+    };
+    let text = |name: &str| {
+        json.get(name)
+            .map_or_else(|| "-".to_owned(), |v| v.to_string())
+    };
+    format!(
+        "sequence={} operation={} schemaversion={} source={} subject={} id={} msg-id={msg_id} \
+         ({} bytes)",
+        text("sequence"),
+        text("operation"),
+        text("schemaversion"),
+        text("source"),
+        text("subject"),
+        text("id"),
+        payload.len()
+    )
+}
+
+/// What the stream leader's last message on a divergent key says of the
+/// divergence.
+fn verdict(
+    leader_last: &[u8],
+    expected: Option<&(u64, Option<Customer>)>,
+    held: Option<&(u64, Option<Customer>)>,
+) -> String {
+    let Ok(last) = Envelope::<Customer>::from_json(leader_last) else {
+        return "the stream's last message on the key is not an event: unexplained".into();
+    };
+    let last_state = last.state().cloned();
+    let Some((sequence, state)) = expected else {
+        return "a key nobody wrote: unexplained".into();
+    };
+    let leader_right = last.sequence.get() == *sequence && last_state == *state;
+    let held_sequence = held.map(|(s, _)| *s);
+    match (leader_right, held_sequence) {
+        (true, Some(held)) if held < *sequence => format!(
+            "the stream leader holds the expected event (sequence {sequence}) and the replica \
+             an older one (sequence {held}): the replica never received it, so the consumer read \
+             from a cluster node whose copy of the stream lacks it (nats-server replica \
+             divergence, see the renumbering warnings)"
+        ),
+        (true, Some(held)) if held == *sequence => format!(
+            "a same-sequence pair: the stream leader's last message is the winner, the replica \
+             holds the loser at sequence {held}; a consumer that reads both applies the winner \
+             whatever their order, so the consumer read from a node whose copy holds the loser \
+             on top, or lacks the winner (nats-server replica divergence)"
+        ),
+        (false, _) if last.sequence.get() == *sequence => format!(
+            "the stream leader itself holds another event of sequence {sequence} on top (an \
+             acknowledged message stored again after the one published after it: see `SERVER \
+             RE-STORED`); replicas that read both hold the tie's winner, replicas that read only \
+             the last message hold this one"
+        ),
+        _ => "unexplained: compare the history above with the replica".into(),
+    }
+}
+
+/// Everything the test knows of a divergent key, as text.
+async fn explain_divergence(
+    js: &jetstream::Context,
+    history: &std::sync::Mutex<History>,
+    key: &str,
+    replica: &FinalReplica,
+    truth: &States,
+    log: &HostileLog,
+    dir: &Path,
+) -> String {
+    use std::fmt::Write as _;
+    read_history_once(js, history).await;
+    let subject = subject_of(key);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "soak: EXPLAIN key {key} (divergent or stuck) in replica {} (subject {subject}):",
+        replica.durable
+    );
+    let _ = writeln!(out, "  owner's truth: {:?}", truth.get(key));
+    let _ = writeln!(out, "  tie winner:    {:?}", log.ties.get(key));
+    let _ = writeln!(out, "  replica holds: {:?}", replica.dump.get(key));
+    let _ = writeln!(out, "  replica checkpoint: {}", replica.checkpoint);
+    match js.get_stream(STREAM).await {
+        Ok(mut stream) => {
+            if let Ok(info) = stream.info().await {
+                let _ = writeln!(
+                    out,
+                    "  stream now: first={} last={} messages={} leader={:?}",
+                    info.state.first_sequence,
+                    info.state.last_sequence,
+                    info.state.messages,
+                    info.cluster.as_ref().and_then(|c| c.leader.clone())
+                );
+            }
+            match stream.get_last_raw_message_by_subject(&subject).await {
+                Ok(message) => {
+                    let _ = writeln!(
+                        out,
+                        "  stream's last message on the subject: stream {} {}",
+                        message.sequence,
+                        describe_message(&message.payload, &message.headers)
+                    );
+                    let expected = truth.get(key).or_else(|| log.ties.get(key));
+                    let _ = writeln!(
+                        out,
+                        "  verdict: {}",
+                        verdict(&message.payload, expected, replica.dump.get(key))
+                    );
+                }
+                Err(error) => {
+                    let _ = writeln!(out, "  stream's last message on the subject: {error}");
+                }
+            }
+        }
+        Err(error) => {
+            let _ = writeln!(out, "  the stream: {error}");
+        }
+    }
+    {
+        let history = lock(history);
+        let _ = writeln!(
+            out,
+            "  the subject's messages as read while the soak ran (read up to stream {}, {} \
+             replaced before read, {} failed reads):",
+            history.next.saturating_sub(1),
+            history.missed,
+            history.errors
+        );
+        for (sequence, line) in history.by_subject.get(&subject).into_iter().flatten() {
+            let _ = writeln!(out, "    stream {sequence}: {line}");
+        }
+    }
+    for h in log.sent.iter().filter(|h| h.key.as_deref() == Some(key)) {
+        let _ = writeln!(
+            out,
+            "  foreign {} #{} on {} (msg-id {}): {:?}, expected {:?}",
+            h.kind, h.n, h.subject, h.msg_id, h.sent, h.expect
+        );
+    }
+    for (sequence, parked) in &replica.parked {
+        if parked.key.as_deref() == Some(key) {
+            let _ = writeln!(out, "  parked in the replica: stream {sequence} {parked:?}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  transcripts of the owner and of every consumer start: {}",
+        dir.display()
+    );
+    out
+}
+
 // ---------------------------------------------------------------------------
 // The foreign publisher.
 
@@ -1493,6 +1885,8 @@ enum Sent {
 #[derive(Clone, Debug)]
 struct Hostile {
     n: u64,
+    /// Its `Nats-Msg-Id`.
+    msg_id: String,
     kind: &'static str,
     subject: String,
     /// The key of the subject, for an entity subject with a valid key.
@@ -1596,6 +1990,7 @@ async fn send(
     msg_id: &str,
     no_stream_expected: bool,
     foreign_id: bool,
+    expected_last: Option<u64>,
 ) -> Sent {
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut attempts = 0;
@@ -1603,6 +1998,12 @@ async fn send(
         attempts += 1;
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", msg_id);
+        if let Some(last) = expected_last {
+            headers.insert(
+                "Nats-Expected-Last-Subject-Sequence",
+                last.to_string().as_str(),
+            );
+        }
         let result: Result<(), String> = match js
             .publish_with_headers(subject.to_owned(), headers, payload.clone().into())
             .await
@@ -1623,6 +2024,29 @@ async fn send(
                     ))
                 }
                 Ok(ack) => return Sent::Stored(ack.sequence),
+                // Guarded, a retry of a message stored by an attempt whose
+                // acknowledgement was lost finds it on top: stored.
+                Err(error) if error.kind() == PublishErrorKind::WrongLastSequence => {
+                    let stream = js.get_stream(STREAM).await.map_err(|e| e.to_string());
+                    let last = match &stream {
+                        Ok(stream) => stream.get_last_raw_message_by_subject(subject).await.ok(),
+                        Err(_) => None,
+                    };
+                    match last {
+                        Some(message)
+                            if message.headers.get("Nats-Msg-Id").map(|v| v.as_str())
+                                == Some(msg_id) =>
+                        {
+                            return Sent::Stored(message.sequence)
+                        }
+                        _ => {
+                            return Sent::Refused(format!(
+                                "refused by the server: {error} (expected last subject sequence \
+                                 {expected_last:?})"
+                            ))
+                        }
+                    }
+                }
                 Err(error)
                     if no_stream_expected
                         && error.kind() == PublishErrorKind::StreamNotFound
@@ -1717,6 +2141,7 @@ async fn hostile_publisher(js: jetstream::Context, seed: u64, stop: Arc<AtomicBo
                     }
                 };
                 planned.push(Planned {
+                    guarded: false,
                     kind: "garbage",
                     subject: subject_of(&key),
                     key: Some(key),
@@ -1743,6 +2168,7 @@ async fn hostile_publisher(js: jetstream::Context, seed: u64, stop: Arc<AtomicBo
                     _ => (format!("{PREFIX}.{ENTITY}.%zz{n}"), None, false),
                 };
                 planned.push(Planned {
+                    guarded: false,
                     kind: "misaddressed",
                     subject,
                     key,
@@ -1778,6 +2204,7 @@ async fn hostile_publisher(js: jetstream::Context, seed: u64, stop: Arc<AtomicBo
                 let mut state = customer(&mut rng, &key);
                 state.name = "X".repeat(size);
                 planned.push(Planned {
+                    guarded: false,
                     kind: "oversized",
                     subject: subject_of(&key),
                     key: Some(key.clone()),
@@ -1800,6 +2227,7 @@ async fn hostile_publisher(js: jetstream::Context, seed: u64, stop: Arc<AtomicBo
                 // The owner's message id, or (`None`) a fresh one of ours.
                 let id = event.msg_id.clone().filter(|_| rng.chance(50));
                 planned.push(Planned {
+                    guarded: false,
                     kind: if id.is_some() {
                         "duplicate_id"
                     } else {
@@ -1834,6 +2262,7 @@ async fn hostile_publisher(js: jetstream::Context, seed: u64, stop: Arc<AtomicBo
                         msg_id.clone()
                     };
                     planned.push(Planned {
+                        guarded: false,
                         kind: "same_sequence",
                         subject: owner_subject.clone(),
                         key: Some(owner_key.clone()),
@@ -1875,8 +2304,11 @@ async fn hostile_publisher(js: jetstream::Context, seed: u64, stop: Arc<AtomicBo
                         )
                     };
                     log.ties.insert(key.clone(), (sequence, winner.1));
+                    // As a producer following the README publishes: each
+                    // expecting the last subject sequence it knows.
                     for payload in [loser, winner.0] {
                         planned.push(Planned {
+                            guarded: true,
                             kind: "same_sequence",
                             subject: subject_of(&key),
                             key: Some(key.clone()),
@@ -1917,6 +2349,7 @@ async fn hostile_publisher(js: jetstream::Context, seed: u64, stop: Arc<AtomicBo
                     serde_json::Value::from(format!("urn:ecst:schema:{ENTITY}:v4"));
                 json["data"]["loyalty_tier"] = serde_json::Value::from("gold");
                 planned.push(Planned {
+                    guarded: false,
                     kind: "future_version",
                     subject: subject_of(&key),
                     key: Some(key.clone()),
@@ -1939,6 +2372,7 @@ async fn hostile_publisher(js: jetstream::Context, seed: u64, stop: Arc<AtomicBo
                     _ => (format!("nowhere.{n}"), Expect::NotDelivered, true),
                 };
                 planned.push(Planned {
+                    guarded: false,
                     kind: "stray",
                     subject,
                     key: None,
@@ -1952,7 +2386,9 @@ async fn hostile_publisher(js: jetstream::Context, seed: u64, stop: Arc<AtomicBo
                 });
             }
         }
+        let mut last_guarded = 0;
         for (index, planned) in planned.into_iter().enumerate() {
+            let expected_last = planned.guarded.then_some(last_guarded);
             let id = match (&planned.id, index) {
                 (Some(id), _) => id.clone(),
                 (None, 0) => msg_id.clone(),
@@ -1966,13 +2402,18 @@ async fn hostile_publisher(js: jetstream::Context, seed: u64, stop: Arc<AtomicBo
                 &id,
                 planned.no_stream,
                 foreign_id,
+                expected_last,
             )
             .await;
             if let Sent::Stored(seq) = sent {
                 stored.insert(seq, log.sent.len());
+                if planned.guarded {
+                    last_guarded = seq;
+                }
             }
             log.sent.push(Hostile {
                 n,
+                msg_id: id.clone(),
                 kind: planned.kind,
                 subject: planned.subject,
                 key: planned.key,
@@ -2000,6 +2441,9 @@ struct Planned {
     no_stream: bool,
     /// The message id, when not a fresh one.
     id: Option<String>,
+    /// Published with `Nats-Expected-Last-Subject-Sequence`: 0 for the
+    /// first of its round, then the stream sequence of the one before.
+    guarded: bool,
 }
 
 // ---------------------------------------------------------------------------
