@@ -376,3 +376,56 @@ fn each_version_schema_describes_its_own_nested_versions() {
     assert_eq!(address(&v2), ["city", "country", "street"]);
     assert_eq!(address(&v3), ["city", "country", "street_line"]);
 }
+
+mod depot {
+    use super::*;
+
+    /// A point on the map.
+    #[derive(Versioned, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+    #[versioned(version = 2, derive(PartialEq))]
+    pub struct Geo {
+        pub lat: f64,
+        pub lon: f64,
+        #[versioned(added(since = 2))]
+        pub altitude_m: Option<f64>,
+    }
+
+    /// A site, itself holding a nested type with a history.
+    #[derive(Versioned, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+    #[versioned(version = 2, derive(PartialEq))]
+    pub struct Site {
+        pub name: String,
+        #[versioned(nested(since = 2, from = GeoV1))]
+        pub at: Geo,
+    }
+
+    /// A depot.
+    #[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+    #[state_event(entity = "depot", version = 2)]
+    pub struct Depot {
+        #[state_event(key)]
+        pub id: String,
+        #[state_event(nested(since = 2, from = SiteV1))]
+        pub site: Site,
+    }
+}
+
+#[test]
+fn a_nested_type_may_hold_a_nested_type_with_its_own_history() {
+    let v1 = json!({"id": "d-1", "site": {"name": "North", "at": {"lat": 1.5, "lon": 2.5}}});
+    let depot = depot::Depot::from_json_version(1, &serde_json::to_vec(&v1).unwrap())
+        .expect("v1 upgrades through Site v1 -> v2, which upgrades Geo v1 -> v2");
+    assert_eq!(
+        depot.site,
+        depot::Site {
+            name: "North".into(),
+            at: depot::Geo {
+                lat: 1.5,
+                lon: 2.5,
+                altitude_m: None,
+            },
+        }
+    );
+    let v1_schema = serde_json::to_string(&depot::Depot::schema(1).unwrap()).unwrap();
+    assert!(!v1_schema.contains("altitude_m"), "{v1_schema}");
+}
