@@ -30,6 +30,26 @@ fn walk(path: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
                 walk(&format!("{path}/{i}"), av, bv, out);
             }
         }
+        // A list that grew or shrank (an enum variant added to a `oneOf`, a
+        // value to an `enum`): each item that is in one list only, where it
+        // stands, rather than both lists cut short.
+        (Value::Array(a), Value::Array(b)) => {
+            let before = out.len();
+            for (i, av) in a.iter().enumerate() {
+                if !b.contains(av) {
+                    out.push(format!("{path}/{i}: removed (was {})", short(av)));
+                }
+            }
+            for (i, bv) in b.iter().enumerate() {
+                if !a.contains(bv) {
+                    out.push(format!("{path}/{i}: added {}", short(bv)));
+                }
+            }
+            if out.len() == before {
+                // The same items, some repeated: say how the length changed.
+                out.push(format!("{path}: {} -> {} items", a.len(), b.len()));
+            }
+        }
         _ if old == new => {}
         _ => out.push(format!(
             "{path}: changed from {} to {}",
@@ -69,6 +89,19 @@ mod tests {
                 "#/properties/a/type: changed from \"string\" to \"integer\"",
                 "#/properties/b~1c: removed (was {})",
                 "#/properties/d: added {}",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_longer_list_names_the_added_item_where_it_stands() {
+        let old = json!({"enum": ["open", "paid"], "oneOf": [{"const": 1}, {"const": 2}]});
+        let new = json!({"enum": ["open", "refunded", "paid"], "oneOf": [{"const": 2}]});
+        assert_eq!(
+            diff(&old, &new),
+            vec![
+                "#/enum/1: added \"refunded\"",
+                "#/oneOf/0: removed (was {\"const\":1})",
             ]
         );
     }

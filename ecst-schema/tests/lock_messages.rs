@@ -189,6 +189,7 @@ fn a_variant_added_in_place_says_added_with_counts_old_to_new() {
         &text,
         &[
             "schemas/order/v1.json: a committed schema changed; committed versions are frozen",
+            "#/$defs/Status/oneOf/4: added {\"properties\":{\"amount_cents\"",
             "#/properties/status (forward): alternative added: the new schema adds alternatives \
              (4 -> 5 schemas) (an enum variant, for example), so a reader using the old schema \
              rejects values of the added ones written with the new schema",
