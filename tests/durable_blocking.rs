@@ -141,4 +141,13 @@ fn the_memory_store_works_the_same_way() {
     assert_eq!(replica.resume_after(), 4);
     assert_eq!(replica.replica().len(), 1);
     assert_eq!(replica.retry_parked().expect("retry").parked.len(), 1);
+
+    // Purged from the store too: a reload from it does not bring the
+    // tombstone back, and keeps its live key.
+    assert_eq!(replica.replica().tombstones(), 1);
+    let cutoff = std::time::SystemTime::now() + std::time::Duration::from_secs(1);
+    assert_eq!(replica.purge_tombstones_before(cutoff).expect("purge"), 1);
+    replica.reload().expect("reload");
+    assert_eq!(replica.replica().tombstones(), 0);
+    assert_eq!(replica.replica().len(), 1);
 }

@@ -183,9 +183,9 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
     /// - In order: a batch's changes in the order they were applied, so a
     ///   key's changes in sequence order, and batch after batch.
     /// - Before the call that committed returns ([`apply_batch`],
-    ///   [`retry_parked`], [`merge_unsequenced`], and so
-    ///   [`Follower::poll`](crate::nats::Follower::poll), which acknowledges
-    ///   the batch to the broker only after): the feed runs between the
+    ///   [`retry_parked`], [`merge_unsequenced`], and so the NATS
+    ///   `Follower::poll`, which acknowledges the batch to the broker only
+    ///   after): the feed runs between the
     ///   commit and the return, with no await point in between, so
     ///   cancelling the call cannot skip it.
     ///
