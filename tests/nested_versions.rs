@@ -429,3 +429,35 @@ fn a_nested_type_may_hold_a_nested_type_with_its_own_history() {
     let v1_schema = serde_json::to_string(&depot::Depot::schema(1).unwrap()).unwrap();
     assert!(!v1_schema.contains("altitude_m"), "{v1_schema}");
 }
+
+mod fallback {
+    use super::*;
+
+    /// A phase, internally tagged, with a declared fallback for phases this
+    /// build does not know.
+    #[derive(Versioned, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+    #[versioned(version = 2, derive(PartialEq))]
+    #[serde(tag = "phase")]
+    pub enum Phase {
+        Draft,
+        Live,
+        #[versioned(added(since = 2))]
+        Archived,
+        #[serde(other)]
+        Unknown,
+    }
+}
+
+#[test]
+fn an_older_version_with_a_declared_fallback_reads_a_newer_variant_as_it() {
+    use fallback::{Phase, PhaseV1};
+    let archived = json!({"phase": "Archived"});
+    // Version 1 lacks `Archived`; serde's `#[serde(other)]` is carried over.
+    let old: PhaseV1 = serde_json::from_value(archived.clone()).expect("the fallback");
+    assert_eq!(old, PhaseV1::Unknown);
+    let new: Phase = serde_json::from_value(archived).expect("known at v2");
+    assert_eq!(new, Phase::Archived);
+    // And the fallback upgrades to itself.
+    let upgraded: Phase = PhaseV1::Unknown.try_into().expect("the hop");
+    assert_eq!(upgraded, Phase::Unknown);
+}
