@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Prints the ratios of the benchmarks measured by `cargo bench -p ecst-benches`
-(`--bench decode_apply`, `--bench upcast`, `--bench nats`), from criterion's
+(`--bench decode_apply`, `--bench upcast`, `--bench nats`, `--bench outbox`), from criterion's
 estimates of the last run
 (target/criterion/<group>/<function>/new/estimates.json).
 
@@ -30,6 +30,8 @@ RATIOS = [
     ("catch_up", "raw_ack_last_per_subject", "raw_ack", None, "rate"),
     ("catch_up", "ecst_memory", "raw_ack_last_per_subject", None, "rate"),
     ("publish", "ecst", "raw", None, "rate"),
+    ("outbox_sqlite", "outbox", "direct", 0.7, "rate"),
+    ("outbox_postgres", "outbox", "direct", None, "rate"),
 ]
 
 
