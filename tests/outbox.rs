@@ -547,15 +547,13 @@ fn write_sqlite(
             rng ^= rng << 17;
             let id = format!("k-{}", rng % keys);
             let state = account(&id, (rng % 1000) as i64);
-            let staged = if rng % 10 == 0 {
+            let delete = rng.is_multiple_of(10);
+            let staged = if delete {
                 outbox.stage_delete::<Account, _>(&tx, &id).unwrap()
             } else {
                 outbox.stage(&tx, &state).unwrap()
             };
-            seen.insert(
-                id,
-                (staged.sequence.get(), (rng % 10 != 0).then_some(state)),
-            );
+            seen.insert(id, (staged.sequence.get(), (!delete).then_some(state)));
             done += 1;
         }
         tx.commit().unwrap();

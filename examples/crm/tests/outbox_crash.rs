@@ -96,12 +96,12 @@ fn wait(child: &mut Child, what: &str) {
     }
 }
 
+/// (key, sequence) of every event seen, in stream order.
+type Seen = Arc<Mutex<Vec<(String, u64)>>>;
+
 /// Records (key, sequence) of every event the stream stores, live, in
 /// stream order, from a consumer created before anything is published.
-fn observe(
-    runtime: &tokio::runtime::Runtime,
-    url: &str,
-) -> (Arc<Mutex<Vec<(String, u64)>>>, tokio::task::JoinHandle<()>) {
+fn observe(runtime: &tokio::runtime::Runtime, url: &str) -> (Seen, tokio::task::JoinHandle<()>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&seen);
     let url = url.to_owned();
