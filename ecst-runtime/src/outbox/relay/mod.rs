@@ -35,6 +35,12 @@ pub struct RelaySettings {
     /// at once; this is the fallback (rows staged by another process into
     /// SQLite, a notification lost with a connection).
     pub poll_interval: Duration,
+    /// How long the relay waits after a pass that published something before
+    /// it looks again (default 5 ms), so that under load each pass takes a
+    /// larger batch: fewer write transactions on the outbox table, which in
+    /// SQLite compete with the owner's for the one write lock. At most this
+    /// much latency is added, only to rows staged right after a pass.
+    pub linger: Duration,
     /// How long the relay lease lasts unless renewed (default 10 s): a
     /// crashed relay's successor waits at most this long.
     pub lease_ttl: Duration,
@@ -56,6 +62,7 @@ impl Default for RelaySettings {
             batch: 1000,
             in_flight: 256,
             poll_interval: Duration::from_secs(1),
+            linger: Duration::from_millis(5),
             lease_ttl: Duration::from_secs(10),
             keep_sent: None,
             purge_batch: 1000,
@@ -266,6 +273,11 @@ impl OutboxRelay {
                 }
                 Ok(report) => {
                     failures = 0;
+                    if report.read > 0 && !self.settings.linger.is_zero() {
+                        tokio::time::sleep(self.settings.linger).await;
+                        woken = false;
+                        continue;
+                    }
                     if !report.leader {
                         let wait = self.settings.lease_ttl / 2;
                         tokio::time::sleep(wait.min(self.settings.poll_interval)).await;
