@@ -17,7 +17,9 @@
 //!
 //! - the stored event's sequence is lower: publish;
 //! - the same sequence and the same event id: a retry of a stored event,
-//!   answered as a duplicate without publishing;
+//!   answered as a duplicate without publishing, once a read of the
+//!   subject's last message has confirmed that it is still on top (another
+//!   publisher may have stored a newer one: then it is refused, as below);
 //! - otherwise (higher, or equal with another id): refused with
 //!   [`NatsError::NotNewer`], and the stream keeps the newer state.
 //!
@@ -84,10 +86,11 @@ pub struct Published {
     /// The message's sequence in the stream.
     pub stream_sequence: u64,
     /// The server had already stored an event with this id (within the
-    /// duplicate window) and dropped this one (`stream_sequence` is then
-    /// the stored one's, which may no longer be the subject's last
-    /// message); or, for a guarded publisher, the subject's last message is
-    /// this very event.
+    /// duplicate window) and dropped this one; or, for a guarded publisher,
+    /// the subject's last message is this very event (a guarded publisher
+    /// answers a retry of an event that a newer one has replaced since with
+    /// [`NatsError::NotNewer`], whatever the server's duplicate window
+    /// still remembers).
     pub duplicate: bool,
 }
 
@@ -385,9 +388,12 @@ impl Publisher {
         expected: Option<u64>,
         ack: Ack,
     ) -> Result<Published, NatsError> {
-        let ack = match ack {
-            Ack::Pending(ack) => ack.await,
-            Ack::Known(stream_sequence) => {
+        let ack = match (ack, &self.guard) {
+            (Ack::Pending(ack), _) => ack.await,
+            // Remembered as the last message: made sure of as `publish`
+            // does (another publisher may have stored a newer one).
+            (Ack::Known(_), Some(guard)) => return self.send_guarded(guard, envelope, None).await,
+            (Ack::Known(stream_sequence), None) => {
                 return Ok(Published {
                     stream_sequence,
                     duplicate: true,
@@ -395,15 +401,11 @@ impl Publisher {
             }
         };
         match (ack, &self.guard) {
-            (Ok(ack), guard) => {
-                if let Some(guard) = guard {
-                    learn(guard, &subject, envelope, &ack);
-                }
-                Ok(Published {
-                    stream_sequence: ack.sequence,
-                    duplicate: ack.duplicate,
-                })
-            }
+            (Ok(ack), Some(guard)) => self.learn(guard, &subject, envelope, &ack).await,
+            (Ok(ack), None) => Ok(Published {
+                stream_sequence: ack.sequence,
+                duplicate: ack.duplicate,
+            }),
             (Err(source), Some(guard)) if is_wrong_last(&source) => {
                 guard.forget(&subject);
                 self.send_guarded(guard, envelope, None).await
@@ -429,6 +431,8 @@ impl Publisher {
         let subject = self.subject(envelope)?;
         let mut known = guard.get(&subject);
         let mut attempt = 0;
+        // Whether `known` was just read from the stream (not remembered).
+        let mut read = false;
         loop {
             let last = match (known.take(), caller_last) {
                 (Some(last), Some(expected)) if last.stream_sequence != expected => {
@@ -448,6 +452,13 @@ impl Publisher {
                 }
             }
             let expected = match judge(&subject, &last, envelope)? {
+                // Remembered, this event is on top; another publisher may
+                // have stored a newer one since, so it is read to be sure
+                // (a retry of the last event is rare: one read).
+                Verdict::Duplicate(_) if !std::mem::replace(&mut read, true) => {
+                    known = Some(self.read_last(guard, &subject, envelope).await?);
+                    continue;
+                }
                 Verdict::Duplicate(stream_sequence) => {
                     return Ok(Published {
                         stream_sequence,
@@ -460,13 +471,7 @@ impl Publisher {
             let result =
                 async { self.js.send_publish(subject.clone(), message).await?.await }.await;
             match result {
-                Ok(ack) => {
-                    learn(guard, subject.as_str(), envelope, &ack);
-                    return Ok(Published {
-                        stream_sequence: ack.sequence,
-                        duplicate: ack.duplicate,
-                    });
-                }
+                Ok(ack) => return self.learn(guard, &subject, envelope, &ack).await,
                 Err(source) if is_wrong_last(&source) => {
                     guard.forget(&subject);
                     attempt += 1;
@@ -476,6 +481,47 @@ impl Publisher {
                 }
                 Err(source) => return Err(NatsError::Publish { subject, source }),
             }
+        }
+    }
+
+    /// What an acknowledgement of `envelope` teaches the guard, and the
+    /// answer to the caller. A stored message is the subject's last. A
+    /// duplicate is not necessarily: the server checks `Nats-Msg-Id` before
+    /// `Nats-Expected-Last-Subject-Sequence`, so a retry of an event stored
+    /// earlier (a call dropped after its publish went out, say) is answered
+    /// with the *original* message's stream sequence even when newer
+    /// messages were stored on the subject since. Taken for the last
+    /// message, it would put an older state on top of a newer one in the
+    /// guard, and the answer would depend on what this publisher happened
+    /// to remember. So the subject's last message is read and judged, as
+    /// for any publish: this very event on top is a duplicate, a newer one
+    /// is [`NatsError::NotNewer`].
+    async fn learn<T: StateEvent>(
+        &self,
+        guard: &Guard,
+        subject: &str,
+        envelope: &Envelope<T>,
+        ack: &async_nats::jetstream::publish::PublishAck,
+    ) -> Result<Published, NatsError> {
+        if !ack.duplicate {
+            guard.set(subject.to_owned(), learnt(envelope, ack.sequence));
+            return Ok(Published {
+                stream_sequence: ack.sequence,
+                duplicate: false,
+            });
+        }
+        let last = self.read_last(guard, subject, envelope).await?;
+        match judge(subject, &last, envelope)? {
+            Verdict::Duplicate(stream_sequence) => Ok(Published {
+                stream_sequence,
+                duplicate: true,
+            }),
+            // Stored at `ack.sequence`, and something that does not hold it
+            // back (not an ecst event of this key) was put on top since.
+            Verdict::Publish(_) => Ok(Published {
+                stream_sequence: ack.sequence,
+                duplicate: true,
+            }),
         }
     }
 
@@ -603,26 +649,6 @@ impl Publisher {
             message = message.expected_last_subject_sequence(last);
         }
         Ok(message)
-    }
-}
-
-/// What an acknowledgement of `envelope` teaches the guard: that it is the
-/// subject's last message, unless the server answered with a duplicate.
-/// The server checks `Nats-Msg-Id` before
-/// `Nats-Expected-Last-Subject-Sequence`, so a retry of an event stored
-/// earlier (a call dropped after its publish went out, say) is answered
-/// with the *original* message's stream sequence even when newer messages
-/// were stored on the subject since: taken for the last message, it would
-/// put an older state on top of a newer one in the guard. The guard keeps
-/// what it knew; a wrong guess costs one read on the next publish.
-fn learn<T: StateEvent>(
-    guard: &Guard,
-    subject: &str,
-    envelope: &Envelope<T>,
-    ack: &async_nats::jetstream::publish::PublishAck,
-) {
-    if !ack.duplicate {
-        guard.set(subject.to_owned(), learnt(envelope, ack.sequence));
     }
 }
 
