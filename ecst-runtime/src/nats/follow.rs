@@ -515,6 +515,15 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
     /// Deliveries are compared by the consumer's own count, not by stream
     /// sequence: a consumer with a filter moves its stream position past
     /// messages that do not match it without delivering them.
+    ///
+    /// Nothing left is also checked against the stream's leader: a
+    /// consumer delivers from its own cluster node's copy of the stream,
+    /// and after nodes crash nats-server 2.9 can leave a node whose copy
+    /// differs from the leader's (extra messages, numbered past the
+    /// leader's last sequence, and missing ones). A checkpoint past the
+    /// leader's last sequence is that: the consumer is re-created, which
+    /// starts over from the latest event of every key (see
+    /// `create_consumer`), until it reads a copy that agrees.
     async fn nothing_left(&mut self) -> bool {
         let received = self.delivered.unwrap_or(0);
         let Some(consumer) = self.consumer.as_mut() else {
@@ -528,7 +537,27 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
             self.next = None;
             return false;
         }
-        info.num_pending == 0
+        if info.num_pending != 0 {
+            return false;
+        }
+        let leader_last = match self.js.get_stream(&self.settings.stream).await {
+            Ok(stream) => stream.cached_info().state.last_sequence,
+            Err(_) => return false,
+        };
+        if self.durable.resume_after() > leader_last {
+            tracing::warn!(
+                stream = %self.settings.stream,
+                checkpoint = self.durable.resume_after(),
+                leader_last,
+                "the consumer read a copy of the stream numbered past the leader's last \
+                 sequence (a cluster node that diverged): starting over from the latest event \
+                 of every key"
+            );
+            self.consumer = None;
+            self.next = None;
+            return false;
+        }
+        true
     }
 
     async fn fetch(&mut self) -> Result<Vec<async_nats::Message>, NatsError> {
