@@ -225,8 +225,9 @@ fn shown(text: &str) -> String {
 /// within `timeout`, a count that does not match, or an answer the owner
 /// aborted is [`NatsError::Bootstrap`]; an answer with an event of another
 /// entity, or of a key the request did not name, is
-/// [`NatsError::BootstrapMisaddressed`] (see the
-/// [module documentation](self)). An event whose attributes cannot be read
+/// [`NatsError::BootstrapMisaddressed`], and nothing of it can be merged:
+/// once one event of it was not asked for, none of it can be trusted to be
+/// the owner's. An event whose attributes cannot be read
 /// at all is returned as it is: it cannot apply, and
 /// [`Follower::bootstrap_from_owner`](super::Follower::bootstrap_from_owner)
 /// reports it in [`BatchOutcome::rejected`](crate::consume::BatchOutcome::rejected).
