@@ -1,0 +1,606 @@
+//! The transactional outbox attacked as a crash, a cancellation, a confused
+//! operator or concurrency would, against real SQLite, PostgreSQL
+//! (127.0.0.1:5432, database `test`, one table per test) and a real
+//! `nats-server`. Each test states the promise it checks: every replica
+//! ends equal to the owner's tables or visibly parked with a reason; never
+//! stuck, never a lost event, never an older state on top of a newer one,
+//! never a rolled-back state published.
+//!
+//! Waits are bounded loops on a condition; no duration is an assertion.
+
+#![cfg(all(feature = "nats", feature = "sqlite", feature = "postgres"))]
+
+#[path = "support/nats_server.rs"]
+mod nats_server;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::{self, Context};
+use ecst::nats::{Publisher, ServerVersion, StateStream, Subjects};
+use ecst::outbox::rusqlite::Connection;
+use ecst::outbox::tokio_postgres::error::SqlState;
+use ecst::outbox::tokio_postgres::{self, IsolationLevel, NoTls};
+use ecst::outbox::{Outbox, OutboxError, OutboxRelay, RelaySettings};
+use ecst::{Envelope, Producer, Sequence, StateEvent};
+use futures_util::StreamExt;
+use nats_server::NatsServer;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The owner's entity.
+#[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[state_event(entity = "account", version = 1)]
+pub struct Account {
+    #[state_event(key)]
+    pub id: String,
+    pub owner: String,
+    pub balance: i64,
+}
+
+const STREAM: &str = "REDTEAM";
+const PREFIX: &str = "red";
+const SOURCE: &str = "urn:test:red";
+const POSTGRES: &str = "host=127.0.0.1 user=postgres dbname=test";
+/// The bound of every wait for a condition.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+type Truth = BTreeMap<String, (u64, Option<Account>)>;
+
+fn account(id: &str, balance: i64) -> Account {
+    Account {
+        id: id.to_owned(),
+        owner: format!("owner of {id}"),
+        balance,
+    }
+}
+
+async fn bounded<F: Future>(what: &str, future: F) -> F::Output {
+    tokio::time::timeout(PATIENCE, future)
+        .await
+        .unwrap_or_else(|_| panic!("{what} took longer than {PATIENCE:?}"))
+}
+
+/// A unique table name per test and process.
+fn table(test: &str) -> String {
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "red_{test}_{}_{}",
+        std::process::id(),
+        COUNT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+struct Broker {
+    _server: NatsServer,
+    js: Context,
+    subjects: Subjects,
+}
+
+async fn broker() -> Broker {
+    let server = NatsServer::start();
+    let client = async_nats::connect(server.url())
+        .await
+        .expect("connecting to nats-server");
+    let js = jetstream::new(client.clone());
+    let subjects = Subjects::new(PREFIX).unwrap();
+    let version = ServerVersion::of(&client).unwrap();
+    StateStream::new(STREAM, subjects.clone())
+        .ensure(&js, version)
+        .await
+        .expect("creating the state stream");
+    Broker {
+        _server: server,
+        js,
+        subjects,
+    }
+}
+
+impl Broker {
+    fn publisher(&self) -> Publisher {
+        Publisher::new(self.js.clone(), self.subjects.clone())
+    }
+
+    /// Every message the stream holds now, in stream order, as `T`.
+    async fn read_all<T: StateEvent>(&self) -> Vec<Envelope<T>> {
+        let stream = self.js.get_stream(STREAM).await.unwrap();
+        let mut consumer = stream
+            .create_consumer(pull::Config {
+                deliver_policy: DeliverPolicy::All,
+                ack_policy: AckPolicy::None,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let pending = consumer.info().await.unwrap().num_pending;
+        let mut out = Vec::new();
+        let mut messages = consumer.messages().await.unwrap();
+        while (out.len() as u64) < pending {
+            let message = bounded("reading the stream", messages.next())
+                .await
+                .unwrap()
+                .unwrap();
+            out.push(Envelope::<T>::from_json(&message.payload).unwrap());
+        }
+        out
+    }
+
+    /// The last event of every subject: key → (sequence, state).
+    async fn stream_state(&self) -> Truth {
+        let mut last = BTreeMap::new();
+        for envelope in self.read_all::<Account>().await {
+            let state = envelope.state().cloned();
+            last.insert(envelope.key.clone(), (envelope.sequence.get(), state));
+        }
+        last
+    }
+}
+
+// ---------------------------------------------------------------------------
+// SQLite helpers
+// ---------------------------------------------------------------------------
+
+/// A temporary SQLite file, deleted with its directory on drop.
+struct SqliteFile(std::path::PathBuf);
+
+impl SqliteFile {
+    fn new(test: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "ecst-redteam-{test}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        SqliteFile(dir)
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        self.0.join("owner.db")
+    }
+
+    fn open(&self) -> Connection {
+        let conn = Connection::open(self.path()).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        conn.busy_timeout(Duration::from_secs(10)).unwrap();
+        conn
+    }
+
+    fn owner(&self, outbox: &Outbox) -> Connection {
+        let conn = self.open();
+        outbox.create_sqlite(&conn).unwrap();
+        conn
+    }
+}
+
+impl Drop for SqliteFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn count(conn: &Connection, sql: &str) -> i64 {
+    conn.query_row(sql, [], |row| row.get(0)).unwrap()
+}
+
+/// Rows neither sent (or deleted) nor set aside.
+fn unsent(conn: &Connection, outbox: &Outbox) -> i64 {
+    count(
+        conn,
+        &format!(
+            "SELECT count(*) FROM {} WHERE sent_at IS NULL AND error IS NULL",
+            outbox.table()
+        ),
+    )
+}
+
+/// Runs relay passes until one reads nothing.
+async fn drain(relay: &mut OutboxRelay) {
+    bounded("draining the outbox", async {
+        loop {
+            let report = relay.relay_once().await.unwrap();
+            assert!(report.leader, "the only relay must hold the lease");
+            if report.read == 0 {
+                return;
+            }
+        }
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// PostgreSQL helpers
+// ---------------------------------------------------------------------------
+
+async fn postgres() -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(POSTGRES, NoTls)
+        .await
+        .expect("PostgreSQL on 127.0.0.1:5432, database `test`");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+async fn postgres_outbox(test: &str) -> Outbox {
+    let outbox = Outbox::new(SOURCE).with_table(&table(test)).unwrap();
+    let mut client = postgres().await;
+    outbox.create_postgres(&mut client).await.unwrap();
+    outbox
+}
+
+async fn drop_postgres(outbox: &Outbox) {
+    let client = postgres().await;
+    let t = outbox.table();
+    client
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS {t}; DROP TABLE IF EXISTS {t}_sequence;
+             DROP TABLE IF EXISTS {t}_lease; DROP FUNCTION IF EXISTS {t}_notify();"
+        ))
+        .await
+        .unwrap();
+}
+
+/// Waits until a backend is waiting on a lock while running a statement
+/// on `table` (the second writer of a key, blocked on the counter row).
+async fn until_blocked_on(observer: &tokio_postgres::Client, table: &str) {
+    bounded("the second transaction waiting on the counter row", async {
+        loop {
+            let waiting: i64 = observer
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                     WHERE wait_event_type = 'Lock' AND query LIKE '%' || $1 || '%'",
+                    &[&table],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if waiting > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// PostgreSQL: concurrent owner transactions
+// ---------------------------------------------------------------------------
+
+/// Two READ COMMITTED transactions both staging the first event of a key
+/// that has no counter row yet: the INSERT ... ON CONFLICT of the second
+/// waits for the first, then takes 2. No duplicate sequence, no error, and
+/// the stream ends with the later commit's state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_transactions_creating_one_key_get_1_and_2() {
+    let broker = broker().await;
+    let outbox = postgres_outbox("newkey").await;
+    let mut first = postgres().await;
+    let observer = postgres().await;
+
+    let tx = first.transaction().await.unwrap();
+    let staged = outbox.stage(&tx, &account("n-1", 10)).await.unwrap();
+    assert_eq!(staged.sequence.get(), 1);
+
+    let second = {
+        let outbox = outbox.clone();
+        tokio::spawn(async move {
+            let mut client = postgres().await;
+            let tx = client.transaction().await.unwrap();
+            let staged = outbox.stage(&tx, &account("n-1", 20)).await.unwrap();
+            tx.commit().await.unwrap();
+            staged
+        })
+    };
+    until_blocked_on(&observer, &format!("{}_sequence", outbox.table())).await;
+    tx.commit().await.unwrap();
+    let staged = bounded("the second writer", second).await.unwrap();
+    assert_eq!(staged.sequence.get(), 2, "{staged:?}");
+    assert_eq!(staged.id, "account:n-1:2");
+
+    let mut relay =
+        OutboxRelay::postgres(&outbox, POSTGRES, broker.publisher()).entity::<Account>();
+    drain(&mut relay).await;
+    assert_eq!(
+        broker.stream_state().await,
+        BTreeMap::from([("n-1".to_owned(), (2, Some(account("n-1", 20))))])
+    );
+    drop_postgres(&outbox).await;
+}
+
+/// The same race with the second transaction at REPEATABLE READ or
+/// SERIALIZABLE: it cannot see the first one's counter row, so PostgreSQL
+/// refuses it (a serialization failure) and staging says so with a typed
+/// error; rolled back, it publishes nothing, and its retry takes the next
+/// sequence: no gap a consumer could mistake, no duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_serialization_failure_is_an_error_never_a_duplicate_sequence() {
+    for level in [IsolationLevel::RepeatableRead, IsolationLevel::Serializable] {
+        let broker = broker().await;
+        let outbox = postgres_outbox("serial").await;
+        let mut first = postgres().await;
+        let observer = postgres().await;
+        // The key exists already (sequence 1, published): the race is on an
+        // existing counter row.
+        let tx = first.transaction().await.unwrap();
+        outbox.stage(&tx, &account("s-1", 1)).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let tx = first.transaction().await.unwrap();
+        assert_eq!(
+            outbox
+                .stage(&tx, &account("s-1", 2))
+                .await
+                .unwrap()
+                .sequence
+                .get(),
+            2
+        );
+        let second = {
+            let outbox = outbox.clone();
+            tokio::spawn(async move {
+                let mut client = postgres().await;
+                let tx = client
+                    .build_transaction()
+                    .isolation_level(level)
+                    .start()
+                    .await
+                    .unwrap();
+                // Take the snapshot before the first transaction commits.
+                tx.execute("SELECT 1", &[]).await.unwrap();
+                let result = outbox.stage(&tx, &account("s-1", 3)).await;
+                tx.rollback().await.unwrap();
+                // The owner retries its transaction.
+                let tx = client
+                    .build_transaction()
+                    .isolation_level(level)
+                    .start()
+                    .await
+                    .unwrap();
+                let retried = outbox.stage(&tx, &account("s-1", 3)).await.unwrap();
+                tx.commit().await.unwrap();
+                (result, retried)
+            })
+        };
+        until_blocked_on(&observer, &format!("{}_sequence", outbox.table())).await;
+        tx.commit().await.unwrap();
+        let (result, retried) = bounded("the second writer", second).await.unwrap();
+        match result {
+            Err(OutboxError::Database { operation, source }) => {
+                assert_eq!(operation, "taking the key's next sequence");
+                // The owner retries on SQLSTATE 40001, found in the chain.
+                let code = source
+                    .downcast_ref::<tokio_postgres::Error>()
+                    .and_then(tokio_postgres::Error::code);
+                assert_eq!(
+                    code,
+                    Some(&SqlState::T_R_SERIALIZATION_FAILURE),
+                    "{level:?}: {source:?}"
+                );
+            }
+            other => panic!("{level:?}: expected a serialization failure, got {other:?}"),
+        }
+        assert_eq!(retried.sequence.get(), 3, "{level:?}");
+
+        let mut relay =
+            OutboxRelay::postgres(&outbox, POSTGRES, broker.publisher()).entity::<Account>();
+        drain(&mut relay).await;
+        let all = broker.read_all::<Account>().await;
+        let ids: Vec<&str> = all.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(
+            all.last().map(|e| (e.sequence.get(), e.state().cloned())),
+            Some((3, Some(account("s-1", 3)))),
+            "{level:?}: {ids:?}"
+        );
+        drop_postgres(&outbox).await;
+    }
+}
+
+/// A long owner transaction holds an older position of key `slow` while
+/// later transactions of other keys commit and are relayed: the relay
+/// never uses the highest position sent as a cursor, so the slow row is
+/// published once it commits, and a rolled-back one never.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_long_transaction_committing_late_is_still_published() {
+    let broker = broker().await;
+    let outbox = postgres_outbox("late").await;
+    let mut slow = postgres().await;
+    let mut doomed = postgres().await;
+    let mut fast = postgres().await;
+    let mut relay =
+        OutboxRelay::postgres(&outbox, POSTGRES, broker.publisher()).entity::<Account>();
+
+    let slow_tx = slow.transaction().await.unwrap();
+    outbox.stage(&slow_tx, &account("slow", 1)).await.unwrap();
+    let doomed_tx = doomed.transaction().await.unwrap();
+    outbox
+        .stage(&doomed_tx, &account("doomed", 1))
+        .await
+        .unwrap();
+    for k in 0..5 {
+        let tx = fast.transaction().await.unwrap();
+        outbox
+            .stage(&tx, &account(&format!("fast-{k}"), k))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+    drain(&mut relay).await;
+    assert_eq!(broker.stream_state().await.len(), 5);
+
+    doomed_tx.rollback().await.unwrap();
+    slow_tx.commit().await.unwrap();
+    drain(&mut relay).await;
+    let state = broker.stream_state().await;
+    assert_eq!(state.len(), 6, "{state:?}");
+    assert_eq!(state["slow"], (1, Some(account("slow", 1))));
+    assert!(!state.contains_key("doomed"));
+    drop_postgres(&outbox).await;
+}
+
+// ---------------------------------------------------------------------------
+// Relay: batches, deletes, retention, other processes
+// ---------------------------------------------------------------------------
+
+/// One key's rows split over several batches, deletes and re-creations in
+/// between: every pass publishes a key's newest row of its batch, so a
+/// consumer sees the key's sequences strictly increasing and the stream
+/// ends with the owner's last state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_split_over_batches_with_deletes_and_recreations_ends_equal() {
+    let broker = broker().await;
+    let file = SqliteFile::new("split");
+    let outbox = Outbox::new(SOURCE);
+    let mut conn = file.owner(&outbox);
+    let mut truth = Truth::new();
+    let tx = conn.transaction().unwrap();
+    for i in 0..23_i64 {
+        let key = format!("s-{}", i % 3);
+        let staged = if i % 5 == 4 {
+            outbox.stage_delete::<Account, _>(&tx, &key).unwrap()
+        } else {
+            outbox.stage(&tx, &account(&key, i)).unwrap()
+        };
+        truth.insert(
+            key.clone(),
+            (
+                staged.sequence.get(),
+                (i % 5 != 4).then(|| account(&key, i)),
+            ),
+        );
+    }
+    tx.commit().unwrap();
+
+    let mut settings = RelaySettings::default();
+    settings.batch = 4;
+    let mut relay = OutboxRelay::sqlite(&outbox, file.open(), broker.publisher())
+        .unwrap()
+        .entity::<Account>()
+        .with_settings(settings);
+    drain(&mut relay).await;
+    assert_eq!(unsent(&conn, &outbox), 0);
+    assert_eq!(broker.stream_state().await, truth);
+    let mut last: BTreeMap<String, u64> = BTreeMap::new();
+    for envelope in broker.read_all::<Account>().await {
+        if let Some(before) = last.insert(envelope.key.clone(), envelope.sequence.get()) {
+            assert!(envelope.sequence.get() > before, "{}", envelope.id);
+        }
+    }
+}
+
+/// Retention never deletes an unsent row: with `keep_sent` zero and the
+/// broker refusing every publish (the stream is gone), a pass fails and
+/// every row is still there to publish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_never_deletes_an_unsent_row() {
+    let broker = broker().await;
+    let file = SqliteFile::new("retain");
+    let outbox = Outbox::new(SOURCE);
+    let mut conn = file.owner(&outbox);
+    let tx = conn.transaction().unwrap();
+    for k in 0..10 {
+        outbox.stage(&tx, &account(&format!("r-{k}"), k)).unwrap();
+    }
+    tx.commit().unwrap();
+    broker.js.delete_stream(STREAM).await.unwrap();
+
+    let mut settings = RelaySettings::default();
+    settings.keep_sent = Some(Duration::ZERO);
+    settings.purge_batch = 1;
+    let mut relay = OutboxRelay::sqlite(&outbox, file.open(), broker.publisher())
+        .unwrap()
+        .entity::<Account>()
+        .with_settings(settings);
+    for _ in 0..3 {
+        assert!(
+            relay.relay_once().await.is_err(),
+            "no stream: publishing fails"
+        );
+    }
+    let total = count(&conn, &format!("SELECT count(*) FROM {}", outbox.table()));
+    assert_eq!((total, unsent(&conn, &outbox)), (10, 10));
+}
+
+/// A second process stages into the SQLite file with an outbox of its own
+/// (no notifier shared with the relay): the relay's polling finds the rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_staged_by_another_connection_without_a_notification_are_published() {
+    let broker = broker().await;
+    let file = SqliteFile::new("foreign");
+    let relay_outbox = Outbox::new(SOURCE);
+    drop(file.owner(&relay_outbox));
+    let mut settings = RelaySettings::default();
+    settings.poll_interval = Duration::from_millis(100);
+    let mut relay = OutboxRelay::sqlite(&relay_outbox, file.open(), broker.publisher())
+        .unwrap()
+        .entity::<Account>()
+        .with_settings(settings);
+    let running = tokio::spawn(async move { relay.run().await });
+
+    // "Another process": a separate Outbox value, a separate connection.
+    let other = Outbox::new(SOURCE);
+    let mut conn = file.open();
+    let tx = conn.transaction().unwrap();
+    other.stage(&tx, &account("elsewhere", 7)).unwrap();
+    tx.commit().unwrap();
+    bounded("the relay polling the row in", async {
+        while unsent(&conn, &relay_outbox) > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    running.abort();
+    assert_eq!(
+        broker.stream_state().await,
+        BTreeMap::from([("elsewhere".to_owned(), (1, Some(account("elsewhere", 7))))])
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Migration from `upsert_at`: the stream already holds higher sequences
+// ---------------------------------------------------------------------------
+
+/// An owner that published with `upsert_at` up to sequence 5 and seeds the
+/// sequence table as the module documentation says: its first outbox event
+/// of the key is 6 and is published on top.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seeded_sequence_table_continues_above_the_streams_sequence() {
+    let broker = broker().await;
+    let file = SqliteFile::new("seeded");
+    let outbox = Outbox::new(SOURCE);
+    let mut conn = file.owner(&outbox);
+    let mut producer = Producer::<Account>::new(SOURCE);
+    let before = producer
+        .upsert_at(account("m-1", 5), Sequence::new(5))
+        .unwrap();
+    broker.publisher().publish(&before).await.unwrap();
+
+    conn.execute(
+        &format!(
+            "INSERT INTO {}_sequence (aggregatetype, aggregateid, sequence) VALUES ('account', 'm-1', 5)",
+            outbox.table()
+        ),
+        [],
+    )
+    .unwrap();
+    let tx = conn.transaction().unwrap();
+    let staged = outbox.stage(&tx, &account("m-1", 6)).unwrap();
+    tx.commit().unwrap();
+    assert_eq!(staged.sequence.get(), 6);
+
+    let mut relay = OutboxRelay::sqlite(&outbox, file.open(), broker.publisher())
+        .unwrap()
+        .entity::<Account>();
+    let report = relay.relay_once().await.unwrap();
+    assert_eq!((report.published, report.superseded), (1, 0));
+    assert_eq!(
+        broker.stream_state().await,
+        BTreeMap::from([("m-1".to_owned(), (6, Some(account("m-1", 6))))])
+    );
+}
