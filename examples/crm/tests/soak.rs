@@ -1195,12 +1195,15 @@ fn run_scenario(plan: &Plan, runtime: &Runtime) -> (Figures, Vec<String>) {
     let _ = runtime.block_on(history_reader);
     // nats-server 2.9 clusters can number a stream's messages differently
     // on different replicas after nodes are killed (a consumer's checkpoint
-    // then differs from the leader's last sequence). The accounting of
+    // then differs from the leader's last sequence), or move messages after
+    // acknowledging them (`restored`). The accounting of
     // foreign messages by stream sequence is then unreliable; the replicas'
     // state (divergences) and nothing stuck remain hard checks, the rest is
     // reported as a warning. Never on a single server.
     let renumbered = plan.kind == BrokerKind::Cluster
-        && (figures.renumbered > 0 || replicas.iter().any(|r| r.checkpoint != last_sequence));
+        && (figures.renumbered > 0
+            || figures.restored > 0
+            || replicas.iter().any(|r| r.checkpoint != last_sequence));
     if renumbered {
         let (hard, soft): (Vec<String>, Vec<String>) = problems
             .drain(..)
