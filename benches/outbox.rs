@@ -18,7 +18,7 @@
 //!
 //! Then, outside criterion, end-to-end latency from a commit to the
 //! event's delivery to a subscriber of the stream's subjects (200 single-edit
-//! transactions, 5 ms apart, one at a time), printed as p50/p99: SQLite with
+//! transactions, 20 ms apart, one at a time), printed as p50/p99: SQLite with
 //! the relay woken by the staging call (`notify`), SQLite with a relay that
 //! only polls (every 100 ms: a relay of another `Outbox` value, which
 //! shares no notifier), and PostgreSQL (`NOTIFY`).
@@ -55,6 +55,9 @@ const PER_TX: usize = 10;
 const POSTGRES: &str = "host=127.0.0.1 user=postgres dbname=test";
 /// Single-edit transactions of a latency run.
 const LATENCY_SAMPLES: usize = 200;
+/// The pause between them: longer than the relay's `linger` (5 ms), so
+/// that every commit finds the relay waiting (for a wake-up or its poll).
+const LATENCY_GAP: Duration = Duration::from_millis(20);
 
 struct Bench {
     _server: NatsServer,
@@ -429,7 +432,7 @@ fn latency(rt: &Runtime, bench: &Bench, pg: &mut PostgresOwner) {
             let committed = Instant::now();
             wait_for(&mut subscriber, i).await;
             samples.push(committed.elapsed());
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(LATENCY_GAP).await;
         }
         samples
     });
@@ -454,7 +457,7 @@ where
         let committed = Instant::now();
         wait_for(&mut subscriber, i).await;
         samples.push(committed.elapsed());
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(LATENCY_GAP).await;
     }
     samples
 }

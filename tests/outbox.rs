@@ -468,6 +468,57 @@ async fn a_row_that_does_not_decode_is_set_aside_and_blocks_nothing() {
     assert_eq!(broker.stream_state().await.len(), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sent_rows_are_kept_for_the_retention_period_then_deleted_in_bounded_batches() {
+    let broker = broker().await;
+    let (_dir, path) = sqlite_file("retention");
+    let outbox = Outbox::new("urn:test:bank");
+    let mut conn = sqlite_owner(&path, &outbox);
+    let tx = conn.transaction().unwrap();
+    for k in 0..12 {
+        outbox.stage(&tx, &account(&format!("r-{k}"), k)).unwrap();
+    }
+    tx.commit().unwrap();
+    let rows = |conn: &Connection| -> i64 {
+        conn.query_row(
+            &format!("SELECT count(*) FROM {}", outbox.table()),
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+
+    // Kept for an hour: marked sent, not read again, not deleted.
+    let mut settings = RelaySettings::default();
+    settings.keep_sent = Some(Duration::from_secs(3600));
+    let mut relay = OutboxRelay::sqlite(&outbox, open_sqlite(&path), broker.publisher())
+        .unwrap()
+        .entity::<Account>()
+        .with_settings(settings);
+    let report = relay.relay_once().await.unwrap();
+    assert_eq!((report.published, report.purged), (12, 0));
+    assert_eq!(relay.relay_once().await.unwrap().read, 0);
+    assert_eq!((unsent_sqlite(&conn, &outbox), rows(&conn)), (0, 12));
+
+    // Kept for no time, purged at most 5 a pass.
+    relay.release().await.unwrap();
+    let mut settings = RelaySettings::default();
+    settings.keep_sent = Some(Duration::ZERO);
+    settings.purge_batch = 5;
+    let mut relay = OutboxRelay::sqlite(&outbox, open_sqlite(&path), broker.publisher())
+        .unwrap()
+        .entity::<Account>()
+        .with_settings(settings);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let mut purged = Vec::new();
+    while rows(&conn) > 0 {
+        purged.push(relay.relay_once().await.unwrap().purged);
+        assert!(purged.len() <= 3, "purged {purged:?}");
+    }
+    assert_eq!(purged, vec![5, 5, 2]);
+    assert_eq!(broker.stream_state().await.len(), 12);
+}
+
 // ---------------------------------------------------------------------------
 // The broker down
 // ---------------------------------------------------------------------------

@@ -303,11 +303,12 @@ impl OutboxRelay {
     }
 
     /// After a wake-up that found nothing: a few quick looks (1 ms up to
-    /// 64 ms apart) for the row of a transaction that was committing.
+    /// 64 ms apart, or at once on the next wake-up) for the row of a
+    /// transaction that was committing.
     async fn settle(&mut self) {
         let mut wait = Duration::from_millis(1);
         while wait <= Duration::from_millis(64) {
-            tokio::time::sleep(wait).await;
+            let _ = tokio::time::timeout(wait, self.wake.notified()).await;
             match self.relay_once().await {
                 Ok(report) if report.read > 0 => return,
                 Ok(_) => wait *= 2,
