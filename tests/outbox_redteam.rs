@@ -604,3 +604,213 @@ async fn a_seeded_sequence_table_continues_above_the_streams_sequence() {
         BTreeMap::from([("m-1".to_owned(), (6, Some(account("m-1", 6))))])
     );
 }
+
+/// Keys that are fine Rust strings but would not be subject tokens as they
+/// are (dots, wildcards, spaces, escapes, non-ASCII, the longest key of
+/// multi-byte characters): staged without `with_subjects`, every one is
+/// published under its own subject and read back as the same key; none is
+/// set aside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_that_are_not_subject_tokens_are_published_and_read_back_unchanged() {
+    let broker = broker().await;
+    let file = SqliteFile::new("keys");
+    let outbox = Outbox::new(SOURCE);
+    let mut conn = file.owner(&outbox);
+    let keys = [
+        "a.b".to_owned(),
+        ".x".to_owned(),
+        "x.".to_owned(),
+        "x..y".to_owned(),
+        "*".to_owned(),
+        ">".to_owned(),
+        "a b".to_owned(),
+        "%".to_owned(),
+        "%2E".to_owned(),
+        "a%2Eb".to_owned(),
+        "é/ü".to_owned(),
+        "é".repeat(ecst::envelope::MAX_KEY_BYTES / 2),
+        ".".repeat(ecst::envelope::MAX_KEY_BYTES),
+    ];
+    let mut truth = Truth::new();
+    let tx = conn.transaction().unwrap();
+    for (i, key) in keys.iter().enumerate() {
+        let state = account(key, i as i64);
+        let staged = outbox.stage(&tx, &state).unwrap();
+        truth.insert(key.clone(), (staged.sequence.get(), Some(state)));
+    }
+    tx.commit().unwrap();
+    let mut relay = OutboxRelay::sqlite(&outbox, file.open(), broker.publisher())
+        .unwrap()
+        .entity::<Account>();
+    let report = relay.relay_once().await.unwrap();
+    assert_eq!(
+        (report.published, report.set_aside),
+        (keys.len(), 0),
+        "{report:?}"
+    );
+    assert_eq!(broker.stream_state().await, truth);
+}
+
+/// A TCP proxy in front of nats-server that can hold every byte sent to the
+/// server (a relay paused mid-publish, as by a GC pause or a stopped VM),
+/// then let them through.
+struct Freezer {
+    url: String,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Bytes from the client that arrived while frozen and are held.
+    held: std::sync::Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Freezer {
+    async fn start(server: &str) -> Self {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let target = server.trim_start_matches("nats://").to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("nats://{}", listener.local_addr().unwrap());
+        let frozen = Arc::new(AtomicBool::new(false));
+        let held = Arc::new(AtomicU64::new(0));
+        let (f, h) = (Arc::clone(&frozen), Arc::clone(&held));
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(upstream) = tokio::net::TcpStream::connect(&target).await else {
+                    continue;
+                };
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = upstream.into_split();
+                let (f, h) = (Arc::clone(&f), Arc::clone(&h));
+                tokio::spawn(async move {
+                    let mut buffer = vec![0_u8; 64 * 1024];
+                    while let Ok(n) = client_read.read(&mut buffer).await {
+                        if n == 0 {
+                            return;
+                        }
+                        if f.load(Ordering::SeqCst) {
+                            h.fetch_add(n as u64, Ordering::SeqCst);
+                            while f.load(Ordering::SeqCst) {
+                                tokio::time::sleep(Duration::from_millis(2)).await;
+                            }
+                        }
+                        if server_write.write_all(&buffer[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                });
+            }
+        });
+        Freezer {
+            url,
+            frozen,
+            held,
+            task,
+        }
+    }
+
+    fn freeze(&self) {
+        self.held.store(0, Ordering::SeqCst);
+        self.frozen.store(true, Ordering::SeqCst);
+    }
+
+    fn thaw(&self) {
+        self.frozen.store(false, Ordering::SeqCst);
+    }
+
+    /// Waits until the client sent something that is being held.
+    async fn until_holding(&self) {
+        bounded("the paused relay's publish reaching the proxy", async {
+            while self.held.load(Ordering::SeqCst) == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+    }
+}
+
+impl Drop for Freezer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A relay paused in the middle of a pass (its publish of sequence 2 held
+/// on the wire) past its lease: a new leader takes over and publishes the
+/// owner's newer sequence 3. When the paused relay's stale publish finally
+/// reaches the server, the guard (`Nats-Expected-Last-Subject-Sequence`)
+/// refuses it: the stream keeps sequence 3, never the older state on top,
+/// and the stale relay counts its rows superseded (or fails the pass).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_paused_past_its_lease_cannot_put_an_older_state_on_top() {
+    let broker = broker().await;
+    let file = SqliteFile::new("paused");
+    let outbox = Outbox::new(SOURCE);
+    let mut conn = file.owner(&outbox);
+    let freezer = Freezer::start(&broker._server.url()).await;
+    let slow_client = async_nats::connect(&freezer.url).await.unwrap();
+    let slow_publisher = Publisher::new(jetstream::new(slow_client), broker.subjects.clone());
+    let mut settings = RelaySettings::default();
+    settings.lease_ttl = Duration::from_millis(300);
+    let mut paused = OutboxRelay::sqlite(&outbox, file.open(), slow_publisher)
+        .unwrap()
+        .entity::<Account>()
+        .with_settings(settings.clone());
+    let mut successor = OutboxRelay::sqlite(&outbox, file.open(), broker.publisher())
+        .unwrap()
+        .entity::<Account>()
+        .with_settings(settings);
+
+    // The paused relay publishes sequence 1 normally: its guard now
+    // remembers the subject's last message.
+    let tx = conn.transaction().unwrap();
+    outbox.stage(&tx, &account("p-1", 1)).unwrap();
+    tx.commit().unwrap();
+    assert_eq!(paused.relay_once().await.unwrap().published, 1);
+
+    let tx = conn.transaction().unwrap();
+    outbox.stage(&tx, &account("p-1", 2)).unwrap();
+    tx.commit().unwrap();
+    freezer.freeze();
+    let stale = tokio::spawn(async move {
+        let result = paused.relay_once().await;
+        (result, paused)
+    });
+    freezer.until_holding().await;
+
+    // The owner commits sequence 3; the lease runs out; the successor
+    // takes over and publishes it.
+    let tx = conn.transaction().unwrap();
+    outbox.stage(&tx, &account("p-1", 3)).unwrap();
+    tx.commit().unwrap();
+    bounded("the successor taking the lease and publishing", async {
+        loop {
+            let report = successor.relay_once().await.unwrap();
+            if report.leader && report.read > 0 {
+                assert_eq!(report.published, 1, "{report:?}");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        broker.stream_state().await["p-1"],
+        (3, Some(account("p-1", 3)))
+    );
+
+    freezer.thaw();
+    let (result, _paused) = bounded("the stale pass ending", stale).await.unwrap();
+    println!("the stale pass: {result:?}");
+    if let Ok(report) = &result {
+        assert_eq!(report.published, 0, "{report:?}");
+    }
+    assert_eq!(
+        broker.stream_state().await["p-1"],
+        (3, Some(account("p-1", 3))),
+        "the stale pass: {result:?}"
+    );
+    assert_eq!(unsent(&conn, &outbox), 0);
+}
