@@ -6,7 +6,8 @@
 //!    transaction writing customer rows and staging their events.
 //! 2. Meanwhile `crm-outbox-owner --mode relay` is SIGKILLed at seeded
 //!    random moments and started again (mid-batch, between a publish and
-//!    marking the rows sent, while taking the lease...).
+//!    marking the rows sent, while taking the lease...), at least six
+//!    times.
 //! 3. Once the writers are done, a last relay drains the outbox; then
 //!    `crm-consumer` catches up into a new replica. The replica must equal
 //!    the owner's tables customer by customer (nothing lost), and a
@@ -164,7 +165,9 @@ fn a_relay_killed_at_random_points_loses_nothing_and_reorders_nothing() {
     let mut rng = Rng::new(seed);
     let mut kills = 0;
     let started = Instant::now();
-    while writers.try_wait().unwrap().is_none() {
+    // At least six kills: after the writers are done, the relay is killed
+    // while it drains (or, drained, while it takes the lease and polls).
+    while writers.try_wait().unwrap().is_none() || kills < 6 {
         assert!(
             started.elapsed() < PATIENCE,
             "the writers took over {PATIENCE:?}"
@@ -182,11 +185,7 @@ fn a_relay_killed_at_random_points_loses_nothing_and_reorders_nothing() {
         kills += 1;
     }
     wait(&mut writers, "the writers");
-    println!("relay killed {kills} times while the writers wrote");
-    assert!(
-        kills >= 3,
-        "the writers finished too soon to kill the relay"
-    );
+    println!("relay killed {kills} times");
 
     let truth_path = dir.0.join("owner.jsonl");
     let mut last = owner(&nats, &db, "relay")
