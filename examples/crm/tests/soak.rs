@@ -1634,10 +1634,19 @@ async fn keys_to_touch(
     for key in keys {
         let subject = subject_of(key);
         if let Ok(message) = stream.get_last_raw_message_by_subject(&subject).await {
-            if let Some(&index) = hostile_seqs.get(&message.sequence) {
-                if !log.sent[index].copy {
-                    touch.push(key.clone());
-                }
+            // By the sequence it was acknowledged at or, since a cluster
+            // can move a message after acknowledging it, by its message id.
+            let msg_id = message.headers.get("Nats-Msg-Id").map(|v| v.as_str());
+            let foreign = hostile_seqs
+                .get(&message.sequence)
+                .map(|&index| &log.sent[index])
+                .or_else(|| {
+                    log.sent
+                        .iter()
+                        .find(|h| h.subject == subject && Some(h.msg_id.as_str()) == msg_id)
+                });
+            if foreign.is_some_and(|h| !h.copy) {
+                touch.push(key.clone());
             }
         }
     }
