@@ -239,8 +239,8 @@ async fn drop_postgres(outbox: &Outbox) {
     let t = outbox.table();
     client
         .batch_execute(&format!(
-            "DROP TABLE IF EXISTS {t}; DROP TABLE IF EXISTS {t}_sequence;
-             DROP TABLE IF EXISTS {t}_lease; DROP FUNCTION IF EXISTS {t}_notify();"
+            "DROP TABLE IF EXISTS \"{t}\"; DROP TABLE IF EXISTS \"{t}_sequence\";
+             DROP TABLE IF EXISTS \"{t}_lease\"; DROP FUNCTION IF EXISTS \"{t}_notify\"();"
         ))
         .await
         .unwrap();
@@ -967,4 +967,487 @@ async fn postgres_two_relays_and_two_writers_keep_order_and_end_equal() {
         }
     }
     drop_postgres(&outbox).await;
+}
+
+// ---------------------------------------------------------------------------
+// Found by the red team (issue 8), and what holds now
+// ---------------------------------------------------------------------------
+
+/// The next build of the owner's entity: version 2 adds a field.
+mod v2 {
+    use ecst::StateEvent;
+    use schemars::JsonSchema;
+    use serde::{Deserialize, Serialize};
+
+    /// `Account` at version 2.
+    #[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+    #[state_event(entity = "account", version = 2)]
+    pub struct Account {
+        #[state_event(key)]
+        pub id: String,
+        pub owner: String,
+        pub balance: i64,
+        #[state_event(added(since = 2))]
+        pub branch: String,
+    }
+}
+
+/// A reading: a float whose `Serialize` succeeds for every value.
+#[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[state_event(entity = "reading", version = 1)]
+pub struct Reading {
+    #[state_event(key)]
+    pub id: String,
+    pub value: f64,
+}
+
+fn error_column(conn: &Connection, outbox: &Outbox) -> Vec<String> {
+    let mut statement = conn
+        .prepare(&format!(
+            "SELECT error FROM {} WHERE error IS NOT NULL ORDER BY position",
+            outbox.table()
+        ))
+        .unwrap();
+    let rows = statement.query_map([], |row| row.get(0)).unwrap();
+    rows.collect::<Result<Vec<String>, _>>().unwrap()
+}
+
+/// A rolling upgrade: the owner already runs version 2 of `Account`, the
+/// relay (its own process) still version 1. The old relay leaves the row
+/// unsent (counted in its report, never set aside) and publishes the other
+/// keys; the upgraded relay publishes the row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_of_a_newer_schema_version_waits_for_an_upgraded_relay() {
+    let broker = broker().await;
+    let file = SqliteFile::new("future");
+    let outbox = Outbox::new(SOURCE);
+    let mut conn = file.owner(&outbox);
+    let upgraded = v2::Account {
+        id: "f-1".to_owned(),
+        owner: "owner of f-1".to_owned(),
+        balance: 1,
+        branch: "north".to_owned(),
+    };
+    let tx = conn.transaction().unwrap();
+    outbox.stage(&tx, &upgraded).unwrap();
+    outbox.stage(&tx, &account("f-2", 2)).unwrap();
+    tx.commit().unwrap();
+
+    let mut old_relay = OutboxRelay::sqlite(&outbox, file.open(), broker.publisher())
+        .unwrap()
+        .entity::<Account>();
+    let report = old_relay.relay_once().await.unwrap();
+    assert_eq!(
+        (report.published, report.newer_version, report.set_aside),
+        (1, 1, 0),
+        "{report:?}"
+    );
+    assert_eq!(unsent(&conn, &outbox), 1);
+    assert!(error_column(&conn, &outbox).is_empty());
+    old_relay.release().await.unwrap();
+    drop(old_relay);
+
+    let mut new_relay = OutboxRelay::sqlite(&outbox, file.open(), broker.publisher())
+        .unwrap()
+        .entity::<v2::Account>();
+    drain(&mut new_relay).await;
+    let stream = broker.read_all::<v2::Account>().await;
+    assert_eq!(stream.len(), 2);
+    assert_eq!(
+        stream.last().and_then(|e| e.state().cloned()),
+        Some(upgraded)
+    );
+    assert_eq!(unsent(&conn, &outbox), 0);
+}
+
+/// An event whose CloudEvents JSON is within the outbox's limit by a few
+/// bytes, but whose message (with its `Nats-Msg-Id` and
+/// `Nats-Expected-Last-Subject-Sequence` headers) would be over the
+/// server's 1 MiB: refused at stage time, where the transaction can still
+/// roll back, since room for the headers is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_that_leaves_no_room_for_its_headers_is_refused_at_stage_time() {
+    let file = SqliteFile::new("boundary");
+    let outbox = Outbox::new(SOURCE);
+    let mut conn = file.owner(&outbox);
+    let base = Producer::<Account>::new(SOURCE)
+        .upsert_at(
+            Account {
+                id: "big".to_owned(),
+                owner: String::new(),
+                balance: 1,
+            },
+            Sequence::new(1),
+        )
+        .unwrap()
+        .to_json()
+        .unwrap()
+        .len();
+    let limit = ecst::outbox::DEFAULT_MAX_EVENT_BYTES;
+    let big = Account {
+        id: "big".to_owned(),
+        owner: "x".repeat(limit - base - 8),
+        balance: 1,
+    };
+    let tx = conn.transaction().unwrap();
+    match outbox.stage(&tx, &big) {
+        Err(OutboxError::TooLarge { size, limit: l, .. }) => {
+            assert_eq!(l, limit);
+            assert!(size > limit);
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    // Room for the headers is all it takes: a little smaller, it stages.
+    let fits = Account {
+        id: "big".to_owned(),
+        owner: "x".repeat(limit - base - ecst::outbox::HEADER_ROOM - "account:big:1".len()),
+        balance: 1,
+    };
+    outbox.stage(&tx, &fits).unwrap();
+}
+
+/// An outbox allowing larger events than the server's `max_payload` (a
+/// misconfiguration): the message the server cannot take is set aside with
+/// the reason, the pass succeeds, and the other keys are published, instead
+/// of every pass failing on it for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_over_the_servers_max_payload_is_set_aside_and_blocks_nothing() {
+    let broker = broker().await;
+    let file = SqliteFile::new("max_payload");
+    let outbox = Outbox::new(SOURCE).with_max_event_bytes(4 << 20);
+    let mut conn = file.owner(&outbox);
+    let mut big = account("big", 1);
+    big.owner = "x".repeat(2 << 20);
+    let tx = conn.transaction().unwrap();
+    outbox.stage(&tx, &account("small", 1)).unwrap();
+    outbox.stage(&tx, &big).unwrap();
+    tx.commit().unwrap();
+    let mut relay = OutboxRelay::sqlite(&outbox, file.open(), broker.publisher())
+        .unwrap()
+        .entity::<Account>();
+    let report = relay.relay_once().await.unwrap();
+    assert_eq!((report.published, report.set_aside), (1, 1), "{report:?}");
+    let parked = error_column(&conn, &outbox);
+    assert!(parked[0].contains("max_payload"), "{parked:?}");
+    assert_eq!(unsent(&conn, &outbox), 0);
+    assert_eq!(broker.stream_state().await.len(), 1);
+}
+
+/// An owner moving to the outbox from `upsert_at` that did not seed the
+/// sequence table: the stream holds the key at sequence 5, the outbox
+/// stages the new state at 1. The guard refuses it; the relay does not
+/// count it superseded (a committed state would be lost) but sets it aside
+/// with a reason naming the stream's sequence and the fix, and counts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_ahead_of_an_unseeded_sequence_table_sets_the_row_aside_with_the_fix() {
+    let broker = broker().await;
+    let file = SqliteFile::new("unseeded");
+    let outbox = Outbox::new(SOURCE);
+    let mut conn = file.owner(&outbox);
+    let before = Producer::<Account>::new(SOURCE)
+        .upsert_at(account("m-1", 5), Sequence::new(5))
+        .unwrap();
+    broker.publisher().publish(&before).await.unwrap();
+
+    let tx = conn.transaction().unwrap();
+    outbox.stage(&tx, &account("m-1", 6)).unwrap();
+    tx.commit().unwrap();
+    let mut relay = OutboxRelay::sqlite(&outbox, file.open(), broker.publisher())
+        .unwrap()
+        .entity::<Account>();
+    let report = relay.relay_once().await.unwrap();
+    assert_eq!(
+        (report.stream_ahead, report.superseded, report.published),
+        (1, 0, 0),
+        "{report:?}"
+    );
+    let parked = error_column(&conn, &outbox);
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert!(
+        parked[0].contains("sequence 5") && parked[0].contains("sequence table"),
+        "{parked:?}"
+    );
+    // The fix the reason names: raise the key's sequence, stage again.
+    conn.execute(
+        &format!(
+            "UPDATE {}_sequence SET sequence = 5 WHERE aggregateid = 'm-1'",
+            outbox.table()
+        ),
+        [],
+    )
+    .unwrap();
+    let tx = conn.transaction().unwrap();
+    outbox.stage(&tx, &account("m-1", 6)).unwrap();
+    tx.commit().unwrap();
+    drain(&mut relay).await;
+    assert_eq!(
+        broker.stream_state().await["m-1"],
+        (6, Some(account("m-1", 6)))
+    );
+}
+
+/// A float field holding NaN: `serde_json` writes it as `null`, which does
+/// not decode as an `f64`. Refused at stage time (the relay could never
+/// publish it); the reading's committed state is then published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_that_does_not_decode_back_is_refused_at_stage_time() {
+    let broker = broker().await;
+    let file = SqliteFile::new("nan");
+    let outbox = Outbox::new(SOURCE);
+    let mut conn = file.owner(&outbox);
+    let tx = conn.transaction().unwrap();
+    let good = Reading {
+        id: "r-1".to_owned(),
+        value: 1.0,
+    };
+    outbox.stage(&tx, &good).unwrap();
+    tx.commit().unwrap();
+    let tx = conn.transaction().unwrap();
+    let staged = outbox.stage(
+        &tx,
+        &Reading {
+            id: "r-1".to_owned(),
+            value: f64::NAN,
+        },
+    );
+    assert!(
+        matches!(
+            staged,
+            Err(OutboxError::DoesNotDecode {
+                entity: "reading",
+                ..
+            })
+        ),
+        "{staged:?}"
+    );
+    tx.rollback().unwrap();
+
+    let mut relay = OutboxRelay::sqlite(&outbox, file.open(), broker.publisher())
+        .unwrap()
+        .entity::<Reading>();
+    drain(&mut relay).await;
+    let stream = broker.read_all::<Reading>().await;
+    assert_eq!(stream.len(), 1);
+    assert_eq!(stream[0].state(), Some(&good));
+    assert!(error_column(&conn, &outbox).is_empty());
+}
+
+/// A key whose newest row can never be published (written by hand here:
+/// not an event): its older rows in the batch are set aside with it, never
+/// published as if they were the key's current state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_a_keys_newest_row_is_set_aside_its_older_rows_are_not_published() {
+    let broker = broker().await;
+    let file = SqliteFile::new("older");
+    let outbox = Outbox::new(SOURCE);
+    let mut conn = file.owner(&outbox);
+    let tx = conn.transaction().unwrap();
+    outbox.stage(&tx, &account("o-1", 1)).unwrap();
+    outbox.stage(&tx, &account("o-2", 1)).unwrap();
+    tx.commit().unwrap();
+    conn.execute(
+        &format!(
+            "INSERT INTO {} (id, aggregatetype, aggregateid, type, payload, sequence,
+                             schemaversion, headers, created_at)
+             VALUES ('account:o-1:2', 'account', 'o-1', 'upsert', '{{\"not\":\"an event\"}}',
+                     2, 1, '{{}}', 0)",
+            outbox.table()
+        ),
+        [],
+    )
+    .unwrap();
+    let mut relay = OutboxRelay::sqlite(&outbox, file.open(), broker.publisher())
+        .unwrap()
+        .entity::<Account>();
+    let report = relay.relay_once().await.unwrap();
+    drain(&mut relay).await;
+    assert_eq!((report.published, report.set_aside), (1, 2), "{report:?}");
+    let parked = error_column(&conn, &outbox);
+    assert!(
+        parked[0].contains("a newer event of this key (sequence 2) was set aside"),
+        "{parked:?}"
+    );
+    let state = broker.stream_state().await;
+    assert!(!state.contains_key("o-1"), "{state:?}");
+    assert!(state.contains_key("o-2"), "{state:?}");
+}
+
+/// Two relays on one outbox table, one per entity type: the lease lets one
+/// relay of a table work at a time, so the rows of the type the working
+/// relay does not register wait. They are not lost nor set aside: counted
+/// in its report (`unregistered`), and published by a relay that registers
+/// every type of the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_counts_the_rows_of_types_it_does_not_register_and_leaves_them_unsent() {
+    let broker = broker().await;
+    let file = SqliteFile::new("types");
+    let outbox = Outbox::new(SOURCE);
+    let mut conn = file.owner(&outbox);
+    let tx = conn.transaction().unwrap();
+    outbox.stage(&tx, &account("a-1", 1)).unwrap();
+    outbox
+        .stage(
+            &tx,
+            &Reading {
+                id: "r-1".to_owned(),
+                value: 2.5,
+            },
+        )
+        .unwrap();
+    tx.commit().unwrap();
+
+    let mut accounts = OutboxRelay::sqlite(&outbox, file.open(), broker.publisher())
+        .unwrap()
+        .entity::<Account>();
+    let report = accounts.relay_once().await.unwrap();
+    assert_eq!(
+        (report.published, report.unregistered, report.set_aside),
+        (1, 1, 0),
+        "{report:?}"
+    );
+    assert_eq!(unsent(&conn, &outbox), 1);
+    accounts.release().await.unwrap();
+
+    let mut both = OutboxRelay::sqlite(&outbox, file.open(), broker.publisher())
+        .unwrap()
+        .entity::<Account>()
+        .entity::<Reading>();
+    let report = both.relay_once().await.unwrap();
+    assert_eq!(
+        (report.published, report.unregistered),
+        (1, 0),
+        "{report:?}"
+    );
+    assert_eq!(unsent(&conn, &outbox), 0);
+}
+
+/// A text field holding U+0000 (valid in a Rust `String`, accepted by the
+/// SQLite outbox): PostgreSQL's `jsonb` payload column cannot store it.
+/// Refused before the insert with a typed error naming the character, so
+/// the owner's transaction is still usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nul_character_is_refused_in_postgres_with_the_cause_and_the_transaction_lives() {
+    let outbox = postgres_outbox("nul").await;
+    let mut client = postgres().await;
+    let mut state = account("z-1", 1);
+    state.owner = "before\u{0}after".to_owned();
+    let tx = client.transaction().await.unwrap();
+    let staged = outbox.stage(&tx, &state).await;
+    let shown = staged.as_ref().map_err(ToString::to_string).err();
+    let refused = matches!(staged, Err(OutboxError::Unstorable { .. }));
+    let after = outbox.stage(&tx, &account("z-2", 1)).await;
+    let committed = tx.commit().await;
+    drop_postgres(&outbox).await;
+    assert!(refused, "{shown:?}");
+    assert!(shown.is_some_and(|s| s.contains("U+0000")));
+    assert!(after.is_ok(), "{after:?}");
+    assert!(committed.is_ok(), "{committed:?}");
+}
+
+/// A table named like an SQL keyword (`order`, `select`): quoted in SQL,
+/// it is created, staged into and relayed in both databases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_named_like_an_sql_keyword_works_in_both_databases() {
+    let broker = broker().await;
+    let file = SqliteFile::new("keyword");
+    for name in ["order", "select"] {
+        let outbox = Outbox::new(SOURCE).with_table(name).unwrap();
+        let mut conn = file.open();
+        outbox.create_sqlite(&conn).unwrap();
+        let tx = conn.transaction().unwrap();
+        outbox.stage(&tx, &account(name, 1)).unwrap();
+        tx.commit().unwrap();
+        let mut relay = OutboxRelay::sqlite(&outbox, file.open(), broker.publisher())
+            .unwrap()
+            .entity::<Account>();
+        drain(&mut relay).await;
+
+        let mut client = postgres().await;
+        drop_postgres(&outbox).await;
+        outbox.create_postgres(&mut client).await.unwrap();
+        let tx = client.transaction().await.unwrap();
+        outbox.stage(&tx, &account(name, 2)).await.unwrap();
+        tx.commit().await.unwrap();
+        let mut relay =
+            OutboxRelay::postgres(&outbox, POSTGRES, broker.publisher()).entity::<Account>();
+        drain(&mut relay).await;
+        drop_postgres(&outbox).await;
+    }
+    let state = broker.stream_state().await;
+    assert_eq!(state["order"].0, 1, "{state:?}");
+    assert_eq!(state["select"].0, 1, "{state:?}");
+}
+
+/// A PostgreSQL error shows the server's message and SQLSTATE (the driver
+/// alone shows "db error"), and stays a `tokio_postgres::Error` for code
+/// that retries on its SQLSTATE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_error_shows_the_servers_message_and_sqlstate() {
+    // Never created.
+    let outbox = Outbox::new(SOURCE).with_table(&table("missing")).unwrap();
+    let mut client = postgres().await;
+    let tx = client.transaction().await.unwrap();
+    let error = outbox.stage(&tx, &account("e-1", 1)).await.unwrap_err();
+    let shown = error.to_string();
+    assert!(
+        shown.contains("does not exist") && shown.contains("SQLSTATE 42P01"),
+        "{shown}"
+    );
+    match error {
+        OutboxError::Database { source, .. } => assert_eq!(
+            source
+                .downcast_ref::<tokio_postgres::Error>()
+                .and_then(tokio_postgres::Error::code),
+            Some(&SqlState::UNDEFINED_TABLE)
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The same in PostgreSQL: a relay leaves the rows of a newer schema
+/// version and of types it does not register unsent, counts them, and
+/// publishes the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_rows_of_a_newer_version_or_an_unregistered_type_wait_and_are_counted() {
+    let broker = broker().await;
+    let outbox = postgres_outbox("skipped").await;
+    let mut client = postgres().await;
+    let tx = client.transaction().await.unwrap();
+    outbox.stage(&tx, &account("p-1", 1)).await.unwrap();
+    let upgraded = v2::Account {
+        id: "p-2".to_owned(),
+        owner: "owner of p-2".to_owned(),
+        balance: 2,
+        branch: "south".to_owned(),
+    };
+    outbox.stage(&tx, &upgraded).await.unwrap();
+    let reading = Reading {
+        id: "r-1".to_owned(),
+        value: 0.5,
+    };
+    outbox.stage(&tx, &reading).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut old = OutboxRelay::postgres(&outbox, POSTGRES, broker.publisher()).entity::<Account>();
+    let report = old.relay_once().await.unwrap();
+    old.release().await.unwrap();
+    let mut upgraded_relay = OutboxRelay::postgres(&outbox, POSTGRES, broker.publisher())
+        .entity::<v2::Account>()
+        .entity::<Reading>();
+    let after = upgraded_relay.relay_once().await.unwrap();
+    drop_postgres(&outbox).await;
+    assert_eq!(
+        (
+            report.published,
+            report.newer_version,
+            report.unregistered,
+            report.set_aside
+        ),
+        (1, 1, 1, 0),
+        "{report:?}"
+    );
+    assert_eq!(
+        (after.published, after.newer_version, after.unregistered),
+        (2, 0, 0),
+        "{after:?}"
+    );
 }

@@ -52,6 +52,31 @@ pub enum OutboxError {
     /// The state's `Serialize` implementation failed.
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    /// The event's JSON does not decode back into the entity (a float that
+    /// is NaN or infinite, written as `null`; a `Serialize` that does not
+    /// match its `Deserialize`): no consumer, and not the relay, could
+    /// read it, so it is refused while the transaction can roll back.
+    #[error("cannot stage `{entity}` key `{key}`: the event does not decode back: {reason}")]
+    DoesNotDecode {
+        /// The entity name.
+        entity: &'static str,
+        /// The key.
+        key: String,
+        /// The decoder's error.
+        reason: String,
+    },
+    /// The database cannot store the event as it is: PostgreSQL's `jsonb`
+    /// refuses the character U+0000 (`\u0000`) anywhere in the JSON.
+    /// Checked before the insert, so the transaction is still usable.
+    #[error("cannot stage `{entity}` key `{key}`: {reason}")]
+    Unstorable {
+        /// The entity name.
+        entity: &'static str,
+        /// The key.
+        key: String,
+        /// What the database cannot store.
+        reason: &'static str,
+    },
     /// The table name given cannot be written into SQL as it is.
     #[error("`{table}` cannot be an outbox table: {reason}")]
     InvalidTable {
@@ -61,8 +86,10 @@ pub enum OutboxError {
         reason: &'static str,
     },
     /// The database refused a statement (the transaction is then to be
-    /// rolled back, as after any failed statement).
-    #[error("the outbox's {operation} failed: {source}")]
+    /// rolled back, as after any failed statement). The source is the
+    /// driver's error (`rusqlite::Error`, `tokio_postgres::Error`); shown
+    /// with the database's own message and SQLSTATE.
+    #[error("the outbox's {operation} failed: {}", described(source))]
     Database {
         /// What was being done.
         operation: &'static str,
@@ -78,4 +105,41 @@ impl OutboxError {
             source: source.into(),
         }
     }
+}
+
+/// A driver's error as text: for a PostgreSQL error, the server's message,
+/// SQLSTATE, detail and hint (tokio-postgres shows only "db error").
+pub(crate) fn described(source: &BoxError) -> String {
+    #[cfg(feature = "postgres")]
+    if let Some(db) = source
+        .downcast_ref::<tokio_postgres::Error>()
+        .and_then(tokio_postgres::Error::as_db_error)
+    {
+        let mut text = format!(
+            "{} {} (SQLSTATE {})",
+            db.severity(),
+            db.message(),
+            db.code().code()
+        );
+        if let Some(detail) = db.detail() {
+            text.push_str("; detail: ");
+            text.push_str(detail);
+        }
+        if let Some(hint) = db.hint() {
+            text.push_str("; hint: ");
+            text.push_str(hint);
+        }
+        return text;
+    }
+    let mut text = source.to_string();
+    let mut next = source.source();
+    while let Some(cause) = next {
+        let shown = cause.to_string();
+        if !text.contains(&shown) {
+            text.push_str(": ");
+            text.push_str(&shown);
+        }
+        next = cause.source();
+    }
+    text
 }

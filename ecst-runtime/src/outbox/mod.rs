@@ -24,8 +24,12 @@
 //! `<entity>:<key>:<sequence>`) and inserts one row into the outbox table.
 //! What no consumer could accept is refused there, while the transaction
 //! can still roll back: a key that cannot be a `subject`
-//! ([`OutboxError::InvalidKey`]) and an event over the configured size
-//! ([`OutboxError::TooLarge`]). A staged row never blocks the relay.
+//! ([`OutboxError::InvalidKey`]), an event whose message (with room for
+//! its headers, [`HEADER_ROOM`]) is over the configured size
+//! ([`OutboxError::TooLarge`]), a state whose JSON does not decode back
+//! ([`OutboxError::DoesNotDecode`]: a NaN float, written as `null`), and in
+//! PostgreSQL a text holding U+0000, which `jsonb` cannot store
+//! ([`OutboxError::Unstorable`]). A staged row never blocks the relay.
 //!
 //! The relay ([`OutboxRelay`], feature `nats`) publishes committed rows to
 //! JetStream and marks them sent only after the server's acknowledgement;
@@ -71,7 +75,7 @@ mod table;
 mod relay;
 
 pub use error::OutboxError;
-pub use stage::{Staged, StagingTransaction};
+pub use stage::{Staged, StagingTransaction, HEADER_ROOM};
 
 #[cfg(feature = "nats")]
 pub use relay::{OutboxRelay, RelayError, RelayReport, RelaySettings};
@@ -133,15 +137,21 @@ impl Outbox {
 
     /// The same outbox in `table` (`name` or `schema.name`, ASCII letters,
     /// digits and `_`, not starting with a digit, at most 48 bytes a part).
+    /// The name is quoted in SQL (a keyword such as `order` works) and
+    /// taken in lower case, as PostgreSQL takes an unquoted name.
     pub fn with_table(mut self, table: &str) -> Result<Self, OutboxError> {
         table::check_name(table)?;
         self.tables = Arc::new(Tables::new(table));
         Ok(self)
     }
 
-    /// The same outbox refusing events whose CloudEvents JSON is over
-    /// `bytes` ([`DEFAULT_MAX_EVENT_BYTES`] by default). Set it no higher
-    /// than the server's `max_payload` and the consumers' limit.
+    /// The same outbox refusing events whose message would be over `bytes`
+    /// ([`DEFAULT_MAX_EVENT_BYTES`] by default): the CloudEvents JSON, plus
+    /// the event id and [`HEADER_ROOM`] bytes for the message's headers.
+    /// Set it no higher than the server's `max_payload` and the consumers'
+    /// limit. (A message the server refuses all the same, with trace
+    /// headers longer than the room kept, is set aside by the relay with
+    /// the reason, never retried for ever.)
     #[must_use]
     pub fn with_max_event_bytes(mut self, bytes: usize) -> Self {
         self.max_event_bytes = bytes;
@@ -165,7 +175,7 @@ impl Outbox {
 
     /// The outbox table's name.
     pub fn table(&self) -> &str {
-        &self.tables.outbox
+        &self.tables.given
     }
 
     /// The `source` of the events staged.
@@ -173,7 +183,8 @@ impl Outbox {
         &self.source
     }
 
-    /// The largest event staged, in bytes of CloudEvents JSON.
+    /// The largest message staged, in bytes (see
+    /// [`Outbox::with_max_event_bytes`]).
     pub fn max_event_bytes(&self) -> usize {
         self.max_event_bytes
     }

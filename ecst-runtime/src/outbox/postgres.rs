@@ -29,11 +29,13 @@ impl Outbox {
         client: &mut tokio_postgres::Client,
     ) -> Result<(), OutboxError> {
         let t = &self.tables;
-        let (outbox, sequence, lease, base) = (&t.outbox, &t.sequence, &t.lease, &t.base);
-        let channel = channel(outbox);
+        let (outbox, sequence, lease) = (&t.outbox, &t.sequence, &t.lease);
+        let (unsent, sent) = (&t.unsent_index, &t.sent_index);
+        let (trigger, function) = (&t.trigger, &t.trigger_function);
+        let channel = channel(&t.given);
         let fail = |e| OutboxError::database("creating the tables", e);
         let tx = client.transaction().await.map_err(fail)?;
-        tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[outbox])
+        tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&t.given])
             .await
             .map_err(fail)?;
         tx.batch_execute(&format!(
@@ -52,9 +54,9 @@ CREATE TABLE IF NOT EXISTS {outbox} (
     sent_at       timestamptz,
     error         text
 );
-CREATE INDEX IF NOT EXISTS {base}_unsent ON {outbox} (position)
+CREATE INDEX IF NOT EXISTS {unsent} ON {outbox} (position)
     WHERE sent_at IS NULL AND error IS NULL;
-CREATE INDEX IF NOT EXISTS {base}_sent ON {outbox} (sent_at) WHERE sent_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS {sent} ON {outbox} (sent_at) WHERE sent_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS {sequence} (
     aggregatetype text   NOT NULL,
     aggregateid   text   NOT NULL,
@@ -66,15 +68,15 @@ CREATE TABLE IF NOT EXISTS {lease} (
     holder     text        NOT NULL,
     expires_at timestamptz NOT NULL
 );
-CREATE OR REPLACE FUNCTION {outbox}_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_notify('{channel}', '');
     RETURN NULL;
 END
 $$;
-DROP TRIGGER IF EXISTS {base}_notify ON {outbox};
-CREATE TRIGGER {base}_notify AFTER INSERT ON {outbox}
-    FOR EACH STATEMENT EXECUTE FUNCTION {outbox}_notify();"
+DROP TRIGGER IF EXISTS {trigger} ON {outbox};
+CREATE TRIGGER {trigger} AFTER INSERT ON {outbox}
+    FOR EACH STATEMENT EXECUTE FUNCTION {function}();"
         ))
         .await
         .map_err(fail)?;
@@ -107,6 +109,15 @@ CREATE TRIGGER {base}_notify AFTER INSERT ON {outbox}
             .and_then(|row| row.try_get(0))
             .map_err(|e| OutboxError::database("taking the key's next sequence", e))?;
         let row = self.row::<T>(key, key_text, state, sequence)?;
+        if super::stage::holds_nul(&row.payload) {
+            return Err(OutboxError::Unstorable {
+                entity: T::ENTITY,
+                key: row.aggregateid,
+                reason: "a text holds the character U+0000, which PostgreSQL's `jsonb` payload \
+                         column cannot store (remove it from the state, or stage this entity \
+                         in SQLite)",
+            });
+        }
         let schemaversion = i32::try_from(row.schemaversion).unwrap_or(i32::MAX);
         let params: [(&(dyn ToSql + Sync), Type); 8] = [
             (&row.id, Type::TEXT),

@@ -11,6 +11,7 @@ impl Outbox {
     pub fn create_sqlite(&self, conn: &Connection) -> Result<(), OutboxError> {
         let t = &self.tables;
         let (outbox, sequence, lease, base) = (&t.outbox, &t.sequence, &t.lease, &t.base);
+        let (unsent, sent) = (&t.unsent_index, &t.sent_index);
         conn.execute_batch(&format!(
             "
 CREATE TABLE IF NOT EXISTS {outbox} (
@@ -27,9 +28,9 @@ CREATE TABLE IF NOT EXISTS {outbox} (
     sent_at       INTEGER,
     error         TEXT
 );
-CREATE INDEX IF NOT EXISTS {base}_unsent ON {base} (position)
+CREATE INDEX IF NOT EXISTS {unsent} ON {base} (position)
     WHERE sent_at IS NULL AND error IS NULL;
-CREATE INDEX IF NOT EXISTS {base}_sent ON {base} (sent_at) WHERE sent_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS {sent} ON {base} (sent_at) WHERE sent_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS {sequence} (
     aggregatetype TEXT    NOT NULL,
     aggregateid   TEXT    NOT NULL,

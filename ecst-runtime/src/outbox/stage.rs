@@ -8,6 +8,13 @@ use crate::sequence::Sequence;
 
 use super::{Outbox, OutboxError};
 
+/// The bytes kept free, beside an event's CloudEvents JSON and its id, for
+/// the headers of its message: `Nats-Msg-Id` and
+/// `Nats-Expected-Last-Subject-Sequence` (under 100 bytes), or in binary
+/// mode the attributes as `ce-` headers (a few bytes more than in the JSON
+/// each), and a `traceparent` the relay may add.
+pub const HEADER_ROOM: usize = 512;
+
 /// An event staged in the owner's transaction: it will be published if,
 /// and only if, the transaction commits.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,12 +130,25 @@ impl Outbox {
             _ => out_of_range(),
         })?;
         let json = envelope.to_json()?;
-        if json.len() > self.max_event_bytes {
+        // The message also carries headers (`Nats-Msg-Id`,
+        // `Nats-Expected-Last-Subject-Sequence`; in binary mode the
+        // attributes as `ce-` headers): room for them is kept.
+        let size = json.len() + HEADER_ROOM + envelope.id.len();
+        if size > self.max_event_bytes {
             return Err(OutboxError::TooLarge {
                 entity: T::ENTITY,
                 key: key_text,
-                size: json.len(),
+                size,
                 limit: self.max_event_bytes,
+            });
+        }
+        // What the relay will decode: refused now if it cannot (a NaN
+        // written as `null`), not set aside after the commit.
+        if let Err(error) = Envelope::<T>::from_json(&json) {
+            return Err(OutboxError::DoesNotDecode {
+                entity: T::ENTITY,
+                key: key_text,
+                reason: error.to_string(),
             });
         }
         // Serializing a Vec<u8> of JSON back into text cannot fail:
@@ -145,5 +165,39 @@ impl Outbox {
             payload,
             headers,
         })
+    }
+}
+
+/// Whether `json` holds the escape `\u0000` (the character U+0000 in a
+/// string), which PostgreSQL's `jsonb` refuses: an escape is a `\u0000`
+/// preceded by an even number of backslashes.
+pub(crate) fn holds_nul(json: &str) -> bool {
+    let bytes = json.as_bytes();
+    let mut from = 0;
+    while let Some(found) = json[from..].find("\\u0000") {
+        let at = from + found;
+        let before = bytes[..at]
+            .iter()
+            .rev()
+            .take_while(|b| **b == b'\\')
+            .count();
+        if before % 2 == 0 {
+            return true;
+        }
+        from = at + 1;
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::holds_nul;
+
+    #[test]
+    fn a_nul_escape_is_found_and_an_escaped_backslash_is_not_one() {
+        assert!(holds_nul(r#"{"a":"x\u0000y"}"#));
+        assert!(holds_nul(r#"{"a":"\\\u0000"}"#));
+        assert!(!holds_nul(r#"{"a":"\\u0000"}"#));
+        assert!(!holds_nul(r#"{"a":"u0000"}"#));
     }
 }

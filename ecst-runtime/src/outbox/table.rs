@@ -7,35 +7,63 @@ use super::OutboxError;
 /// PostgreSQL's 63-byte identifiers.
 const MAX_PART: usize = 48;
 
-/// The names of the outbox table and the tables and indexes beside it.
+/// The names of the outbox table and the tables and indexes beside it, as
+/// written into SQL: each part quoted (so that a name that is a keyword,
+/// `order` or `user`, works) and in lower case (what an unquoted name
+/// means in PostgreSQL; SQLite ignores case either way), so tables created
+/// before names were quoted are the same tables.
 #[derive(Debug)]
 pub(crate) struct Tables {
     /// The outbox table, as given (`name` or `schema.name`).
+    pub(crate) given: String,
+    /// The outbox table.
     pub(crate) outbox: String,
     /// The per-key sequence table.
     pub(crate) sequence: String,
     /// The relay lease table.
     pub(crate) lease: String,
-    /// The last part of the outbox table's name, for index names (an index
-    /// lives in its table's schema).
+    /// The last part of the outbox table's name (an index lives in its
+    /// table's schema).
     pub(crate) base: String,
+    /// The index of unsent rows (unqualified).
+    pub(crate) unsent_index: String,
+    /// The index of sent rows (unqualified).
+    pub(crate) sent_index: String,
+    /// The insert trigger (unqualified) of PostgreSQL.
+    pub(crate) trigger: String,
+    /// The insert trigger's function, in the outbox table's schema.
+    pub(crate) trigger_function: String,
+}
+
+/// `name` (checked: ASCII letters, digits and `_` a part) quoted part by
+/// part, in lower case.
+fn quoted(name: &str) -> String {
+    name.split('.')
+        .map(|part| format!("\"{}\"", part.to_ascii_lowercase()))
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 impl Tables {
     pub(crate) fn new(outbox: &str) -> Self {
-        let base = outbox.rsplit('.').next().unwrap_or(outbox).to_owned();
+        let base = outbox.rsplit('.').next().unwrap_or(outbox);
         Tables {
-            outbox: outbox.to_owned(),
-            sequence: format!("{outbox}_sequence"),
-            lease: format!("{outbox}_lease"),
-            base,
+            given: outbox.to_owned(),
+            outbox: quoted(outbox),
+            sequence: quoted(&format!("{outbox}_sequence")),
+            lease: quoted(&format!("{outbox}_lease")),
+            base: quoted(base),
+            unsent_index: quoted(&format!("{base}_unsent")),
+            sent_index: quoted(&format!("{base}_sent")),
+            trigger: quoted(&format!("{base}_notify")),
+            trigger_function: quoted(&format!("{outbox}_notify")),
         }
     }
 }
 
 /// Checks a table name: one or two parts (`schema.table`), each of ASCII
 /// letters, digits and `_`, not starting with a digit, at most 48 bytes.
-/// Nothing that would need quoting, so it can be written into SQL as is.
+/// Nothing that would need escaping inside quotes.
 pub(crate) fn check_name(name: &str) -> Result<(), OutboxError> {
     let fail = |reason: &'static str| OutboxError::InvalidTable {
         table: name.to_owned(),
@@ -70,8 +98,12 @@ mod tests {
     fn plain_and_schema_qualified_names_pass() {
         assert!(check_name("ecst_outbox").is_ok());
         assert!(check_name("crm.outbox_2").is_ok());
-        assert_eq!(Tables::new("crm.outbox").base, "outbox");
-        assert_eq!(Tables::new("crm.outbox").sequence, "crm.outbox_sequence");
+        assert_eq!(Tables::new("crm.outbox").base, "\"outbox\"");
+        assert_eq!(
+            Tables::new("Crm.Outbox").sequence,
+            "\"crm\".\"outbox_sequence\""
+        );
+        assert_eq!(Tables::new("order").given, "order");
     }
 
     #[test]

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 
+use async_nats::jetstream::context::PublishErrorKind;
+
 use crate::envelope::Envelope;
 use crate::event::StateEvent;
 use crate::nats::{NatsError, Publisher};
@@ -23,10 +25,18 @@ pub(crate) struct UnsentRow {
 pub(crate) enum Outcome {
     /// The stream stored it (or already had it: a re-send after a crash).
     Published,
-    /// The stream holds this key at this sequence or a higher one already.
-    Superseded,
+    /// The stream holds this key at sequence `stored`, not lower than the
+    /// row's: superseded, or (above every sequence the outbox handed out
+    /// for the key) a stream ahead of the outbox.
+    NotNewer {
+        /// The ecst sequence the stream holds.
+        stored: u64,
+    },
     /// It can never be published: kept with this reason, skipped.
     Poison(String),
+    /// Not by this relay: it is of a schema version newer than this build
+    /// knows. Left unsent for an upgraded relay.
+    NewerVersion(String),
     /// Not now (the broker is down, say): tried again later.
     Failed(NatsError),
 }
@@ -53,18 +63,29 @@ impl<T: StateEvent> Relayed for Entity<T> {
         Box::pin(async move {
             let envelope = match Envelope::<T>::from_json(payload.as_bytes()) {
                 Ok(envelope) => envelope,
+                Err(error) if error.is_future_version() => {
+                    return Outcome::NewerVersion(error.to_string())
+                }
                 Err(error) => {
                     return Outcome::Poison(format!("the staged event does not decode: {error}"))
                 }
             };
             match publisher.publish(&envelope).await {
                 Ok(_) => Outcome::Published,
-                Err(NatsError::NotNewer { .. }) => Outcome::Superseded,
+                Err(NatsError::NotNewer { stored, .. }) => Outcome::NotNewer { stored },
                 Err(
                     error @ (NatsError::InvalidSubject { .. }
                     | NatsError::SubjectTooLong { .. }
                     | NatsError::Encode(_)),
                 ) => Outcome::Poison(error.to_string()),
+                Err(NatsError::Publish { subject, source })
+                    if source.kind() == PublishErrorKind::MaxPayloadExceeded =>
+                {
+                    Outcome::Poison(format!(
+                        "the message to `{subject}` is larger than the server accepts \
+                         (max_payload): {source}"
+                    ))
+                }
                 Err(error) => Outcome::Failed(error),
             }
         })

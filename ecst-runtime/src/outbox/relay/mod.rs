@@ -90,8 +90,32 @@ pub struct RelayReport {
     /// stream already holds a newer state of.
     pub superseded: usize,
     /// Rows set aside with a reason in their `error` column: they can never
-    /// be published (they do not decode as their entity, say).
+    /// be published (they do not decode as their entity, or their message
+    /// is over the server's `max_payload`), and the older rows of their key
+    /// in the batch (publishing those would present an older state as the
+    /// current one).
     pub set_aside: usize,
+    /// Rows set aside (with a reason in their `error` column, and a
+    /// warning logged) because the stream already holds a higher sequence
+    /// of their key than the outbox ever handed out: the sequence table
+    /// was not seeded with the sequences published before the outbox, or
+    /// was reset or restored from a backup. Publishing them is refused by
+    /// the guard; marking them sent would lose a committed state. Raise
+    /// the key's row in `<table>_sequence` above the stream's sequence and
+    /// stage the state again.
+    pub stream_ahead: usize,
+    /// Unsent rows of a schema version newer than this relay knows (an
+    /// owner upgraded before its relay): left unsent for an upgraded relay,
+    /// never set aside, and they hold no other key back. Counted when the
+    /// pass read every other unsent row (`more` is false); a warning is
+    /// logged when the count changes.
+    pub newer_version: usize,
+    /// Unsent rows of entity types this relay does not relay: they wait
+    /// for a relay that registers them. A table is relayed by one relay at
+    /// a time (the lease), so that relay must register every type staged in
+    /// the table (or each type gets its own table). Counted and logged as
+    /// `newer_version` is.
+    pub unregistered: usize,
     /// Sent rows deleted by retention.
     pub purged: usize,
     /// The batch was full: more rows may be waiting.
@@ -103,8 +127,12 @@ pub struct RelayReport {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RelayError {
-    /// The outbox's database failed.
-    #[error("the outbox relay's {operation} failed: {source}")]
+    /// The outbox's database failed (the source is the driver's error,
+    /// shown with the database's own message and SQLSTATE).
+    #[error(
+        "the outbox relay's {operation} failed: {}",
+        super::error::described(source)
+    )]
     Database {
         /// What was being done.
         operation: &'static str,
@@ -167,16 +195,36 @@ enum Source {
 ///   with `Nats-Expected-Last-Subject-Sequence` and refuses an event not
 ///   newer than the stream's (such a row is counted as superseded). With
 ///   [`Publisher::unguarded`] the order rests on the lease alone.
+/// - **A stream ahead of the outbox.** When the guard finds a higher
+///   sequence of a key in the stream than the outbox ever handed out for
+///   it (`<table>_sequence` not seeded, reset, or restored from a backup),
+///   the row is not superseded but a committed state about to be lost: it
+///   is set aside with the stream's sequence and the fix in its `error`
+///   column, logged, and counted in [`RelayReport::stream_ahead`].
+/// - **Types and versions.** A relay reads only the rows of the entity
+///   types it registers, up to their schema version. Rows of a newer
+///   version (an owner upgraded before its relay) and of types not
+///   registered stay unsent, hold no other key back, and are counted in
+///   [`RelayReport::newer_version`] and [`RelayReport::unregistered`] and
+///   logged. Since one relay of a table works at a time, register every
+///   type staged in the table.
 /// - **Failures.** A broker or database failure fails the pass
 ///   ([`RelayError`]); [`OutboxRelay::run`] waits (doubling backoff) and
 ///   tries again, for ever, keeping every row. A row that can never be
-///   published (it does not decode as its entity) is set aside with the
-///   reason in its `error` column and never blocks the others.
+///   published (it does not decode as its entity, its message is over the
+///   server's `max_payload`) is set aside with the reason in its `error`
+///   column and never blocks the others; so are the older rows of its key
+///   in the batch, which would otherwise be published as if they were the
+///   key's current state.
 pub struct OutboxRelay {
     source: Source,
     publisher: Publisher,
     entities: HashMap<&'static str, Arc<dyn Relayed>>,
     types: Vec<String>,
+    /// The schema version relayed of each of `types`.
+    versions: Vec<i64>,
+    /// What the last count of skipped rows found, logged when it changes.
+    skipped: (usize, usize),
     settings: RelaySettings,
     holder: String,
     wake: Arc<Notify>,
@@ -222,6 +270,8 @@ impl OutboxRelay {
             publisher,
             entities: HashMap::new(),
             types: Vec::new(),
+            versions: Vec::new(),
+            skipped: (0, 0),
             settings: RelaySettings::default(),
             holder: holder_name(),
             wake,
@@ -230,8 +280,14 @@ impl OutboxRelay {
     }
 
     /// Relays the rows of entity `T` (their `aggregatetype` is
-    /// `T::ENTITY`); rows of types not registered are left for another
-    /// relay.
+    /// `T::ENTITY`) written in schema version `T::VERSION` or older.
+    ///
+    /// Register every entity type staged in the outbox's table: the lease
+    /// lets one relay of a table work at a time, so rows of a type the
+    /// working relay does not register wait (counted in
+    /// [`RelayReport::unregistered`] and logged) until a relay that
+    /// registers it takes over. Rows of a newer schema version wait for
+    /// an upgraded relay ([`RelayReport::newer_version`]).
     #[must_use]
     pub fn entity<T: StateEvent>(mut self) -> Self {
         if self
@@ -240,6 +296,9 @@ impl OutboxRelay {
             .is_none()
         {
             self.types.push(T::ENTITY.to_owned());
+            self.versions.push(i64::from(T::VERSION));
+        } else if let Some(i) = self.types.iter().position(|t| t == T::ENTITY) {
+            self.versions[i] = i64::from(T::VERSION);
         }
         self
     }
@@ -267,13 +326,13 @@ impl OutboxRelay {
         let mut woken = false;
         loop {
             match self.relay_once().await {
-                Ok(report) if report.more => {
+                Ok(report) if report.more && progressed(&report) => {
                     failures = 0;
                     continue;
                 }
                 Ok(report) => {
                     failures = 0;
-                    if report.read > 0 && !self.settings.linger.is_zero() {
+                    if progressed(&report) && !self.settings.linger.is_zero() {
                         tokio::time::sleep(self.settings.linger).await;
                         woken = false;
                         continue;
@@ -365,18 +424,42 @@ impl OutboxRelay {
         let mut failures = 0;
         for (i, outcome) in outcomes {
             let keyed = &groups[i];
+            let row = &rows[keyed.newest];
             match outcome {
                 Outcome::Published => {
                     report.published += 1;
                     report.superseded += keyed.positions.len() - 1;
                     sent.extend_from_slice(&keyed.positions);
                 }
-                Outcome::Superseded => {
-                    report.superseded += keyed.positions.len();
-                    sent.extend_from_slice(&keyed.positions);
+                Outcome::NotNewer { stored } => {
+                    let handed_out = self
+                        .last_sequence(&row.aggregatetype, &row.aggregateid)
+                        .await?
+                        .unwrap_or(row.sequence)
+                        .max(row.sequence);
+                    if i64::try_from(stored).map_or(true, |stored| stored > handed_out) {
+                        let reason = format!(
+                            "the stream already holds sequence {stored} of this key, above the \
+                             last sequence the outbox handed out ({handed_out}): the sequence \
+                             table was not seeded with the sequences published before the \
+                             outbox, or was reset or restored. Raise the key's row in the \
+                             sequence table above {stored} and stage the state again"
+                        );
+                        tracing::warn!(
+                            id = %row.aggregateid,
+                            entity = %row.aggregatetype,
+                            sequence = row.sequence,
+                            stored,
+                            "outbox event set aside: the stream is ahead of the outbox's sequence"
+                        );
+                        report.stream_ahead += keyed.positions.len();
+                        set_aside(&mut poison, keyed, row, &reason);
+                    } else {
+                        report.superseded += keyed.positions.len();
+                        sent.extend_from_slice(&keyed.positions);
+                    }
                 }
                 Outcome::Poison(reason) => {
-                    let row = &rows[keyed.newest];
                     tracing::error!(
                         id = %row.aggregateid,
                         entity = %row.aggregatetype,
@@ -384,8 +467,20 @@ impl OutboxRelay {
                         %reason,
                         "outbox event set aside: it can never be published"
                     );
-                    report.set_aside += 1;
-                    poison.push((row.position, reason));
+                    report.set_aside += keyed.positions.len();
+                    set_aside(&mut poison, keyed, row, &reason);
+                }
+                Outcome::NewerVersion(reason) => {
+                    // Left unsent, with the older rows of its key: an
+                    // upgraded relay publishes the newest.
+                    tracing::warn!(
+                        id = %row.aggregateid,
+                        entity = %row.aggregatetype,
+                        sequence = row.sequence,
+                        %reason,
+                        "outbox event left unsent: a schema version newer than this relay knows"
+                    );
+                    report.newer_version += keyed.positions.len();
                 }
                 Outcome::Failed(error) => {
                     failures += 1;
@@ -394,6 +489,25 @@ impl OutboxRelay {
             }
         }
         self.finish(&sent, &poison).await?;
+        // After marking: the scan then meets only the rows left unsent.
+        if !report.more {
+            let (newer, unregistered) = self.skipped().await?;
+            report.newer_version += newer;
+            report.unregistered = unregistered;
+            if (report.newer_version, unregistered) != self.skipped {
+                self.skipped = (report.newer_version, unregistered);
+                if report.newer_version > 0 || unregistered > 0 {
+                    tracing::warn!(
+                        newer_version = report.newer_version,
+                        unregistered,
+                        relayed = ?self.types,
+                        "outbox events this relay leaves unsent: of a schema version newer than \
+                         it knows (upgrade it), or of entity types it does not register \
+                         (register every type staged in the table)"
+                    );
+                }
+            }
+        }
         if let Some(source) = failed {
             return Err(RelayError::Publish {
                 failed: failures,
@@ -439,17 +553,51 @@ impl OutboxRelay {
         Ok(held)
     }
 
+    /// The entity types relayed, as a JSON object of the schema version
+    /// relayed of each (SQLite's parameter).
+    #[cfg(feature = "sqlite")]
+    fn types_json(&self) -> String {
+        let map: serde_json::Map<String, serde_json::Value> = self
+            .types
+            .iter()
+            .zip(&self.versions)
+            .map(|(t, v)| (t.clone(), serde_json::Value::from(*v)))
+            .collect();
+        serde_json::Value::Object(map).to_string()
+    }
+
     async fn fetch(&mut self) -> Result<Vec<batch::UnsentRow>, RelayError> {
         let limit = self.settings.batch.max(1);
+        #[cfg(feature = "sqlite")]
+        let types = self.types_json();
         match &mut self.source {
             #[cfg(feature = "sqlite")]
-            Source::Sqlite(source) => {
-                let types = serde_json::to_string(&self.types)
-                    .map_err(|e| RelayError::database("listing the entity types", e))?;
-                source.fetch(&types, limit)
-            }
+            Source::Sqlite(source) => source.fetch(&types, limit),
             #[cfg(feature = "postgres")]
-            Source::Postgres(source) => source.fetch(&self.types, limit).await,
+            Source::Postgres(source) => source.fetch(&self.types, &self.versions, limit).await,
+        }
+    }
+
+    /// The unsent rows this relay does not read: (of a newer schema
+    /// version, of a type not registered).
+    async fn skipped(&mut self) -> Result<(usize, usize), RelayError> {
+        #[cfg(feature = "sqlite")]
+        let types = self.types_json();
+        match &mut self.source {
+            #[cfg(feature = "sqlite")]
+            Source::Sqlite(source) => source.skipped(&types),
+            #[cfg(feature = "postgres")]
+            Source::Postgres(source) => source.skipped(&self.types, &self.versions).await,
+        }
+    }
+
+    /// The last sequence the outbox handed out for a key.
+    async fn last_sequence(&mut self, entity: &str, key: &str) -> Result<Option<i64>, RelayError> {
+        match &mut self.source {
+            #[cfg(feature = "sqlite")]
+            Source::Sqlite(source) => source.last_sequence(entity, key),
+            #[cfg(feature = "postgres")]
+            Source::Postgres(source) => source.last_sequence(entity, key).await,
         }
     }
 
@@ -473,6 +621,36 @@ impl OutboxRelay {
             Source::Sqlite(source) => source.purge(keep, limit),
             #[cfg(feature = "postgres")]
             Source::Postgres(source) => source.purge(keep, limit).await,
+        }
+    }
+}
+
+/// Whether a pass did something to the rows it read (rows left unsent for
+/// an upgraded relay are read again by every pass).
+fn progressed(report: &RelayReport) -> bool {
+    report.published + report.superseded + report.set_aside + report.stream_ahead > 0
+}
+
+/// Sets aside every row of a key in the batch: the newest with `reason`,
+/// the older ones because publishing them would present an older state as
+/// the current one.
+fn set_aside(
+    poison: &mut Vec<(i64, String)>,
+    keyed: &batch::KeyRows,
+    newest: &batch::UnsentRow,
+    reason: &str,
+) {
+    for &position in &keyed.positions {
+        if position == newest.position {
+            poison.push((position, reason.to_owned()));
+        } else {
+            poison.push((
+                position,
+                format!(
+                    "a newer event of this key (sequence {}) was set aside: {reason}",
+                    newest.sequence
+                ),
+            ));
         }
     }
 }

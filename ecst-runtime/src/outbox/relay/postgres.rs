@@ -20,6 +20,8 @@ pub(crate) struct PostgresSource {
     client: Option<Client>,
     wake: Arc<Notify>,
     fetch: String,
+    skipped: String,
+    last_sequence: String,
     take_lease: String,
     mark_sent: String,
     delete_sent: String,
@@ -38,16 +40,28 @@ fn millis(duration: Duration) -> i64 {
 
 impl PostgresSource {
     pub(crate) fn new(config: &str, tables: &Tables, wake: Arc<Notify>) -> Self {
-        let (outbox, lease) = (&tables.outbox, &tables.lease);
+        let (outbox, lease, sequence) = (&tables.outbox, &tables.lease, &tables.sequence);
+        // $1: the entity names, $3: the schema version each is relayed up to.
+        let relayed = "EXISTS (SELECT 1 FROM UNNEST($1::text[], $3::bigint[]) AS t(name, version)
+                               WHERE t.name = aggregatetype AND schemaversion <= t.version)";
         PostgresSource {
             config: config.to_owned(),
-            channel: channel(outbox),
+            channel: channel(&tables.given),
             client: None,
             wake,
             fetch: format!(
                 "SELECT position, aggregatetype, aggregateid, sequence, payload::text FROM {outbox}
-                 WHERE sent_at IS NULL AND error IS NULL AND aggregatetype = ANY($1)
+                 WHERE sent_at IS NULL AND error IS NULL AND {relayed}
                  ORDER BY position LIMIT $2"
+            ),
+            // `$2` (always 0) keeps the parameters numbered as in `fetch`.
+            skipped: format!(
+                "SELECT count(*) FILTER (WHERE aggregatetype = ANY($1)), count(*)
+                 FROM {outbox}
+                 WHERE sent_at IS NULL AND error IS NULL AND NOT {relayed} AND $2::bigint = 0"
+            ),
+            last_sequence: format!(
+                "SELECT sequence FROM {sequence} WHERE aggregatetype = $1 AND aggregateid = $2"
             ),
             take_lease: format!(
                 "INSERT INTO {lease} AS l (id, holder, expires_at)
@@ -144,13 +158,19 @@ impl PostgresSource {
     pub(crate) async fn fetch(
         &mut self,
         types: &[String],
+        versions: &[i64],
         limit: usize,
     ) -> Result<Vec<UnsentRow>, RelayError> {
         let sql = self.fetch.clone();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let client = self.client().await?;
+        let params: [(&(dyn ToSql + Sync), Type); 3] = [
+            (&types, Type::TEXT_ARRAY),
+            (&limit, Type::INT8),
+            (&versions, Type::INT8_ARRAY),
+        ];
         let rows = client
-            .query_typed(&sql, &[(&types, Type::TEXT_ARRAY), (&limit, Type::INT8)])
+            .query_typed(&sql, &params)
             .await
             .map_err(fail("reading unsent events"))?;
         rows.iter()
@@ -165,6 +185,54 @@ impl PostgresSource {
             })
             .collect::<Result<Vec<_>, tokio_postgres::Error>>()
             .map_err(fail("reading unsent events"))
+    }
+
+    /// The unsent rows this relay does not read: (of a newer schema
+    /// version than it relays, of a type it does not relay).
+    pub(crate) async fn skipped(
+        &mut self,
+        types: &[String],
+        versions: &[i64],
+    ) -> Result<(usize, usize), RelayError> {
+        let sql = self.skipped.clone();
+        let client = self.client().await?;
+        let zero = 0_i64;
+        let params: [(&(dyn ToSql + Sync), Type); 3] = [
+            (&types, Type::TEXT_ARRAY),
+            (&zero, Type::INT8),
+            (&versions, Type::INT8_ARRAY),
+        ];
+        let row = client
+            .query_typed(&sql, &params)
+            .await
+            .map_err(fail("counting the events not relayed"))?;
+        let counts = row
+            .first()
+            .map(|row| Ok::<_, tokio_postgres::Error>((row.try_get(0)?, row.try_get(1)?)))
+            .transpose()
+            .map_err(fail("counting the events not relayed"))?;
+        let (newer, all): (i64, i64) = counts.unwrap_or((0, 0));
+        let newer = usize::try_from(newer).unwrap_or(0);
+        let all = usize::try_from(all).unwrap_or(0);
+        Ok((newer, all.saturating_sub(newer)))
+    }
+
+    /// The last sequence the outbox handed out for a key.
+    pub(crate) async fn last_sequence(
+        &mut self,
+        entity: &str,
+        key: &str,
+    ) -> Result<Option<i64>, RelayError> {
+        let sql = self.last_sequence.clone();
+        let client = self.client().await?;
+        let rows = client
+            .query_typed(&sql, &[(&entity, Type::TEXT), (&key, Type::TEXT)])
+            .await
+            .map_err(fail("reading a key's last sequence"))?;
+        rows.first()
+            .map(|row| row.try_get(0))
+            .transpose()
+            .map_err(fail("reading a key's last sequence"))
     }
 
     /// Marks `sent` sent (or deletes them, without `keep`) and `poison`

@@ -12,6 +12,8 @@ use crate::outbox::table::Tables;
 pub(crate) struct SqliteSource {
     conn: Connection,
     fetch: String,
+    skipped: String,
+    last_sequence: String,
     take_lease: String,
     mark_sent: String,
     delete_sent: String,
@@ -28,14 +30,24 @@ impl SqliteSource {
     pub(crate) fn new(conn: Connection, tables: &Tables) -> Result<Self, RelayError> {
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(fail("setting the busy timeout"))?;
-        let (outbox, lease) = (&tables.outbox, &tables.lease);
+        let (outbox, lease, sequence) = (&tables.outbox, &tables.lease, &tables.sequence);
+        // ?1: a JSON object, entity name -> the schema version it is relayed up to.
+        let relayed = "EXISTS (SELECT 1 FROM json_each(?1) AS t
+                               WHERE t.key = aggregatetype AND schemaversion <= t.value)";
         Ok(SqliteSource {
             conn,
             fetch: format!(
                 "SELECT position, aggregatetype, aggregateid, sequence, payload FROM {outbox}
-                 WHERE sent_at IS NULL AND error IS NULL
-                   AND aggregatetype IN (SELECT value FROM json_each(?1))
+                 WHERE sent_at IS NULL AND error IS NULL AND {relayed}
                  ORDER BY position LIMIT ?2"
+            ),
+            skipped: format!(
+                "SELECT COALESCE(SUM(aggregatetype IN (SELECT key FROM json_each(?1))), 0),
+                        COUNT(*)
+                 FROM {outbox} WHERE sent_at IS NULL AND error IS NULL AND NOT {relayed}"
+            ),
+            last_sequence: format!(
+                "SELECT sequence FROM {sequence} WHERE aggregatetype = ?1 AND aggregateid = ?2"
             ),
             take_lease: format!(
                 "INSERT INTO {lease} AS l (id, holder, expires_at) VALUES (1, ?1, ?2)
@@ -97,6 +109,35 @@ impl SqliteSource {
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(fail("reading unsent events"))?;
         Ok(rows)
+    }
+
+    /// The unsent rows this relay does not read: (of a newer schema
+    /// version than it relays, of a type it does not relay).
+    pub(crate) fn skipped(&mut self, types: &str) -> Result<(usize, usize), RelayError> {
+        let (newer, all): (i64, i64) = self
+            .conn
+            .prepare_cached(&self.skipped)
+            .and_then(|mut s| s.query_row(params![types], |row| Ok((row.get(0)?, row.get(1)?))))
+            .map_err(fail("counting the events not relayed"))?;
+        let newer = usize::try_from(newer).unwrap_or(0);
+        let all = usize::try_from(all).unwrap_or(0);
+        Ok((newer, all.saturating_sub(newer)))
+    }
+
+    /// The last sequence the outbox handed out for a key.
+    pub(crate) fn last_sequence(
+        &mut self,
+        entity: &str,
+        key: &str,
+    ) -> Result<Option<i64>, RelayError> {
+        use rusqlite::OptionalExtension;
+        self.conn
+            .prepare_cached(&self.last_sequence)
+            .and_then(|mut s| {
+                s.query_row(params![entity, key], |row| row.get(0))
+                    .optional()
+            })
+            .map_err(fail("reading a key's last sequence"))
     }
 
     /// Marks `sent` sent (or deletes them, without `keep`) and `poison`
