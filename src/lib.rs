@@ -58,6 +58,12 @@
 //! | `added(since = N, with = f)` | field | ... or `f(&previous_version)` |
 //! | `renamed(since = N, from = "old")` | field | called `old` before version `N` |
 //! | `retyped(since = N, from = T, with = f)` | field | of type `T` before version `N`; `f(T) -> Result<New, E>` converts |
+//! | `nested(since = N, from = AddressVk)` | field | the field's type has a history of its own ([`Versioned`]) and held its version `k` before entity version `N`; its generated hop upgrades it |
+//!
+//! A type nested in an entity that changes over time derives [`Versioned`]
+//! (`#[versioned(version = N)]` with the same field vocabulary, plus
+//! `added`/`renamed` on enum variants), so that each old version of the
+//! entity keeps holding the nested version it was written with.
 //!
 //! `E` is any error that converts into `Box<dyn Error + Send + Sync>`; a
 //! failure becomes an [`UpcastError`] naming the entity, the hop and the
@@ -108,6 +114,8 @@
 //! | the root, [`envelope`], [`consume`], [`store`] | `ecst-runtime` | the core: envelope, replica, router, producer, snapshots, the transport-neutral consume layer and durable replicas; no I/O, no async runtime |
 //! | `nats` | `ecst-runtime`, feature `nats` | the NATS JetStream adapter |
 //! | `store::sqlite`, `store::postgres` | `ecst-runtime`, features `sqlite`, `postgres` | durable stores |
+//! | [`feed`] | `ecst-runtime` | change feeds: each state change a replica makes, before and after |
+//! | `outbox` | `ecst-runtime`, features `sqlite`/`postgres` (relay: and `nats`) | the owner's transactional outbox and its relay to JetStream |
 //! | [`schema`] | `ecst-schema` | schema governance: compatibility checker, schema lock, AsyncAPI |
 //!
 //! ## Feature flags
@@ -120,6 +128,14 @@
 //!   SQLite (bundled: nothing to install).
 //! - `postgres`: `store::postgres::PostgresStore`, a durable replica store
 //!   in PostgreSQL (tokio-postgres).
+//! - `sqlite` or `postgres` also give `outbox`, the owner's transactional
+//!   outbox; its relay needs `nats` too.
+//! - `tracing`: spans per batch and per event on every durable apply path
+//!   (on with `nats`).
+//! - `metrics`: counters, gauges and a histogram through the `metrics`
+//!   facade; no exporter is chosen for you.
+//! - `opentelemetry`: an event's CloudEvents `traceparent` becomes the
+//!   OpenTelemetry parent of its apply span (implies `tracing`).
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
