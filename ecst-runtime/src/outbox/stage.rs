@@ -103,32 +103,6 @@ impl Outbox {
         state: Option<&T>,
         sequence: i64,
     ) -> Result<Row, OutboxError> {
-        let row = self.unsized_row::<T>(key, key_text, state, sequence)?;
-        // The message also carries headers (`Nats-Msg-Id`,
-        // `Nats-Expected-Last-Subject-Sequence`; in binary mode the
-        // attributes as `ce-` headers): room for them is kept.
-        let size = row.payload.len() + HEADER_ROOM + row.id.len();
-        if size > self.max_event_bytes {
-            return Err(OutboxError::TooLarge {
-                entity: T::ENTITY,
-                key: row.aggregateid,
-                size,
-                limit: self.max_event_bytes,
-            });
-        }
-        Ok(row)
-    }
-
-    /// [`Outbox::row`] without its size check, which the caller makes:
-    /// PostgreSQL makes it in the staging statement, once the sequence's
-    /// digits are known.
-    pub(crate) fn unsized_row<T: StateEvent + Clone>(
-        &self,
-        key: &T::Key,
-        key_text: String,
-        state: Option<&T>,
-        sequence: i64,
-    ) -> Result<Row, OutboxError> {
         let out_of_range = || OutboxError::SequenceOutOfRange {
             entity: T::ENTITY,
             key: key_text.clone(),
@@ -156,6 +130,18 @@ impl Outbox {
             _ => out_of_range(),
         })?;
         let json = envelope.to_json()?;
+        // The message also carries headers (`Nats-Msg-Id`,
+        // `Nats-Expected-Last-Subject-Sequence`; in binary mode the
+        // attributes as `ce-` headers): room for them is kept.
+        let size = json.len() + HEADER_ROOM + envelope.id.len();
+        if size > self.max_event_bytes {
+            return Err(OutboxError::TooLarge {
+                entity: T::ENTITY,
+                key: key_text,
+                size,
+                limit: self.max_event_bytes,
+            });
+        }
         // What the relay will decode: refused now if it cannot (a NaN
         // written as `null`), not set aside after the commit.
         if let Err(error) = Envelope::<T>::from_json(&json) {
