@@ -12,9 +12,10 @@
 
 #[path = "support/nats_server.rs"]
 mod nats_server;
+#[path = "support/outbox.rs"]
+mod outbox_support;
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -23,55 +24,26 @@ use async_nats::jetstream::{self, Context};
 use ecst::nats::{Publisher, ServerVersion, StateStream, Subjects};
 use ecst::outbox::rusqlite::Connection;
 use ecst::outbox::tokio_postgres::error::SqlState;
-use ecst::outbox::tokio_postgres::{self, IsolationLevel, NoTls};
+use ecst::outbox::tokio_postgres::{self, IsolationLevel};
 use ecst::outbox::{Outbox, OutboxError, OutboxRelay, RelaySettings};
 use ecst::{Envelope, Producer, Sequence, StateEvent};
 use futures_util::StreamExt;
 use nats_server::NatsServer;
+use outbox_support::{
+    account, bounded, drain, drop_postgres, postgres, unique_table, Account, POSTGRES,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-
-/// The owner's entity.
-#[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
-#[state_event(entity = "account", version = 1)]
-pub struct Account {
-    #[state_event(key)]
-    pub id: String,
-    pub owner: String,
-    pub balance: i64,
-}
 
 const STREAM: &str = "REDTEAM";
 const PREFIX: &str = "red";
 const SOURCE: &str = "urn:test:red";
-const POSTGRES: &str = "host=127.0.0.1 user=postgres dbname=test";
-/// The bound of every wait for a condition.
-const PATIENCE: Duration = Duration::from_secs(30);
 
 type Truth = BTreeMap<String, (u64, Option<Account>)>;
 
-fn account(id: &str, balance: i64) -> Account {
-    Account {
-        id: id.to_owned(),
-        owner: format!("owner of {id}"),
-        balance,
-    }
-}
-
-async fn bounded<F: Future>(what: &str, future: F) -> F::Output {
-    tokio::time::timeout(PATIENCE, future)
-        .await
-        .unwrap_or_else(|_| panic!("{what} took longer than {PATIENCE:?}"))
-}
-
 /// A unique table name per test and process.
 fn table(test: &str) -> String {
-    static COUNT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "red_{test}_{}_{}",
-        std::process::id(),
-        COUNT.fetch_add(1, Ordering::Relaxed)
-    )
+    unique_table("red", test)
 }
 
 struct Broker {
@@ -199,51 +171,15 @@ fn unsent(conn: &Connection, outbox: &Outbox) -> i64 {
     )
 }
 
-/// Runs relay passes until one reads nothing.
-async fn drain(relay: &mut OutboxRelay) {
-    bounded("draining the outbox", async {
-        loop {
-            let report = relay.relay_once().await.unwrap();
-            assert!(report.leader, "the only relay must hold the lease");
-            if report.read == 0 {
-                return;
-            }
-        }
-    })
-    .await;
-}
-
 // ---------------------------------------------------------------------------
 // PostgreSQL helpers
 // ---------------------------------------------------------------------------
-
-async fn postgres() -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(POSTGRES, NoTls)
-        .await
-        .expect("PostgreSQL on 127.0.0.1:5432, database `test`");
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    client
-}
 
 async fn postgres_outbox(test: &str) -> Outbox {
     let outbox = Outbox::new(SOURCE).with_table(&table(test)).unwrap();
     let mut client = postgres().await;
     outbox.create_postgres(&mut client).await.unwrap();
     outbox
-}
-
-async fn drop_postgres(outbox: &Outbox) {
-    let client = postgres().await;
-    let t = outbox.table();
-    client
-        .batch_execute(&format!(
-            "DROP TABLE IF EXISTS \"{t}\"; DROP TABLE IF EXISTS \"{t}_sequence\";
-             DROP TABLE IF EXISTS \"{t}_lease\"; DROP FUNCTION IF EXISTS \"{t}_notify\"();"
-        ))
-        .await
-        .unwrap();
 }
 
 /// Waits until a backend is waiting on a lock while running a statement
