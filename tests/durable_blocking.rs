@@ -113,7 +113,8 @@ fn sqlite_without_a_runtime_commits_resumes_and_reports_changes() {
         replica.checkpoint(),
         Some(Checkpoint {
             stream_sequence: 4,
-            applied: 3
+            applied: 3,
+            purged_through: 0,
         })
     );
     assert_eq!(replica.replica().get("a-1"), None);

@@ -161,3 +161,12 @@ async fn a_misaddressed_undecodable_event_never_reaches_its_claimed_key() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_rewound_stream_is_not_taken_for_parked_messages() {
+    store_common::a_rewound_stream_is_not_taken_for_parked_messages(
+        &Postgres::new(),
+        "pg_rewound_parked",
+    )
+    .await;
+}

@@ -100,6 +100,7 @@ async fn synchronous_normal_round_trips() {
     let checkpoint = Checkpoint {
         stream_sequence: 3,
         applied: 0,
+        purged_through: 0,
     };
     ReplicaStore::<v1::Account>::commit(
         &mut store,
@@ -128,6 +129,7 @@ async fn in_memory() {
     let checkpoint = Checkpoint {
         stream_sequence: 9,
         applied: 0,
+        purged_through: 0,
     };
     ReplicaStore::<v1::Account>::commit(
         &mut store,
@@ -167,4 +169,10 @@ async fn a_misaddressed_undecodable_event_never_reaches_its_claimed_key() {
         test,
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_rewound_stream_is_not_taken_for_parked_messages() {
+    let test = "rewound_parked";
+    store_common::a_rewound_stream_is_not_taken_for_parked_messages(&Sqlite::new(test), test).await;
 }

@@ -1,8 +1,10 @@
 //! Purging tombstones of a durable replica, on SQLite and PostgreSQL: the
 //! deletion time is stored with the tombstone, survives a reload (the age
 //! is not reset), purges delete from the store and from memory, tombstones
-//! written without a time are stamped when the store opens, and purging too
-//! early lets a stale upsert bring a deleted key back.
+//! written without a time are stamped when the store opens, a redelivery
+//! of a message handled before a purge never brings a purged key back, and
+//! purging too early lets a late copy of an upsert published again (on a
+//! new stream position) bring a deleted key back.
 //!
 //! PostgreSQL: as `store_postgres.rs` (127.0.0.1:5432, trust, database
 //! `test`, or `ECST_TEST_POSTGRES`).
@@ -15,9 +17,10 @@ mod store_common;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+use ecst::consume::ParkKind;
 use ecst::store::postgres::PostgresStore;
 use ecst::store::sqlite::SqliteStore;
-use ecst::store::{DurableReplica, Message};
+use ecst::store::{Checkpoint, DurableReplica, Message};
 use ecst::{Entry, Envelope, Outcome, Producer};
 use store_common::{account1, consumer, v1, Backend};
 
@@ -168,7 +171,11 @@ async fn purge_survives_reloads<B: Backend>(backend: &B, test: &str) {
     assert_eq!(durable.replica().tombstones(), 1);
 
     // Just after the delete (and before the reload): purged.
-    let checkpoint = durable.checkpoint();
+    // The purge records the stream position it happened at.
+    let checkpoint = durable.checkpoint().map(|c| Checkpoint {
+        purged_through: c.stream_sequence,
+        ..c
+    });
     let purged = durable
         .purge_tombstones_before(deleted_at + Duration::from_millis(1))
         .await
@@ -201,9 +208,11 @@ async fn purge_survives_reloads<B: Backend>(backend: &B, test: &str) {
 
 /// Why the horizon matters: while the tombstone is kept, a late copy of an
 /// upsert older than the delete is stale; once the tombstone is purged, the
-/// same late upsert is inserted and the deleted account is back, in memory
-/// and in the store. Purge only past the longest time such a copy can
-/// still arrive.
+/// same late upsert, sent again on a new stream position (a producer
+/// replaying old states, a copy from a mirror), is inserted and the
+/// deleted account is back, in memory and in the store. (A redelivery of
+/// the original message is caught: see the test above.) Purge only past
+/// the longest time such a copy can still arrive.
 async fn purging_too_early_resurrects<B: Backend>(backend: &B, test: &str) {
     let consumer = consumer(test);
     let mut store = backend.open(&consumer).await;
@@ -251,6 +260,123 @@ async fn purging_too_early_resurrects<B: Backend>(backend: &B, test: &str) {
         matches!(durable.replica().entry("a-1"), Some(Entry::Live { .. })),
         "resurrected in the store too"
     );
+
+    let mut store = backend.open(&consumer).await;
+    backend.purge(&mut store).await;
+}
+
+/// The red team's break (issue 9): a batch upserts then deletes a key, the
+/// tombstone is purged, and the broker delivers the upsert again (a crash
+/// before the acknowledgement). The redelivery is at or below the stream
+/// position where the purge happened, so it is parked as
+/// `PurgedTombstone` with a reason instead of bringing the key back; the
+/// gate survives a reload, a retry keeps it parked, the key's next event
+/// supersedes it, and a rewound stream (numbered afresh) lifts the gate.
+async fn a_redelivery_after_a_purge_is_parked<B: Backend>(backend: &B, test: &str) {
+    let consumer = consumer(test);
+    let mut store = backend.open(&consumer).await;
+    backend.purge(&mut store).await;
+
+    let mut producer = Producer::<v1::Account>::new("urn:example:bank");
+    let batch = Batch::of(vec![
+        (1, producer.upsert(account1("a-1", "Ada", 10)).unwrap()),
+        (2, producer.delete("a-1".to_owned()).unwrap()),
+        (3, producer.upsert(account1("a-2", "Bea", 20)).unwrap()),
+    ]);
+    let mut durable = DurableReplica::<v1::Account, _>::open(store)
+        .await
+        .expect("open");
+    durable.apply_batch(&batch.messages()).await.expect("batch");
+    let purged = durable
+        .purge_tombstones_before(SystemTime::now() + Duration::from_secs(1))
+        .await
+        .expect("purge");
+    assert_eq!(purged, 1);
+    assert_eq!(durable.checkpoint().map(|c| c.purged_through), Some(3));
+    drop(durable);
+
+    // The process restarts; the broker redelivers the upsert.
+    let mut durable = DurableReplica::<v1::Account, _>::open(backend.open(&consumer).await)
+        .await
+        .expect("reopen");
+    assert_eq!(
+        durable.checkpoint().map(|c| c.purged_through),
+        Some(3),
+        "stored"
+    );
+    let messages = batch.messages();
+    let outcome = durable
+        .apply_batch(&messages[..1])
+        .await
+        .expect("redelivery");
+    assert_eq!(durable.replica().entry("a-1"), None, "not resurrected");
+    assert_eq!(outcome.parked.len(), 1, "{outcome:?}");
+    let (at, reason) = &outcome.parked[0];
+    assert_eq!(*at, 1);
+    assert_eq!(reason.kind, ParkKind::PurgedTombstone);
+    assert!(
+        reason.message.contains("a-1") && reason.message.contains("purge"),
+        "{}",
+        reason.message
+    );
+    drop(durable);
+
+    // Parked durably; delivered again, it stays parked; a retry does not
+    // apply it.
+    let mut durable = DurableReplica::<v1::Account, _>::open(backend.open(&consumer).await)
+        .await
+        .expect("reopen");
+    assert_eq!(durable.pending_parked(), 1);
+    let outcome = durable.apply_batch(&messages[..1]).await.expect("again");
+    assert_eq!(outcome.parked.len(), 1, "{outcome:?}");
+    let retried = durable.retry_parked().await.expect("retry");
+    assert_eq!(retried.parked.len(), 1, "{retried:?}");
+    assert_eq!(durable.replica().entry("a-1"), None);
+    assert_eq!(durable.pending_parked(), 1);
+
+    // The rest of the redelivery: the delete is a tombstone again, newer
+    // than the parked upsert, which it supersedes; the live key stays.
+    let outcome = durable.apply_batch(&messages[1..]).await.expect("rest");
+    assert_eq!(outcome.superseded, vec![1], "{outcome:?}");
+    assert_eq!(durable.pending_parked(), 0);
+    assert!(matches!(
+        durable.replica().entry("a-1"),
+        Some(Entry::Tombstone { .. })
+    ));
+    assert_eq!(
+        durable.replica().get("a-2"),
+        Some(&account1("a-2", "Bea", 20))
+    );
+
+    // The owner creates the key again, on a new stream position: applied.
+    let again = Batch::of(vec![(
+        4,
+        producer.upsert(account1("a-1", "Ada", 12)).unwrap(),
+    )]);
+    let outcome = durable.apply_batch(&again.messages()).await.expect("again");
+    assert_eq!(outcome.applied, vec![(4, Outcome::Inserted)]);
+    assert_eq!(
+        durable.replica().get("a-1"),
+        Some(&account1("a-1", "Ada", 12))
+    );
+    drop(durable);
+
+    // A stream re-created from scratch numbers from 1 again: after the
+    // rewind, its messages are new, whatever their position.
+    let mut durable = DurableReplica::<v1::Account, _>::open(backend.open(&consumer).await)
+        .await
+        .expect("reopen");
+    durable
+        .purge_tombstones_before(SystemTime::now())
+        .await
+        .expect("purge");
+    durable.rewind_stream_position().await.expect("rewind");
+    assert_eq!(durable.checkpoint().map(|c| c.purged_through), Some(0));
+    let mut fresh = Producer::<v1::Account>::new("urn:example:bank");
+    let fresh = Batch::of(vec![(1, fresh.upsert(account1("a-9", "Cy", 9)).unwrap())]);
+    let outcome = durable.apply_batch(&fresh.messages()).await.expect("fresh");
+    assert_eq!(outcome.applied, vec![(1, Outcome::Inserted)]);
+    drop(durable);
 
     let mut store = backend.open(&consumer).await;
     backend.purge(&mut store).await;
@@ -326,6 +452,16 @@ async fn sqlite_purging_too_early_resurrects() {
 #[tokio::test]
 async fn postgres_purging_too_early_resurrects() {
     purging_too_early_resurrects(&Postgres::new(), "pg_tomb_resurrect").await;
+}
+
+#[tokio::test]
+async fn sqlite_a_redelivery_after_a_purge_is_parked() {
+    a_redelivery_after_a_purge_is_parked(&Sqlite::new("redelivery"), "redelivery").await;
+}
+
+#[tokio::test]
+async fn postgres_a_redelivery_after_a_purge_is_parked() {
+    a_redelivery_after_a_purge_is_parked(&Postgres::new(), "pg_tomb_redelivery").await;
 }
 
 #[tokio::test]

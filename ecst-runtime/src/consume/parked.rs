@@ -64,6 +64,15 @@ pub enum ParkKind {
     /// Valid, but the store refused to hold its state (a state whose
     /// `Serialize` fails); the rest of its batch was committed without it.
     Unstorable,
+    /// A redelivery of a message handled before tombstones were purged
+    /// ([`Checkpoint::purged_through`](crate::store::Checkpoint::purged_through))
+    /// that would bring back a key the replica does not hold: most likely
+    /// an older upsert of a key deleted since, whose tombstone (what made
+    /// such an upsert stale) is gone. Kept out rather than resurrect the
+    /// key; superseded when the key's next event applies. A retry keeps it
+    /// parked: discard it, or, if the key should exist, have the owner
+    /// publish it again (or ask it for the key's state).
+    PurgedTombstone,
     /// A kind this build does not know (read from a store written by a
     /// newer build).
     Other,
@@ -71,17 +80,19 @@ pub enum ParkKind {
 
 impl ParkKind {
     /// Every kind but [`ParkKind::Other`].
-    pub const KNOWN: [ParkKind; 6] = [
+    pub const KNOWN: [ParkKind; 7] = [
         ParkKind::Refused,
         ParkKind::Misaddressed,
         ParkKind::FutureVersion,
         ParkKind::Upcast,
         ParkKind::Invalid,
         ParkKind::Unstorable,
+        ParkKind::PurgedTombstone,
     ];
 
     /// The name stored in the `kind` column: `refused`, `misaddressed`,
-    /// `future_version`, `upcast`, `invalid`, `unstorable`, `other`.
+    /// `future_version`, `upcast`, `invalid`, `unstorable`,
+    /// `purged_tombstone`, `other`.
     pub const fn as_str(self) -> &'static str {
         match self {
             ParkKind::Refused => "refused",
@@ -90,6 +101,7 @@ impl ParkKind {
             ParkKind::Upcast => "upcast",
             ParkKind::Invalid => "invalid",
             ParkKind::Unstorable => "unstorable",
+            ParkKind::PurgedTombstone => "purged_tombstone",
             ParkKind::Other => "other",
         }
     }

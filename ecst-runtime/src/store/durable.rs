@@ -8,7 +8,7 @@ use crate::consume::parking::ParkingLot;
 use crate::consume::{
     Address, BatchOutcome, Message, ParkKind, ParkReason, Parked, ParkingLimits, Resolution,
 };
-use crate::envelope::decode_typed;
+use crate::envelope::{decode_typed, Change};
 use crate::event::{EntityKey, StateEvent};
 use crate::feed::{Observer, StateChange};
 use crate::replica::{Entry, Outcome, Replica};
@@ -235,15 +235,20 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
     /// arrive after the delete:
     ///
     /// - redelivery: an unacknowledged message comes again after the
-    ///   consumer's `ack_wait`, as many times as it takes;
+    ///   consumer's `ack_wait`, as many times as it takes. This one is
+    ///   guarded: a purge records the checkpoint's stream position
+    ///   ([`Checkpoint::purged_through`]), and a message at or below it that
+    ///   would bring back a key the replica does not hold is parked
+    ///   ([`ParkKind::PurgedTombstone`]) instead of applied;
     /// - the stream itself: with `max_messages_per_subject = 1` the delete
     ///   replaces the key's older events, but a consumer that is behind (or
     ///   a replay from an older backup or mirror) can still read them;
     /// - other sources: bootstrap answers from the owner (a snapshot taken
     ///   before the delete), old logs or retry queues fed in by hand.
     ///
-    /// Take the largest of these, add a margin, and purge with
-    /// `SystemTime::now() - horizon`. Days are a common choice; purging a
+    /// The others come on new stream positions (or none), so nothing tells
+    /// them from a new key's first event. Take the largest of these, add a
+    /// margin, and purge with `SystemTime::now() - horizon`. Days are a common choice; purging a
     /// tombstone only minutes old is almost never right.
     pub async fn purge_tombstones_before(&mut self, cutoff: SystemTime) -> Result<usize, S::Error> {
         if self.stale_memory {
@@ -254,6 +259,11 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         if pending.purged.is_empty() {
             return Ok(0);
         }
+        // Every message up to the checkpoint was handled while the purged
+        // tombstones were held: one of them coming again must not bring a
+        // purged key back (see `Checkpoint::purged_through`).
+        let checkpoint = &mut pending.checkpoint;
+        checkpoint.purged_through = checkpoint.stream_sequence;
         let purged = pending.purged.len();
         self.finish(pending).await?;
         Ok(purged)
@@ -327,7 +337,14 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
             checkpoint.stream_sequence = checkpoint.stream_sequence.max(message.stream_sequence);
             let sequence = message.stream_sequence;
             // A redelivery of a parked message stays as it is: parked once.
-            if let Some(parked) = self.parking.get(sequence) {
+            // Only the same message, though: after a stream was re-created
+            // (or renumbered), another message can come at a position a
+            // parked one of the old stream holds, and it is new.
+            if let Some(parked) = self
+                .parking
+                .get(sequence)
+                .filter(|parked| parked.payload == message.payload)
+            {
                 if parked.is_pending() {
                     pending
                         .outcome
@@ -341,7 +358,8 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
                 self.park(message, message.address.key(), reason, &mut pending);
                 continue;
             }
-            match self.apply_addressed(message, unstorable) {
+            let purged_through = self.checkpoint.map_or(0, |c| c.purged_through);
+            match self.apply_addressed(message, unstorable, purged_through) {
                 Ok((applied, key, before)) => {
                     if changes_state(applied) {
                         pending.checkpoint.applied += 1;
@@ -361,11 +379,17 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
 
     /// Decodes `message`, checks it against its transport address, and
     /// applies it; or the key it names (if any) and why it cannot apply.
+    /// A message at or below `purged_through` (`0`: no gate) that would
+    /// make live a key the replica does not hold live is not applied
+    /// ([`ParkKind::PurgedTombstone`]): every such message was handled
+    /// before, when a newer event of its key won, so the key's newer state
+    /// is a purged tombstone.
     #[allow(clippy::type_complexity)]
     fn apply_addressed(
         &mut self,
         message: &Message<'_>,
         unstorable: &[(String, String)],
+        purged_through: u64,
     ) -> Result<(Outcome, T::Key, Option<T>), (Option<String>, ParkReason)> {
         if let Address::Invalid(why) = &message.address {
             return Err((None, ParkReason::new(ParkKind::Misaddressed, why)));
@@ -424,6 +448,24 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
                 format!("the store cannot hold this state of key `{key}`: {why}"),
             );
             return Err((Some(key.clone()), reason));
+        }
+        // Not live: unknown, or a tombstone re-created by a redelivered
+        // older delete after the newer one was purged.
+        if message.stream_sequence <= purged_through
+            && matches!(decoded.change, Change::Upsert(_))
+            && !matches!(self.replica.entry(&decoded.key), Some(Entry::Live { .. }))
+        {
+            let reason = format!(
+                "stream sequence {} is at or below {purged_through}, where tombstones were \
+                 purged, and would bring back key `{}`, which this replica does not hold: most \
+                 likely an older upsert of a key deleted since, whose tombstone was purged (a \
+                 redelivery inside the purge horizon; see `purge_tombstones_before`)",
+                message.stream_sequence, decoded.header.key
+            );
+            return Err((
+                Some(decoded.header.key.into_owned()),
+                ParkReason::new(ParkKind::PurgedTombstone, reason),
+            ));
         }
         let key = decoded.key.clone();
         let span = crate::telemetry::event_span(message.stream_sequence, &decoded.header);
@@ -508,10 +550,11 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
             let Some(parked) = self.parking.get(sequence) else {
                 continue;
             };
-            // Misaddressed and refused messages stay what they were.
+            // Misaddressed and refused messages stay what they were, and so
+            // do those that would bring back a purged key.
             if matches!(
                 parked.reason.kind,
-                ParkKind::Misaddressed | ParkKind::Refused
+                ParkKind::Misaddressed | ParkKind::Refused | ParkKind::PurgedTombstone
             ) {
                 pending
                     .outcome
@@ -524,7 +567,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
                 Some(key) => message.addressed_to(T::ENTITY, key),
                 None => message,
             };
-            match self.apply_addressed(&message, unstorable) {
+            match self.apply_addressed(&message, unstorable, 0) {
                 Ok((applied, key, before)) => {
                     self.parking.remove(sequence);
                     pending.unparked.push(sequence);
@@ -552,6 +595,9 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         }
         let mut checkpoint = self.checkpoint.unwrap_or_default();
         checkpoint.stream_sequence = 0;
+        // The new stream numbers its messages afresh: no position in it was
+        // handled before a purge.
+        checkpoint.purged_through = 0;
         self.finish(Pending::new(checkpoint)).await?;
         Ok(())
     }

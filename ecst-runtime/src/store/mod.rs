@@ -52,6 +52,17 @@ pub struct Checkpoint {
     /// [`Outcome::Inserted`]: crate::Outcome::Inserted
     /// [`Outcome::Updated`]: crate::Outcome::Updated
     pub applied: u64,
+    /// The stream position the checkpoint had when tombstones were last
+    /// purged ([`DurableReplica::purge_tombstones_before`]); `0` when none
+    /// was, and after [`DurableReplica::rewind_stream_position`].
+    ///
+    /// A message at or below it is a redelivery of one handled before the
+    /// purge. If it would make live a key the replica does not hold live,
+    /// the key's newer event was a delete whose tombstone was purged (the
+    /// message is an older upsert of a deleted key), so it is parked as
+    /// [`ParkKind::PurgedTombstone`](crate::consume::ParkKind::PurgedTombstone)
+    /// instead of applied.
+    pub purged_through: u64,
 }
 
 /// One key's new content, as committed.

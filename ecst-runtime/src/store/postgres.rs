@@ -8,7 +8,7 @@
 //! | table | key | columns |
 //! |---|---|---|
 //! | `ecst_replica` | `consumer, entity, key` | `sequence`, `schema_version`, `state` (`JSON`, `NULL` for a tombstone), `read_version`, `deleted_at` (a tombstone's deletion time, microseconds since the Unix epoch) |
-//! | `ecst_checkpoint` | `consumer, entity` | `stream_sequence`, `applied` |
+//! | `ecst_checkpoint` | `consumer, entity` | `stream_sequence`, `applied`, `purged_through` |
 //! | `ecst_parked` | `consumer, entity, stream_sequence` | `subject`, `key` (nullable), `reason`, `payload` (`BYTEA`), `kind`, `resolution` (nullable: pending) |
 //!
 //! Sequences and counters are `u64` in Rust and `BIGINT` in SQL: a value
@@ -62,6 +62,7 @@ CREATE TABLE IF NOT EXISTS ecst_checkpoint (
     entity          TEXT   NOT NULL,
     stream_sequence BIGINT NOT NULL,
     applied         BIGINT NOT NULL,
+    purged_through  BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (consumer, entity)
 );
 CREATE TABLE IF NOT EXISTS ecst_parked (
@@ -82,6 +83,7 @@ ALTER TABLE ecst_replica ADD COLUMN IF NOT EXISTS read_version BIGINT;
 ALTER TABLE ecst_replica ADD COLUMN IF NOT EXISTS deleted_at BIGINT;
 ALTER TABLE ecst_parked ADD COLUMN IF NOT EXISTS kind TEXT;
 ALTER TABLE ecst_parked ADD COLUMN IF NOT EXISTS resolution TEXT;
+ALTER TABLE ecst_checkpoint ADD COLUMN IF NOT EXISTS purged_through BIGINT NOT NULL DEFAULT 0;
 DO $$
 BEGIN
     IF (SELECT data_type FROM information_schema.columns
@@ -133,18 +135,19 @@ DELETE FROM ecst_parked
 WHERE consumer = $1 AND entity = $2 AND stream_sequence = ANY($3::bigint[])";
 
 const UPSERT_CHECKPOINT: &str = "
-INSERT INTO ecst_checkpoint (consumer, entity, stream_sequence, applied)
-VALUES ($1, $2, $3, $4)
+INSERT INTO ecst_checkpoint (consumer, entity, stream_sequence, applied, purged_through)
+VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (consumer, entity) DO UPDATE SET
     stream_sequence = EXCLUDED.stream_sequence,
-    applied = EXCLUDED.applied";
+    applied = EXCLUDED.applied,
+    purged_through = EXCLUDED.purged_through";
 
 const SELECT_ENTRIES: &str = "
 SELECT key, sequence, schema_version, state, read_version, deleted_at FROM ecst_replica
 WHERE consumer = $1 AND entity = $2";
 
 const SELECT_CHECKPOINT: &str = "
-SELECT stream_sequence, applied FROM ecst_checkpoint
+SELECT stream_sequence, applied, purged_through FROM ecst_checkpoint
 WHERE consumer = $1 AND entity = $2";
 
 const SELECT_PARKED: &str = "
@@ -338,8 +341,11 @@ impl PostgresStore {
             .map(|row| {
                 let read = |e| context.database("reading ecst_checkpoint", e);
                 stored_checkpoint(
-                    row.try_get(0).map_err(read)?,
-                    row.try_get(1).map_err(read)?,
+                    [
+                        row.try_get(0).map_err(read)?,
+                        row.try_get(1).map_err(read)?,
+                        row.try_get(2).map_err(read)?,
+                    ],
                     &context,
                 )
             })
@@ -481,10 +487,17 @@ impl PostgresStore {
                 .map_err(write)?;
         }
 
-        let (stream_sequence, applied) = checkpoint_columns(&commit.checkpoint, &context)?;
+        let [stream_sequence, applied, purged_through] =
+            checkpoint_columns(&commit.checkpoint, &context)?;
         tx.execute(
             &statements.upsert_checkpoint,
-            &[&consumer, &entity, &stream_sequence, &applied],
+            &[
+                &consumer,
+                &entity,
+                &stream_sequence,
+                &applied,
+                &purged_through,
+            ],
         )
         .await
         .map_err(write)?;

@@ -177,37 +177,34 @@ fn duplicate_key(context: &StoreContext, text: String) -> StoreError {
     }
 }
 
-/// `checkpoint` as its `ecst_checkpoint` columns, `(stream_sequence,
-/// applied)`.
+/// `checkpoint` as its `ecst_checkpoint` columns, `[stream_sequence,
+/// applied, purged_through]`.
 pub(crate) fn checkpoint_columns(
     checkpoint: &Checkpoint,
     context: &StoreContext,
-) -> Result<(i64, i64), StoreError> {
-    Ok((
-        to_bigint(
+) -> Result<[i64; 3], StoreError> {
+    let column = |value: u64, name: &'static str| to_bigint(value, context, name, None);
+    Ok([
+        column(
             checkpoint.stream_sequence,
-            context,
             "ecst_checkpoint.stream_sequence",
-            None,
         )?,
-        to_bigint(checkpoint.applied, context, "ecst_checkpoint.applied", None)?,
-    ))
+        column(checkpoint.applied, "ecst_checkpoint.applied")?,
+        column(checkpoint.purged_through, "ecst_checkpoint.purged_through")?,
+    ])
 }
 
-/// A checkpoint from its stored `ecst_checkpoint` columns.
+/// A checkpoint from its stored `ecst_checkpoint` columns
+/// ([`checkpoint_columns`]).
 pub(crate) fn stored_checkpoint(
-    stream_sequence: i64,
-    applied: i64,
+    [stream_sequence, applied, purged_through]: [i64; 3],
     context: &StoreContext,
 ) -> Result<Checkpoint, StoreError> {
+    let column = |value: i64, name: &'static str| from_bigint(value, context, name, None);
     Ok(Checkpoint {
-        stream_sequence: from_bigint(
-            stream_sequence,
-            context,
-            "ecst_checkpoint.stream_sequence",
-            None,
-        )?,
-        applied: from_bigint(applied, context, "ecst_checkpoint.applied", None)?,
+        stream_sequence: column(stream_sequence, "ecst_checkpoint.stream_sequence")?,
+        applied: column(applied, "ecst_checkpoint.applied")?,
+        purged_through: column(purged_through, "ecst_checkpoint.purged_through")?,
     })
 }
 

@@ -8,7 +8,7 @@
 //! | table | key | columns |
 //! |---|---|---|
 //! | `ecst_replica` | `consumer, entity, key` | `sequence`, `schema_version`, `state` (JSON text, `NULL` for a tombstone), `read_version`, `deleted_at` (a tombstone's deletion time, microseconds since the Unix epoch) |
-//! | `ecst_checkpoint` | `consumer, entity` | `stream_sequence`, `applied` |
+//! | `ecst_checkpoint` | `consumer, entity` | `stream_sequence`, `applied`, `purged_through` |
 //! | `ecst_parked` | `consumer, entity, stream_sequence` | `subject`, `key` (nullable), `reason`, `payload` (blob), `kind`, `resolution` (nullable: pending) |
 //!
 //! Sequences and counters are `u64` in Rust and signed 64-bit integers in
@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS ecst_checkpoint (
     entity          TEXT    NOT NULL,
     stream_sequence INTEGER NOT NULL,
     applied         INTEGER NOT NULL,
+    purged_through  INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (consumer, entity)
 ) STRICT;
 CREATE TABLE IF NOT EXISTS ecst_parked (
@@ -114,11 +115,12 @@ const DELETE_PARKED: &str =
     "DELETE FROM ecst_parked WHERE consumer = ?1 AND entity = ?2 AND stream_sequence = ?3";
 
 const UPSERT_CHECKPOINT: &str = "
-INSERT INTO ecst_checkpoint (consumer, entity, stream_sequence, applied)
-VALUES (?1, ?2, ?3, ?4)
+INSERT INTO ecst_checkpoint (consumer, entity, stream_sequence, applied, purged_through)
+VALUES (?1, ?2, ?3, ?4, ?5)
 ON CONFLICT (consumer, entity) DO UPDATE SET
     stream_sequence = excluded.stream_sequence,
-    applied = excluded.applied";
+    applied = excluded.applied,
+    purged_through = excluded.purged_through";
 
 /// A [`ReplicaStore`] in an SQLite database, for one consumer and any number
 /// of entity types.
@@ -207,6 +209,11 @@ impl SqliteStore {
             ("ecst_replica", "deleted_at", "INTEGER"),
             ("ecst_parked", "kind", "TEXT"),
             ("ecst_parked", "resolution", "TEXT"),
+            (
+                "ecst_checkpoint",
+                "purged_through",
+                "INTEGER NOT NULL DEFAULT 0",
+            ),
         ] {
             let present: i64 = self
                 .connection
@@ -333,19 +340,17 @@ impl SqliteStore {
 
         let checkpoint = {
             let read = |e| context.database("reading ecst_checkpoint", e);
-            let row: Option<(i64, i64)> = tx
+            let row: Option<[i64; 3]> = tx
                 .query_row(
-                    "SELECT stream_sequence, applied FROM ecst_checkpoint \
+                    "SELECT stream_sequence, applied, purged_through FROM ecst_checkpoint \
                      WHERE consumer = ?1 AND entity = ?2",
                     params![consumer, entity],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
+                    |row| Ok([row.get(0)?, row.get(1)?, row.get(2)?]),
                 )
                 .optional()
                 .map_err(read)?;
-            row.map(|(stream_sequence, applied)| {
-                stored_checkpoint(stream_sequence, applied, &context)
-            })
-            .transpose()?
+            row.map(|columns| stored_checkpoint(columns, &context))
+                .transpose()?
         };
 
         let mut parked = Vec::new();
@@ -471,10 +476,11 @@ impl SqliteStore {
                     .map_err(write)?;
             }
         }
-        let (stream_sequence, applied) = checkpoint_columns(&commit.checkpoint, &context)?;
+        let [stream_sequence, applied, purged_through] =
+            checkpoint_columns(&commit.checkpoint, &context)?;
         tx.execute(
             UPSERT_CHECKPOINT,
-            params![consumer, entity, stream_sequence, applied],
+            params![consumer, entity, stream_sequence, applied, purged_through],
         )
         .map_err(write)?;
         tx.commit().map_err(write)

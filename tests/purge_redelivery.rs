@@ -1,0 +1,230 @@
+//! The class behind the red team's purge break (issue 9): whatever the
+//! broker redelivers, and whenever tombstones are purged (here: as early as
+//! possible, every tombstone at once, far inside any sane horizon), a
+//! durable replica never brings a deleted key back from a message it had
+//! handled before the purge, and ends equal to the owner once the stream
+//! has been read. What it keeps out is parked as `PurgedTombstone`, only
+//! for keys it does not hold.
+//!
+//! `ECST_PROPTEST_CASES=N` sets the number of cases (default 256).
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use ecst::consume::ParkKind;
+use ecst::store::{DurableReplica, MemoryStore, Message};
+use ecst::{Entry, Producer};
+use proptest::collection::vec;
+use proptest::prelude::*;
+
+#[path = "support/stores.rs"]
+mod store_common;
+
+use store_common::{account1, v1};
+
+const KEYS: [&str; 4] = ["k0", "k1", "k2", "k3"];
+
+/// What the consumer does next.
+#[derive(Clone, Debug)]
+enum Step {
+    /// The next `count` new messages, with earlier ones (picked by
+    /// `redelivered`, modulo what was handled) mixed in after them.
+    Deliver {
+        count: usize,
+        redelivered: Vec<usize>,
+    },
+    /// Only redeliveries of handled messages.
+    Redeliver(Vec<usize>),
+    /// Purge every tombstone.
+    Purge,
+    /// Restart: reload from the store.
+    Reload,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => (1..6usize, vec(any::<usize>(), 0..3))
+            .prop_map(|(count, redelivered)| Step::Deliver { count, redelivered }),
+        2 => vec(any::<usize>(), 1..5).prop_map(Step::Redeliver),
+        2 => Just(Step::Purge),
+        1 => Just(Step::Reload),
+    ]
+}
+
+/// The owner's history: `(key, delete?)` per event, published in order.
+fn history() -> impl Strategy<Value = Vec<(usize, bool)>> {
+    vec((0..KEYS.len(), prop::bool::weighted(0.35)), 1..40)
+}
+
+/// One stream message: position, subject, payload; and what it says.
+struct Published {
+    stream_sequence: u64,
+    subject: String,
+    payload: Vec<u8>,
+    key: usize,
+    sequence: u64,
+    delete: bool,
+}
+
+fn publish(history: &[(usize, bool)]) -> Vec<Published> {
+    let mut producer = Producer::<v1::Account>::new("urn:example:bank");
+    history
+        .iter()
+        .enumerate()
+        .map(|(index, &(key, delete))| {
+            let name = KEYS[key];
+            let envelope = if delete {
+                producer.delete(name.to_owned()).expect("delete")
+            } else {
+                let balance = i64::try_from(index).expect("small");
+                producer
+                    .upsert(account1(name, "owner", balance))
+                    .expect("upsert")
+            };
+            Published {
+                stream_sequence: index as u64 + 1,
+                subject: format!("bank.account.{name}"),
+                payload: envelope.to_json().expect("encode"),
+                key,
+                sequence: envelope.sequence.get(),
+                delete,
+            }
+        })
+        .collect()
+}
+
+fn message(published: &Published) -> Message<'_> {
+    Message::new(
+        published.stream_sequence,
+        &published.subject,
+        &published.payload,
+    )
+}
+
+/// No key holds a live state older than a delete of it that the replica
+/// has handled (a message at or below its checkpoint).
+fn no_resurrection(
+    durable: &DurableReplica<v1::Account, MemoryStore>,
+    stream: &[Published],
+) -> Result<(), TestCaseError> {
+    let handled = durable.resume_after();
+    for (index, name) in KEYS.iter().enumerate() {
+        let Some(Entry::Live { sequence, .. }) = durable.replica().entry(*name) else {
+            continue;
+        };
+        let newer_delete = stream.iter().find(|p| {
+            p.key == index
+                && p.delete
+                && p.stream_sequence <= handled
+                && p.sequence > sequence.get()
+        });
+        prop_assert!(
+            newer_delete.is_none(),
+            "key {name} is live at sequence {} although its delete at sequence {} was handled",
+            sequence.get(),
+            newer_delete.map_or(0, |p| p.sequence)
+        );
+    }
+    Ok(())
+}
+
+fn run(history: &[(usize, bool)], steps: &[Step]) -> Result<(), TestCaseError> {
+    let stream = publish(history);
+    let far_future = SystemTime::now() + Duration::from_secs(3600);
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            let mut durable = DurableReplica::<v1::Account, _>::open(MemoryStore::new())
+                .await
+                .expect("open");
+            let mut next = 0usize;
+            let redeliveries = |picks: &[usize], handled: usize| -> Vec<usize> {
+                if handled == 0 {
+                    return Vec::new();
+                }
+                picks.iter().map(|pick| pick % handled).collect()
+            };
+            for step in steps {
+                match step {
+                    Step::Deliver { count, redelivered } => {
+                        let again = redeliveries(redelivered, next);
+                        let end = (next + count).min(stream.len());
+                        let batch: Vec<Message<'_>> = stream[next..end]
+                            .iter()
+                            .chain(again.iter().map(|&i| &stream[i]))
+                            .map(message)
+                            .collect();
+                        durable.apply_batch(&batch).await.expect("batch");
+                        next = end;
+                    }
+                    Step::Redeliver(picks) => {
+                        let again = redeliveries(picks, next);
+                        let batch: Vec<Message<'_>> =
+                            again.iter().map(|&i| message(&stream[i])).collect();
+                        durable.apply_batch(&batch).await.expect("redelivery");
+                    }
+                    Step::Purge => {
+                        durable
+                            .purge_tombstones_before(far_future)
+                            .await
+                            .expect("purge");
+                    }
+                    Step::Reload => durable.reload().await.expect("reload"),
+                }
+                no_resurrection(&durable, &stream)?;
+            }
+            // The rest of the stream, then everything once more.
+            let rest: Vec<Message<'_>> = stream[next..].iter().map(message).collect();
+            durable.apply_batch(&rest).await.expect("rest");
+            durable
+                .purge_tombstones_before(far_future)
+                .await
+                .expect("purge");
+            let all: Vec<Message<'_>> = stream.iter().map(message).collect();
+            durable.apply_batch(&all).await.expect("all again");
+            no_resurrection(&durable, &stream)?;
+
+            // Equal to the owner: each key's last event decides.
+            let mut owner: HashMap<usize, &Published> = HashMap::new();
+            for published in &stream {
+                owner.insert(published.key, published);
+            }
+            for (index, name) in KEYS.iter().enumerate() {
+                let held = durable.replica().get(*name);
+                match owner.get(&index) {
+                    Some(last) if !last.delete => {
+                        let balance = i64::try_from(last.stream_sequence - 1).expect("small");
+                        prop_assert_eq!(held, Some(&account1(name, "owner", balance)));
+                    }
+                    _ => prop_assert_eq!(held, None, "key {} should not be live", name),
+                }
+            }
+            // What was kept out is visible, and only for keys not held.
+            for parked in durable.parked().filter(|p| p.is_pending()) {
+                prop_assert_eq!(parked.reason.kind, ParkKind::PurgedTombstone);
+                let key = parked.key.as_deref().unwrap_or_default();
+                prop_assert_eq!(durable.replica().get(key), None);
+            }
+            Ok(())
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(256)))]
+
+    #[test]
+    fn purges_never_let_a_redelivery_bring_a_deleted_key_back(
+        history in history(),
+        steps in vec(step(), 0..30),
+    ) {
+        run(&history, &steps)?;
+    }
+}
+
+fn cases(default: u32) -> u32 {
+    std::env::var("ECST_PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
