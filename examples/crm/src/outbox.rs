@@ -79,6 +79,19 @@ fn json_error(e: serde_json::Error) -> String {
     format!("a customer's JSON: {e}")
 }
 
+/// A PostgreSQL error with the server's message and SQLSTATE (the
+/// driver's own `Display` says only "db error").
+fn postgres_error(e: tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!(
+            "PostgreSQL: {} (SQLSTATE {})",
+            db.message(),
+            db.code().code()
+        ),
+        None => format!("PostgreSQL: {e}"),
+    }
+}
+
 fn staging_error(e: OutboxError) -> String {
     format!("staging an event: {e}")
 }
@@ -216,7 +229,7 @@ impl PostgresOwner {
     /// Connects (a tokio-postgres connection string) and creates the
     /// tables if missing.
     pub async fn connect(config: &str, outbox: &Outbox) -> Result<Self, String> {
-        let fail = |e: tokio_postgres::Error| format!("PostgreSQL: {e}");
+        let fail = postgres_error;
         let (mut client, connection) =
             tokio_postgres::connect(config, NoTls).await.map_err(fail)?;
         tokio::spawn(async move {
@@ -226,12 +239,16 @@ impl PostgresOwner {
             .create_postgres(&mut client)
             .await
             .map_err(|e| e.to_string())?;
-        client
-            .batch_execute(
-                "CREATE TABLE IF NOT EXISTS crm_customers (id text PRIMARY KEY, state text NOT NULL)",
-            )
-            .await
-            .map_err(fail)?;
+        // Several processes start at once (writers, relays): `IF NOT EXISTS`
+        // alone races (a duplicate in `pg_type`), so one at a time.
+        let tx = client.transaction().await.map_err(fail)?;
+        tx.batch_execute(
+            "SELECT pg_advisory_xact_lock(hashtext('crm_customers'));
+             CREATE TABLE IF NOT EXISTS crm_customers (id text PRIMARY KEY, state text NOT NULL)",
+        )
+        .await
+        .map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
         Ok(PostgresOwner {
             client,
             outbox: outbox.clone(),
@@ -240,7 +257,7 @@ impl PostgresOwner {
 
     /// As [`SqliteOwner::edit`].
     pub async fn edit(&mut self, rng: &mut Rng, keys: u64, count: u64) -> Result<(), String> {
-        let fail = |e: tokio_postgres::Error| format!("PostgreSQL: {e}");
+        let fail = postgres_error;
         let tx = self.client.transaction().await.map_err(fail)?;
         for id in pick_keys(rng, keys, count) {
             let current = tx
@@ -288,7 +305,7 @@ impl PostgresOwner {
 
     /// As [`SqliteOwner::truth`].
     pub async fn truth(&self) -> Result<Truth, String> {
-        let fail = |e: tokio_postgres::Error| format!("PostgreSQL: {e}");
+        let fail = postgres_error;
         let sql = format!(
             "SELECT s.aggregateid, s.sequence, c.state FROM {}_sequence s
              LEFT JOIN crm_customers c ON c.id = s.aggregateid
@@ -319,9 +336,9 @@ impl PostgresOwner {
             .client
             .query_one(&sql, &[])
             .await
-            .map_err(|e| format!("PostgreSQL: {e}"))?;
+            .map_err(postgres_error)?;
         row.try_get::<_, i64>(0)
             .map(i64::unsigned_abs)
-            .map_err(|e| format!("PostgreSQL: {e}"))
+            .map_err(postgres_error)
     }
 }

@@ -1,8 +1,9 @@
-//! Crash test of the transactional outbox with real processes, SQLite and a
-//! real nats-server.
+//! Crash test of the transactional outbox with real processes, a real
+//! nats-server, and the owner's database in SQLite or in PostgreSQL
+//! (127.0.0.1:5432, database `test`, a schema of the run's own).
 //!
 //! 1. `crm-outbox-owner --mode write --writers 2` commits the changes from
-//!    two concurrent writers (two connections to one SQLite file), each
+//!    two concurrent writers (two connections to the owner's database), each
 //!    transaction writing customer rows and staging their events.
 //! 2. Meanwhile `crm-outbox-owner --mode relay` is SIGKILLed at seeded
 //!    random moments and started again (mid-batch, between a publish and
@@ -15,9 +16,9 @@
 //!    every customer's sequences strictly increasing (nothing published
 //!    out of order) and every customer's last sequence.
 //!
-//! The default schedule is short (4,000 changes over 1,000 customers);
-//! `ECST_OUTBOX_CRASH_CHANGES=20000` runs the full one (over 5,000
-//! customers: a quarter of the changes). `ECST_OUTBOX_CRASH_SEED=<n>`
+//! The default schedule is short (4,000 changes over 1,000 customers, per
+//! database); `ECST_OUTBOX_CRASH_CHANGES=20000` runs the full one (over
+//! 5,000 customers: a quarter of the changes). `ECST_OUTBOX_CRASH_SEED=<n>`
 //! replays other kill points.
 
 #[path = "../../../tests/support/nats_server.rs"]
@@ -32,6 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use ecst::outbox::tokio_postgres::{self, NoTls};
 use ecst::Envelope;
 use ecst_example_crm::{Customer, Rng};
 use futures_util::StreamExt;
@@ -42,6 +44,7 @@ const OWNER: &str = env!("CARGO_BIN_EXE_crm-outbox-owner");
 const CONSUMER: &str = env!("CARGO_BIN_EXE_crm-consumer");
 const STREAM: &str = "CRM";
 const PREFIX: &str = "crm";
+const POSTGRES: &str = "host=127.0.0.1 user=postgres dbname=test";
 /// How long any one program may run.
 const PATIENCE: Duration = Duration::from_secs(300);
 
@@ -52,16 +55,20 @@ fn env_number(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// A name unique to this run: process id and time.
+fn unique() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{}_{nanos}", std::process::id())
+}
+
 struct TempDir(PathBuf);
 
 impl TempDir {
     fn new() -> Self {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let path =
-            std::env::temp_dir().join(format!("crm-outbox-crash-{}-{nanos}", std::process::id()));
+        let path = std::env::temp_dir().join(format!("crm-outbox-crash-{}", unique()));
         std::fs::create_dir_all(&path).unwrap();
         TempDir(path)
     }
@@ -73,12 +80,61 @@ impl Drop for TempDir {
     }
 }
 
-fn owner(nats: &str, db: &Path, mode: &str) -> Command {
+/// The owner's database of one run.
+enum Database {
+    /// An SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL schema of the run's own, made the connections'
+    /// `search_path` (the example's tables are unqualified), dropped at
+    /// the end.
+    Postgres { schema: String, config: String },
+}
+
+impl Database {
+    fn postgres() -> Self {
+        let schema = format!("crm_crash_{}", unique());
+        run_postgres(&format!("CREATE SCHEMA \"{schema}\""));
+        let config = format!("{POSTGRES} options='-c search_path={schema}'");
+        Database::Postgres { schema, config }
+    }
+
+    /// The flag that points `crm-outbox-owner` at this database.
+    fn args(&self, command: &mut Command) {
+        match self {
+            Database::Sqlite(path) => command.arg("--db").arg(path),
+            Database::Postgres { config, .. } => command.args(["--postgres", config]),
+        };
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        if let Database::Postgres { schema, .. } = self {
+            run_postgres(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"));
+        }
+    }
+}
+
+/// Runs `sql` on PostgreSQL, on a runtime of its own.
+fn run_postgres(sql: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(POSTGRES, NoTls)
+            .await
+            .expect("PostgreSQL on 127.0.0.1:5432, database `test`");
+        tokio::spawn(connection);
+        client.batch_execute(sql).await.unwrap();
+    });
+}
+
+fn owner(nats: &str, db: &Database, mode: &str) -> Command {
     let mut command = Command::new(OWNER);
-    command
-        .args(["--mode", mode, "--nats", nats, "--db"])
-        .arg(db)
-        .args(["--lease-ttl-ms", "300", "--poll-ms", "50"]);
+    command.args(["--mode", mode, "--nats", nats]);
+    db.args(&mut command);
+    command.args(["--lease-ttl-ms", "300", "--poll-ms", "50"]);
     command
 }
 
@@ -137,19 +193,32 @@ fn observe(runtime: &tokio::runtime::Runtime, url: &str) -> (Seen, tokio::task::
 }
 
 #[test]
-fn a_relay_killed_at_random_points_loses_nothing_and_reorders_nothing() {
+fn sqlite_a_relay_killed_at_random_points_loses_nothing_and_reorders_nothing() {
+    let dir = TempDir::new();
+    let db = Database::Sqlite(dir.0.join("owner.db"));
+    crash_run("sqlite", &db, &dir.0);
+}
+
+#[test]
+fn postgres_a_relay_killed_at_random_points_loses_nothing_and_reorders_nothing() {
+    let dir = TempDir::new();
+    let db = Database::postgres();
+    crash_run("postgres", &db, &dir.0);
+}
+
+/// The crash run on the owner's database `db`; files go to `dir`.
+fn crash_run(name: &str, db: &Database, dir: &Path) {
     let changes = env_number("ECST_OUTBOX_CRASH_CHANGES", 4_000);
     let keys = (changes / 4).max(1);
     let seed = env_number("ECST_OUTBOX_CRASH_SEED", 11);
-    println!("changes={changes} keys={keys} seed={seed} (ECST_OUTBOX_CRASH_SEED)");
+    println!("{name}: changes={changes} keys={keys} seed={seed} (ECST_OUTBOX_CRASH_SEED)");
+    let begun = Instant::now();
     let server = NatsServer::start();
     let nats = server.url();
-    let dir = TempDir::new();
-    let db = dir.0.join("owner.db");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (seen, observer) = observe(&runtime, &nats);
 
-    let mut writers = owner(&nats, &db, "write")
+    let mut writers = owner(&nats, db, "write")
         .args(["--writers", "2", "--per-tx", "5"])
         .args([
             "--changes",
@@ -172,7 +241,7 @@ fn a_relay_killed_at_random_points_loses_nothing_and_reorders_nothing() {
             started.elapsed() < PATIENCE,
             "the writers took over {PATIENCE:?}"
         );
-        let mut relay = owner(&nats, &db, "relay")
+        let mut relay = owner(&nats, db, "relay")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -185,10 +254,10 @@ fn a_relay_killed_at_random_points_loses_nothing_and_reorders_nothing() {
         kills += 1;
     }
     wait(&mut writers, "the writers");
-    println!("relay killed {kills} times");
+    println!("{name}: relay killed {kills} times");
 
-    let truth_path = dir.0.join("owner.jsonl");
-    let mut last = owner(&nats, &db, "relay")
+    let truth_path = dir.join("owner.jsonl");
+    let mut last = owner(&nats, db, "relay")
         .arg("--until-drained")
         .arg("--print-truth")
         .arg(&truth_path)
@@ -197,10 +266,10 @@ fn a_relay_killed_at_random_points_loses_nothing_and_reorders_nothing() {
         .unwrap();
     wait(&mut last, "the last relay");
 
-    let replica_path = dir.0.join("replica.jsonl");
+    let replica_path = dir.join("replica.jsonl");
     let mut consumer = Command::new(CONSUMER)
         .args(["--nats", &nats, "--db"])
-        .arg(dir.0.join("replica.db"))
+        .arg(dir.join("replica.db"))
         .args(["--until-caught-up", "--dump"])
         .arg(&replica_path)
         .stdout(Stdio::null())
@@ -255,9 +324,11 @@ fn a_relay_killed_at_random_points_loses_nothing_and_reorders_nothing() {
         }
     }
     println!(
-        "observer saw {} events for {} customers; replica equals the owner's {} customers",
+        "{name}: observer saw {} events for {} customers; replica equals the owner's {} \
+         customers ({:.1} s)",
         seen.len(),
         last_seen.len(),
-        truth.len()
+        truth.len(),
+        begun.elapsed().as_secs_f64()
     );
 }
