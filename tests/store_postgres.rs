@@ -11,47 +11,7 @@ mod store_common;
 
 use ecst::store::postgres::PostgresStore;
 use ecst::store::{ReplicaStore, StoreError};
-use store_common::{v1, Backend};
-
-const DEFAULT_CONFIG: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
-
-struct Postgres {
-    config: String,
-}
-
-impl Postgres {
-    fn new() -> Self {
-        Postgres {
-            config: std::env::var("ECST_TEST_POSTGRES")
-                .unwrap_or_else(|_| DEFAULT_CONFIG.to_owned()),
-        }
-    }
-}
-
-impl Backend for Postgres {
-    type Store = PostgresStore;
-
-    async fn open(&self, consumer: &str) -> PostgresStore {
-        match PostgresStore::connect(&self.config, consumer).await {
-            Ok(store) => store,
-            Err(e) => panic!(
-                "cannot reach PostgreSQL with `{}`: {e}\n\
-                 These tests need a PostgreSQL server (any version from 12) that accepts \
-                 that connection string, with trust authentication and a database `test`. \
-                 For example:\n  \
-                 docker run -d -p 5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust -e POSTGRES_DB=test postgres:16\n\
-                 or, on Debian/Ubuntu: apt-get install postgresql, set `host all all 127.0.0.1/32 trust` \
-                 in pg_hba.conf, restart it, and run `createdb -U postgres test`.\n\
-                 Set ECST_TEST_POSTGRES to use another connection string.",
-                self.config
-            ),
-        }
-    }
-
-    async fn purge(&self, store: &mut PostgresStore) {
-        store.purge_consumer().await.expect("purge");
-    }
-}
+use store_common::{v1, Backend, Postgres};
 
 #[tokio::test]
 async fn commit_then_reopen() {
@@ -114,7 +74,8 @@ async fn negative_stored_sequence_is_an_error() {
 /// `connect` outside a Tokio runtime is an error, not a panic.
 #[test]
 fn connect_needs_a_runtime() {
-    let future = PostgresStore::connect(DEFAULT_CONFIG, "no-runtime");
+    let backend = Postgres::new();
+    let future = PostgresStore::connect(&backend.config, "no-runtime");
     use std::future::Future;
     // Poll it once by hand, outside any runtime.
     let waker = std::task::Waker::noop();

@@ -5,53 +5,9 @@
 #[path = "support/stores.rs"]
 mod store_common;
 
-use std::path::PathBuf;
-
 use ecst::store::sqlite::SqliteStore;
 use ecst::store::{Checkpoint, Commit, ReplicaStore};
-use store_common::{v1, Backend};
-
-/// A database file of its own per test, in Cargo's scratch directory.
-struct Sqlite {
-    path: PathBuf,
-}
-
-impl Sqlite {
-    fn new(test: &str) -> Self {
-        let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("store_sqlite-{}-{test}.db", std::process::id()));
-        remove(&path);
-        Sqlite { path }
-    }
-}
-
-/// The database and its WAL and shared-memory files.
-fn remove(path: &std::path::Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let mut file = path.as_os_str().to_owned();
-        file.push(suffix);
-        let _ = std::fs::remove_file(file);
-    }
-}
-
-impl Drop for Sqlite {
-    fn drop(&mut self) {
-        remove(&self.path);
-    }
-}
-
-impl Backend for Sqlite {
-    type Store = SqliteStore;
-
-    async fn open(&self, consumer: &str) -> SqliteStore {
-        SqliteStore::open(&self.path, consumer)
-            .unwrap_or_else(|e| panic!("opening {}: {e}", self.path.display()))
-    }
-
-    async fn purge(&self, store: &mut SqliteStore) {
-        store.purge_consumer().expect("purge");
-    }
-}
+use store_common::{v1, Backend, Sqlite};
 
 #[tokio::test]
 async fn commit_then_reopen() {

@@ -14,7 +14,6 @@
 #[path = "support/stores.rs"]
 mod store_common;
 
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use ecst::consume::ParkKind;
@@ -22,73 +21,7 @@ use ecst::store::postgres::PostgresStore;
 use ecst::store::sqlite::SqliteStore;
 use ecst::store::{Checkpoint, DurableReplica, Message};
 use ecst::{Entry, Envelope, Outcome, Producer};
-use store_common::{account1, consumer, v1, Backend};
-
-struct Sqlite {
-    path: PathBuf,
-}
-
-impl Sqlite {
-    fn new(test: &str) -> Self {
-        let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("tombstones-{}-{test}.db", std::process::id()));
-        remove(&path);
-        Sqlite { path }
-    }
-}
-
-fn remove(path: &std::path::Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let mut file = path.as_os_str().to_owned();
-        file.push(suffix);
-        let _ = std::fs::remove_file(file);
-    }
-}
-
-impl Drop for Sqlite {
-    fn drop(&mut self) {
-        remove(&self.path);
-    }
-}
-
-impl Backend for Sqlite {
-    type Store = SqliteStore;
-
-    async fn open(&self, consumer: &str) -> SqliteStore {
-        SqliteStore::open(&self.path, consumer).expect("open sqlite")
-    }
-
-    async fn purge(&self, store: &mut SqliteStore) {
-        store.purge_consumer().expect("purge");
-    }
-}
-
-struct Postgres {
-    config: String,
-}
-
-impl Postgres {
-    fn new() -> Self {
-        Postgres {
-            config: std::env::var("ECST_TEST_POSTGRES")
-                .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".into()),
-        }
-    }
-}
-
-impl Backend for Postgres {
-    type Store = PostgresStore;
-
-    async fn open(&self, consumer: &str) -> PostgresStore {
-        PostgresStore::connect(&self.config, consumer)
-            .await
-            .unwrap_or_else(|e| panic!("PostgreSQL at `{}`: {e}", self.config))
-    }
-
-    async fn purge(&self, store: &mut PostgresStore) {
-        store.purge_consumer().await.expect("purge");
-    }
-}
+use store_common::{account1, consumer, v1, Backend, Postgres, Sqlite};
 
 /// Owned messages for a batch.
 struct Batch(Vec<(u64, String, Vec<u8>)>);

@@ -94,6 +94,98 @@ pub trait Backend {
     async fn purge(&self, store: &mut Self::Store);
 }
 
+/// A SQLite database file of its own per test, in Cargo's scratch
+/// directory, removed (with its WAL and shared-memory files) on drop.
+#[cfg(feature = "sqlite")]
+pub struct Sqlite {
+    pub path: std::path::PathBuf,
+}
+
+#[cfg(feature = "sqlite")]
+impl Sqlite {
+    pub fn new(test: &str) -> Self {
+        let path = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("ecst-store-{}-{test}.db", std::process::id()));
+        remove_database(&path);
+        Sqlite { path }
+    }
+}
+
+/// A SQLite database and its WAL and shared-memory files.
+#[cfg(feature = "sqlite")]
+pub fn remove_database(path: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let _ = std::fs::remove_file(file);
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl Drop for Sqlite {
+    fn drop(&mut self) {
+        remove_database(&self.path);
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl Backend for Sqlite {
+    type Store = ecst::store::sqlite::SqliteStore;
+
+    async fn open(&self, consumer: &str) -> Self::Store {
+        ecst::store::sqlite::SqliteStore::open(&self.path, consumer)
+            .unwrap_or_else(|e| panic!("opening {}: {e}", self.path.display()))
+    }
+
+    async fn purge(&self, store: &mut Self::Store) {
+        store.purge_consumer().expect("purge");
+    }
+}
+
+/// PostgreSQL at 127.0.0.1:5432 (trust, database `test`), or the
+/// connection string in `ECST_TEST_POSTGRES`.
+#[cfg(feature = "postgres")]
+pub struct Postgres {
+    pub config: String,
+}
+
+#[cfg(feature = "postgres")]
+impl Postgres {
+    pub fn new() -> Self {
+        Postgres {
+            config: std::env::var("ECST_TEST_POSTGRES").unwrap_or_else(|_| {
+                "host=127.0.0.1 port=5432 user=postgres dbname=test".to_owned()
+            }),
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl Backend for Postgres {
+    type Store = ecst::store::postgres::PostgresStore;
+
+    async fn open(&self, consumer: &str) -> Self::Store {
+        match ecst::store::postgres::PostgresStore::connect(&self.config, consumer).await {
+            Ok(store) => store,
+            Err(e) => panic!(
+                "cannot reach PostgreSQL with `{}`: {e}\n\
+                 These tests need a PostgreSQL server (any version from 12) that accepts \
+                 that connection string, with trust authentication and a database `test`. \
+                 For example:\n  \
+                 docker run -d -p 5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust -e POSTGRES_DB=test postgres:16\n\
+                 or, on Debian/Ubuntu: apt-get install postgresql, set `host all all 127.0.0.1/32 trust` \
+                 in pg_hba.conf, restart it, and run `createdb -U postgres test`.\n\
+                 Set ECST_TEST_POSTGRES to use another connection string.",
+                self.config
+            ),
+        }
+    }
+
+    async fn purge(&self, store: &mut Self::Store) {
+        store.purge_consumer().await.expect("purge");
+    }
+}
+
 /// A consumer name unique to this test run and test.
 pub fn consumer(test: &str) -> String {
     format!("ecst-test-{}-{test}", std::process::id())
