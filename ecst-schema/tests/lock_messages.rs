@@ -165,6 +165,15 @@ fn text(dir: &Path, report: &LockReport) -> String {
 }
 
 #[track_caller]
+/// The report of checking `checked` against a lock written from `locked`
+/// (in a directory of its own, removed after), with the lock directory
+/// shown as `schemas`.
+fn locked_then_checked(test: &str, locked: &Catalog, checked: &Catalog) -> String {
+    let lock = TempLock::new(test);
+    write(lock.path(), locked);
+    text(lock.path(), &check(lock.path(), checked))
+}
+
 fn assert_mentions(text: &str, needles: &[&str]) {
     for needle in needles {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
@@ -180,11 +189,9 @@ fn assert_not_mentions(text: &str, needles: &[&str]) {
 
 #[test]
 fn a_variant_added_in_place_says_added_with_counts_old_to_new() {
-    let lock = TempLock::new("variant-added");
     let before = Catalog::new().with::<four_states::Order>().unwrap();
     let after = Catalog::new().with::<five_states::Order>().unwrap();
-    write(lock.path(), &before);
-    let text = text(lock.path(), &check(lock.path(), &after));
+    let text = locked_then_checked("variant-added", &before, &after);
     assert_mentions(
         &text,
         &[
@@ -201,11 +208,9 @@ fn a_variant_added_in_place_says_added_with_counts_old_to_new() {
 
 #[test]
 fn a_widened_number_breaking_forward_says_the_bound_was_relaxed() {
-    let lock = TempLock::new("bound-relaxed");
     let v1 = Catalog::new().with::<small_quantity::Line>().unwrap();
     let v2 = Catalog::new().with::<large_quantity::Line>().unwrap();
-    write(lock.path(), &v1);
-    let text = text(lock.path(), &check(lock.path(), &v2));
+    let text = locked_then_checked("bound-relaxed", &v1, &v2);
     assert_mentions(
         &text,
         &[
@@ -226,11 +231,9 @@ fn a_widened_number_breaking_forward_says_the_bound_was_relaxed() {
 
 #[test]
 fn a_field_made_required_breaking_backward_names_the_new_reader() {
-    let lock = TempLock::new("made-required");
     let v1 = Catalog::new().with::<optional_note::Note>().unwrap();
     let v2 = Catalog::new().with::<required_note::Note>().unwrap();
-    write(lock.path(), &v1);
-    let text = text(lock.path(), &check(lock.path(), &v2));
+    let text = locked_then_checked("made-required", &v1, &v2);
     assert_mentions(
         &text,
         &[
@@ -244,11 +247,9 @@ fn a_field_made_required_breaking_backward_names_the_new_reader() {
 
 #[test]
 fn an_unlocked_version_says_how_to_lock_it() {
-    let lock = TempLock::new("unlocked");
     let v1 = Catalog::new().with::<small_quantity::Line>().unwrap();
     let v2 = Catalog::new().with::<large_quantity::Line>().unwrap();
-    write(lock.path(), &v1);
-    let text = text(lock.path(), &check(lock.path(), &v2));
+    let text = locked_then_checked("unlocked", &v1, &v2);
     assert_mentions(
         &text,
         &[
@@ -260,11 +261,9 @@ fn an_unlocked_version_says_how_to_lock_it() {
 
 #[test]
 fn a_version_gone_from_the_code_names_the_newest_left() {
-    let lock = TempLock::new("version-removed");
     let v1 = Catalog::new().with::<small_quantity::Line>().unwrap();
     let v2 = Catalog::new().with::<large_quantity::Line>().unwrap();
-    write(lock.path(), &v2);
-    let text = text(lock.path(), &check(lock.path(), &v1));
+    let text = locked_then_checked("version-removed", &v2, &v1);
     assert_mentions(
         &text,
         &[
@@ -276,14 +275,12 @@ fn a_version_gone_from_the_code_names_the_newest_left() {
 
 #[test]
 fn an_entity_gone_from_the_code_is_named_by_its_directory() {
-    let lock = TempLock::new("entity-removed");
     let both = Catalog::new()
         .with::<small_quantity::Line>()
         .and_then(|c| c.with::<optional_note::Note>())
         .unwrap();
     let one = Catalog::new().with::<optional_note::Note>().unwrap();
-    write(lock.path(), &both);
-    let text = text(lock.path(), &check(lock.path(), &one));
+    let text = locked_then_checked("entity-removed", &both, &one);
     assert_mentions(
         &text,
         &[
