@@ -111,7 +111,7 @@
 //! | module | crate | what |
 //! |---|---|---|
 //! | [`StateEvent`] (derive) | `ecst-derive` | the derive |
-//! | the root, [`envelope`], [`consume`], [`store`] | `ecst-runtime` | the core: envelope, replica, router, producer, snapshots, the transport-neutral consume layer and durable replicas; no I/O, no async runtime |
+//! | the root, [`envelope`], [`consume`], [`store`] | `ecst-runtime` | the core: envelope, replica, router, producer, snapshots, the transport-neutral consume layer, durable replicas and durable routers; no I/O, no async runtime |
 //! | `nats` | `ecst-runtime`, feature `nats` | the NATS JetStream adapter |
 //! | `store::sqlite`, `store::postgres` | `ecst-runtime`, features `sqlite`, `postgres` | durable stores |
 //! | [`feed`] | `ecst-runtime` | change feeds: each state change a replica makes, before and after |

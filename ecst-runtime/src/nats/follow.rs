@@ -15,7 +15,7 @@ use super::lease::Lease;
 use super::{jetstream, NatsError, ServerVersion, Subjects};
 use crate::consume::{Address, BatchOutcome, Message, RetryPolicy};
 use crate::event::StateEvent;
-use crate::store::{DurableReplica, ReplicaStore};
+use crate::store::{DurableConsumer, DurableReplica, DurableRouter, ReplicaStore, RouterStore};
 
 /// How a [`Follower`] consumes.
 #[derive(Clone, Debug)]
@@ -27,7 +27,11 @@ pub struct FollowSettings {
     /// The subjects the stream uses.
     pub subjects: Subjects,
     /// Subjects to follow; empty (the default) means the entity's wildcard
-    /// `<prefix>.<entity>.>`. More than one needs nats-server 2.10.
+    /// `<prefix>.<entity>.>`, or the prefix's `<prefix>.>` for a
+    /// [`DurableRouter`] of several entities (whose messages of other
+    /// entities are skipped and counted; on nats-server 2.10, list each
+    /// entity's wildcard here instead to leave them on the server). More
+    /// than one needs nats-server 2.10.
     pub filter_subjects: Vec<String>,
     /// Messages per fetch (and per commit). While catching up, up to two
     /// batches are delivered and unacknowledged at a time (see
@@ -106,7 +110,18 @@ impl Progress {
     }
 }
 
-/// Keeps a [`DurableReplica`] up to date from a state stream.
+/// Keeps a [`DurableReplica`] up to date from a state stream: a
+/// [`StreamFollower`] of one replica.
+pub type Follower<T, S> = StreamFollower<DurableReplica<T, S>>;
+
+/// Keeps the replicas of a [`DurableRouter`] up to date from one state
+/// stream, with one durable consumer over the prefix (`<prefix>.>`) and one
+/// checkpoint: a [`StreamFollower`] of a router.
+pub type RouterFollower<S> = StreamFollower<DurableRouter<S>>;
+
+/// Keeps a [`DurableConsumer`] up to date from a state stream: a
+/// [`DurableReplica`] ([`Follower`]) or a [`DurableRouter`]
+/// ([`RouterFollower`]).
 ///
 /// One follower per durable name at a time: [`Follower::start`] takes a
 /// lease on the name (a key-value entry in the `ecst_leases` bucket, see
@@ -131,11 +146,11 @@ impl Progress {
 /// batch is read, applied and acknowledged by the next poll. Poll again
 /// promptly while catching up: a batch left waiting longer than `ack_wait`
 /// is delivered again later, as a duplicate.
-pub struct Follower<T: StateEvent, S: ReplicaStore<T>> {
+pub struct StreamFollower<C: DurableConsumer> {
     js: Context,
     client: async_nats::Client,
     settings: FollowSettings,
-    durable: DurableReplica<T, S>,
+    durable: C,
     consumer: Option<Consumer<PullConfig>>,
     /// The inbox of the next batch, requested ahead (see above).
     next: Option<Subscriber>,
@@ -155,12 +170,12 @@ pub struct Follower<T: StateEvent, S: ReplicaStore<T>> {
     stream_created: Option<i128>,
 }
 
-impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
+impl<C: DurableConsumer> StreamFollower<C> {
     /// Checks the settings against the server and creates the consumer.
     pub async fn start(
         client: async_nats::Client,
         settings: FollowSettings,
-        durable: DurableReplica<T, S>,
+        durable: C,
     ) -> Result<Self, NatsError> {
         let server = ServerVersion::of(&client)?;
         // Spans and metrics name the stream and the durable name.
@@ -189,7 +204,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
                 Some(lease)
             }
         };
-        let mut follower = Follower {
+        let mut follower = StreamFollower {
             js,
             client,
             settings,
@@ -218,25 +233,26 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
         }
     }
 
-    /// The replica and its checkpoint.
-    pub fn replica(&self) -> &DurableReplica<T, S> {
+    /// The replica (or router) and its checkpoint.
+    pub fn replica(&self) -> &C {
         &self.durable
     }
 
-    /// The replica, mutably (to retry parked events, say).
-    pub fn replica_mut(&mut self) -> &mut DurableReplica<T, S> {
+    /// The replica (or router), mutably (to retry parked events, say).
+    pub fn replica_mut(&mut self) -> &mut C {
         &mut self.durable
     }
 
-    /// Stops following and returns the replica. The lease on the durable
-    /// name is left to expire; [`Follower::stop`] releases it at once.
-    pub fn into_replica(self) -> DurableReplica<T, S> {
+    /// Stops following and returns the replica (or router). The lease on
+    /// the durable name is left to expire; [`StreamFollower::stop`]
+    /// releases it at once.
+    pub fn into_replica(self) -> C {
         self.durable
     }
 
     /// Stops following, releases the lease on the durable name (so that a
-    /// successor can start at once), and returns the replica.
-    pub async fn stop(mut self) -> DurableReplica<T, S> {
+    /// successor can start at once), and returns the replica (or router).
+    pub async fn stop(mut self) -> C {
         if let Some(lease) = self.lease.take() {
             lease.release().await;
         }
@@ -306,7 +322,12 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
             ..PullConfig::default()
         };
         match self.settings.filter_subjects.as_slice() {
-            [] => config.filter_subject = self.settings.subjects.entity(T::ENTITY),
+            [] => {
+                config.filter_subject = match self.durable.entities().as_slice() {
+                    [entity] => self.settings.subjects.entity(entity),
+                    _ => self.settings.subjects.all(),
+                }
+            }
             [one] => config.filter_subject = one.clone(),
             many => config.filter_subjects = many.to_vec(),
         }
@@ -496,7 +517,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
         let confirmed = pending == 0 && self.nothing_left().await;
         // An empty fetch alone says nothing of the lag (see `Progress`).
         if !messages.is_empty() || confirmed {
-            self.durable.telemetry.lag(T::ENTITY, pending);
+            self.durable.record_lag(pending);
         }
         Ok(Progress {
             batch: outcome,
@@ -654,7 +675,9 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
             }
         }
     }
+}
 
+impl<T: StateEvent, S: ReplicaStore<T>> StreamFollower<DurableReplica<T, S>> {
     /// Asks the owner for the current state (all keys, or some) and merges
     /// the answer into the replica by sequence: a state older than what the
     /// replica holds (a live update that arrived meanwhile) is stale and
@@ -662,6 +685,31 @@ impl<T: StateEvent, S: ReplicaStore<T>> Follower<T, S> {
     /// applied are in [`BatchOutcome::rejected`], not parked (see
     /// [`DurableReplica::merge_unsequenced`]).
     pub async fn bootstrap_from_owner(
+        &mut self,
+        request: &BootstrapRequest,
+        timeout: Duration,
+    ) -> Result<BatchOutcome, NatsError> {
+        let events =
+            request_bootstrap::<T>(&self.client, &self.settings.subjects, request, timeout).await?;
+        let payloads: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
+        self.durable
+            .merge_unsequenced(&payloads)
+            .await
+            .map_err(|error| NatsError::Store {
+                attempts: 1,
+                source: Box::new(error),
+            })
+    }
+}
+
+impl<S: RouterStore> StreamFollower<DurableRouter<S>> {
+    /// Asks the owner of entity `T` for its current state (all keys, or
+    /// some) and merges the answer into the router's replica of `T` by
+    /// sequence, as [`Follower::bootstrap_from_owner`] does for one
+    /// replica. The checkpoint does not move; answers of an entity the
+    /// router does not hold, or that cannot be applied, are in
+    /// [`BatchOutcome::rejected`].
+    pub async fn bootstrap_from_owner<T: StateEvent>(
         &mut self,
         request: &BootstrapRequest,
         timeout: Duration,

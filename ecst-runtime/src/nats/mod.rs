@@ -32,7 +32,7 @@ use crate::upcast::BoxError;
 
 pub use crate::consume::RetryPolicy;
 pub use bootstrap::{reply_refusal, request_bootstrap, serve_bootstrap, BootstrapRequest};
-pub use follow::{FollowSettings, Follower, Progress};
+pub use follow::{FollowSettings, Follower, Progress, RouterFollower, StreamFollower};
 pub use lease::LEASE_BUCKET;
 pub use publish::{Mode, Published, Publisher, GUARD_ATTEMPTS, GUARD_CACHE_SUBJECTS};
 pub use server::ServerVersion;

@@ -1,18 +1,13 @@
 //! A replica in memory, committed to a store batch by batch.
 
-use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
 
-use super::{Checkpoint, Commit, Loaded, ReplicaStore, StoredEntry};
-use crate::consume::parking::ParkingLot;
-use crate::consume::{
-    Address, BatchOutcome, Message, ParkKind, ParkReason, Parked, ParkingLimits, Resolution,
-};
-use crate::envelope::{decode_typed, Change};
-use crate::event::{EntityKey, StateEvent};
-use crate::feed::{Observer, StateChange};
-use crate::replica::{Entry, Outcome, Replica};
-use crate::sequence::Sequence;
+use super::part::{Part, Pending as Share, Unstorable};
+use super::{Checkpoint, Commit, Loaded, ReplicaStore};
+use crate::consume::{BatchOutcome, Message, Parked, ParkingLimits};
+use crate::event::StateEvent;
+use crate::feed::StateChange;
+use crate::replica::Replica;
 
 /// A [`Replica`] whose changes and checkpoint are committed to a
 /// [`ReplicaStore`] in one transaction per batch.
@@ -38,54 +33,29 @@ use crate::sequence::Sequence;
 /// whole batch or none of it, and memory is reloaded from the store before
 /// the next call whenever it may be ahead.
 pub struct DurableReplica<T: StateEvent, S: ReplicaStore<T>> {
-    replica: Replica<T>,
+    /// The replica, its parking lot and its feed: what a
+    /// [`DurableRouter`](super::DurableRouter) holds per entity too.
+    part: Part<T>,
     store: S,
     checkpoint: Option<Checkpoint>,
-    parking: ParkingLot,
-    limits: ParkingLimits,
     /// Memory may be ahead of the store (a commit failed, or its future was
     /// dropped): reload before the next batch.
     stale_memory: bool,
     /// The names this replica reports under, in spans and metrics
     /// ([`DurableReplica::with_consumer`]).
     pub(crate) telemetry: crate::telemetry::Telemetry,
-    /// Called with every committed change, when set
-    /// ([`DurableReplica::on_change`]).
-    feed: Option<Observer<T>>,
 }
 
-/// One change made by a batch, kept until the batch is committed: the key,
-/// the event's sequence, the outcome, and the live state it replaced
-/// (moved out of the replica, not cloned).
-struct Recorded<T: StateEvent> {
-    key: T::Key,
-    sequence: Sequence,
-    outcome: Outcome,
-    before: Option<T>,
-}
-
-/// What one batch will commit.
+/// What one batch will commit: the part's share, and the checkpoint.
 struct Pending<T: StateEvent> {
-    outcome: BatchOutcome,
-    changed: Vec<T::Key>,
-    parked: Vec<Parked>,
-    unparked: Vec<u64>,
-    /// Tombstones purged from memory, to delete from the store.
-    purged: Vec<T::Key>,
-    /// The changes to report once committed (only with a feed).
-    changes: Vec<Recorded<T>>,
+    share: Share<T>,
     checkpoint: Checkpoint,
 }
 
 impl<T: StateEvent> Pending<T> {
     fn new(checkpoint: Checkpoint) -> Self {
         Pending {
-            outcome: BatchOutcome::default(),
-            changed: Vec::new(),
-            parked: Vec::new(),
-            unparked: Vec::new(),
-            purged: Vec::new(),
-            changes: Vec::new(),
+            share: Share::default(),
             checkpoint,
         }
     }
@@ -96,13 +66,10 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
     pub async fn open(mut store: S) -> Result<Self, S::Error> {
         let loaded = store.load().await?;
         let mut durable = DurableReplica {
-            replica: Replica::new(),
+            part: Part::default(),
             store,
             checkpoint: None,
-            parking: ParkingLot::default(),
-            limits: ParkingLimits::default(),
             stale_memory: false,
-            feed: None,
             telemetry: crate::telemetry::Telemetry::default(),
         };
         durable.install(loaded);
@@ -112,14 +79,13 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
     /// The same replica, keeping resolved parked events within `limits`.
     #[must_use]
     pub fn with_parking_limits(mut self, limits: ParkingLimits) -> Self {
-        self.limits = limits;
+        self.part.limits = limits;
         self
     }
 
     fn install(&mut self, loaded: Loaded<T>) {
-        self.replica = loaded.replica;
+        self.part.install(loaded.replica, loaded.parked);
         self.checkpoint = loaded.checkpoint;
-        self.parking = ParkingLot::new(loaded.parked);
         self.stale_memory = false;
     }
 
@@ -133,7 +99,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
     /// The replica as committed (plus nothing uncommitted: every
     /// [`DurableReplica::apply_batch`] commits before it returns).
     pub fn replica(&self) -> &Replica<T> {
-        &self.replica
+        &self.part.replica
     }
 
     /// The checkpoint, `None` before the first commit.
@@ -149,22 +115,22 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
 
     /// Every parked message, pending and resolved, by stream sequence.
     pub fn parked(&self) -> impl Iterator<Item = &Parked> + '_ {
-        self.parking.iter()
+        self.part.parking.iter()
     }
 
     /// The parked message at `stream_sequence`, if any.
     pub fn parked_at(&self, stream_sequence: u64) -> Option<&Parked> {
-        self.parking.get(stream_sequence)
+        self.part.parking.get(stream_sequence)
     }
 
     /// How many parked messages wait (are not resolved).
     pub fn pending_parked(&self) -> usize {
-        self.parking.pending()
+        self.part.parking.pending()
     }
 
     /// How many parked messages are held, pending and resolved.
     pub fn parked_len(&self) -> usize {
-        self.parking.len()
+        self.part.parking.len()
     }
 
     /// The store.
@@ -207,12 +173,12 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
     /// [`retry_parked`]: DurableReplica::retry_parked
     /// [`merge_unsequenced`]: DurableReplica::merge_unsequenced
     pub fn on_change(&mut self, feed: impl FnMut(StateChange<'_, T>) + Send + Sync + 'static) {
-        self.feed = Some(Box::new(feed));
+        self.part.feed = Some(Box::new(feed));
     }
 
     /// Removes the feed set with [`DurableReplica::on_change`].
     pub fn clear_on_change(&mut self) {
-        self.feed = None;
+        self.part.feed = None;
     }
 
     /// Deletes the tombstones recorded before `cutoff`, from memory and the
@@ -255,8 +221,10 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
             self.reload().await?;
         }
         let mut pending = Pending::new(self.checkpoint.unwrap_or_default());
-        pending.purged = self.replica.purge_tombstone_keys(cutoff);
-        if pending.purged.is_empty() {
+        let purged = self
+            .part
+            .purge_tombstones_before(cutoff, &mut pending.share);
+        if purged == 0 {
             return Ok(0);
         }
         // Every message up to the checkpoint was handled while the purged
@@ -264,7 +232,6 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         // purged key back (see `Checkpoint::purged_through`).
         let checkpoint = &mut pending.checkpoint;
         checkpoint.purged_through = checkpoint.stream_sequence;
-        let purged = pending.purged.len();
         self.finish(pending).await?;
         Ok(purged)
     }
@@ -326,153 +293,16 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
     }
 
     /// Applies `messages` in memory; what to commit.
-    fn apply_messages(
-        &mut self,
-        messages: &[Message<'_>],
-        unstorable: &[(String, String)],
-    ) -> Pending<T> {
+    fn apply_messages(&mut self, messages: &[Message<'_>], unstorable: &Unstorable) -> Pending<T> {
         let mut pending = Pending::new(self.checkpoint.unwrap_or_default());
+        let purged_through = self.checkpoint.map_or(0, |c| c.purged_through);
         for message in messages {
             let checkpoint = &mut pending.checkpoint;
             checkpoint.stream_sequence = checkpoint.stream_sequence.max(message.stream_sequence);
-            let sequence = message.stream_sequence;
-            // A redelivery of a parked message stays as it is: parked once.
-            // Only the same message, though: after a stream was re-created
-            // (or renumbered), another message can come at a position a
-            // parked one of the old stream holds, and it is new.
-            if let Some(parked) = self
-                .parking
-                .get(sequence)
-                .filter(|parked| parked.payload == message.payload)
-            {
-                if parked.is_pending() {
-                    pending
-                        .outcome
-                        .parked
-                        .push((sequence, parked.reason.clone()));
-                }
-                continue;
-            }
-            if let Some(reason) = message.refused {
-                let reason = ParkReason::new(ParkKind::Refused, reason);
-                self.park(message, message.address.key(), reason, &mut pending);
-                continue;
-            }
-            let purged_through = self.checkpoint.map_or(0, |c| c.purged_through);
-            match self.apply_addressed(message, unstorable, purged_through) {
-                Ok((applied, key, before)) => {
-                    if changes_state(applied) {
-                        pending.checkpoint.applied += 1;
-                        self.record(&key, applied, before, &mut pending);
-                        self.supersede(key, Some(sequence), &mut pending);
-                    }
-                    pending.outcome.applied.push((sequence, applied));
-                }
-                Err((key, reason)) => {
-                    let key = key.or_else(|| message.address.key().map(str::to_owned));
-                    self.park(message, key.as_deref(), reason, &mut pending);
-                }
-            }
+            self.part
+                .apply_message(message, purged_through, unstorable, &mut pending.share);
         }
         pending
-    }
-
-    /// Decodes `message`, checks it against its transport address, and
-    /// applies it; or the key it names (if any) and why it cannot apply.
-    /// A message at or below `purged_through` (`0`: no gate) that would
-    /// make live a key the replica does not hold live is not applied
-    /// ([`ParkKind::PurgedTombstone`]): every such message was handled
-    /// before, when a newer event of its key won, so the key's newer state
-    /// is a purged tombstone.
-    #[allow(clippy::type_complexity)]
-    fn apply_addressed(
-        &mut self,
-        message: &Message<'_>,
-        unstorable: &[(String, String)],
-        purged_through: u64,
-    ) -> Result<(Outcome, T::Key, Option<T>), (Option<String>, ParkReason)> {
-        if let Address::Invalid(why) = &message.address {
-            return Err((None, ParkReason::new(ParkKind::Misaddressed, why)));
-        }
-        let decoded = match decode_typed::<T>(message.payload) {
-            Ok(decoded) => decoded,
-            Err(error) => {
-                self.replica.count_rejection(&error);
-                // An addressed message is parked under the key it was sent
-                // to, never the key it claims: retried after an upgrade, it
-                // must still apply only to its own key.
-                if let Address::Key { entity, key } = &message.address {
-                    let context = error.context();
-                    let other_entity = context.entity.as_deref().is_some_and(|e| e != *entity);
-                    let other_key = context.key.as_deref().is_some_and(|k| k != key.as_ref());
-                    if other_entity || other_key || *entity != T::ENTITY {
-                        let reason = format!(
-                            "sent on `{}` (entity `{entity}`, key `{key}`) but the envelope names \
-                             entity `{}`, key `{}`: a message applies only to the entity and key \
-                             it was sent to ({error})",
-                            message.subject,
-                            context.entity.as_deref().unwrap_or("?"),
-                            context.key.as_deref().unwrap_or("?"),
-                        );
-                        return Err((
-                            Some(key.as_ref().to_owned()),
-                            ParkReason::new(ParkKind::Misaddressed, reason),
-                        ));
-                    }
-                    return Err((Some(key.as_ref().to_owned()), ParkReason::of_error(&error)));
-                }
-                return Err((error.context().key.clone(), ParkReason::of_error(&error)));
-            }
-        };
-        if let Address::Key { entity, key } = &message.address {
-            if *entity != T::ENTITY || decoded.header.key != *key {
-                let reason = format!(
-                    "sent on `{}` (entity `{entity}`, key `{key}`) but the envelope is of entity \
-                     `{}`, key `{}`: a message applies only to the entity and key it was sent to",
-                    message.subject, decoded.header.entity, decoded.header.key
-                );
-                // Parked under the key it was sent to, not the key it
-                // claims: it must not touch the real key.
-                return Err((
-                    Some(key.as_ref().to_owned()),
-                    ParkReason::new(ParkKind::Misaddressed, reason),
-                ));
-            }
-        }
-        if let Some((key, why)) = unstorable
-            .iter()
-            .find(|(key, _)| *key == decoded.header.key)
-        {
-            let reason = ParkReason::new(
-                ParkKind::Unstorable,
-                format!("the store cannot hold this state of key `{key}`: {why}"),
-            );
-            return Err((Some(key.clone()), reason));
-        }
-        // Not live: unknown, or a tombstone re-created by a redelivered
-        // older delete after the newer one was purged.
-        if message.stream_sequence <= purged_through
-            && matches!(decoded.change, Change::Upsert(_))
-            && !matches!(self.replica.entry(&decoded.key), Some(Entry::Live { .. }))
-        {
-            let reason = format!(
-                "stream sequence {} is at or below {purged_through}, where tombstones were \
-                 purged, and would bring back key `{}`, which this replica does not hold: most \
-                 likely an older upsert of a key deleted since, whose tombstone was purged (a \
-                 redelivery inside the purge horizon; see `purge_tombstones_before`)",
-                message.stream_sequence, decoded.header.key
-            );
-            return Err((
-                Some(decoded.header.key.into_owned()),
-                ParkReason::new(ParkKind::PurgedTombstone, reason),
-            ));
-        }
-        let key = decoded.key.clone();
-        let span = crate::telemetry::event_span(message.stream_sequence, &decoded.header);
-        let _entered = span.enter();
-        let (outcome, before) = self.replica.apply_decoded_taking(decoded);
-        span.outcome(outcome);
-        Ok((outcome, key, before))
     }
 
     /// Merges events that do not come from the stream (an owner's answer to
@@ -497,25 +327,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         }
         let mut pending = Pending::new(self.checkpoint.unwrap_or_default());
         for payload in payloads {
-            let span = crate::telemetry::unsequenced_event_span(payload);
-            let _entered = span.enter();
-            match self.replica.apply_json_keyed(payload) {
-                Ok((applied, key, before)) => {
-                    span.outcome(applied);
-                    if changes_state(applied) {
-                        pending.checkpoint.applied += 1;
-                        self.record(&key, applied, before, &mut pending);
-                        // The owner's current state comes after everything
-                        // the stream delivered so far.
-                        self.supersede(key, Some(u64::MAX), &mut pending);
-                    }
-                    pending.outcome.applied.push((0, applied));
-                }
-                Err(error) => pending
-                    .outcome
-                    .rejected
-                    .push((0, ParkReason::of_error(&error))),
-            }
+            self.part.merge_payload(payload, &mut pending.share);
         }
         self.finish(pending).await
     }
@@ -533,54 +345,14 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         // rest is committed.
         let span = self
             .telemetry
-            .batch(T::ENTITY, self.parking.pending(), 0, 0);
+            .batch(T::ENTITY, self.part.parking.pending(), 0, 0);
         span.run(self.commit_storable(|this, unstorable| this.retry_in_memory(unstorable)))
             .await
     }
 
-    fn retry_in_memory(&mut self, unstorable: &[(String, String)]) -> Pending<T> {
+    fn retry_in_memory(&mut self, unstorable: &Unstorable) -> Pending<T> {
         let mut pending = Pending::new(self.checkpoint.unwrap_or_default());
-        let waiting: Vec<(u64, Vec<u8>, String)> = self
-            .parking
-            .iter()
-            .filter(|parked| parked.is_pending())
-            .map(|p| (p.stream_sequence, p.payload.clone(), p.subject.clone()))
-            .collect();
-        for (sequence, payload, subject) in waiting {
-            let Some(parked) = self.parking.get(sequence) else {
-                continue;
-            };
-            // Misaddressed and refused messages stay what they were, and so
-            // do those that would bring back a purged key.
-            if matches!(
-                parked.reason.kind,
-                ParkKind::Misaddressed | ParkKind::Refused | ParkKind::PurgedTombstone
-            ) {
-                pending
-                    .outcome
-                    .parked
-                    .push((sequence, parked.reason.clone()));
-                continue;
-            }
-            let message = Message::new(sequence, &subject, &payload);
-            let message = match parked.key.clone() {
-                Some(key) => message.addressed_to(T::ENTITY, key),
-                None => message,
-            };
-            match self.apply_addressed(&message, unstorable, 0) {
-                Ok((applied, key, before)) => {
-                    self.parking.remove(sequence);
-                    pending.unparked.push(sequence);
-                    if changes_state(applied) {
-                        pending.checkpoint.applied += 1;
-                        self.record(&key, applied, before, &mut pending);
-                        self.supersede(key, None, &mut pending);
-                    }
-                    pending.outcome.applied.push((sequence, applied));
-                }
-                Err((_, reason)) => pending.outcome.parked.push((sequence, reason)),
-            }
-        }
+        self.part.retry_parked(unstorable, &mut pending.share);
         pending
     }
 
@@ -614,142 +386,28 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
             self.reload().await?;
         }
         let mut pending = Pending::new(self.checkpoint.unwrap_or_default());
-        let resolution = Resolution::Discarded(why.to_owned());
-        let Some(parked) = self.parking.resolve(stream_sequence, resolution) else {
+        if !self
+            .part
+            .discard_parked(stream_sequence, why, &mut pending.share)
+        {
             return Ok(false);
-        };
-        pending.parked.push(parked.clone());
+        }
         self.finish(pending).await?;
         Ok(true)
     }
 
-    /// Keeps a change of `key` to report after the commit, when a feed is
-    /// set.
-    fn record(&self, key: &T::Key, outcome: Outcome, before: Option<T>, pending: &mut Pending<T>) {
-        if self.feed.is_none() {
-            return;
-        }
-        let Some(sequence) = self.replica.entry(key).map(|entry| entry.sequence()) else {
-            return;
-        };
-        pending.changes.push(Recorded {
-            key: key.clone(),
-            sequence,
-            outcome,
-            before,
-        });
-    }
-
-    /// Records that `key` changed, and marks the pending parked events of
-    /// `key` that its new state supersedes.
-    fn supersede(&mut self, key: T::Key, applied_at: Option<u64>, pending: &mut Pending<T>) {
-        // The common case, on the path of every applied event: nothing
-        // pending to look up (and no key to write out as text).
-        if !self.parking.has_pending_keys() {
-            pending.changed.push(key);
-            return;
-        }
-        let Some(held) = self.replica.entry(&key).map(|entry| entry.sequence().get()) else {
-            pending.changed.push(key);
-            return;
-        };
-        let text = key.to_string();
-        for stream_sequence in self.parking.superseded_by(&text, held, applied_at) {
-            if let Some(parked) = self
-                .parking
-                .resolve(stream_sequence, Resolution::Superseded)
-            {
-                pending.parked.push(parked.clone());
-                pending.outcome.superseded.push(stream_sequence);
-            }
-        }
-        pending.changed.push(key);
-    }
-
-    fn park(
-        &mut self,
-        message: &Message<'_>,
-        key: Option<&str>,
-        reason: ParkReason,
-        pending: &mut Pending<T>,
-    ) {
-        // A key no store can hold (control characters) is no valid key of
-        // any entity: the message is parked under no key.
-        let key = key
-            .filter(|key| !key.chars().any(char::is_control))
-            .map(str::to_owned);
-        pending
-            .outcome
-            .parked
-            .push((message.stream_sequence, reason.clone()));
-        let parked = Parked {
-            stream_sequence: message.stream_sequence,
-            subject: crate::consume::printable(message.subject).into_owned(),
-            key,
-            reason,
-            payload: message.payload.to_vec(),
-            resolution: None,
-        };
-        crate::telemetry::event_parked(
-            parked.stream_sequence,
-            parked.key.as_deref(),
-            &parked.reason,
-        );
-        self.parking.insert(parked.clone());
-        // Already older than what its key holds: superseded at once.
-        if let Some(held) = parked
-            .key
-            .as_deref()
-            .and_then(|key| <T::Key as EntityKey>::parse_key(key).ok())
-            .and_then(|key| self.replica.entry(&key).map(|e| e.sequence().get()))
-        {
-            let key = parked.key.as_deref().unwrap_or_default();
-            if self
-                .parking
-                .superseded_by(key, held, None)
-                .contains(&message.stream_sequence)
-            {
-                if let Some(resolved) = self
-                    .parking
-                    .resolve(message.stream_sequence, Resolution::Superseded)
-                {
-                    pending.parked.push(resolved.clone());
-                    pending.outcome.superseded.push(message.stream_sequence);
-                    return;
-                }
-            }
-        }
-        pending.parked.push(parked);
-    }
-
-    /// Purges resolved parked events over the limits and commits `pending`.
+    /// Applies the parking limits and commits `pending`; then reports the
+    /// batch's changes.
     async fn finish(&mut self, mut pending: Pending<T>) -> Result<BatchOutcome, S::Error> {
-        let overflow = self.parking.over_pending(self.limits);
-        if !overflow.is_empty() {
-            tracing_warn_overflow(overflow.len(), self.limits);
-            let why = format!(
-                "the parking lot was over its limit of {} pending messages or {} bytes",
-                self.limits.max_pending, self.limits.max_pending_bytes
-            );
-            for stream_sequence in overflow {
-                let resolution = Resolution::Discarded(why.clone());
-                if let Some(parked) = self.parking.resolve(stream_sequence, resolution) {
-                    pending.parked.push(parked.clone());
-                    pending.outcome.overflowed.push(stream_sequence);
-                }
-            }
-        }
-        for stream_sequence in self.parking.over(self.limits) {
-            self.parking.remove(stream_sequence);
-            pending.unparked.push(stream_sequence);
-        }
+        self.part.close(&mut pending.share);
+        pending.checkpoint.applied += pending.share.applied;
         // A parked row written twice in one batch (parked, then superseded)
         // keeps its last form: the stores upsert in order.
         let commit = Commit {
-            entries: stored_entries(&self.replica, &pending.changed),
-            parked: &pending.parked,
-            unparked: &pending.unparked,
-            purged: &pending.purged,
+            entries: self.part.entries(&pending.share),
+            parked: &pending.share.parked,
+            unparked: &pending.share.unparked,
+            purged: &pending.share.purged,
             checkpoint: pending.checkpoint,
         };
         // Set before the await: if this future is dropped mid-commit, memory
@@ -759,92 +417,8 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         self.store.commit(commit).await?;
         self.stale_memory = false;
         self.checkpoint = Some(pending.checkpoint);
-        let sizes = crate::telemetry::Sizes {
-            keys: self.replica.len(),
-            tombstones: self.replica.tombstones(),
-            pending_parked: self.parking.pending(),
-        };
-        self.telemetry.committed(T::ENTITY, &pending.outcome, sizes);
-        // Committed: report the batch's changes. No await from the commit
-        // to here, so a dropped future cannot skip them.
-        if let Some(feed) = self.feed.as_mut() {
-            report(&self.replica, pending.changes, feed);
-        }
-        Ok(pending.outcome)
+        // Committed: no await from here on, so a dropped future cannot skip
+        // the feed.
+        Ok(self.part.committed(pending.share, &self.telemetry))
     }
-}
-
-fn changes_state(outcome: Outcome) -> bool {
-    matches!(
-        outcome,
-        Outcome::Inserted | Outcome::Updated | Outcome::Deleted
-    )
-}
-
-/// What the replica now holds for each changed key, each key once.
-fn stored_entries<'a, T: StateEvent>(
-    replica: &'a Replica<T>,
-    changed: &'a [T::Key],
-) -> Vec<StoredEntry<'a, T>> {
-    let mut seen = HashSet::with_capacity(changed.len());
-    changed
-        .iter()
-        .filter(|key| seen.insert(*key))
-        .filter_map(|key| {
-            replica.entry(key).map(|entry| match entry {
-                Entry::Live { sequence, state } => StoredEntry {
-                    key,
-                    sequence,
-                    read_version: replica.read_version(key).unwrap_or(T::VERSION),
-                    state: Some(state),
-                    deleted_at: None,
-                },
-                Entry::Tombstone { sequence } => StoredEntry {
-                    key,
-                    sequence,
-                    read_version: T::VERSION,
-                    state: None,
-                    deleted_at: replica.deleted_at(key),
-                },
-            })
-        })
-        .collect()
-}
-
-/// Calls `feed` with each of `changes`, in order. A change's `after` is the
-/// `before` of the key's next change in the batch, or what the replica holds
-/// now for the key's last one.
-fn report<T: StateEvent>(replica: &Replica<T>, changes: Vec<Recorded<T>>, feed: &mut Observer<T>) {
-    let mut next: Vec<Option<usize>> = vec![None; changes.len()];
-    let mut later: HashMap<&T::Key, usize> = HashMap::with_capacity(changes.len());
-    for (index, change) in changes.iter().enumerate().rev() {
-        next[index] = later.insert(&change.key, index);
-    }
-    for (index, change) in changes.iter().enumerate() {
-        let after = match next[index] {
-            Some(next) => changes[next].before.as_ref(),
-            None => replica.get(&change.key),
-        };
-        feed(StateChange {
-            entity: T::ENTITY,
-            key: &change.key,
-            sequence: change.sequence,
-            before: change.before.as_ref(),
-            after,
-            outcome: change.outcome,
-        });
-    }
-}
-
-/// Logs a parking overflow where `tracing` is there (feature `tracing`).
-fn tracing_warn_overflow(count: usize, limits: ParkingLimits) {
-    #[cfg(feature = "tracing")]
-    tracing::warn!(
-        discarded = count,
-        max_pending = limits.max_pending,
-        max_pending_bytes = limits.max_pending_bytes,
-        "parking lot over its limits: the oldest pending parked messages were discarded"
-    );
-    #[cfg(not(feature = "tracing"))]
-    let _ = (count, limits);
 }

@@ -8,20 +8,33 @@
 //! applies nothing twice (what was committed is behind the checkpoint, and
 //! a redelivery of it is a [`Duplicate`](crate::Outcome::Duplicate) anyway).
 //!
+//! A [`DurableRouter`] does the same for several entity types consumed
+//! from one stream: one replica per entity, one store, one checkpoint, one
+//! transaction per batch across every entity. Both are a
+//! [`DurableConsumer`], what a transport adapter (NATS's
+//! `StreamFollower`) drives.
+//!
 //! Stores: `sqlite::SqliteStore` (feature `sqlite`, the embedded default)
 //! and `postgres::PostgresStore` (feature `postgres`). Both keep each state
 //! as JSON of the newest schema version with that version beside it, so a
 //! store written by an older build is upcast when a newer one loads it.
+//! Both are a [`ReplicaStore`] and a [`RouterStore`]; in memory,
+//! [`MemoryStore`] and [`MemoryRouterStore`].
 
 pub mod blocking;
+mod consumer;
 mod durable;
 mod error;
 mod memory;
+mod part;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod router;
+mod router_memory;
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 mod rows;
+mod share;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite;
@@ -30,9 +43,13 @@ use core::future::Future;
 use std::time::SystemTime;
 
 pub use crate::consume::{BatchOutcome, Message, Parked};
+pub use consumer::DurableConsumer;
 pub use durable::DurableReplica;
 pub use error::{StoreContext, StoreError};
 pub use memory::MemoryStore;
+pub use router::{DurableRouter, NotRegistered, RouterBuilder};
+pub use router_memory::MemoryRouterStore;
+pub use share::{RouterStore, ROUTER_CHECKPOINT_ENTITY};
 
 use crate::event::StateEvent;
 use crate::replica::Replica;

@@ -23,8 +23,8 @@
 
 use std::time::SystemTime;
 
-use serde_json::value::RawValue;
-use serde_json::Value;
+use std::collections::HashMap;
+
 use tokio_postgres::types::Json;
 use tokio_postgres::{Client, IsolationLevel, NoTls, Statement};
 
@@ -33,6 +33,10 @@ pub use tokio_postgres;
 use super::rows::{
     checkpoint_columns, restore_row, stored_checkpoint, to_bigint, to_micros, StoredParked,
     StoredRow,
+};
+use super::share::sealed::Sealed;
+use super::share::{
+    encode, EncodedEntry, EntityRows, RouterCommit, RouterRows, Share, ROUTER_CHECKPOINT_ENTITY,
 };
 use super::{Checkpoint, Commit, Loaded, Parked, ReplicaStore, StoreContext, StoreError};
 use crate::event::StateEvent;
@@ -143,7 +147,7 @@ ON CONFLICT (consumer, entity) DO UPDATE SET
     purged_through = EXCLUDED.purged_through";
 
 const SELECT_ENTRIES: &str = "
-SELECT key, sequence, schema_version, state, read_version, deleted_at FROM ecst_replica
+SELECT key, sequence, schema_version, state::text, read_version, deleted_at FROM ecst_replica
 WHERE consumer = $1 AND entity = $2";
 
 const SELECT_CHECKPOINT: &str = "
@@ -292,78 +296,20 @@ impl PostgresStore {
     async fn load_now<T: StateEvent>(&mut self) -> Result<Loaded<T>, StoreError> {
         let context = self.context(Some(T::ENTITY));
         let consumer = self.consumer.as_str();
-        let entity = T::ENTITY;
-        let statements = &self.statements;
-        let begin = |e| context.database("starting the load", e);
-        let tx = self
-            .client
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(begin)?;
-        let entries = tx
-            .query(&statements.select_entries, &[&consumer, &entity])
-            .await
-            .map_err(|e| context.database("reading ecst_replica", e))?;
-        let checkpoint = tx
-            .query_opt(&statements.select_checkpoint, &[&consumer, &entity])
-            .await
-            .map_err(|e| context.database("reading ecst_checkpoint", e))?;
-        let parked_rows = tx
-            .query(&statements.select_parked, &[&consumer, &entity])
-            .await
-            .map_err(|e| context.database("reading ecst_parked", e))?;
+        let tx = begin_load(&mut self.client, &context).await?;
+        let (rows, parked) = read_entity(&tx, &self.statements, consumer, &context).await?;
+        let checkpoint =
+            read_checkpoint(&tx, &self.statements, consumer, T::ENTITY, &context).await?;
         tx.commit()
             .await
             .map_err(|e| context.database("finishing the load", e))?;
-
         // No await below: nothing of type `T` lives across one, so the
         // future is `Send` whatever `T` is.
         let mut replica = Replica::new();
-        let read = |e| context.database("reading ecst_replica", e);
-        for row in entries {
-            let stored = StoredRow::<Json<Value>> {
-                key: row.try_get(0).map_err(read)?,
-                sequence: row.try_get(1).map_err(read)?,
-                schema_version: row.try_get(2).map_err(read)?,
-                state: row.try_get(3).map_err(read)?,
-                read_version: row.try_get(4).map_err(read)?,
-                deleted_at: row.try_get(5).map_err(read)?,
-            };
-            restore_row(&mut replica, &context, stored, |version, Json(value)| {
-                T::deserialize_version(version, value)
+        for stored in rows {
+            restore_row(&mut replica, &context, stored, |version, json: String| {
+                T::from_json_version(version, json.as_bytes())
             })?;
-        }
-
-        let checkpoint = checkpoint
-            .map(|row| {
-                let read = |e| context.database("reading ecst_checkpoint", e);
-                stored_checkpoint(
-                    [
-                        row.try_get(0).map_err(read)?,
-                        row.try_get(1).map_err(read)?,
-                        row.try_get(2).map_err(read)?,
-                    ],
-                    &context,
-                )
-            })
-            .transpose()?;
-
-        let read = |e| context.database("reading ecst_parked", e);
-        let mut parked = Vec::with_capacity(parked_rows.len());
-        for row in parked_rows {
-            let stored = StoredParked {
-                key: row.try_get(2).map_err(read)?,
-                stream_sequence: row.try_get(0).map_err(read)?,
-                subject: row.try_get(1).map_err(read)?,
-                reason: row.try_get(3).map_err(read)?,
-                payload: row.try_get(4).map_err(read)?,
-                kind: row.try_get(5).map_err(read)?,
-                resolution: row.try_get(6).map_err(read)?,
-            };
-            parked.push(stored.into_parked(&context)?);
         }
         Ok(Loaded {
             replica,
@@ -372,128 +318,76 @@ impl PostgresStore {
         })
     }
 
-    async fn commit_now(
+    /// A router's rows: every entity's, and its one checkpoint, from one
+    /// snapshot.
+    async fn load_router_now(
         &mut self,
-        entity: &'static str,
-        commit: Prepared<'_>,
-    ) -> Result<(), StoreError> {
-        let context = self.context(Some(entity));
+        entities: Vec<&'static str>,
+    ) -> Result<RouterRows, StoreError> {
+        let context = self.context(None);
         let consumer = self.consumer.as_str();
-        let statements = &self.statements;
-        let write = |e| context.database("committing", e);
-        let tx = self.client.transaction().await.map_err(write)?;
-        // Every `?` below drops `tx`, which rolls the transaction back.
-
-        if let Some((key, source)) = commit.unencodable {
-            return Err(StoreError::EncodeState {
-                context: Box::new(context.clone()),
-                key,
-                source,
+        let tx = begin_load(&mut self.client, &context).await?;
+        let mut loaded = Vec::with_capacity(entities.len());
+        for entity in entities {
+            let context = StoreContext::new(BACKEND, consumer, Some(entity));
+            let (entries, parked) = read_entity(&tx, &self.statements, consumer, &context).await?;
+            loaded.push(EntityRows {
+                context,
+                entries,
+                parked,
             });
         }
-        if !commit.entries.is_empty() {
-            let mut keys = Vec::with_capacity(commit.entries.len());
-            let mut sequences = Vec::with_capacity(commit.entries.len());
-            let mut states = Vec::with_capacity(commit.entries.len());
-            let mut read_versions = Vec::with_capacity(commit.entries.len());
-            let mut deleted_ats = Vec::with_capacity(commit.entries.len());
-            for entry in &commit.entries {
-                read_versions.push(entry.read_version);
-                deleted_ats.push(entry.deleted_at);
-                sequences.push(to_bigint(
-                    entry.sequence,
-                    &context,
-                    "ecst_replica.sequence",
-                    Some(&entry.key),
-                )?);
-                keys.push(entry.key.as_str());
-                states.push(entry.state.as_deref().map(Json));
+        let checkpoint = read_checkpoint(
+            &tx,
+            &self.statements,
+            consumer,
+            ROUTER_CHECKPOINT_ENTITY,
+            &context,
+        )
+        .await?;
+        tx.commit()
+            .await
+            .map_err(|e| context.database("finishing the load", e))?;
+        Ok(RouterRows {
+            entities: loaded,
+            checkpoint,
+        })
+    }
+
+    /// Writes `shares` and the checkpoint of `checkpoint_entity` in one
+    /// transaction.
+    async fn commit_now(
+        &mut self,
+        shares: &[Share<'_>],
+        checkpoint_entity: &str,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), StoreError> {
+        let consumer = self.consumer.as_str();
+        let context = StoreContext::new(BACKEND, consumer, None);
+        let statements = &self.statements;
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(|e| context.database("committing", e))?;
+        // Every `?` below drops `tx`, which rolls the transaction back.
+        for share in shares {
+            let context = StoreContext::new(BACKEND, consumer, Some(share.entity));
+            write_share(&tx, statements, consumer, share, &context).await?;
+        }
+        let context = match shares {
+            [one] if one.entity == checkpoint_entity => {
+                StoreContext::new(BACKEND, consumer, Some(one.entity))
             }
-            tx.execute(
-                &statements.upsert_entries,
-                &[
-                    &consumer,
-                    &entity,
-                    &commit.version,
-                    &keys,
-                    &sequences,
-                    &states,
-                    &read_versions,
-                    &deleted_ats,
-                ],
-            )
-            .await
-            .map_err(write)?;
-        }
-
-        if !commit.purged.is_empty() {
-            tx.execute(
-                &statements.delete_tombstones,
-                &[&consumer, &entity, &commit.purged],
-            )
-            .await
-            .map_err(write)?;
-        }
-
-        if !commit.parked.is_empty() {
-            let parked = last_of_each(commit.parked);
-            let mut stream_sequences = Vec::with_capacity(parked.len());
-            let mut subjects = Vec::with_capacity(parked.len());
-            let mut keys = Vec::with_capacity(parked.len());
-            let mut reasons = Vec::with_capacity(parked.len());
-            let mut payloads = Vec::with_capacity(parked.len());
-            let mut kinds = Vec::with_capacity(parked.len());
-            let mut resolutions = Vec::with_capacity(parked.len());
-            for parked in parked {
-                kinds.push(parked.reason.kind.as_str());
-                resolutions.push(parked.resolution.as_ref().map(|r| r.to_column()));
-                stream_sequences.push(to_bigint(
-                    parked.stream_sequence,
-                    &context,
-                    "ecst_parked.stream_sequence",
-                    parked.key.as_deref(),
-                )?);
-                subjects.push(parked.subject.as_str());
-                keys.push(parked.key.as_deref());
-                reasons.push(parked.reason.message.as_str());
-                payloads.push(parked.payload.as_slice());
-            }
-            tx.execute(
-                &statements.upsert_parked,
-                &[
-                    &consumer,
-                    &entity,
-                    &stream_sequences,
-                    &subjects,
-                    &keys,
-                    &reasons,
-                    &payloads,
-                    &kinds,
-                    &resolutions,
-                ],
-            )
-            .await
-            .map_err(write)?;
-        }
-
-        if !commit.unparked.is_empty() {
-            let unparked = commit
-                .unparked
-                .iter()
-                .map(|&s| to_bigint(s, &context, "ecst_parked.stream_sequence", None))
-                .collect::<Result<Vec<_>, _>>()?;
-            tx.execute(&statements.delete_parked, &[&consumer, &entity, &unparked])
-                .await
-                .map_err(write)?;
-        }
-
-        let [stream_sequence, applied, purged_through] =
-            checkpoint_columns(&commit.checkpoint, &context)?;
+            _ => context,
+        };
+        let write = |e| context.database("committing", e);
+        let [stream_sequence, applied, purged_through] = checkpoint_columns(checkpoint, &context)?;
         tx.execute(
             &statements.upsert_checkpoint,
             &[
                 &consumer,
-                &entity,
+                &checkpoint_entity,
                 &stream_sequence,
                 &applied,
                 &purged_through,
@@ -503,6 +397,215 @@ impl PostgresStore {
         .map_err(write)?;
         tx.commit().await.map_err(write)
     }
+}
+
+/// A read-only `REPEATABLE READ` transaction: every table from one
+/// snapshot.
+async fn begin_load<'c>(
+    client: &'c mut Client,
+    context: &StoreContext,
+) -> Result<tokio_postgres::Transaction<'c>, StoreError> {
+    client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(|e| context.database("starting the load", e))
+}
+
+/// One entity's `ecst_replica` and `ecst_parked` rows (`context` names
+/// the entity).
+async fn read_entity(
+    tx: &tokio_postgres::Transaction<'_>,
+    statements: &Statements,
+    consumer: &str,
+    context: &StoreContext,
+) -> Result<(Vec<StoredRow<String>>, Vec<Parked>), StoreError> {
+    let entity = context.entity.unwrap_or_default();
+    let rows = tx
+        .query(&statements.select_entries, &[&consumer, &entity])
+        .await
+        .map_err(|e| context.database("reading ecst_replica", e))?;
+    let parked_rows = tx
+        .query(&statements.select_parked, &[&consumer, &entity])
+        .await
+        .map_err(|e| context.database("reading ecst_parked", e))?;
+    let read = |e| context.database("reading ecst_replica", e);
+    let mut entries = Vec::with_capacity(rows.len());
+    for row in rows {
+        entries.push(StoredRow::<String> {
+            key: row.try_get(0).map_err(read)?,
+            sequence: row.try_get(1).map_err(read)?,
+            schema_version: row.try_get(2).map_err(read)?,
+            state: row.try_get(3).map_err(read)?,
+            read_version: row.try_get(4).map_err(read)?,
+            deleted_at: row.try_get(5).map_err(read)?,
+        });
+    }
+    let read = |e| context.database("reading ecst_parked", e);
+    let mut parked = Vec::with_capacity(parked_rows.len());
+    for row in parked_rows {
+        let stored = StoredParked {
+            key: row.try_get(2).map_err(read)?,
+            stream_sequence: row.try_get(0).map_err(read)?,
+            subject: row.try_get(1).map_err(read)?,
+            reason: row.try_get(3).map_err(read)?,
+            payload: row.try_get(4).map_err(read)?,
+            kind: row.try_get(5).map_err(read)?,
+            resolution: row.try_get(6).map_err(read)?,
+        };
+        parked.push(stored.into_parked(context)?);
+    }
+    Ok((entries, parked))
+}
+
+/// The checkpoint stored under `entity` (a router's:
+/// [`ROUTER_CHECKPOINT_ENTITY`]).
+async fn read_checkpoint(
+    tx: &tokio_postgres::Transaction<'_>,
+    statements: &Statements,
+    consumer: &str,
+    entity: &str,
+    context: &StoreContext,
+) -> Result<Option<Checkpoint>, StoreError> {
+    let read = |e| context.database("reading ecst_checkpoint", e);
+    let row = tx
+        .query_opt(&statements.select_checkpoint, &[&consumer, &entity])
+        .await
+        .map_err(read)?;
+    row.map(|row| {
+        stored_checkpoint(
+            [
+                row.try_get(0).map_err(read)?,
+                row.try_get(1).map_err(read)?,
+                row.try_get(2).map_err(read)?,
+            ],
+            context,
+        )
+    })
+    .transpose()
+}
+
+/// Writes one entity's share (one statement per table, the rows passed as
+/// arrays). A key given twice keeps its last entry, as row-by-row upserts
+/// would.
+async fn write_share(
+    tx: &tokio_postgres::Transaction<'_>,
+    statements: &Statements,
+    consumer: &str,
+    share: &Share<'_>,
+    context: &StoreContext,
+) -> Result<(), StoreError> {
+    let entity = share.entity;
+    let write = |e| context.database("committing", e);
+    if !share.entries.is_empty() {
+        let mut index = HashMap::with_capacity(share.entries.len());
+        let mut entries: Vec<&EncodedEntry> = Vec::with_capacity(share.entries.len());
+        for entry in &share.entries {
+            match index.get(entry.key.as_str()) {
+                Some(&i) => entries[i] = entry,
+                None => {
+                    index.insert(entry.key.as_str(), entries.len());
+                    entries.push(entry);
+                }
+            }
+        }
+        let mut keys = Vec::with_capacity(entries.len());
+        let mut sequences = Vec::with_capacity(entries.len());
+        let mut states = Vec::with_capacity(entries.len());
+        let mut read_versions = Vec::with_capacity(entries.len());
+        let mut deleted_ats = Vec::with_capacity(entries.len());
+        for entry in entries {
+            read_versions.push(i64::from(entry.read_version));
+            deleted_ats.push(entry.deleted_at.map(to_micros));
+            sequences.push(to_bigint(
+                entry.sequence,
+                context,
+                "ecst_replica.sequence",
+                Some(&entry.key),
+            )?);
+            keys.push(entry.key.as_str());
+            states.push(entry.state.as_deref().map(Json));
+        }
+        tx.execute(
+            &statements.upsert_entries,
+            &[
+                &consumer,
+                &entity,
+                &i64::from(share.version),
+                &keys,
+                &sequences,
+                &states,
+                &read_versions,
+                &deleted_ats,
+            ],
+        )
+        .await
+        .map_err(write)?;
+    }
+
+    if !share.purged.is_empty() {
+        tx.execute(
+            &statements.delete_tombstones,
+            &[&consumer, &entity, &share.purged],
+        )
+        .await
+        .map_err(write)?;
+    }
+
+    if !share.parked.is_empty() {
+        let parked = last_of_each(share.parked);
+        let mut stream_sequences = Vec::with_capacity(parked.len());
+        let mut subjects = Vec::with_capacity(parked.len());
+        let mut keys = Vec::with_capacity(parked.len());
+        let mut reasons = Vec::with_capacity(parked.len());
+        let mut payloads = Vec::with_capacity(parked.len());
+        let mut kinds = Vec::with_capacity(parked.len());
+        let mut resolutions = Vec::with_capacity(parked.len());
+        for parked in parked {
+            kinds.push(parked.reason.kind.as_str());
+            resolutions.push(parked.resolution.as_ref().map(|r| r.to_column()));
+            stream_sequences.push(to_bigint(
+                parked.stream_sequence,
+                context,
+                "ecst_parked.stream_sequence",
+                parked.key.as_deref(),
+            )?);
+            subjects.push(parked.subject.as_str());
+            keys.push(parked.key.as_deref());
+            reasons.push(parked.reason.message.as_str());
+            payloads.push(parked.payload.as_slice());
+        }
+        tx.execute(
+            &statements.upsert_parked,
+            &[
+                &consumer,
+                &entity,
+                &stream_sequences,
+                &subjects,
+                &keys,
+                &reasons,
+                &payloads,
+                &kinds,
+                &resolutions,
+            ],
+        )
+        .await
+        .map_err(write)?;
+    }
+
+    if !share.unparked.is_empty() {
+        let unparked = share
+            .unparked
+            .iter()
+            .map(|&s| to_bigint(s, context, "ecst_parked.stream_sequence", None))
+            .collect::<Result<Vec<_>, _>>()?;
+        tx.execute(&statements.delete_parked, &[&consumer, &entity, &unparked])
+            .await
+            .map_err(write)?;
+    }
+    Ok(())
 }
 
 /// The parked events with, for a stream sequence given twice, only the last
@@ -532,75 +635,6 @@ impl core::fmt::Debug for PostgresStore {
     }
 }
 
-/// One changed key, encoded, owning everything (so that the future that
-/// writes it is `Send` whatever `T` is).
-struct PreparedEntry {
-    key: String,
-    sequence: u64,
-    read_version: i64,
-    /// The state as JSON, `None` for a tombstone.
-    state: Option<Box<RawValue>>,
-    /// A tombstone's deletion time ([`to_micros`]).
-    deleted_at: Option<i64>,
-}
-
-/// A [`Commit`] with its states encoded and its keys written out. A key
-/// given twice keeps its last entry, as row-by-row upserts would.
-struct Prepared<'a> {
-    version: i64,
-    entries: Vec<PreparedEntry>,
-    /// The first state that could not be encoded, reported in the
-    /// transaction.
-    unencodable: Option<(String, serde_json::Error)>,
-    parked: &'a [Parked],
-    unparked: &'a [u64],
-    /// Keys of purged tombstones.
-    purged: Vec<String>,
-    checkpoint: Checkpoint,
-}
-
-fn prepare<'a, T: StateEvent>(commit: Commit<'a, T>) -> Prepared<'a> {
-    let mut index = std::collections::HashMap::with_capacity(commit.entries.len());
-    let mut entries: Vec<PreparedEntry> = Vec::with_capacity(commit.entries.len());
-    let mut unencodable = None;
-    for entry in commit.entries {
-        let key = entry.key.to_string();
-        // The JSON `Json(&state)` would send, written now; `Json(&raw)`
-        // sends it.
-        let state = match entry.state.map(serde_json::value::to_raw_value) {
-            None => None,
-            Some(Ok(raw)) => Some(raw),
-            Some(Err(source)) => {
-                unencodable.get_or_insert((key, source));
-                continue;
-            }
-        };
-        let prepared = PreparedEntry {
-            key,
-            sequence: entry.sequence.get(),
-            read_version: i64::from(entry.read_version),
-            state,
-            deleted_at: entry.deleted_at.map(to_micros),
-        };
-        match index.get(&prepared.key) {
-            Some(&i) => entries[i] = prepared,
-            None => {
-                index.insert(prepared.key.clone(), entries.len());
-                entries.push(prepared);
-            }
-        }
-    }
-    Prepared {
-        version: i64::from(T::VERSION),
-        entries,
-        unencodable,
-        parked: commit.parked,
-        unparked: commit.unparked,
-        purged: commit.purged.iter().map(ToString::to_string).collect(),
-        checkpoint: commit.checkpoint,
-    }
-}
-
 /// Every entity type in one database, each under its own `entity` name.
 impl<T: StateEvent> ReplicaStore<T> for PostgresStore {
     type Error = StoreError;
@@ -619,7 +653,39 @@ impl<T: StateEvent> ReplicaStore<T> for PostgresStore {
     ) -> impl core::future::Future<Output = Result<(), StoreError>> + Send {
         // Encoding happens here, when `commit` is called: the future then
         // holds plain rows, no `T`, and is `Send` whatever `T` is.
-        let prepared = prepare(commit);
-        self.commit_now(T::ENTITY, prepared)
+        let share = encode(
+            commit.entries,
+            commit.parked,
+            commit.unparked,
+            commit.purged,
+        );
+        let checkpoint = commit.checkpoint;
+        let context = self.context(None);
+        async move {
+            match share {
+                Ok(share) => self.commit_now(&[share], T::ENTITY, &checkpoint).await,
+                Err(unencodable) => Err(unencodable.into_error(context)),
+            }
+        }
+    }
+}
+
+/// A router's entities in one database, each under its own `entity` name,
+/// and its checkpoint under [`ROUTER_CHECKPOINT_ENTITY`].
+impl Sealed for PostgresStore {
+    fn router_context(&self) -> StoreContext {
+        self.context(None)
+    }
+
+    fn load_router(
+        &mut self,
+        entities: &[&'static str],
+    ) -> impl core::future::Future<Output = Result<RouterRows, StoreError>> + Send {
+        self.load_router_now(entities.to_vec())
+    }
+
+    async fn commit_router(&mut self, commit: RouterCommit<'_>) -> Result<(), StoreError> {
+        self.commit_now(&commit.shares, ROUTER_CHECKPOINT_ENTITY, &commit.checkpoint)
+            .await
     }
 }

@@ -51,7 +51,7 @@ pub(crate) fn from_bigint(
 }
 
 /// One row of `ecst_replica` as read, before decoding.
-pub(crate) struct StoredRow<S> {
+pub struct StoredRow<S> {
     pub(crate) key: String,
     pub(crate) sequence: i64,
     pub(crate) schema_version: i64,

@@ -33,10 +33,14 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 pub use rusqlite;
 
+use core::future::ready;
+
 use super::rows::{
     checkpoint_columns, restore_row, stored_checkpoint, to_bigint, to_micros, StoredParked,
     StoredRow,
 };
+use super::share::sealed::Sealed;
+use super::share::{encode, EntityRows, RouterCommit, RouterRows, Share, ROUTER_CHECKPOINT_ENTITY};
 use super::{Checkpoint, Commit, Loaded, Parked, ReplicaStore, StoreContext, StoreError};
 use crate::event::StateEvent;
 use crate::replica::Replica;
@@ -306,80 +310,21 @@ impl SqliteStore {
     fn load_now<T: StateEvent>(&mut self) -> Result<Loaded<T>, StoreError> {
         let context = self.context(Some(T::ENTITY));
         let consumer = self.consumer.as_str();
-        let entity = T::ENTITY;
         // One read transaction: the three tables from the same snapshot.
         let tx = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Deferred)
             .map_err(|e| context.database("starting the load", e))?;
-
-        let mut replica = Replica::new();
-        {
-            let read = |e| context.database("reading ecst_replica", e);
-            let mut statement = tx
-                .prepare(
-                    "SELECT key, sequence, schema_version, state, read_version, deleted_at \
-                     FROM ecst_replica WHERE consumer = ?1 AND entity = ?2",
-                )
-                .map_err(read)?;
-            let mut rows = statement.query(params![consumer, entity]).map_err(read)?;
-            while let Some(row) = rows.next().map_err(read)? {
-                let stored = StoredRow::<String> {
-                    key: row.get(0).map_err(read)?,
-                    sequence: row.get(1).map_err(read)?,
-                    schema_version: row.get(2).map_err(read)?,
-                    state: row.get(3).map_err(read)?,
-                    read_version: row.get(4).map_err(read)?,
-                    deleted_at: row.get(5).map_err(read)?,
-                };
-                restore_row(&mut replica, &context, stored, |version, json: String| {
-                    T::from_json_version(version, json.as_bytes())
-                })?;
-            }
-        }
-
-        let checkpoint = {
-            let read = |e| context.database("reading ecst_checkpoint", e);
-            let row: Option<[i64; 3]> = tx
-                .query_row(
-                    "SELECT stream_sequence, applied, purged_through FROM ecst_checkpoint \
-                     WHERE consumer = ?1 AND entity = ?2",
-                    params![consumer, entity],
-                    |row| Ok([row.get(0)?, row.get(1)?, row.get(2)?]),
-                )
-                .optional()
-                .map_err(read)?;
-            row.map(|columns| stored_checkpoint(columns, &context))
-                .transpose()?
-        };
-
-        let mut parked = Vec::new();
-        {
-            let read = |e| context.database("reading ecst_parked", e);
-            let mut statement = tx
-                .prepare(
-                    "SELECT stream_sequence, subject, key, reason, payload, kind, resolution \
-                     FROM ecst_parked \
-                     WHERE consumer = ?1 AND entity = ?2 ORDER BY stream_sequence",
-                )
-                .map_err(read)?;
-            let mut rows = statement.query(params![consumer, entity]).map_err(read)?;
-            while let Some(row) = rows.next().map_err(read)? {
-                let stored = StoredParked {
-                    key: row.get(2).map_err(read)?,
-                    stream_sequence: row.get(0).map_err(read)?,
-                    subject: row.get(1).map_err(read)?,
-                    reason: row.get(3).map_err(read)?,
-                    payload: row.get(4).map_err(read)?,
-                    kind: row.get(5).map_err(read)?,
-                    resolution: row.get(6).map_err(read)?,
-                };
-                parked.push(stored.into_parked(&context)?);
-            }
-        }
-
+        let (rows, parked) = read_entity(&tx, consumer, &context)?;
+        let checkpoint = read_checkpoint(&tx, consumer, T::ENTITY, &context)?;
         tx.commit()
             .map_err(|e| context.database("finishing the load", e))?;
+        let mut replica = Replica::new();
+        for stored in rows {
+            restore_row(&mut replica, &context, stored, |version, json: String| {
+                T::from_json_version(version, json.as_bytes())
+            })?;
+        }
         Ok(Loaded {
             replica,
             checkpoint,
@@ -387,104 +332,234 @@ impl SqliteStore {
         })
     }
 
-    fn commit_now(&mut self, entity: &'static str, commit: Prepared<'_>) -> Result<(), StoreError> {
-        let context = self.context(Some(entity));
+    /// A router's rows: every entity's, and its one checkpoint, from one
+    /// snapshot.
+    fn load_router_now(&mut self, entities: &[&'static str]) -> Result<RouterRows, StoreError> {
+        let context = self.context(None);
         let consumer = self.consumer.as_str();
-        let write = |e| context.database("committing", e);
+        let tx = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Deferred)
+            .map_err(|e| context.database("starting the load", e))?;
+        let mut loaded = Vec::with_capacity(entities.len());
+        for &entity in entities {
+            let context = StoreContext::new(BACKEND, consumer, Some(entity));
+            let (entries, parked) = read_entity(&tx, consumer, &context)?;
+            loaded.push(EntityRows {
+                context,
+                entries,
+                parked,
+            });
+        }
+        let checkpoint = read_checkpoint(&tx, consumer, ROUTER_CHECKPOINT_ENTITY, &context)?;
+        tx.commit()
+            .map_err(|e| context.database("finishing the load", e))?;
+        Ok(RouterRows {
+            entities: loaded,
+            checkpoint,
+        })
+    }
+
+    /// Writes `shares` and the checkpoint of `checkpoint_entity` in one
+    /// `IMMEDIATE` transaction.
+    fn commit_now(
+        &mut self,
+        shares: &[Share<'_>],
+        checkpoint_entity: &str,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), StoreError> {
+        let consumer = self.consumer.as_str();
+        let context = StoreContext::new(BACKEND, consumer, None);
         let tx = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(write)?;
+            .map_err(|e| context.database("committing", e))?;
         // Every `?` below drops `tx`, which rolls the transaction back.
-        {
-            let mut upsert = tx.prepare_cached(UPSERT_ENTRY).map_err(write)?;
-            for entry in commit.entries {
-                let sequence = to_bigint(
-                    entry.sequence,
-                    &context,
-                    "ecst_replica.sequence",
-                    Some(&entry.key),
-                )?;
-                let state = match entry.state {
-                    None => None,
-                    Some(Ok(json)) => Some(json),
-                    Some(Err(source)) => {
-                        return Err(StoreError::EncodeState {
-                            context: Box::new(context.clone()),
-                            key: entry.key,
-                            source,
-                        })
-                    }
-                };
-                upsert
-                    .execute(params![
-                        consumer,
-                        entity,
-                        entry.key,
-                        sequence,
-                        commit.version,
-                        state,
-                        entry.read_version,
-                        entry.deleted_at,
-                    ])
-                    .map_err(write)?;
-            }
+        for share in shares {
+            let context = StoreContext::new(BACKEND, consumer, Some(share.entity));
+            write_share(&tx, consumer, share, &context)?;
         }
-        {
-            let mut delete = tx.prepare_cached(DELETE_TOMBSTONE).map_err(write)?;
-            for key in &commit.purged {
-                delete
-                    .execute(params![consumer, entity, key])
-                    .map_err(write)?;
+        let context = match shares {
+            [one] if one.entity == checkpoint_entity => {
+                StoreContext::new(BACKEND, consumer, Some(one.entity))
             }
-        }
-        {
-            let mut insert = tx.prepare_cached(UPSERT_PARKED).map_err(write)?;
-            for parked in commit.parked {
-                let stream_sequence = to_bigint(
-                    parked.stream_sequence,
-                    &context,
-                    "ecst_parked.stream_sequence",
-                    parked.key.as_deref(),
-                )?;
-                insert
-                    .execute(params![
-                        consumer,
-                        entity,
-                        stream_sequence,
-                        parked.subject,
-                        parked.key,
-                        parked.reason.message,
-                        parked.payload,
-                        parked.reason.kind.as_str(),
-                        parked.resolution.as_ref().map(|r| r.to_column()),
-                    ])
-                    .map_err(write)?;
-            }
-        }
-        {
-            let mut delete = tx.prepare_cached(DELETE_PARKED).map_err(write)?;
-            for &stream_sequence in commit.unparked {
-                let stream_sequence = to_bigint(
-                    stream_sequence,
-                    &context,
-                    "ecst_parked.stream_sequence",
-                    None,
-                )?;
-                delete
-                    .execute(params![consumer, entity, stream_sequence])
-                    .map_err(write)?;
-            }
-        }
-        let [stream_sequence, applied, purged_through] =
-            checkpoint_columns(&commit.checkpoint, &context)?;
+            _ => context,
+        };
+        let write = |e| context.database("committing", e);
+        let [stream_sequence, applied, purged_through] = checkpoint_columns(checkpoint, &context)?;
         tx.execute(
             UPSERT_CHECKPOINT,
-            params![consumer, entity, stream_sequence, applied, purged_through],
+            params![
+                consumer,
+                checkpoint_entity,
+                stream_sequence,
+                applied,
+                purged_through
+            ],
         )
         .map_err(write)?;
         tx.commit().map_err(write)
     }
+}
+
+/// One entity's `ecst_replica` and `ecst_parked` rows (`context` names
+/// the entity).
+fn read_entity(
+    tx: &rusqlite::Transaction<'_>,
+    consumer: &str,
+    context: &StoreContext,
+) -> Result<(Vec<StoredRow<String>>, Vec<Parked>), StoreError> {
+    let entity = context.entity.unwrap_or_default();
+    let mut entries = Vec::new();
+    {
+        let read = |e| context.database("reading ecst_replica", e);
+        let mut statement = tx
+            .prepare_cached(
+                "SELECT key, sequence, schema_version, state, read_version, deleted_at \
+                 FROM ecst_replica WHERE consumer = ?1 AND entity = ?2",
+            )
+            .map_err(read)?;
+        let mut rows = statement.query(params![consumer, entity]).map_err(read)?;
+        while let Some(row) = rows.next().map_err(read)? {
+            entries.push(StoredRow::<String> {
+                key: row.get(0).map_err(read)?,
+                sequence: row.get(1).map_err(read)?,
+                schema_version: row.get(2).map_err(read)?,
+                state: row.get(3).map_err(read)?,
+                read_version: row.get(4).map_err(read)?,
+                deleted_at: row.get(5).map_err(read)?,
+            });
+        }
+    }
+    let mut parked = Vec::new();
+    {
+        let read = |e| context.database("reading ecst_parked", e);
+        let mut statement = tx
+            .prepare_cached(
+                "SELECT stream_sequence, subject, key, reason, payload, kind, resolution \
+                 FROM ecst_parked \
+                 WHERE consumer = ?1 AND entity = ?2 ORDER BY stream_sequence",
+            )
+            .map_err(read)?;
+        let mut rows = statement.query(params![consumer, entity]).map_err(read)?;
+        while let Some(row) = rows.next().map_err(read)? {
+            let stored = StoredParked {
+                key: row.get(2).map_err(read)?,
+                stream_sequence: row.get(0).map_err(read)?,
+                subject: row.get(1).map_err(read)?,
+                reason: row.get(3).map_err(read)?,
+                payload: row.get(4).map_err(read)?,
+                kind: row.get(5).map_err(read)?,
+                resolution: row.get(6).map_err(read)?,
+            };
+            parked.push(stored.into_parked(context)?);
+        }
+    }
+    Ok((entries, parked))
+}
+
+/// The checkpoint stored under `entity` (a router's:
+/// [`ROUTER_CHECKPOINT_ENTITY`]).
+fn read_checkpoint(
+    tx: &rusqlite::Transaction<'_>,
+    consumer: &str,
+    entity: &str,
+    context: &StoreContext,
+) -> Result<Option<Checkpoint>, StoreError> {
+    let read = |e| context.database("reading ecst_checkpoint", e);
+    let row: Option<[i64; 3]> = tx
+        .query_row(
+            "SELECT stream_sequence, applied, purged_through FROM ecst_checkpoint \
+             WHERE consumer = ?1 AND entity = ?2",
+            params![consumer, entity],
+            |row| Ok([row.get(0)?, row.get(1)?, row.get(2)?]),
+        )
+        .optional()
+        .map_err(read)?;
+    row.map(|columns| stored_checkpoint(columns, context))
+        .transpose()
+}
+
+/// Writes one entity's share: its entries, purged tombstones, parked and
+/// unparked events.
+fn write_share(
+    tx: &rusqlite::Transaction<'_>,
+    consumer: &str,
+    share: &Share<'_>,
+    context: &StoreContext,
+) -> Result<(), StoreError> {
+    let entity = share.entity;
+    let write = |e| context.database("committing", e);
+    {
+        let mut upsert = tx.prepare_cached(UPSERT_ENTRY).map_err(write)?;
+        for entry in &share.entries {
+            let sequence = to_bigint(
+                entry.sequence,
+                context,
+                "ecst_replica.sequence",
+                Some(&entry.key),
+            )?;
+            upsert
+                .execute(params![
+                    consumer,
+                    entity,
+                    entry.key,
+                    sequence,
+                    i64::from(share.version),
+                    entry.state.as_ref().map(|raw| raw.get()),
+                    i64::from(entry.read_version),
+                    entry.deleted_at.map(to_micros),
+                ])
+                .map_err(write)?;
+        }
+    }
+    {
+        let mut delete = tx.prepare_cached(DELETE_TOMBSTONE).map_err(write)?;
+        for key in &share.purged {
+            delete
+                .execute(params![consumer, entity, key])
+                .map_err(write)?;
+        }
+    }
+    {
+        let mut insert = tx.prepare_cached(UPSERT_PARKED).map_err(write)?;
+        for parked in share.parked {
+            let stream_sequence = to_bigint(
+                parked.stream_sequence,
+                context,
+                "ecst_parked.stream_sequence",
+                parked.key.as_deref(),
+            )?;
+            insert
+                .execute(params![
+                    consumer,
+                    entity,
+                    stream_sequence,
+                    parked.subject,
+                    parked.key,
+                    parked.reason.message,
+                    parked.payload,
+                    parked.reason.kind.as_str(),
+                    parked.resolution.as_ref().map(|r| r.to_column()),
+                ])
+                .map_err(write)?;
+        }
+    }
+    {
+        let mut delete = tx.prepare_cached(DELETE_PARKED).map_err(write)?;
+        for &stream_sequence in share.unparked {
+            let stream_sequence = to_bigint(
+                stream_sequence,
+                context,
+                "ecst_parked.stream_sequence",
+                None,
+            )?;
+            delete
+                .execute(params![consumer, entity, stream_sequence])
+                .map_err(write)?;
+        }
+    }
+    Ok(())
 }
 
 impl core::fmt::Debug for SqliteStore {
@@ -493,52 +568,6 @@ impl core::fmt::Debug for SqliteStore {
             .field("path", &self.connection.path())
             .field("consumer", &self.consumer)
             .finish_non_exhaustive()
-    }
-}
-
-/// One changed key, encoded, owning everything (so that the future that
-/// writes it is `Send` whatever `T` is).
-struct PreparedEntry {
-    key: String,
-    sequence: u64,
-    read_version: i64,
-    /// The state as JSON (or why it could not be encoded, reported when the
-    /// transaction reaches it), `None` for a tombstone.
-    state: Option<Result<String, serde_json::Error>>,
-    /// A tombstone's deletion time ([`to_micros`]).
-    deleted_at: Option<i64>,
-}
-
-/// A [`Commit`] with its states encoded.
-struct Prepared<'a> {
-    version: i64,
-    entries: Vec<PreparedEntry>,
-    parked: &'a [Parked],
-    unparked: &'a [u64],
-    /// Keys of purged tombstones.
-    purged: Vec<String>,
-    checkpoint: Checkpoint,
-}
-
-fn prepare<'a, T: StateEvent>(commit: Commit<'a, T>) -> Prepared<'a> {
-    let entries = commit
-        .entries
-        .into_iter()
-        .map(|entry| PreparedEntry {
-            key: entry.key.to_string(),
-            sequence: entry.sequence.get(),
-            read_version: i64::from(entry.read_version),
-            state: entry.state.map(serde_json::to_string),
-            deleted_at: entry.deleted_at.map(to_micros),
-        })
-        .collect();
-    Prepared {
-        version: i64::from(T::VERSION),
-        entries,
-        parked: commit.parked,
-        unparked: commit.unparked,
-        purged: commit.purged.iter().map(ToString::to_string).collect(),
-        checkpoint: commit.checkpoint,
     }
 }
 
@@ -562,7 +591,41 @@ impl<T: StateEvent> ReplicaStore<T> for SqliteStore {
     ) -> impl core::future::Future<Output = Result<(), StoreError>> + Send {
         // Encoding happens here, when `commit` is called: the future then
         // holds plain rows, no `T`, and is `Send` whatever `T` is.
-        let prepared = prepare(commit);
-        async move { self.commit_now(T::ENTITY, prepared) }
+        let share = encode(
+            commit.entries,
+            commit.parked,
+            commit.unparked,
+            commit.purged,
+        );
+        let checkpoint = commit.checkpoint;
+        let result = match share {
+            Ok(share) => self.commit_now(&[share], T::ENTITY, &checkpoint),
+            Err(unencodable) => Err(unencodable.into_error(self.context(None))),
+        };
+        ready(result)
+    }
+}
+
+/// A router's entities in one file, each under its own `entity` name, and
+/// its checkpoint under [`ROUTER_CHECKPOINT_ENTITY`].
+///
+/// The futures block: see the [module documentation](self).
+impl Sealed for SqliteStore {
+    fn router_context(&self) -> StoreContext {
+        self.context(None)
+    }
+
+    fn load_router(
+        &mut self,
+        entities: &[&'static str],
+    ) -> impl core::future::Future<Output = Result<RouterRows, StoreError>> + Send {
+        ready(self.load_router_now(entities))
+    }
+
+    fn commit_router(
+        &mut self,
+        commit: RouterCommit<'_>,
+    ) -> impl core::future::Future<Output = Result<(), StoreError>> + Send {
+        ready(self.commit_now(&commit.shares, ROUTER_CHECKPOINT_ENTITY, &commit.checkpoint))
     }
 }

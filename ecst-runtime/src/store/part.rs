@@ -1,0 +1,565 @@
+//! [`Part`]: the per-entity half of a durable consumer. It applies messages
+//! to one entity's replica in memory, parks what cannot apply, and yields
+//! its share of the next commit ([`Pending`]); the owner (a
+//! [`DurableReplica`](super::DurableReplica) for one entity, a
+//! [`DurableRouter`](super::DurableRouter) for several) writes the shares
+//! with its one checkpoint, then tells each part its share is committed.
+//!
+//! Nothing here does I/O or knows the checkpoint: the rules (the version
+//! gate, the address check, parking and superseding, the purge floor) are
+//! the same whoever owns the part.
+
+use std::collections::{HashMap, HashSet};
+use std::time::SystemTime;
+
+use super::StoredEntry;
+use crate::consume::parking::ParkingLot;
+use crate::consume::{
+    Address, BatchOutcome, Message, ParkKind, ParkReason, Parked, ParkingLimits, Resolution,
+};
+use crate::envelope::{decode_typed, Change};
+use crate::event::{EntityKey, StateEvent};
+use crate::feed::{Observer, StateChange};
+use crate::replica::{Entry, Outcome, Replica};
+use crate::sequence::Sequence;
+
+/// One entity's replica, parking lot and change feed, as a durable
+/// consumer holds them.
+pub(crate) struct Part<T: StateEvent> {
+    pub(crate) replica: Replica<T>,
+    pub(crate) parking: ParkingLot,
+    pub(crate) limits: ParkingLimits,
+    /// Called with every committed change, when set.
+    pub(crate) feed: Option<Observer<T>>,
+}
+
+/// One change made by a batch, kept until the batch is committed: the key,
+/// the event's sequence, the outcome, and the live state it replaced
+/// (moved out of the replica, not cloned).
+struct Recorded<T: StateEvent> {
+    key: T::Key,
+    sequence: Sequence,
+    outcome: Outcome,
+    before: Option<T>,
+}
+
+/// What one part will commit of a batch.
+pub(crate) struct Pending<T: StateEvent> {
+    pub(crate) outcome: BatchOutcome,
+    changed: Vec<T::Key>,
+    pub(crate) parked: Vec<Parked>,
+    pub(crate) unparked: Vec<u64>,
+    /// Tombstones purged from memory, to delete from the store.
+    pub(crate) purged: Vec<T::Key>,
+    /// The changes to report once committed (only with a feed).
+    changes: Vec<Recorded<T>>,
+    /// Events that changed the replica (for the checkpoint's `applied`).
+    pub(crate) applied: u64,
+}
+
+impl<T: StateEvent> Default for Pending<T> {
+    fn default() -> Self {
+        Pending {
+            outcome: BatchOutcome::default(),
+            changed: Vec::new(),
+            parked: Vec::new(),
+            unparked: Vec::new(),
+            purged: Vec::new(),
+            changes: Vec::new(),
+            applied: 0,
+        }
+    }
+}
+
+/// Keys whose state the store refused to hold, and why (the messages of
+/// such a key are parked as [`ParkKind::Unstorable`] on the next attempt).
+pub(crate) type Unstorable = [(String, String)];
+
+impl<T: StateEvent> Default for Part<T> {
+    fn default() -> Self {
+        Part {
+            replica: Replica::new(),
+            parking: ParkingLot::default(),
+            limits: ParkingLimits::default(),
+            feed: None,
+        }
+    }
+}
+
+impl<T: StateEvent> Part<T> {
+    /// Replaces what memory holds with what a store loaded.
+    pub(crate) fn install(&mut self, replica: Replica<T>, parked: Vec<Parked>) {
+        self.replica = replica;
+        self.parking = ParkingLot::new(parked);
+    }
+
+    /// Applies one message from the stream (or parks it), recording what to
+    /// commit in `pending`. `purged_through` is the checkpoint's purge
+    /// floor (see [`Checkpoint::purged_through`](super::Checkpoint)).
+    pub(crate) fn apply_message(
+        &mut self,
+        message: &Message<'_>,
+        purged_through: u64,
+        unstorable: &Unstorable,
+        pending: &mut Pending<T>,
+    ) {
+        let sequence = message.stream_sequence;
+        // A redelivery of a parked message stays as it is: parked once.
+        // Only the same message, though: after a stream was re-created (or
+        // renumbered), another message can come at a position a parked one
+        // of the old stream holds, and it is new.
+        if let Some(parked) = self
+            .parking
+            .get(sequence)
+            .filter(|parked| parked.payload == message.payload)
+        {
+            if parked.is_pending() {
+                pending
+                    .outcome
+                    .parked
+                    .push((sequence, parked.reason.clone()));
+            }
+            return;
+        }
+        if let Some(reason) = message.refused {
+            let reason = ParkReason::new(ParkKind::Refused, reason);
+            self.park(message, message.address.key(), reason, pending);
+            return;
+        }
+        match self.apply_addressed(message, purged_through, unstorable) {
+            Ok((applied, key, before)) => {
+                if changes_state(applied) {
+                    pending.applied += 1;
+                    self.record(&key, applied, before, pending);
+                    self.supersede(key, Some(sequence), pending);
+                }
+                pending.outcome.applied.push((sequence, applied));
+            }
+            Err((key, reason)) => {
+                let key = key.or_else(|| message.address.key().map(str::to_owned));
+                self.park(message, key.as_deref(), reason, pending);
+            }
+        }
+    }
+
+    /// Decodes `message`, checks it against its transport address, and
+    /// applies it; or the key it names (if any) and why it cannot apply.
+    /// A message at or below `purged_through` (`0`: no gate) that would
+    /// make live a key the replica does not hold live is not applied
+    /// ([`ParkKind::PurgedTombstone`]): every such message was handled
+    /// before, when a newer event of its key won, so the key's newer state
+    /// is a purged tombstone.
+    #[allow(clippy::type_complexity)]
+    fn apply_addressed(
+        &mut self,
+        message: &Message<'_>,
+        purged_through: u64,
+        unstorable: &Unstorable,
+    ) -> Result<(Outcome, T::Key, Option<T>), (Option<String>, ParkReason)> {
+        if let Address::Invalid(why) = &message.address {
+            return Err((None, ParkReason::new(ParkKind::Misaddressed, why)));
+        }
+        let decoded = match decode_typed::<T>(message.payload) {
+            Ok(decoded) => decoded,
+            Err(error) => {
+                self.replica.count_rejection(&error);
+                // An addressed message is parked under the key it was sent
+                // to, never the key it claims: retried after an upgrade, it
+                // must still apply only to its own key.
+                if let Address::Key { entity, key } = &message.address {
+                    let context = error.context();
+                    let other_entity = context.entity.as_deref().is_some_and(|e| e != *entity);
+                    let other_key = context.key.as_deref().is_some_and(|k| k != key.as_ref());
+                    if other_entity || other_key || *entity != T::ENTITY {
+                        let reason = format!(
+                            "sent on `{}` (entity `{entity}`, key `{key}`) but the envelope names \
+                             entity `{}`, key `{}`: a message applies only to the entity and key \
+                             it was sent to ({error})",
+                            message.subject,
+                            context.entity.as_deref().unwrap_or("?"),
+                            context.key.as_deref().unwrap_or("?"),
+                        );
+                        return Err((
+                            Some(key.as_ref().to_owned()),
+                            ParkReason::new(ParkKind::Misaddressed, reason),
+                        ));
+                    }
+                    return Err((Some(key.as_ref().to_owned()), ParkReason::of_error(&error)));
+                }
+                return Err((error.context().key.clone(), ParkReason::of_error(&error)));
+            }
+        };
+        if let Address::Key { entity, key } = &message.address {
+            if *entity != T::ENTITY || decoded.header.key != *key {
+                let reason = format!(
+                    "sent on `{}` (entity `{entity}`, key `{key}`) but the envelope is of entity \
+                     `{}`, key `{}`: a message applies only to the entity and key it was sent to",
+                    message.subject, decoded.header.entity, decoded.header.key
+                );
+                // Parked under the key it was sent to, not the key it
+                // claims: it must not touch the real key.
+                return Err((
+                    Some(key.as_ref().to_owned()),
+                    ParkReason::new(ParkKind::Misaddressed, reason),
+                ));
+            }
+        }
+        if let Some((key, why)) = unstorable
+            .iter()
+            .find(|(key, _)| *key == decoded.header.key)
+        {
+            let reason = ParkReason::new(
+                ParkKind::Unstorable,
+                format!("the store cannot hold this state of key `{key}`: {why}"),
+            );
+            return Err((Some(key.clone()), reason));
+        }
+        // Not live: unknown, or a tombstone re-created by a redelivered
+        // older delete after the newer one was purged.
+        if message.stream_sequence <= purged_through
+            && matches!(decoded.change, Change::Upsert(_))
+            && !matches!(self.replica.entry(&decoded.key), Some(Entry::Live { .. }))
+        {
+            let reason = format!(
+                "stream sequence {} is at or below {purged_through}, where tombstones were \
+                 purged, and would bring back key `{}`, which this replica does not hold: most \
+                 likely an older upsert of a key deleted since, whose tombstone was purged (a \
+                 redelivery inside the purge horizon; see `purge_tombstones_before`)",
+                message.stream_sequence, decoded.header.key
+            );
+            return Err((
+                Some(decoded.header.key.into_owned()),
+                ParkReason::new(ParkKind::PurgedTombstone, reason),
+            ));
+        }
+        let key = decoded.key.clone();
+        let span = crate::telemetry::event_span(message.stream_sequence, &decoded.header);
+        let _entered = span.enter();
+        let (outcome, before) = self.replica.apply_decoded_taking(decoded);
+        span.outcome(outcome);
+        Ok((outcome, key, before))
+    }
+
+    /// Merges one event that does not come from the stream (an owner's
+    /// answer to a bootstrap request) by sequence.
+    pub(crate) fn merge_payload(&mut self, payload: &[u8], pending: &mut Pending<T>) {
+        let span = crate::telemetry::unsequenced_event_span(payload);
+        let _entered = span.enter();
+        match self.replica.apply_json_keyed(payload) {
+            Ok((applied, key, before)) => {
+                span.outcome(applied);
+                if changes_state(applied) {
+                    pending.applied += 1;
+                    self.record(&key, applied, before, pending);
+                    // The owner's current state comes after everything the
+                    // stream delivered so far.
+                    self.supersede(key, Some(u64::MAX), pending);
+                }
+                pending.outcome.applied.push((0, applied));
+            }
+            Err(error) => pending
+                .outcome
+                .rejected
+                .push((0, ParkReason::of_error(&error))),
+        }
+    }
+
+    /// Applies the pending parked events again, in stream order, through
+    /// the version gate; those that now decode leave the parking lot.
+    pub(crate) fn retry_parked(&mut self, unstorable: &Unstorable, pending: &mut Pending<T>) {
+        let waiting: Vec<(u64, Vec<u8>, String)> = self
+            .parking
+            .iter()
+            .filter(|parked| parked.is_pending())
+            .map(|p| (p.stream_sequence, p.payload.clone(), p.subject.clone()))
+            .collect();
+        for (sequence, payload, subject) in waiting {
+            let Some(parked) = self.parking.get(sequence) else {
+                continue;
+            };
+            // Misaddressed and refused messages stay what they were, and so
+            // do those that would bring back a purged key.
+            if matches!(
+                parked.reason.kind,
+                ParkKind::Misaddressed | ParkKind::Refused | ParkKind::PurgedTombstone
+            ) {
+                pending
+                    .outcome
+                    .parked
+                    .push((sequence, parked.reason.clone()));
+                continue;
+            }
+            let message = Message::new(sequence, &subject, &payload);
+            let message = match parked.key.clone() {
+                Some(key) => message.addressed_to(T::ENTITY, key),
+                None => message,
+            };
+            match self.apply_addressed(&message, 0, unstorable) {
+                Ok((applied, key, before)) => {
+                    self.parking.remove(sequence);
+                    pending.unparked.push(sequence);
+                    if changes_state(applied) {
+                        pending.applied += 1;
+                        self.record(&key, applied, before, pending);
+                        self.supersede(key, None, pending);
+                    }
+                    pending.outcome.applied.push((sequence, applied));
+                }
+                Err((_, reason)) => pending.outcome.parked.push((sequence, reason)),
+            }
+        }
+    }
+
+    /// Purges the tombstones recorded before `cutoff` from memory; how
+    /// many (their keys are in `pending.purged`).
+    pub(crate) fn purge_tombstones_before(
+        &mut self,
+        cutoff: SystemTime,
+        pending: &mut Pending<T>,
+    ) -> usize {
+        let purged = self.replica.purge_tombstone_keys(cutoff);
+        let count = purged.len();
+        pending.purged.extend(purged);
+        count
+    }
+
+    /// Resolves the pending parked message at `stream_sequence` as
+    /// discarded for `why`; `false` if none is pending there.
+    pub(crate) fn discard_parked(
+        &mut self,
+        stream_sequence: u64,
+        why: &str,
+        pending: &mut Pending<T>,
+    ) -> bool {
+        let resolution = Resolution::Discarded(why.to_owned());
+        let Some(parked) = self.parking.resolve(stream_sequence, resolution) else {
+            return false;
+        };
+        pending.parked.push(parked.clone());
+        true
+    }
+
+    /// Keeps a change of `key` to report after the commit, when a feed is
+    /// set.
+    fn record(&self, key: &T::Key, outcome: Outcome, before: Option<T>, pending: &mut Pending<T>) {
+        if self.feed.is_none() {
+            return;
+        }
+        let Some(sequence) = self.replica.entry(key).map(|entry| entry.sequence()) else {
+            return;
+        };
+        pending.changes.push(Recorded {
+            key: key.clone(),
+            sequence,
+            outcome,
+            before,
+        });
+    }
+
+    /// Records that `key` changed, and marks the pending parked events of
+    /// `key` that its new state supersedes.
+    fn supersede(&mut self, key: T::Key, applied_at: Option<u64>, pending: &mut Pending<T>) {
+        // The common case, on the path of every applied event: nothing
+        // pending to look up (and no key to write out as text).
+        if !self.parking.has_pending_keys() {
+            pending.changed.push(key);
+            return;
+        }
+        let Some(held) = self.replica.entry(&key).map(|entry| entry.sequence().get()) else {
+            pending.changed.push(key);
+            return;
+        };
+        let text = key.to_string();
+        for stream_sequence in self.parking.superseded_by(&text, held, applied_at) {
+            if let Some(parked) = self
+                .parking
+                .resolve(stream_sequence, Resolution::Superseded)
+            {
+                pending.parked.push(parked.clone());
+                pending.outcome.superseded.push(stream_sequence);
+            }
+        }
+        pending.changed.push(key);
+    }
+
+    fn park(
+        &mut self,
+        message: &Message<'_>,
+        key: Option<&str>,
+        reason: ParkReason,
+        pending: &mut Pending<T>,
+    ) {
+        // A key no store can hold (control characters) is no valid key of
+        // any entity: the message is parked under no key.
+        let key = key
+            .filter(|key| !key.chars().any(char::is_control))
+            .map(str::to_owned);
+        pending
+            .outcome
+            .parked
+            .push((message.stream_sequence, reason.clone()));
+        let parked = Parked {
+            stream_sequence: message.stream_sequence,
+            subject: crate::consume::printable(message.subject).into_owned(),
+            key,
+            reason,
+            payload: message.payload.to_vec(),
+            resolution: None,
+        };
+        crate::telemetry::event_parked(
+            parked.stream_sequence,
+            parked.key.as_deref(),
+            &parked.reason,
+        );
+        self.parking.insert(parked.clone());
+        // Already older than what its key holds: superseded at once.
+        if let Some(held) = parked
+            .key
+            .as_deref()
+            .and_then(|key| <T::Key as EntityKey>::parse_key(key).ok())
+            .and_then(|key| self.replica.entry(&key).map(|e| e.sequence().get()))
+        {
+            let key = parked.key.as_deref().unwrap_or_default();
+            if self
+                .parking
+                .superseded_by(key, held, None)
+                .contains(&message.stream_sequence)
+            {
+                if let Some(resolved) = self
+                    .parking
+                    .resolve(message.stream_sequence, Resolution::Superseded)
+                {
+                    pending.parked.push(resolved.clone());
+                    pending.outcome.superseded.push(message.stream_sequence);
+                    return;
+                }
+            }
+        }
+        pending.parked.push(parked);
+    }
+
+    /// Applies the parking limits (discarding pending messages over them,
+    /// purging resolved ones), the last step before a share is committed.
+    pub(crate) fn close(&mut self, pending: &mut Pending<T>) {
+        let overflow = self.parking.over_pending(self.limits);
+        if !overflow.is_empty() {
+            tracing_warn_overflow(T::ENTITY, overflow.len(), self.limits);
+            let why = format!(
+                "the parking lot was over its limit of {} pending messages or {} bytes",
+                self.limits.max_pending, self.limits.max_pending_bytes
+            );
+            for stream_sequence in overflow {
+                let resolution = Resolution::Discarded(why.clone());
+                if let Some(parked) = self.parking.resolve(stream_sequence, resolution) {
+                    pending.parked.push(parked.clone());
+                    pending.outcome.overflowed.push(stream_sequence);
+                }
+            }
+        }
+        for stream_sequence in self.parking.over(self.limits) {
+            self.parking.remove(stream_sequence);
+            pending.unparked.push(stream_sequence);
+        }
+    }
+
+    /// What the replica now holds for each key `pending` changed, each key
+    /// once: the entries of the share's commit.
+    pub(crate) fn entries<'a>(&'a self, pending: &'a Pending<T>) -> Vec<StoredEntry<'a, T>> {
+        let replica = &self.replica;
+        let mut seen = HashSet::with_capacity(pending.changed.len());
+        pending
+            .changed
+            .iter()
+            .filter(|key| seen.insert(*key))
+            .filter_map(|key| {
+                replica.entry(key).map(|entry| match entry {
+                    Entry::Live { sequence, state } => StoredEntry {
+                        key,
+                        sequence,
+                        read_version: replica.read_version(key).unwrap_or(T::VERSION),
+                        state: Some(state),
+                        deleted_at: None,
+                    },
+                    Entry::Tombstone { sequence } => StoredEntry {
+                        key,
+                        sequence,
+                        read_version: T::VERSION,
+                        state: None,
+                        deleted_at: replica.deleted_at(key),
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// The sizes the metrics report after a commit.
+    pub(crate) fn sizes(&self) -> crate::telemetry::Sizes {
+        crate::telemetry::Sizes {
+            keys: self.replica.len(),
+            tombstones: self.replica.tombstones(),
+            pending_parked: self.parking.pending(),
+        }
+    }
+
+    /// The share in `pending` is committed: counts it, and reports its
+    /// changes to the feed. Returns what the share did.
+    pub(crate) fn committed(
+        &mut self,
+        pending: Pending<T>,
+        telemetry: &crate::telemetry::Telemetry,
+    ) -> BatchOutcome {
+        telemetry.committed(T::ENTITY, &pending.outcome, self.sizes());
+        // Committed: report the batch's changes. No await between the
+        // commit and here, so a dropped future cannot skip them.
+        if let Some(feed) = self.feed.as_mut() {
+            report(&self.replica, pending.changes, feed);
+        }
+        pending.outcome
+    }
+}
+
+pub(crate) fn changes_state(outcome: Outcome) -> bool {
+    matches!(
+        outcome,
+        Outcome::Inserted | Outcome::Updated | Outcome::Deleted
+    )
+}
+
+/// Calls `feed` with each of `changes`, in order. A change's `after` is the
+/// `before` of the key's next change in the batch, or what the replica holds
+/// now for the key's last one.
+fn report<T: StateEvent>(replica: &Replica<T>, changes: Vec<Recorded<T>>, feed: &mut Observer<T>) {
+    let mut next: Vec<Option<usize>> = vec![None; changes.len()];
+    let mut later: HashMap<&T::Key, usize> = HashMap::with_capacity(changes.len());
+    for (index, change) in changes.iter().enumerate().rev() {
+        next[index] = later.insert(&change.key, index);
+    }
+    for (index, change) in changes.iter().enumerate() {
+        let after = match next[index] {
+            Some(next) => changes[next].before.as_ref(),
+            None => replica.get(&change.key),
+        };
+        feed(StateChange {
+            entity: T::ENTITY,
+            key: &change.key,
+            sequence: change.sequence,
+            before: change.before.as_ref(),
+            after,
+            outcome: change.outcome,
+        });
+    }
+}
+
+/// Logs a parking overflow where `tracing` is there (feature `tracing`).
+fn tracing_warn_overflow(entity: &'static str, count: usize, limits: ParkingLimits) {
+    #[cfg(feature = "tracing")]
+    tracing::warn!(
+        entity,
+        discarded = count,
+        max_pending = limits.max_pending,
+        max_pending_bytes = limits.max_pending_bytes,
+        "parking lot over its limits: the oldest pending parked messages were discarded"
+    );
+    #[cfg(not(feature = "tracing"))]
+    let _ = (entity, count, limits);
+}

@@ -1,0 +1,697 @@
+//! [`DurableRouter`]: one durable consumer for several entity types, with
+//! one store, one checkpoint and one transaction per batch.
+
+use core::any::Any;
+use std::collections::{BTreeMap, HashMap};
+use std::time::SystemTime;
+
+use super::part::{Part, Pending, Unstorable};
+use super::share::{encode, EntityRows, RouterCommit, RouterStore, Share, Unencodable};
+use super::{BatchOutcome, Checkpoint, Message, Parked, StoreContext, StoreError};
+use crate::consume::{Address, ParkKind, ParkReason, ParkingLimits};
+use crate::envelope::decode_header;
+use crate::event::StateEvent;
+use crate::feed::StateChange;
+use crate::replica::Replica;
+use crate::router::EntityTaken;
+
+/// The `entity` label of a router's batch spans and latency histogram
+/// (its counters and gauges are labelled per entity).
+pub(crate) const ROUTER_LABEL: &str = "*";
+
+/// Several [`Replica`]s, one per entity type, consumed from one stream as
+/// one durable consumer: one store, one [`Checkpoint`], one transaction per
+/// batch across every entity.
+///
+/// Each message goes to the replica of the entity its transport address
+/// names (on NATS, the subject's `<entity>` token), or, for a message the
+/// transport did not address, the entity its envelope's `type` names. Per
+/// entity everything works as in a [`DurableReplica`](super::DurableReplica)
+/// (the version gate, the address check, parking, superseding, the purge
+/// floor, the change feed, spans and metrics labelled with the entity), and
+/// then every entity's changes, parked events and the one checkpoint are
+/// committed in one transaction: after a crash the store holds the whole
+/// batch for every entity, or nothing of it, and no entity is ever ahead of
+/// the checkpoint.
+///
+/// # Messages of no registered entity
+///
+/// A message whose entity has no replica here (a stream that carries more
+/// entities than this consumer needs), or whose entity cannot be read at
+/// all (an unaddressed message whose envelope names none, an address that
+/// is not one of a state event), is **skipped and counted**, not parked:
+/// it is reported in [`BatchOutcome::rejected`] with its stream sequence and
+/// a [`ParkKind::Invalid`] or [`ParkKind::Misaddressed`] reason, logged
+/// (a `tracing` DEBUG event, target `ecst`, feature `tracing`), counted in
+/// [`DurableRouter::skipped`] by entity, and passed by the checkpoint. A
+/// message of a registered entity that cannot be applied is parked under
+/// that entity, as a `DurableReplica` would.
+///
+/// ```no_run
+/// # #[cfg(feature = "sqlite")]
+/// # async fn demo<Customer: ecst_runtime::StateEvent, Order: ecst_runtime::StateEvent>(
+/// #     batch: &[ecst_runtime::store::Message<'_>],
+/// # ) -> Result<(), Box<dyn std::error::Error>> {
+/// use ecst_runtime::store::sqlite::SqliteStore;
+/// use ecst_runtime::store::DurableRouter;
+///
+/// let store = SqliteStore::open("replica.db", "billing")?;
+/// let mut router = DurableRouter::builder(store)
+///     .register::<Customer>()?
+///     .register::<Order>()?
+///     .open()
+///     .await?;
+/// let outcome = router.apply_batch(batch).await?;
+/// // Committed, for every entity, with one checkpoint.
+/// let customers = router.replica::<Customer>().map_or(0, |r| r.len());
+/// # let _ = (outcome, customers); Ok(()) }
+/// ```
+///
+/// # Cancellation
+///
+/// As with `DurableReplica`: every async method is cancellation-safe; a
+/// dropped commit leaves the store with all of it or none of it, and memory
+/// is reloaded from the store before the next call.
+pub struct DurableRouter<S: RouterStore> {
+    routes: Vec<Box<dyn Route>>,
+    store: S,
+    checkpoint: Option<Checkpoint>,
+    /// Memory may be ahead of the store: reload before the next batch.
+    stale_memory: bool,
+    /// Messages of no registered entity, skipped: by entity name (`""` when
+    /// none could be read).
+    skipped: BTreeMap<String, u64>,
+    pub(crate) telemetry: crate::telemetry::Telemetry,
+}
+
+/// Registers the entities of a [`DurableRouter`], then opens it
+/// ([`DurableRouter::builder`]).
+pub struct RouterBuilder<S: RouterStore> {
+    store: S,
+    routes: Vec<Box<dyn Route>>,
+}
+
+/// The entity is not registered in this router.
+#[derive(Debug, thiserror::Error)]
+#[error("no replica for entity `{entity}` is registered in this router")]
+pub struct NotRegistered {
+    /// The entity name.
+    pub entity: &'static str,
+}
+
+impl<S: RouterStore> RouterBuilder<S> {
+    /// Registers a replica of entity `T`.
+    pub fn register<T: StateEvent>(mut self) -> Result<Self, EntityTaken> {
+        if self.routes.iter().any(|route| route.entity() == T::ENTITY) {
+            return Err(EntityTaken { entity: T::ENTITY });
+        }
+        self.routes.push(Box::new(Lane::<T>::default()));
+        Ok(self)
+    }
+
+    /// Keeps resolved parked events of every entity within `limits` (each
+    /// entity has its own parking lot, with these limits).
+    #[must_use]
+    pub fn with_parking_limits(mut self, limits: ParkingLimits) -> Self {
+        for route in &mut self.routes {
+            route.set_limits(limits);
+        }
+        self
+    }
+
+    /// Loads every registered entity's replica and parked events and the
+    /// router's checkpoint from the store.
+    pub async fn open(self) -> Result<DurableRouter<S>, StoreError> {
+        let mut router = DurableRouter {
+            routes: self.routes,
+            store: self.store,
+            checkpoint: None,
+            stale_memory: true,
+            skipped: BTreeMap::new(),
+            telemetry: crate::telemetry::Telemetry::default(),
+        };
+        router.reload().await?;
+        Ok(router)
+    }
+}
+
+impl<S: RouterStore> DurableRouter<S> {
+    /// A router over `store` with no entity yet: register each with
+    /// [`RouterBuilder::register`], then [`RouterBuilder::open`].
+    pub fn builder(store: S) -> RouterBuilder<S> {
+        RouterBuilder {
+            store,
+            routes: Vec::new(),
+        }
+    }
+
+    /// Reloads every replica, parked event and the checkpoint from the
+    /// store, dropping what memory holds.
+    pub async fn reload(&mut self) -> Result<(), StoreError> {
+        let entities: Vec<&'static str> = self.routes.iter().map(|r| r.entity()).collect();
+        let loaded = self.store.load_router(&entities).await?;
+        for (route, rows) in self.routes.iter_mut().zip(loaded.entities) {
+            route.install(rows)?;
+        }
+        self.checkpoint = loaded.checkpoint;
+        self.stale_memory = false;
+        Ok(())
+    }
+
+    /// The same router, reporting as consumer `consumer` of stream
+    /// `stream` in its spans and metrics (see
+    /// [`DurableReplica::with_consumer`](super::DurableReplica::with_consumer)).
+    #[must_use]
+    pub fn with_consumer(mut self, stream: &str, consumer: &str) -> Self {
+        self.telemetry = crate::telemetry::Telemetry::named(stream, consumer);
+        self
+    }
+
+    /// The registered entity names, in the order registered.
+    pub fn entities(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.routes.iter().map(|route| route.entity())
+    }
+
+    /// The replica of entity `T`, if registered.
+    pub fn replica<T: StateEvent>(&self) -> Option<&Replica<T>> {
+        self.routes
+            .iter()
+            .find_map(|route| route.as_any().downcast_ref::<Lane<T>>())
+            .map(|lane| &lane.part.replica)
+    }
+
+    /// The one checkpoint, `None` before the first commit.
+    pub fn checkpoint(&self) -> Option<Checkpoint> {
+        self.checkpoint
+    }
+
+    /// The stream sequence to resume after: every message up to it is
+    /// handled, for every entity. `0` for a new consumer.
+    pub fn resume_after(&self) -> u64 {
+        self.checkpoint.map_or(0, |c| c.stream_sequence)
+    }
+
+    /// Every parked message of every entity, with its entity, by entity
+    /// (in the order registered) and stream sequence.
+    pub fn parked(&self) -> impl Iterator<Item = (&'static str, &Parked)> + '_ {
+        self.routes
+            .iter()
+            .flat_map(|route| route.parked().map(move |parked| (route.entity(), parked)))
+    }
+
+    /// How many parked messages wait (are not resolved), over every entity.
+    pub fn pending_parked(&self) -> usize {
+        self.routes.iter().map(|route| route.pending_parked()).sum()
+    }
+
+    /// Messages skipped because no replica of their entity is registered,
+    /// by entity name (`""` for messages whose entity could not be read),
+    /// since the router was opened. Not stored: a restart counts from 0.
+    pub fn skipped(&self) -> &BTreeMap<String, u64> {
+        &self.skipped
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Registers `feed` for the changes of entity `T`, called after every
+    /// commit as [`DurableReplica::on_change`](super::DurableReplica::on_change)
+    /// describes (only committed changes, in apply order, before the call
+    /// that committed returns; not durable across a crash).
+    pub fn on_change<T: StateEvent>(
+        &mut self,
+        feed: impl FnMut(StateChange<'_, T>) + Send + Sync + 'static,
+    ) -> Result<(), NotRegistered> {
+        let lane = self.lane_mut::<T>()?;
+        lane.part.feed = Some(Box::new(feed));
+        Ok(())
+    }
+
+    /// Removes the feed of entity `T` set with [`DurableRouter::on_change`].
+    pub fn clear_on_change<T: StateEvent>(&mut self) -> Result<(), NotRegistered> {
+        self.lane_mut::<T>()?.part.feed = None;
+        Ok(())
+    }
+
+    fn lane_mut<T: StateEvent>(&mut self) -> Result<&mut Lane<T>, NotRegistered> {
+        self.routes
+            .iter_mut()
+            .find_map(|route| route.as_any_mut().downcast_mut::<Lane<T>>())
+            .ok_or(NotRegistered { entity: T::ENTITY })
+    }
+
+    /// Applies `messages` in order, each to the replica of its entity, and
+    /// commits every entity's changes, the parked and superseded events and
+    /// the checkpoint (the last message's stream sequence) in one
+    /// transaction. Redeliveries at or below the checkpoint are harmless:
+    /// the version gate makes them duplicates.
+    ///
+    /// On a store error nothing of the batch is durable, for any entity;
+    /// memory is reloaded before the next call, and the caller should not
+    /// acknowledge the messages. An empty batch writes nothing.
+    pub async fn apply_batch(
+        &mut self,
+        messages: &[Message<'_>],
+    ) -> Result<BatchOutcome, StoreError> {
+        if self.stale_memory {
+            self.reload().await?;
+        }
+        if messages.is_empty() {
+            return Ok(BatchOutcome::default());
+        }
+        let first = messages.first().map_or(0, |m| m.stream_sequence);
+        let last = messages.last().map_or(0, |m| m.stream_sequence);
+        let span = self
+            .telemetry
+            .batch(ROUTER_LABEL, messages.len(), first, last);
+        span.run(self.commit_storable(|this, unstorable| this.apply_messages(messages, unstorable)))
+            .await
+    }
+
+    /// Applies `messages` in memory; the checkpoint after them and what
+    /// was skipped.
+    fn apply_messages(
+        &mut self,
+        messages: &[Message<'_>],
+        unstorable: &HashMap<&'static str, Vec<(String, String)>>,
+    ) -> Work {
+        let mut checkpoint = self.checkpoint.unwrap_or_default();
+        let mut skipped = Vec::new();
+        for message in messages {
+            checkpoint.stream_sequence = checkpoint.stream_sequence.max(message.stream_sequence);
+            match self.route_of(message) {
+                Ok(index) => {
+                    let route = &mut self.routes[index];
+                    let unstorable = unstorable_of(unstorable, route.entity());
+                    route.apply(message, checkpoint.purged_through, unstorable);
+                }
+                Err(skip) => skipped.push((message.stream_sequence, skip)),
+            }
+        }
+        Work {
+            checkpoint,
+            skipped,
+        }
+    }
+
+    /// The index of the route of `message`, or why it has none.
+    fn route_of(&self, message: &Message<'_>) -> Result<usize, Skip> {
+        let entity: Option<String> = match &message.address {
+            Address::Key { entity, .. } => Some((*entity).to_owned()),
+            Address::Invalid(why) => {
+                return Err(Skip {
+                    entity: String::new(),
+                    reason: ParkReason::new(ParkKind::Misaddressed, why),
+                })
+            }
+            Address::Unaddressed => match decode_header(message.payload) {
+                Ok((header, _)) => Some(header.entity.into_owned()),
+                Err(error) => error.context().entity.clone(),
+            },
+        };
+        let Some(entity) = entity else {
+            return Err(Skip {
+                entity: String::new(),
+                reason: ParkReason::new(
+                    ParkKind::Invalid,
+                    "the message names no entity (no transport address, and no readable `type` \
+                     in its envelope): no replica to apply it to",
+                ),
+            });
+        };
+        match self.routes.iter().position(|r| r.entity() == entity) {
+            Some(index) => Ok(index),
+            None => Err(Skip {
+                reason: ParkReason::new(
+                    ParkKind::Invalid,
+                    format!(
+                        "no replica of entity `{entity}` is registered in this router: skipped"
+                    ),
+                ),
+                entity,
+            }),
+        }
+    }
+
+    /// Runs `work` (applying in memory, parking the messages of the
+    /// `unstorable` keys) and commits it. When a state cannot be encoded,
+    /// starts over from the store with that key's messages parked as
+    /// [`ParkKind::Unstorable`], so that the rest commits.
+    async fn commit_storable(
+        &mut self,
+        mut work: impl FnMut(&mut Self, &HashMap<&'static str, Vec<(String, String)>>) -> Work,
+    ) -> Result<BatchOutcome, StoreError> {
+        let mut unstorable: HashMap<&'static str, Vec<(String, String)>> = HashMap::new();
+        loop {
+            let done = work(self, &unstorable);
+            let unencodable = match self.finish(done).await? {
+                Ok(outcome) => return Ok(outcome),
+                Err(unencodable) => unencodable,
+            };
+            let keys = unstorable.entry(unencodable.entity).or_default();
+            if keys.iter().any(|(key, _)| *key == unencodable.key) {
+                let context = self.context();
+                return Err(unencodable.into_error(context));
+            }
+            keys.push((unencodable.key, unencodable.source.to_string()));
+            // Memory went ahead of the store: start over from it.
+            self.reload().await?;
+        }
+    }
+
+    fn context(&self) -> StoreContext {
+        self.store.router_context()
+    }
+
+    /// Closes every route's share and commits them with the checkpoint in
+    /// one transaction; then reports each entity's changes. `Ok(Err(..))`:
+    /// a state could not be encoded, nothing was written.
+    async fn finish(
+        &mut self,
+        work: Work,
+    ) -> Result<Result<BatchOutcome, Unencodable>, StoreError> {
+        let mut checkpoint = work.checkpoint;
+        for route in &mut self.routes {
+            checkpoint.applied += route.close();
+        }
+        // Set before anything can fail or be dropped: memory is ahead of
+        // the store until the commit is known to have landed.
+        self.stale_memory = true;
+        let shares = self
+            .routes
+            .iter()
+            .map(|route| route.share())
+            .filter(|share| !matches!(share, Ok(share) if share.is_empty()))
+            .collect::<Result<Vec<Share<'_>>, Unencodable>>();
+        let shares = match shares {
+            Ok(shares) => shares,
+            Err(unencodable) => return Ok(Err(unencodable)),
+        };
+        self.store
+            .commit_router(RouterCommit { shares, checkpoint })
+            .await?;
+        self.stale_memory = false;
+        self.checkpoint = Some(checkpoint);
+        // Committed: no await from here on, so a dropped future cannot skip
+        // the feeds.
+        let mut outcome = BatchOutcome::default();
+        for route in &mut self.routes {
+            let share = route.committed(&self.telemetry);
+            outcome.applied.extend(share.applied);
+            outcome.parked.extend(share.parked);
+            outcome.superseded.extend(share.superseded);
+            outcome.overflowed.extend(share.overflowed);
+            outcome.rejected.extend(share.rejected);
+        }
+        for (stream_sequence, skip) in work.skipped {
+            skipped_event(stream_sequence, &skip);
+            *self.skipped.entry(skip.entity).or_default() += 1;
+            outcome.rejected.push((stream_sequence, skip.reason));
+        }
+        outcome.applied.sort_by_key(|(sequence, _)| *sequence);
+        outcome.parked.sort_by_key(|(sequence, _)| *sequence);
+        outcome.superseded.sort_unstable();
+        outcome.overflowed.sort_unstable();
+        outcome.rejected.sort_by_key(|(sequence, _)| *sequence);
+        Ok(Ok(outcome))
+    }
+
+    /// Merges events that do not come from the stream (an owner's answer
+    /// to a bootstrap request), each into the replica of its envelope's
+    /// entity, and commits the changes; the checkpoint's stream position
+    /// does not move. Events of no registered entity, and events that
+    /// cannot be applied, are in [`BatchOutcome::rejected`] (see
+    /// [`DurableReplica::merge_unsequenced`](super::DurableReplica::merge_unsequenced)).
+    pub async fn merge_unsequenced(
+        &mut self,
+        payloads: &[&[u8]],
+    ) -> Result<BatchOutcome, StoreError> {
+        if self.stale_memory {
+            self.reload().await?;
+        }
+        let span = self.telemetry.batch(ROUTER_LABEL, payloads.len(), 0, 0);
+        span.run(self.commit_storable(|this, _| {
+            let mut skipped = Vec::new();
+            for payload in payloads {
+                let message = Message::new(0, "", payload);
+                match this.route_of(&message) {
+                    Ok(index) => this.routes[index].merge(payload),
+                    Err(skip) => skipped.push((0, skip)),
+                }
+            }
+            Work {
+                checkpoint: this.checkpoint.unwrap_or_default(),
+                skipped,
+            }
+        }))
+        .await
+    }
+
+    /// Applies every entity's pending parked events again (see
+    /// [`DurableReplica::retry_parked`](super::DurableReplica::retry_parked)),
+    /// committed in one transaction.
+    pub async fn retry_parked(&mut self) -> Result<BatchOutcome, StoreError> {
+        if self.stale_memory {
+            self.reload().await?;
+        }
+        let span = self
+            .telemetry
+            .batch(ROUTER_LABEL, self.pending_parked(), 0, 0);
+        span.run(self.commit_storable(|this, unstorable| {
+            let checkpoint = this.checkpoint.unwrap_or_default();
+            for route in &mut this.routes {
+                let keys = unstorable_of(unstorable, route.entity());
+                route.retry(keys);
+            }
+            Work {
+                checkpoint,
+                skipped: Vec::new(),
+            }
+        }))
+        .await
+    }
+
+    /// Resolves the pending parked message of `entity` at
+    /// `stream_sequence` without applying it, recording `why`; committed at
+    /// once. `false` (and nothing written) if none is pending there.
+    pub async fn discard_parked(
+        &mut self,
+        entity: &str,
+        stream_sequence: u64,
+        why: &str,
+    ) -> Result<bool, StoreError> {
+        if self.stale_memory {
+            self.reload().await?;
+        }
+        let Some(route) = self.routes.iter_mut().find(|r| r.entity() == entity) else {
+            return Ok(false);
+        };
+        if !route.discard(stream_sequence, why) {
+            return Ok(false);
+        }
+        self.commit_now(None).await?;
+        Ok(true)
+    }
+
+    /// Deletes the tombstones of every entity recorded before `cutoff`,
+    /// from memory and the store in one transaction, and returns how many.
+    /// Choose the cutoff as
+    /// [`DurableReplica::purge_tombstones_before`](super::DurableReplica::purge_tombstones_before)
+    /// explains; the checkpoint's purge floor moves to its stream position.
+    pub async fn purge_tombstones_before(
+        &mut self,
+        cutoff: SystemTime,
+    ) -> Result<usize, StoreError> {
+        if self.stale_memory {
+            self.reload().await?;
+        }
+        let purged: usize = self.routes.iter_mut().map(|r| r.purge(cutoff)).sum();
+        if purged == 0 {
+            return Ok(0);
+        }
+        let mut checkpoint = self.checkpoint.unwrap_or_default();
+        checkpoint.purged_through = checkpoint.stream_sequence;
+        self.commit_now(Some(checkpoint)).await?;
+        Ok(purged)
+    }
+
+    /// Moves the checkpoint's stream position back to the start (`0`),
+    /// keeping the replicas (see
+    /// [`DurableReplica::rewind_stream_position`](super::DurableReplica::rewind_stream_position)).
+    pub async fn rewind_stream_position(&mut self) -> Result<(), StoreError> {
+        if self.stale_memory {
+            self.reload().await?;
+        }
+        let mut checkpoint = self.checkpoint.unwrap_or_default();
+        checkpoint.stream_sequence = 0;
+        checkpoint.purged_through = 0;
+        self.commit_now(Some(checkpoint)).await
+    }
+
+    /// Commits what the routes hold, with `checkpoint` (or the current
+    /// one); a state that cannot be encoded is an error here (nothing of
+    /// the kind is applied by these calls).
+    async fn commit_now(&mut self, checkpoint: Option<Checkpoint>) -> Result<(), StoreError> {
+        let work = Work {
+            checkpoint: checkpoint.unwrap_or_else(|| self.checkpoint.unwrap_or_default()),
+            skipped: Vec::new(),
+        };
+        match self.finish(work).await? {
+            Ok(_) => Ok(()),
+            Err(unencodable) => {
+                let context = self.context();
+                Err(unencodable.into_error(context))
+            }
+        }
+    }
+}
+
+/// What a batch did in memory, beside the routes' shares.
+struct Work {
+    checkpoint: Checkpoint,
+    skipped: Vec<(u64, Skip)>,
+}
+
+/// A message skipped: its entity (`""` if none could be read), and why.
+struct Skip {
+    entity: String,
+    reason: ParkReason,
+}
+
+fn unstorable_of<'a>(
+    unstorable: &'a HashMap<&'static str, Vec<(String, String)>>,
+    entity: &'static str,
+) -> &'a Unstorable {
+    unstorable.get(entity).map_or(&[], Vec::as_slice)
+}
+
+/// Logs a skipped message where `tracing` is there (feature `tracing`).
+fn skipped_event(stream_sequence: u64, skip: &Skip) {
+    #[cfg(feature = "tracing")]
+    tracing::debug!(
+        target: "ecst",
+        stream_sequence,
+        entity = skip.entity.as_str(),
+        reason = %skip.reason,
+        "skipped: no replica of its entity in this router"
+    );
+    #[cfg(not(feature = "tracing"))]
+    let _ = (stream_sequence, skip);
+}
+
+/// One entity of a router, its type erased.
+trait Route: Send + Sync {
+    fn entity(&self) -> &'static str;
+    fn set_limits(&mut self, limits: ParkingLimits);
+    fn install(&mut self, rows: EntityRows) -> Result<(), StoreError>;
+    fn apply(&mut self, message: &Message<'_>, purged_through: u64, unstorable: &Unstorable);
+    fn merge(&mut self, payload: &[u8]);
+    fn retry(&mut self, unstorable: &Unstorable);
+    fn purge(&mut self, cutoff: SystemTime) -> usize;
+    fn discard(&mut self, stream_sequence: u64, why: &str) -> bool;
+    /// Applies the parking limits to the share; the events it applied.
+    fn close(&mut self) -> u64;
+    fn share(&self) -> Result<Share<'_>, Unencodable>;
+    /// The share is committed: reports it, starts the next.
+    fn committed(&mut self, telemetry: &crate::telemetry::Telemetry) -> BatchOutcome;
+    fn parked(&self) -> Box<dyn Iterator<Item = &Parked> + '_>;
+    fn pending_parked(&self) -> usize;
+    fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+/// The route of entity `T`: its part and the share being built.
+struct Lane<T: StateEvent> {
+    part: Part<T>,
+    pending: Pending<T>,
+}
+
+impl<T: StateEvent> Default for Lane<T> {
+    fn default() -> Self {
+        Lane {
+            part: Part::default(),
+            pending: Pending::default(),
+        }
+    }
+}
+
+impl<T: StateEvent> Route for Lane<T> {
+    fn entity(&self) -> &'static str {
+        T::ENTITY
+    }
+
+    fn set_limits(&mut self, limits: ParkingLimits) {
+        self.part.limits = limits;
+    }
+
+    fn install(&mut self, rows: EntityRows) -> Result<(), StoreError> {
+        let mut replica = Replica::new();
+        for row in rows.entries {
+            super::rows::restore_row(&mut replica, &rows.context, row, |version, json: String| {
+                T::from_json_version(version, json.as_bytes())
+            })?;
+        }
+        self.part.install(replica, rows.parked);
+        self.pending = Pending::default();
+        Ok(())
+    }
+
+    fn apply(&mut self, message: &Message<'_>, purged_through: u64, unstorable: &Unstorable) {
+        self.part
+            .apply_message(message, purged_through, unstorable, &mut self.pending);
+    }
+
+    fn merge(&mut self, payload: &[u8]) {
+        self.part.merge_payload(payload, &mut self.pending);
+    }
+
+    fn retry(&mut self, unstorable: &Unstorable) {
+        self.part.retry_parked(unstorable, &mut self.pending);
+    }
+
+    fn purge(&mut self, cutoff: SystemTime) -> usize {
+        self.part.purge_tombstones_before(cutoff, &mut self.pending)
+    }
+
+    fn discard(&mut self, stream_sequence: u64, why: &str) -> bool {
+        self.part
+            .discard_parked(stream_sequence, why, &mut self.pending)
+    }
+
+    fn close(&mut self) -> u64 {
+        self.part.close(&mut self.pending);
+        self.pending.applied
+    }
+
+    fn share(&self) -> Result<Share<'_>, Unencodable> {
+        encode(
+            self.part.entries(&self.pending),
+            &self.pending.parked,
+            &self.pending.unparked,
+            &self.pending.purged,
+        )
+    }
+
+    fn committed(&mut self, telemetry: &crate::telemetry::Telemetry) -> BatchOutcome {
+        let pending = core::mem::take(&mut self.pending);
+        self.part.committed(pending, telemetry)
+    }
+
+    fn parked(&self) -> Box<dyn Iterator<Item = &Parked> + '_> {
+        Box::new(self.part.parking.iter())
+    }
+
+    fn pending_parked(&self) -> usize {
+        self.part.parking.pending()
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}

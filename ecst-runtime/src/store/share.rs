@@ -1,0 +1,182 @@
+//! The store side of a [`DurableRouter`](super::DurableRouter): one
+//! transaction for several entities' shares and one checkpoint
+//! ([`RouterStore`]), and the rows it reads and writes, without the
+//! entities' types (states as JSON text).
+
+use core::future::Future;
+use std::time::SystemTime;
+
+use serde_json::value::RawValue;
+
+use super::rows::StoredRow;
+use super::{Checkpoint, Parked, StoreContext, StoreError, StoredEntry};
+use crate::event::StateEvent;
+
+/// The `entity` under which a router's one checkpoint is stored in
+/// `ecst_checkpoint` (no entity can be named `*`: entity names are letters,
+/// digits, `_` and `-`).
+pub const ROUTER_CHECKPOINT_ENTITY: &str = "*";
+
+/// A durable home for several replicas of one consumer and their one
+/// checkpoint: the store of a [`DurableRouter`](super::DurableRouter).
+///
+/// Implemented by `SqliteStore` (feature `sqlite`), `PostgresStore`
+/// (feature `postgres`) and [`MemoryRouterStore`](super::MemoryRouterStore).
+/// The trait is sealed: the rows it passes are the crate's own and may
+/// change; implement [`ReplicaStore`](super::ReplicaStore) for a store of
+/// your own.
+pub trait RouterStore: sealed::Sealed {}
+
+impl<S: sealed::Sealed> RouterStore for S {}
+
+pub(crate) mod sealed {
+    use super::*;
+
+    /// What a [`RouterStore`] does.
+    pub trait Sealed {
+        /// Where errors happen: backend and consumer (no entity).
+        fn router_context(&self) -> StoreContext;
+
+        /// Loads the rows of `entities` (states, tombstones and parked
+        /// events; one [`EntityRows`] per entity, in order) and the router's
+        /// checkpoint, all from one snapshot.
+        fn load_router(
+            &mut self,
+            entities: &[&'static str],
+        ) -> impl Future<Output = Result<RouterRows, StoreError>> + Send;
+
+        /// Writes every share and the checkpoint (under
+        /// [`ROUTER_CHECKPOINT_ENTITY`]) in one transaction: all of it or
+        /// none of it.
+        fn commit_router(
+            &mut self,
+            commit: RouterCommit<'_>,
+        ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    }
+
+    /// What a router's store holds, as loaded at start.
+    pub struct RouterRows {
+        /// One per entity asked for, in the order asked.
+        pub entities: Vec<EntityRows>,
+        /// The router's checkpoint, `None` for a new consumer.
+        pub checkpoint: Option<Checkpoint>,
+    }
+
+    /// One entity's rows, not yet decoded.
+    pub struct EntityRows {
+        /// Where they come from (backend, consumer, entity), for errors.
+        pub context: StoreContext,
+        /// The `ecst_replica` rows, states as JSON text.
+        pub entries: Vec<StoredRow<String>>,
+        /// The parked events, by stream sequence.
+        pub parked: Vec<Parked>,
+    }
+
+    /// One transaction of a router: every entity's share, one checkpoint.
+    pub struct RouterCommit<'a> {
+        /// The entities' shares (an entity with nothing to write is left
+        /// out).
+        pub shares: Vec<Share<'a>>,
+        /// The checkpoint after the batch.
+        pub checkpoint: Checkpoint,
+    }
+}
+
+pub(crate) use sealed::{EntityRows, RouterCommit, RouterRows};
+
+/// One entity's share of a commit, its states encoded: what a
+/// [`Commit`](super::Commit) is, without the type.
+pub struct Share<'a> {
+    /// The entity.
+    pub(crate) entity: &'static str,
+    /// The schema version the states are written in (`T::VERSION`).
+    pub(crate) version: u32,
+    /// Changed keys, each once.
+    pub(crate) entries: Vec<EncodedEntry>,
+    /// Parked events to write (a stream sequence given twice keeps its
+    /// last form).
+    pub(crate) parked: &'a [Parked],
+    /// Parked events to delete, by stream sequence.
+    pub(crate) unparked: &'a [u64],
+    /// Tombstones to delete (never a state), by key.
+    pub(crate) purged: Vec<String>,
+}
+
+impl Share<'_> {
+    /// Whether the share writes nothing.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+            && self.parked.is_empty()
+            && self.unparked.is_empty()
+            && self.purged.is_empty()
+    }
+}
+
+/// One key's new content, encoded.
+pub(crate) struct EncodedEntry {
+    pub(crate) key: String,
+    pub(crate) sequence: u64,
+    pub(crate) read_version: u32,
+    /// The state as JSON, `None` for a tombstone.
+    pub(crate) state: Option<Box<RawValue>>,
+    /// A tombstone's deletion time.
+    pub(crate) deleted_at: Option<SystemTime>,
+}
+
+/// A state that could not be encoded: its key, and serde_json's error.
+pub(crate) struct Unencodable {
+    pub(crate) entity: &'static str,
+    pub(crate) key: String,
+    pub(crate) source: serde_json::Error,
+}
+
+impl Unencodable {
+    /// As the [`StoreError::EncodeState`] a store reports, in `context`.
+    pub(crate) fn into_error(self, mut context: StoreContext) -> StoreError {
+        context.entity = Some(self.entity);
+        StoreError::EncodeState {
+            context: Box::new(context),
+            key: self.key,
+            source: self.source,
+        }
+    }
+}
+
+/// Encodes one entity's share: its states as JSON, its keys as text.
+/// `entries` name each key once ([`Part::entries`](super::part::Part)).
+pub(crate) fn encode<'a, T: StateEvent>(
+    entries: Vec<StoredEntry<'_, T>>,
+    parked: &'a [Parked],
+    unparked: &'a [u64],
+    purged: &[T::Key],
+) -> Result<Share<'a>, Unencodable> {
+    let mut encoded: Vec<EncodedEntry> = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let state = match entry.state.map(serde_json::value::to_raw_value) {
+            None => None,
+            Some(Ok(raw)) => Some(raw),
+            Some(Err(source)) => {
+                return Err(Unencodable {
+                    entity: T::ENTITY,
+                    key: entry.key.to_string(),
+                    source,
+                })
+            }
+        };
+        encoded.push(EncodedEntry {
+            key: entry.key.to_string(),
+            sequence: entry.sequence.get(),
+            read_version: entry.read_version,
+            state,
+            deleted_at: entry.deleted_at,
+        });
+    }
+    Ok(Share {
+        entity: T::ENTITY,
+        version: T::VERSION,
+        entries: encoded,
+        parked,
+        unparked,
+        purged: purged.iter().map(ToString::to_string).collect(),
+    })
+}
