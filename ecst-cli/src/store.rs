@@ -64,7 +64,15 @@ pub struct Checkpoint {
     pub stream_sequence: u64,
     /// Events that changed the replica, counted since the store was made.
     pub applied: u64,
+    /// `true` for the one checkpoint of a durable router (stored under
+    /// entity `*`), shared by every entity it consumes; `false` for the
+    /// entity's own.
+    pub shared: bool,
 }
+
+/// The `entity` of a durable router's one checkpoint (ecst-runtime's
+/// `ROUTER_CHECKPOINT_ENTITY`).
+const ROUTER_CHECKPOINT: &str = "*";
 
 /// One row of `ecst_parked`.
 #[derive(Clone, Debug)]
@@ -288,41 +296,56 @@ impl Store {
             .collect()
     }
 
-    /// The checkpoint of `consumer` for `entity`, if any.
+    /// The checkpoint of `consumer` for `entity`, if any: the consumer's
+    /// router checkpoint when it has one (a router keeps one checkpoint
+    /// for all its entities, under entity `*`), otherwise the entity's own.
     pub async fn checkpoint(
         &self,
         consumer: &str,
         entity: &str,
     ) -> Result<Option<Checkpoint>, Failure> {
-        let raw: Option<(i64, i64)> = match self {
-            Store::Sqlite { connection, .. } => connection
-                .query_row(
-                    "SELECT stream_sequence, applied FROM ecst_checkpoint \
-                     WHERE consumer = ?1 AND entity = ?2",
-                    [consumer, entity],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()
-                .map_err(|e| self.failed("reading ecst_checkpoint of", &e))?,
+        let raw: Vec<(String, i64, i64)> = match self {
+            Store::Sqlite { connection, .. } => {
+                let read = |e: rusqlite::Error| self.failed("reading ecst_checkpoint of", &e);
+                let mut statement = connection
+                    .prepare(
+                        "SELECT entity, stream_sequence, applied FROM ecst_checkpoint \
+                         WHERE consumer = ?1 AND entity IN (?2, ?3)",
+                    )
+                    .map_err(read)?;
+                let rows = statement
+                    .query_map([consumer, entity, ROUTER_CHECKPOINT], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                    })
+                    .map_err(read)?;
+                rows.collect::<Result<_, _>>().map_err(read)?
+            }
             Store::Postgres { client, .. } => client
-                .query_opt(
-                    "SELECT stream_sequence, applied FROM ecst_checkpoint \
-                     WHERE consumer = $1 AND entity = $2",
-                    &[&consumer, &entity],
+                .query(
+                    "SELECT entity, stream_sequence, applied FROM ecst_checkpoint \
+                     WHERE consumer = $1 AND entity IN ($2, $3)",
+                    &[&consumer, &entity, &ROUTER_CHECKPOINT],
                 )
                 .await
                 .map_err(|e| self.failed("reading ecst_checkpoint of", &e))?
-                .map(|row| Ok::<_, tokio_postgres::Error>((row.try_get(0)?, row.try_get(1)?)))
-                .transpose()
+                .iter()
+                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+                .collect::<Result<_, tokio_postgres::Error>>()
                 .map_err(|e| self.failed("reading ecst_checkpoint of", &e))?,
         };
-        raw.map(|(stream_sequence, applied)| {
-            Ok(Checkpoint {
-                stream_sequence: unsigned(stream_sequence, "ecst_checkpoint.stream_sequence")?,
-                applied: unsigned(applied, "ecst_checkpoint.applied")?,
+        let chosen = raw
+            .iter()
+            .find(|(row_entity, _, _)| row_entity == ROUTER_CHECKPOINT)
+            .or_else(|| raw.first());
+        chosen
+            .map(|(row_entity, stream_sequence, applied)| {
+                Ok(Checkpoint {
+                    stream_sequence: unsigned(*stream_sequence, "ecst_checkpoint.stream_sequence")?,
+                    applied: unsigned(*applied, "ecst_checkpoint.applied")?,
+                    shared: row_entity == ROUTER_CHECKPOINT,
+                })
             })
-        })
-        .transpose()
+            .transpose()
     }
 
     /// The parked rows of `consumer` (of `entity`, if given), by entity and

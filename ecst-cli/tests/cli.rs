@@ -12,10 +12,12 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, Context};
 use ecst::consume::Resolution;
-use ecst::nats::{FollowSettings, Follower, Mode, Publisher, ServerVersion, StateStream, Subjects};
+use ecst::nats::{
+    FollowSettings, Follower, Mode, Publisher, RouterFollower, ServerVersion, StateStream, Subjects,
+};
 use ecst::store::postgres::PostgresStore;
 use ecst::store::sqlite::SqliteStore;
-use ecst::store::{DurableReplica, Message};
+use ecst::store::{DurableReplica, DurableRouter, Message};
 use ecst::{Envelope, Sequence, StateEvent};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -30,6 +32,15 @@ struct Customer {
     id: String,
     name: String,
     email: Option<String>,
+}
+
+/// A second entity in the same stream, for a router.
+#[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[state_event(entity = "order", version = 1)]
+struct Order {
+    #[state_event(key)]
+    id: String,
+    total: u64,
 }
 
 const PREFIX: &str = "shop";
@@ -125,6 +136,47 @@ impl Shop {
             .expect("starting the follower");
         follower.catch_up().await.expect("catching up");
         follower.stop().await;
+    }
+}
+
+impl Shop {
+    /// Brings a router of customers and orders (consumer `consumer`, one
+    /// checkpoint) in SQLite file `path` up to date with the stream.
+    async fn consume_routed(&self, path: &std::path::Path, consumer: &str) {
+        let store = SqliteStore::open(path, consumer).expect("the SQLite store");
+        let router = DurableRouter::builder(store)
+            .register::<Customer>()
+            .and_then(|builder| builder.register::<Order>())
+            .expect("registering")
+            .open()
+            .await
+            .expect("opening the router");
+        let settings =
+            FollowSettings::new(STREAM, consumer, Subjects::new(PREFIX).expect("the prefix"));
+        let mut follower = RouterFollower::start(self.client.clone(), settings, router)
+            .await
+            .expect("starting the follower");
+        follower.catch_up().await.expect("catching up");
+        follower.stop().await;
+    }
+
+    /// Publishes an order; returns its stream sequence.
+    async fn order(&self, id: &str, sequence: u64, total: u64) -> u64 {
+        let state = Order {
+            id: id.to_owned(),
+            total,
+        };
+        let envelope = Envelope::upsert(
+            "urn:test:shop",
+            format!("{id}-{sequence}"),
+            Sequence::new(sequence),
+            state,
+        );
+        self.publisher
+            .publish(&envelope)
+            .await
+            .expect("publishing")
+            .stream_sequence
     }
 }
 
@@ -526,6 +578,51 @@ async fn replica_diff_tells_lag_from_stale_and_missing_keys() {
     assert_eq!(report["extra"]["keys"][0]["key"], "c-9");
     assert_eq!(report["ahead"]["keys"][0]["key"], "c-1");
     assert_eq!(report["in_sync"], 0);
+}
+
+/// A durable router keeps one checkpoint for all its entities: `diff`
+/// reads it for each entity, and so tells a key the router passed from
+/// one it has not reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_diff_reads_a_routers_shared_checkpoint() {
+    let shop = Shop::open().await;
+    let path = sqlite_file();
+    let file = path.to_str().expect("a UTF-8 path");
+    let url = shop.url();
+    shop.upsert("c-1", 1, "Ada", None).await;
+    shop.order("o-1", 1, 10).await;
+    let last = shop.upsert("c-2", 1, "Bob", None).await;
+    shop.consume_routed(&path, "routed").await;
+    for entity in ["customer", "order"] {
+        let diff = [
+            "--server", &url, "replica", "diff", PREFIX, entity, "--sqlite", file,
+        ];
+        let run = ecst(&diff).await.expect_code(0);
+        assert!(
+            run.stdout.contains(&format!(
+                "checkpoint at stream sequence {last} (the router's, shared by its entities)"
+            )),
+            "{}",
+            run.stdout
+        );
+    }
+    // c-1's row lost behind the checkpoint: the router passed it.
+    let connection = rusqlite::Connection::open(&path).expect("opening the store");
+    connection
+        .execute("DELETE FROM ecst_replica WHERE key = 'c-1'", [])
+        .expect("losing c-1");
+    drop(connection);
+    let run = ecst(&[
+        "--server", &url, "--json", "replica", "diff", PREFIX, "customer", "--sqlite", file,
+    ])
+    .await
+    .expect_code(1);
+    let report = run.json();
+    assert_eq!(report["checkpoint"]["stream_sequence"], last);
+    assert_eq!(report["checkpoint"]["shared"], true);
+    assert_eq!(report["missing"]["keys"][0]["key"], "c-1");
+    assert_eq!(report["missing"]["keys"][0]["cause"], "passed");
+    assert_eq!(report["verdict"], "out_of_sync");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -77,9 +77,10 @@ pub async fn show(
     say!("  schema version  {}", row.schema_version);
     match checkpoint {
         Some(c) => say!(
-            "  checkpoint      stream sequence {}, {} events applied",
+            "  checkpoint      stream sequence {}, {} events applied{}",
             c.stream_sequence,
-            c.applied
+            c.applied,
+            shared_note(&c)
         ),
         None => say!("  checkpoint      none"),
     }
@@ -413,7 +414,13 @@ fn print_report(report: &Report<'_>, store: &str, filter: &str) -> Result<(), Fa
     );
     let checkpoint = report.checkpoint.map_or_else(
         || "no checkpoint".to_owned(),
-        |c| format!("checkpoint at stream sequence {}", c.stream_sequence),
+        |c| {
+            format!(
+                "checkpoint at stream sequence {}{}",
+                c.stream_sequence,
+                shared_note(&c)
+            )
+        },
     );
     say!(
         "  against stream `{}` ({filter}): {} keys in the stream, {} rows in the store, {checkpoint}",
@@ -476,4 +483,13 @@ fn print_report(report: &Report<'_>, store: &str, filter: &str) -> Result<(), Fa
         _ => say!("verdict: NOT in sync: {counts}"),
     }
     Ok(())
+}
+
+/// ` (the router's, shared by its entities)` for a router's checkpoint.
+fn shared_note(checkpoint: &Checkpoint) -> &'static str {
+    if checkpoint.shared {
+        " (the router's, shared by its entities)"
+    } else {
+        ""
+    }
 }
