@@ -800,8 +800,41 @@ async fn the_purge_floor_guards_every_entity_of_a_router() {
     assert_eq!(dumps(&reopened), dumps(&router));
 }
 
-/// A store error names the store and the entity; registering an entity
-/// twice is refused.
+/// `BlockingRouter`: the same router with plain calls, no runtime.
+#[test]
+fn a_blocking_router_needs_no_runtime() {
+    use ecst::store::blocking::BlockingRouter;
+    let db = TempDb::new("blocking");
+    let log = mixed_log();
+    let open = || {
+        let store = SqliteStore::open(&db.0, "blocking").expect("open");
+        BlockingRouter::open(
+            DurableRouter::builder(store)
+                .register::<Customer>()
+                .and_then(|b| b.register::<Order>())
+                .expect("register"),
+        )
+        .expect("load")
+    };
+    let mut router = open();
+    router.apply_batch(&messages(&log, 0)[..5]).expect("commit");
+    drop(router);
+    let mut router = open();
+    assert_eq!(router.resume_after(), 5);
+    router
+        .apply_batch(&messages(&log, router.resume_after()))
+        .expect("commit");
+    assert_eq!(
+        router.checkpoint().map(|c| (c.stream_sequence, c.applied)),
+        Some((8, 8))
+    );
+    assert_eq!(
+        router.replica::<Order>().unwrap().get("o-2"),
+        Some(&order("o-2", 25))
+    );
+}
+
+/// Registering an entity twice is refused.
 #[tokio::test]
 async fn registering_an_entity_twice_is_refused() {
     let taken = DurableRouter::builder(MemoryRouterStore::new())

@@ -1,6 +1,8 @@
 //! [`BlockingReplica`]: a [`DurableReplica`] driven by plain function calls,
 //! no async runtime, over a store that does its work synchronously
-//! ([`ReadyStore`]: `SqliteStore`, [`MemoryStore`]).
+//! ([`ReadyStore`]: `SqliteStore`, [`MemoryStore`]); and [`BlockingRouter`],
+//! the same for a [`DurableRouter`] of several entities
+//! ([`ReadyRouterStore`]: `SqliteStore`, [`MemoryRouterStore`]).
 
 use core::future::Future;
 use core::ops::Deref;
@@ -9,7 +11,8 @@ use core::task::{Context, Poll, Waker};
 use std::time::SystemTime;
 
 use super::{
-    BatchOutcome, DurableReplica, MemoryStore, Message, ReplicaStore, StoreContext, StoreError,
+    BatchOutcome, DurableReplica, DurableRouter, MemoryRouterStore, MemoryStore, Message,
+    NotRegistered, ReplicaStore, RouterBuilder, RouterStore, StoreContext, StoreError,
 };
 use crate::consume::ParkingLimits;
 use crate::event::StateEvent;
@@ -186,5 +189,142 @@ impl<T: StateEvent, S: ReadyStore<T>> Deref for BlockingReplica<T, S> {
 
     fn deref(&self) -> &DurableReplica<T, S> {
         &self.durable
+    }
+}
+
+/// A router's store whose futures complete the first time they are polled
+/// ([`BlockingRouter`] drives them without a runtime): `SqliteStore`
+/// (feature `sqlite`) and [`MemoryRouterStore`]. Sealed with
+/// [`RouterStore`].
+pub trait ReadyRouterStore: RouterStore {}
+
+impl ReadyRouterStore for MemoryRouterStore {}
+
+#[cfg(feature = "sqlite")]
+impl ReadyRouterStore for super::sqlite::SqliteStore {}
+
+/// A [`DurableRouter`] with synchronous methods, for a store that needs no
+/// async runtime ([`ReadyRouterStore`]): several entities consumed from
+/// one transport in a plain thread, with one checkpoint. It reads like the
+/// router it wraps (`Deref`), and each method below is the
+/// [`DurableRouter`] method of the same name, run to completion before it
+/// returns.
+///
+/// ```no_run
+/// # #[cfg(feature = "sqlite")]
+/// # fn demo<Customer: ecst_runtime::StateEvent, Order: ecst_runtime::StateEvent>(
+/// #     batch: &[ecst_runtime::store::Message<'_>],
+/// # ) -> Result<(), Box<dyn std::error::Error>> {
+/// use ecst_runtime::store::blocking::BlockingRouter;
+/// use ecst_runtime::store::sqlite::SqliteStore;
+/// use ecst_runtime::store::DurableRouter;
+///
+/// let store = SqliteStore::open("replica.db", "billing")?;
+/// let mut router = BlockingRouter::open(
+///     DurableRouter::builder(store)
+///         .register::<Customer>()?
+///         .register::<Order>()?,
+/// )?;
+/// router.apply_batch(batch)?; // every entity and the checkpoint, committed
+/// # Ok(()) }
+/// ```
+pub struct BlockingRouter<S: ReadyRouterStore> {
+    router: DurableRouter<S>,
+}
+
+fn router_not_ready(operation: &'static str) -> impl FnOnce() -> StoreError {
+    move || not_ready_error("router", operation)
+}
+
+impl<S: ReadyRouterStore> BlockingRouter<S> {
+    /// [`RouterBuilder::open`]: loads every registered entity and the
+    /// checkpoint.
+    pub fn open(builder: RouterBuilder<S>) -> Result<Self, StoreError> {
+        let router = now(builder.open(), router_not_ready("loading"))?;
+        Ok(BlockingRouter { router })
+    }
+
+    /// Wraps a router opened already.
+    pub fn from_router(router: DurableRouter<S>) -> Self {
+        BlockingRouter { router }
+    }
+
+    /// The router, for its async methods.
+    pub fn into_router(self) -> DurableRouter<S> {
+        self.router
+    }
+
+    /// [`DurableRouter::apply_batch`]: applies `messages`, each to its
+    /// entity, and commits them with the checkpoint in one transaction.
+    /// Acknowledge the messages to the transport only after it returns
+    /// `Ok`.
+    pub fn apply_batch(&mut self, messages: &[Message<'_>]) -> Result<BatchOutcome, StoreError> {
+        now(
+            self.router.apply_batch(messages),
+            router_not_ready("committing"),
+        )
+    }
+
+    /// [`DurableRouter::merge_unsequenced`].
+    pub fn merge_unsequenced(&mut self, payloads: &[&[u8]]) -> Result<BatchOutcome, StoreError> {
+        now(
+            self.router.merge_unsequenced(payloads),
+            router_not_ready("committing"),
+        )
+    }
+
+    /// [`DurableRouter::retry_parked`].
+    pub fn retry_parked(&mut self) -> Result<BatchOutcome, StoreError> {
+        now(self.router.retry_parked(), router_not_ready("committing"))
+    }
+
+    /// [`DurableRouter::discard_parked`].
+    pub fn discard_parked(
+        &mut self,
+        entity: &str,
+        stream_sequence: u64,
+        why: &str,
+    ) -> Result<bool, StoreError> {
+        now(
+            self.router.discard_parked(entity, stream_sequence, why),
+            router_not_ready("committing"),
+        )
+    }
+
+    /// [`DurableRouter::purge_tombstones_before`].
+    pub fn purge_tombstones_before(&mut self, cutoff: SystemTime) -> Result<usize, StoreError> {
+        now(
+            self.router.purge_tombstones_before(cutoff),
+            router_not_ready("committing"),
+        )
+    }
+
+    /// [`DurableRouter::rewind_stream_position`].
+    pub fn rewind_stream_position(&mut self) -> Result<(), StoreError> {
+        now(
+            self.router.rewind_stream_position(),
+            router_not_ready("committing"),
+        )
+    }
+
+    /// [`DurableRouter::reload`].
+    pub fn reload(&mut self) -> Result<(), StoreError> {
+        now(self.router.reload(), router_not_ready("loading"))
+    }
+
+    /// [`DurableRouter::on_change`]: the change feed of entity `T`.
+    pub fn on_change<T: StateEvent>(
+        &mut self,
+        feed: impl FnMut(StateChange<'_, T>) + Send + Sync + 'static,
+    ) -> Result<(), NotRegistered> {
+        self.router.on_change(feed)
+    }
+}
+
+impl<S: ReadyRouterStore> Deref for BlockingRouter<S> {
+    type Target = DurableRouter<S>;
+
+    fn deref(&self) -> &DurableRouter<S> {
+        &self.router
     }
 }
