@@ -24,6 +24,8 @@ pub struct BatchOutcome {
     /// unsequenced events of a bootstrap answer
     /// ([`DurableReplica::merge_unsequenced`](crate::store::DurableReplica::merge_unsequenced)),
     /// which have no stream sequence (it reads 0 here) and can be asked
-    /// for again.
+    /// for again; and, in a
+    /// [`DurableRouter`](crate::store::DurableRouter), the messages of an
+    /// entity it holds no replica of, skipped and counted.
     pub rejected: Vec<(u64, ParkReason)>,
 }

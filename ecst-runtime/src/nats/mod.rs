@@ -11,6 +11,10 @@
 //!   from the last event of every key, then follows live with a durable pull
 //!   consumer, acknowledging only after the batch and its checkpoint are
 //!   committed. After a restart it resumes from its checkpoint.
+//!   [`RouterFollower`] does the same for a
+//!   [`DurableRouter`](crate::store::DurableRouter) of several entities,
+//!   with one durable consumer over the prefix and one checkpoint (both are
+//!   a [`StreamFollower`] of a [`DurableConsumer`](crate::store::DurableConsumer)).
 //! - [`serve_bootstrap`] and [`request_bootstrap`] implement bootstrap by
 //!   request/response: the owner answers with ordinary state events, which
 //!   merge into the replica by sequence.

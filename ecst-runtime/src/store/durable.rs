@@ -15,11 +15,11 @@ use crate::replica::Replica;
 /// Messages that cannot be applied (a malformed envelope, an unknown future
 /// version, a failed upcast, a message whose envelope names another entity
 /// or key than its transport address) are *parked*: stored beside the
-/// replica with a typed [`ParkReason`], in the same transaction. Parking
+/// replica with a typed [`ParkReason`](crate::consume::ParkReason), in the same transaction. Parking
 /// holds nothing back: state events carry the whole state and the version
 /// gate orders them by sequence, so the key's later events apply as they
 /// come, and once the key holds a state at least as new as a parked event,
-/// that event is [superseded](Resolution::Superseded) (kept for inspection
+/// that event is [superseded](crate::consume::Resolution::Superseded) (kept for inspection
 /// within [`ParkingLimits`], then purged). A parked event above everything
 /// applied (a future version, say) stays pending; after fixing the cause
 /// (upgrading the consumer), [`DurableReplica::retry_parked`] applies it
@@ -193,9 +193,9 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
     /// # Choosing the horizon
     ///
     /// A tombstone is what makes an older upsert of a deleted key
-    /// [`Stale`](Outcome::Stale). Once it is purged, the key is unknown, and
+    /// [`Stale`](crate::Outcome::Stale). Once it is purged, the key is unknown, and
     /// an upsert older than the delete that still arrives is
-    /// [`Inserted`](Outcome::Inserted): the deleted entity comes back, and
+    /// [`Inserted`](crate::Outcome::Inserted): the deleted entity comes back, and
     /// stays until the owner publishes it again. So keep every tombstone
     /// longer than the longest time an older event of its key can still
     /// arrive after the delete:
@@ -205,7 +205,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
     ///   guarded: a purge records the checkpoint's stream position
     ///   ([`Checkpoint::purged_through`]), and a message at or below it that
     ///   would bring back a key the replica does not hold is parked
-    ///   ([`ParkKind::PurgedTombstone`]) instead of applied;
+    ///   ([`ParkKind::PurgedTombstone`](crate::consume::ParkKind::PurgedTombstone)) instead of applied;
     /// - the stream itself: with `max_messages_per_subject = 1` the delete
     ///   replaces the key's older events, but a consumer that is behind (or
     ///   a replay from an older backup or mirror) can still read them;

@@ -8,7 +8,7 @@
 //! | table | key | columns |
 //! |---|---|---|
 //! | `ecst_replica` | `consumer, entity, key` | `sequence`, `schema_version`, `state` (JSON text, `NULL` for a tombstone), `read_version`, `deleted_at` (a tombstone's deletion time, microseconds since the Unix epoch) |
-//! | `ecst_checkpoint` | `consumer, entity` | `stream_sequence`, `applied`, `purged_through` |
+//! | `ecst_checkpoint` | `consumer, entity` | `stream_sequence`, `applied`, `purged_through`; a [`DurableRouter`](super::DurableRouter)'s one checkpoint under entity `*` ([`ROUTER_CHECKPOINT_ENTITY`]) |
 //! | `ecst_parked` | `consumer, entity, stream_sequence` | `subject`, `key` (nullable), `reason`, `payload` (blob), `kind`, `resolution` (nullable: pending) |
 //!
 //! Sequences and counters are `u64` in Rust and signed 64-bit integers in
