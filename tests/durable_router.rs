@@ -983,7 +983,8 @@ mod follower {
     use super::*;
     use async_nats::jetstream;
     use ecst::nats::{
-        FollowSettings, Publisher, RouterFollower, ServerVersion, StateStream, Subjects,
+        serve_bootstrap, BootstrapRequest, FollowSettings, Publisher, RouterFollower,
+        ServerVersion, StateStream, Subjects,
     };
     use nats_server::NatsServer;
 
@@ -1141,6 +1142,49 @@ mod follower {
         // orders (o-1's a delete) the first time; then only the 2 new ones,
         // resumed after the checkpoint.
         assert_eq!(router.checkpoint().map(|c| c.applied), Some(7 + 5 + 2));
+
+        // The orders' owner answers a bootstrap request with a key the
+        // stream never carried: merged into the router's orders, the
+        // checkpoint's position unmoved.
+        let responder = {
+            let client = client.clone();
+            let subjects = subjects.clone();
+            let mut owner = Producer::<Order>::new("urn:example:shop");
+            let answer = owner.upsert(order("o-200", 200)).unwrap();
+            tokio::spawn(async move {
+                let _ =
+                    serve_bootstrap::<Order, _>(client, &subjects, move |_| vec![answer.clone()])
+                        .await;
+            })
+        };
+        let position = follower.replica().resume_after();
+        let merged = tokio::time::timeout(PATIENCE, async {
+            loop {
+                let asked = follower
+                    .bootstrap_from_owner::<Order>(
+                        &BootstrapRequest::all(),
+                        Duration::from_millis(300),
+                    )
+                    .await;
+                if let Ok(outcome) = asked {
+                    break outcome;
+                }
+            }
+        })
+        .await
+        .expect("the owner answered in time");
+        assert_eq!(merged.applied, [(0, Outcome::Inserted)]);
+        let router = follower.replica();
+        assert_eq!(
+            router
+                .replica::<Order>()
+                .unwrap()
+                .get("o-200")
+                .map(|o| o.total),
+            Some(200)
+        );
+        assert_eq!(router.resume_after(), position);
+        responder.abort();
         follower.stop().await;
     }
 }
