@@ -800,6 +800,139 @@ async fn the_purge_floor_guards_every_entity_of_a_router() {
     assert_eq!(dumps(&reopened), dumps(&router));
 }
 
+/// An entity whose state cannot be serialized when `note` is `"poison"`.
+#[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[state_event(entity = "fragile", version = 1)]
+pub struct Fragile {
+    #[state_event(key)]
+    pub id: String,
+    #[serde(serialize_with = "refuse_poison")]
+    pub note: String,
+}
+
+fn refuse_poison<S: serde::Serializer>(note: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    if note == "poison" {
+        return Err(serde::ser::Error::custom("refusing to serialize poison"));
+    }
+    serializer.serialize_str(note)
+}
+
+/// A state no store can hold is parked under its entity (`unstorable`),
+/// and the rest of the batch, of every entity, commits.
+#[tokio::test]
+async fn an_unstorable_state_is_parked_and_every_other_entity_commits() {
+    let db = TempDb::new("unstorable");
+    let open = || async {
+        DurableRouter::builder(SqliteStore::open(&db.0, "unstorable").expect("open"))
+            .register::<Customer>()
+            .and_then(|b| b.register::<Fragile>())
+            .expect("register")
+            .open()
+            .await
+            .expect("load")
+    };
+    let mut customers = Producer::<Customer>::new("urn:example:crm");
+    let mut fragiles = Producer::<Fragile>::new("urn:example:lab");
+    // Encoded with a stand-in note, then given the poison (which decodes
+    // fine and cannot be encoded again).
+    let fragile = |p: &mut Producer<Fragile>, id: &str, note: &str| {
+        let json = p
+            .upsert(Fragile {
+                id: id.into(),
+                note: "stand-in".into(),
+            })
+            .unwrap()
+            .to_json()
+            .unwrap();
+        String::from_utf8(json)
+            .unwrap()
+            .replace("\"stand-in\"", &format!("\"{note}\""))
+            .into_bytes()
+    };
+    let mut log = Log::new();
+    let c1 = customers
+        .upsert(customer("c-1", "Ada"))
+        .unwrap()
+        .to_json()
+        .unwrap();
+    push(&mut log, "customer", "c-1", c1);
+    push(
+        &mut log,
+        "fragile",
+        "f-1",
+        fragile(&mut fragiles, "f-1", "poison"),
+    );
+    push(
+        &mut log,
+        "fragile",
+        "f-2",
+        fragile(&mut fragiles, "f-2", "fine"),
+    );
+    let c2 = customers
+        .upsert(customer("c-2", "Bea"))
+        .unwrap()
+        .to_json()
+        .unwrap();
+    push(&mut log, "customer", "c-2", c2);
+
+    let mut router = open().await;
+    let outcome = router
+        .apply_batch(&messages(&log, 0))
+        .await
+        .expect("commit");
+    let parked: Vec<(u64, ParkKind)> = outcome.parked.iter().map(|(s, r)| (*s, r.kind)).collect();
+    assert_eq!(parked, [(2, ParkKind::Unstorable)]);
+    assert_eq!(outcome.applied.len(), 3);
+    drop(router);
+    let router = open().await;
+    assert_eq!(
+        router.checkpoint().map(|c| (c.stream_sequence, c.applied)),
+        Some((4, 3))
+    );
+    assert_eq!(router.replica::<Customer>().unwrap().len(), 2);
+    let fragile = router.replica::<Fragile>().unwrap();
+    assert_eq!(fragile.get("f-1"), None);
+    assert_eq!(fragile.get("f-2").map(|f| f.note.as_str()), Some("fine"));
+    let held: Vec<(&str, u64, ParkKind)> = router
+        .parked()
+        .map(|(entity, p)| (entity, p.stream_sequence, p.reason.kind))
+        .collect();
+    assert_eq!(held, [("fragile", 2, ParkKind::Unstorable)]);
+}
+
+/// Parking limits set on the builder hold for every entity, whenever it
+/// was registered.
+#[tokio::test]
+async fn parking_limits_hold_for_every_entity() {
+    let limits = ecst::consume::ParkingLimits {
+        max_pending: 1,
+        ..ecst::consume::ParkingLimits::default()
+    };
+    let mut router = DurableRouter::builder(MemoryRouterStore::new())
+        .with_parking_limits(limits)
+        .register::<Customer>()
+        .and_then(|b| b.register::<Order>())
+        .expect("register")
+        .open()
+        .await
+        .expect("open");
+    let mut log = Log::new();
+    push(&mut log, "customer", "c-1", b"{junk".to_vec());
+    push(&mut log, "customer", "c-2", b"{junk".to_vec());
+    push(&mut log, "order", "o-1", b"{junk".to_vec());
+    push(&mut log, "order", "o-2", b"{junk".to_vec());
+    let outcome = router
+        .apply_batch(&messages(&log, 0))
+        .await
+        .expect("commit");
+    assert_eq!(
+        outcome.overflowed,
+        [1, 3],
+        "the oldest of each entity's lot"
+    );
+    assert_eq!(router.pending_parked(), 2);
+}
+
 /// `BlockingRouter`: the same router with plain calls, no runtime.
 #[test]
 fn a_blocking_router_needs_no_runtime() {

@@ -89,6 +89,7 @@ pub struct DurableRouter<S: RouterStore> {
 pub struct RouterBuilder<S: RouterStore> {
     store: S,
     routes: Vec<Box<dyn Route>>,
+    limits: ParkingLimits,
 }
 
 /// The entity is not registered in this router.
@@ -109,19 +110,22 @@ impl<S: RouterStore> RouterBuilder<S> {
         Ok(self)
     }
 
-    /// Keeps resolved parked events of every entity within `limits` (each
-    /// entity has its own parking lot, with these limits).
+    /// Keeps the parked events of every entity, registered before or
+    /// after, within `limits` (each entity has its own parking lot, with
+    /// these limits; see
+    /// [`DurableReplica::with_parking_limits`](super::DurableReplica::with_parking_limits)).
     #[must_use]
     pub fn with_parking_limits(mut self, limits: ParkingLimits) -> Self {
-        for route in &mut self.routes {
-            route.set_limits(limits);
-        }
+        self.limits = limits;
         self
     }
 
     /// Loads every registered entity's replica and parked events and the
     /// router's checkpoint from the store.
-    pub async fn open(self) -> Result<DurableRouter<S>, StoreError> {
+    pub async fn open(mut self) -> Result<DurableRouter<S>, StoreError> {
+        for route in &mut self.routes {
+            route.set_limits(self.limits);
+        }
         let mut router = DurableRouter {
             routes: self.routes,
             store: self.store,
@@ -142,6 +146,7 @@ impl<S: RouterStore> DurableRouter<S> {
         RouterBuilder {
             store,
             routes: Vec::new(),
+            limits: ParkingLimits::default(),
         }
     }
 
