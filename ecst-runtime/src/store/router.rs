@@ -303,40 +303,43 @@ impl<S: RouterStore> DurableRouter<S> {
 
     /// The index of the route of `message`, or why it has none.
     fn route_of(&self, message: &Message<'_>) -> Result<usize, Skip> {
-        let entity: Option<String> = match &message.address {
-            Address::Key { entity, .. } => Some((*entity).to_owned()),
-            Address::Invalid(why) => {
-                return Err(Skip {
-                    entity: String::new(),
-                    reason: ParkReason::new(ParkKind::Misaddressed, why),
-                })
-            }
-            Address::Unaddressed => match decode_header(message.payload) {
-                Ok((header, _)) => Some(header.entity.into_owned()),
-                Err(error) => error.context().entity.clone(),
-            },
-        };
-        let Some(entity) = entity else {
-            return Err(Skip {
-                entity: String::new(),
-                reason: ParkReason::new(
-                    ParkKind::Invalid,
-                    "the message names no entity (no transport address, and no readable `type` \
-                     in its envelope): no replica to apply it to",
-                ),
-            });
-        };
-        match self.routes.iter().position(|r| r.entity() == entity) {
-            Some(index) => Ok(index),
-            None => Err(Skip {
-                reason: ParkReason::new(
-                    ParkKind::Invalid,
-                    format!(
-                        "no replica of entity `{entity}` is registered in this router: skipped"
+        let route = |entity: &str| -> Result<usize, Skip> {
+            self.routes
+                .iter()
+                .position(|route| route.entity() == entity)
+                .ok_or_else(|| Skip {
+                    reason: ParkReason::new(
+                        ParkKind::Invalid,
+                        format!(
+                            "no replica of entity `{entity}` is registered in this router: \
+                             skipped"
+                        ),
                     ),
-                ),
-                entity,
+                    entity: entity.to_owned(),
+                })
+        };
+        let nameless = || Skip {
+            entity: String::new(),
+            reason: ParkReason::new(
+                ParkKind::Invalid,
+                "the message names no entity (no transport address, and no readable `type` in \
+                 its envelope): no replica to apply it to",
+            ),
+        };
+        match &message.address {
+            Address::Key { entity, .. } => route(entity),
+            Address::Invalid(why) => Err(Skip {
+                entity: String::new(),
+                reason: ParkReason::new(ParkKind::Misaddressed, why),
             }),
+            Address::Unaddressed => match decode_header(message.payload) {
+                Ok((header, _)) => route(&header.entity),
+                Err(error) => error
+                    .context()
+                    .entity
+                    .as_deref()
+                    .map_or_else(|| Err(nameless()), route),
+            },
         }
     }
 
