@@ -6,7 +6,9 @@ use std::collections::hash_map::{self, HashMap};
 use std::hash::Hash;
 use std::time::SystemTime;
 
-use crate::envelope::{decode_typed, finish_typed, Change, DataSlot, Decoded, Envelope, Header};
+use crate::envelope::{
+    decode_gated, finish_gated, Change, DataSlot, Decoded, Envelope, Gated, Header, Held,
+};
 use crate::error::DecodeError;
 use crate::event::StateEvent;
 use crate::feed::{Observer, StateChange};
@@ -137,6 +139,25 @@ impl<T> Slot<T> {
             Slot::Tombstone { .. } => None,
         }
     }
+
+    /// What the gate needs to know of the slot to refuse an upsert without
+    /// its data.
+    fn held(&self) -> Held {
+        match self {
+            Slot::Live {
+                sequence,
+                read_version,
+                ..
+            } => Held {
+                sequence: *sequence,
+                read_version: Some(*read_version),
+            },
+            Slot::Tombstone { sequence, .. } => Held {
+                sequence: *sequence,
+                read_version: None,
+            },
+        }
+    }
 }
 
 /// A local copy of the entities of type `T`, kept up to date by applying
@@ -179,6 +200,22 @@ impl<T> Slot<T> {
 ///
 /// Bad input is a [`DecodeError`], counted in [`ApplyStats::rejected`], and
 /// never changes the replica.
+///
+/// # Skipped data
+///
+/// [`Replica::apply_json`] (and a [`Router`](crate::Router)) does not
+/// decode the `data` of an upsert that the rules above refuse whatever it
+/// holds: a sequence below the one held, or the same sequence as a
+/// tombstone or as a state read at a higher schema version. Such an event
+/// is [`Stale`](Outcome::Stale) once its attributes pass every check (the
+/// entity, a known or tolerated version, the `dataschema`, the key) and its
+/// `data` is well-formed JSON. What is not looked at is whether that JSON
+/// fits `T`: a stale upsert whose data does not match its schema version,
+/// fails its upcast, or names another key is `Stale`, where decoding it
+/// would have rejected it. It could not change the replica either way.
+/// Every other event, rejected or not, gets exactly what decoding it whole
+/// gives. Duplicates (the same sequence and read version) are decoded: the
+/// tie-break compares their states.
 pub struct Replica<T: StateEvent> {
     pub(crate) slots: HashMap<T::Key, Slot<T>>,
     live: usize,
@@ -229,9 +266,16 @@ impl<T: StateEvent> Replica<T> {
 
     /// Decodes a CloudEvents JSON event of `T` (any known schema version)
     /// and applies it.
+    ///
+    /// An upsert that the version gate refuses whatever its data says (a
+    /// sequence below the one held; the same sequence as a tombstone, or as
+    /// a state read at a higher schema version) is
+    /// [`Stale`](Outcome::Stale) without its `data` being decoded: its
+    /// attributes are checked as for any event, its `data` only as JSON.
+    /// See "Skipped data" in the [`Replica`] docs.
     pub fn apply_json(&mut self, json: &[u8]) -> Result<Outcome, DecodeError> {
-        match decode_typed::<T>(json) {
-            Ok(decoded) => Ok(self.apply_decoded(decoded)),
+        match self.decode_gated(json) {
+            Ok(gated) => Ok(self.apply_gated(gated)),
             Err(error) => {
                 self.stats.reject(&error);
                 Err(error)
@@ -246,10 +290,10 @@ impl<T: StateEvent> Replica<T> {
         &mut self,
         json: &[u8],
     ) -> Result<(Outcome, T::Key, Option<T>), DecodeError> {
-        match decode_typed::<T>(json) {
-            Ok(decoded) => {
-                let key = decoded.key.clone();
-                let (outcome, before) = self.apply_decoded_taking(decoded);
+        match self.decode_gated(json) {
+            Ok(gated) => {
+                let key = gated.key().clone();
+                let (outcome, before) = self.apply_gated_taking(gated);
                 Ok((outcome, key, before))
             }
             Err(error) => {
@@ -257,6 +301,45 @@ impl<T: StateEvent> Replica<T> {
                 Err(error)
             }
         }
+    }
+
+    /// Decodes `json` through the version gate, without applying or
+    /// counting it: an upsert this replica will refuse whatever its data
+    /// says is [`Gated::Refused`], its `data` not decoded; anything else is
+    /// exactly what the plain decoder returns.
+    #[inline]
+    pub(crate) fn decode_gated<'j>(&self, json: &'j [u8]) -> Result<Gated<'j, T>, DecodeError> {
+        let slots = &self.slots;
+        decode_gated::<T>(json, &mut |key| slots.get(key).map(Slot::held))
+    }
+
+    /// Applies what [`Replica::decode_gated`] returned, counting it.
+    #[inline]
+    pub(crate) fn apply_gated(&mut self, gated: Gated<'_, T>) -> Outcome {
+        match gated {
+            Gated::Decoded(decoded) => self.apply_decoded(decoded),
+            Gated::Refused { header, .. } => self.refused(&header),
+        }
+    }
+
+    /// [`Replica::apply_gated`], also returning the live state the event
+    /// replaced, without reporting to the observer (for the durable
+    /// replica).
+    pub(crate) fn apply_gated_taking(&mut self, gated: Gated<'_, T>) -> (Outcome, Option<T>) {
+        match gated {
+            Gated::Decoded(decoded) => self.apply_decoded_taking(decoded),
+            Gated::Refused { header, .. } => (self.refused(&header), None),
+        }
+    }
+
+    /// Counts an upsert the gate refused without decoding its data: what
+    /// applying it would have counted.
+    fn refused(&mut self, header: &Header<'_>) -> Outcome {
+        if header.schema_version > T::VERSION {
+            self.stats.read_as_older += 1;
+        }
+        self.stats.record(Outcome::Stale);
+        Outcome::Stale
     }
 
     /// [`Replica::apply_decoded`], also returning the live state the event
@@ -281,13 +364,17 @@ impl<T: StateEvent> Replica<T> {
         self.stats.reject(error);
     }
 
+    /// Applies an event whose attributes were read (by the router), through
+    /// the version gate as [`Replica::apply_json`] does.
     pub(crate) fn apply_parts(
         &mut self,
         header: Header<'_>,
         slot: DataSlot<'_, T>,
     ) -> Result<Outcome, DecodeError> {
-        match finish_typed::<T>(header, slot) {
-            Ok(decoded) => Ok(self.apply_decoded(decoded)),
+        let slots = &self.slots;
+        let mut lookup = |key: &T::Key| slots.get(key).map(Slot::held);
+        match finish_gated::<T>(header, slot, None, Some(&mut lookup)) {
+            Ok(gated) => Ok(self.apply_gated(gated)),
             Err(error) => {
                 self.stats.reject(&error);
                 Err(error)
@@ -663,17 +750,28 @@ fn tie_break<T: StateEvent>(held: &Slot<T>, read_version: u32, change: &Change<T
                 // Serializing a state that was just deserialized does not
                 // fail for the types the derive accepts; if one does, the
                 // held state stays (the only choice that changes nothing).
-                match (serde_json::to_vec(held), serde_json::to_vec(incoming)) {
-                    (Ok(held), Ok(incoming)) => match incoming.cmp(&held) {
-                        core::cmp::Ordering::Greater => Tie::Incoming,
-                        core::cmp::Ordering::Less => Tie::Held,
-                        core::cmp::Ordering::Equal => Tie::Same,
-                    },
-                    _ => Tie::Same,
+                match compare_serializations(held, incoming) {
+                    Some(core::cmp::Ordering::Greater) => Tie::Incoming,
+                    Some(core::cmp::Ordering::Less) => Tie::Held,
+                    Some(core::cmp::Ordering::Equal) | None => Tie::Same,
                 }
             }
         },
     }
+}
+
+/// `serde_json::to_vec(incoming).cmp(&serde_json::to_vec(held))`, `None`
+/// if either fails to serialize. Both are written into buffers sized for
+/// them up front, so that neither grows while it is written.
+fn compare_serializations<T: serde::Serialize>(
+    held: &T,
+    incoming: &T,
+) -> Option<core::cmp::Ordering> {
+    let mut held_json = Vec::with_capacity(512);
+    serde_json::to_writer(&mut held_json, held).ok()?;
+    let mut incoming_json = Vec::with_capacity(held_json.len() + 64);
+    serde_json::to_writer(&mut incoming_json, incoming).ok()?;
+    Some(incoming_json.cmp(&held_json))
 }
 
 fn entry_of<T>(slot: &Slot<T>) -> Entry<'_, T> {

@@ -89,6 +89,67 @@ pub(crate) struct Decoded<'de, T: StateEvent> {
     pub change: Change<T>,
 }
 
+/// What a replica holds for one key, as far as the version gate needs it to
+/// refuse an upsert without reading its data.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Held {
+    /// The sequence held (of the state or of the tombstone).
+    pub sequence: Sequence,
+    /// The read version of the live state; `None` for a tombstone.
+    pub read_version: Option<u32>,
+}
+
+impl Held {
+    /// Whether an upsert at `sequence`, read at `read_version`, loses to
+    /// what is held whatever its data: a lower sequence, or the same one
+    /// against a tombstone (a delete wins a tie) or against a state read at
+    /// a higher version (see `Replica`'s tie-break). An upsert at the same
+    /// sequence and read version needs its data: the tie-break compares
+    /// serializations.
+    pub fn refuses_upsert(self, sequence: Sequence, read_version: u32) -> bool {
+        sequence < self.sequence
+            || (sequence == self.sequence
+                && self.read_version.is_none_or(|held| held > read_version))
+    }
+}
+
+/// Looks up what a replica holds for a key (see [`decode_gated`]).
+pub(crate) type Lookup<'g, K> = &'g mut dyn FnMut(&K) -> Option<Held>;
+
+/// An envelope decoded for one entity type, through the version gate.
+pub(crate) enum Gated<'de, T: StateEvent> {
+    /// Decoded, data and all.
+    Decoded(Decoded<'de, T>),
+    /// A valid upsert that the version gate refuses whatever its data is
+    /// (see [`Held::refuses_upsert`]): its `data` was checked to be JSON
+    /// but not decoded.
+    Refused {
+        /// The validated attributes.
+        header: Header<'de>,
+        /// The key, parsed.
+        key: T::Key,
+    },
+}
+
+impl<'de, T: StateEvent> Gated<'de, T> {
+    /// The validated attributes.
+    #[allow(dead_code)] // for `DurableReplica`, which checks them against the address
+    pub fn header(&self) -> &Header<'de> {
+        match self {
+            Gated::Decoded(decoded) => &decoded.header,
+            Gated::Refused { header, .. } => header,
+        }
+    }
+
+    /// The key, parsed.
+    pub fn key(&self) -> &T::Key {
+        match self {
+            Gated::Decoded(decoded) => &decoded.key,
+            Gated::Refused { key, .. } => key,
+        }
+    }
+}
+
 /// Reads the attributes and keeps `data` raw (for routing by entity type).
 pub(crate) fn decode_header(
     bytes: &[u8],
@@ -113,20 +174,59 @@ pub(crate) fn decode_typed<T: StateEvent>(bytes: &[u8]) -> Result<Decoded<'_, T>
         slot: DataSlot::Absent,
         upcast_failure: None,
         reading: false,
+        gate: None,
+        probed: None,
+        gated_raw: false,
+        schema_checked: false,
     };
     let (fields, result) = parse(bytes, &mut sink);
     if let Err(e) = result {
-        let kind = match sink.upcast_failure.take() {
-            Some(failure) => DecodeErrorKind::Upcast(failure),
-            None if sink.reading && !(e.is_syntax() || e.is_eof()) => {
-                DecodeErrorKind::PayloadMismatch(e)
-            }
-            None => DecodeErrorKind::Malformed(e),
-        };
-        return Err(DecodeError::new(fields.context(), kind));
+        return Err(sink.failure(&fields, e));
     }
     let header = fields.into_header()?;
-    finish_typed(header, sink.slot)
+    finish_plain(header, sink.slot, sink.schema_checked)
+}
+
+/// [`decode_typed`] through the version gate: an upsert that the replica
+/// will refuse whatever its data is, judged from the attributes and from
+/// what `lookup` says the replica holds for the key, comes back
+/// [`Gated::Refused`] with its `data` checked as JSON but not decoded into
+/// `T`. Everything else comes back exactly as [`decode_typed`] returns it:
+/// the same value, or the same error.
+///
+/// `data` is decoded in place when it comes after `subject` and `sequence`
+/// (as ecst writes it) and the gate lets the event through; otherwise it is
+/// kept raw and decoded, if it must be, once the attributes are all read.
+#[inline]
+pub(crate) fn decode_gated<'de, T: StateEvent>(
+    bytes: &'de [u8],
+    lookup: Lookup<'_, T::Key>,
+) -> Result<Gated<'de, T>, DecodeError> {
+    let mut sink = TypedSink::<T> {
+        slot: DataSlot::Absent,
+        upcast_failure: None,
+        reading: false,
+        gate: Some(lookup),
+        probed: None,
+        gated_raw: false,
+        schema_checked: false,
+    };
+    let (fields, result) = parse(bytes, &mut sink);
+    let gated_raw = sink.gated_raw;
+    let outcome = match result {
+        Err(e) => Err(sink.failure(&fields, e)),
+        Ok(()) => fields.into_header().and_then(|header| {
+            let checked = sink.schema_checked;
+            finish_gated_checked(header, sink.slot, sink.probed, sink.gate, checked)
+        }),
+    };
+    match outcome {
+        // The gate made `data` be read raw rather than in place, which can
+        // change which of two faults is found first: the error is the one
+        // the plain reader gives (errors are rare; read again).
+        Err(_) if gated_raw => decode_typed(bytes).map(Gated::Decoded),
+        outcome => outcome,
+    }
 }
 
 /// The version of `T` to read data written in `written` with: itself when
@@ -145,11 +245,67 @@ pub(crate) fn read_as<T: StateEvent>(written: u32) -> Option<u32> {
     tolerated.then_some(T::VERSION)
 }
 
-/// Checks a header against `T` and turns its `data` into a [`Change`].
-pub(crate) fn finish_typed<'de, T: StateEvent>(
+/// Checks a header against `T` and turns its `data` into a [`Change`];
+/// `schema_checked` says the reader already found the `dataschema` to
+/// agree.
+#[inline]
+fn finish_plain<'de, T: StateEvent>(
     header: Header<'de>,
     slot: DataSlot<'de, T>,
+    schema_checked: bool,
 ) -> Result<Decoded<'de, T>, DecodeError> {
+    let (key, version, _) = check_typed::<T>(&header, None, schema_checked)?;
+    change_of(header, key, version, slot)
+}
+
+/// [`finish_plain`] through the version gate: with a `lookup`, an upsert
+/// whose `data` is still raw and that the gate refuses whatever it says
+/// (see [`Held::refuses_upsert`]) is [`Gated::Refused`], its data not
+/// decoded. Every check on the attributes runs first, in the same order.
+/// `probed` is the key as the reader already parsed it from this header's
+/// `subject`, with what `lookup` said for it.
+pub(crate) fn finish_gated<'de, T: StateEvent>(
+    header: Header<'de>,
+    slot: DataSlot<'de, T>,
+    probed: Option<(T::Key, Option<Held>)>,
+    lookup: Option<Lookup<'_, T::Key>>,
+) -> Result<Gated<'de, T>, DecodeError> {
+    finish_gated_checked(header, slot, probed, lookup, false)
+}
+
+/// [`finish_gated`]; `schema_checked` says the reader already found the
+/// `dataschema` to agree.
+#[inline]
+fn finish_gated_checked<'de, T: StateEvent>(
+    header: Header<'de>,
+    slot: DataSlot<'de, T>,
+    probed: Option<(T::Key, Option<Held>)>,
+    lookup: Option<Lookup<'_, T::Key>>,
+    schema_checked: bool,
+) -> Result<Gated<'de, T>, DecodeError> {
+    let (key, version, held) = check_typed::<T>(&header, probed, schema_checked)?;
+    if let (Some(lookup), Operation::Upsert, DataSlot::Raw(_)) = (lookup, header.operation, &slot) {
+        let held = held.unwrap_or_else(|| lookup(&key));
+        let read_version = header.schema_version.min(T::VERSION);
+        if held.is_some_and(|held| held.refuses_upsert(header.sequence, read_version)) {
+            return Ok(Gated::Refused { header, key });
+        }
+    }
+    change_of(header, key, version, slot).map(Gated::Decoded)
+}
+
+/// Checks a header against `T`: the entity, the version (returning the
+/// version to read `data` as), the `dataschema`, and the key (parsed, or
+/// taken from `probed`, with what the gate said for it). With
+/// `schema_checked`, the reader already found the `dataschema` to agree
+/// (it cannot change after: a second one is a duplicate attribute).
+#[allow(clippy::type_complexity)]
+#[inline]
+fn check_typed<T: StateEvent>(
+    header: &Header<'_>,
+    probed: Option<(T::Key, Option<Held>)>,
+    schema_checked: bool,
+) -> Result<(T::Key, u32, Option<Option<Held>>), DecodeError> {
     if header.entity != T::ENTITY {
         return Err(header.error(DecodeErrorKind::WrongEntity {
             expected: T::ENTITY,
@@ -162,7 +318,7 @@ pub(crate) fn finish_typed<'de, T: StateEvent>(
     };
     // After the version gate: a consumer that does not know the declared
     // version parks the event (FutureVersion) and judges it on retry.
-    if let Some(found) = header.dataschema.as_deref() {
+    if let Some(found) = header.dataschema.as_deref().filter(|_| !schema_checked) {
         if !dataschema_agrees(found, T::ENTITY, header.schema_version) {
             return Err(header.error(DecodeErrorKind::DataSchemaMismatch {
                 found: shown(found, 200),
@@ -170,9 +326,12 @@ pub(crate) fn finish_typed<'de, T: StateEvent>(
             }));
         }
     }
-    let key = match <T::Key as EntityKey>::parse_key(&header.key) {
-        Ok(key) => key,
-        Err(e) => return Err(header.error(DecodeErrorKind::InvalidKey(e))),
+    let (key, held) = match probed {
+        Some((key, held)) => (key, Some(held)),
+        None => match <T::Key as EntityKey>::parse_key(&header.key) {
+            Ok(key) => (key, None),
+            Err(e) => return Err(header.error(DecodeErrorKind::InvalidKey(e))),
+        },
     };
     // One key, one spelling: `007` and `+7` parse to the integer key 7, and
     // would give it several subjects (and several parking keys). Only the
@@ -182,6 +341,18 @@ pub(crate) fn finish_typed<'de, T: StateEvent>(
             "not the key's canonical form: write `{key}`"
         ))));
     }
+    Ok((key, version, held))
+}
+
+/// Turns the `data` of a checked header into a [`Change`], read as
+/// `version`.
+#[inline]
+fn change_of<'de, T: StateEvent>(
+    header: Header<'de>,
+    key: T::Key,
+    version: u32,
+    slot: DataSlot<'de, T>,
+) -> Result<Decoded<'de, T>, DecodeError> {
     let change = match (header.operation, slot) {
         (Operation::Upsert, DataSlot::Value(state)) => Change::Upsert(state),
         (Operation::Upsert, DataSlot::Raw(raw)) => {
@@ -224,6 +395,7 @@ pub(crate) fn finish_typed<'de, T: StateEvent>(
     })
 }
 
+#[inline]
 fn parse<'de, S: DataSink<'de>>(
     bytes: &'de [u8],
     sink: &mut S,
@@ -478,13 +650,68 @@ fn read_raw<'de, T, A: MapAccess<'de>>(map: &mut A) -> Result<DataSlot<'de, T>, 
     })
 }
 
-struct TypedSink<'de, T> {
+struct TypedSink<'de, 'g, T: StateEvent> {
     slot: DataSlot<'de, T>,
     upcast_failure: Option<UpcastError>,
     reading: bool,
+    /// What the replica holds, per key: set when reading through the gate.
+    gate: Option<Lookup<'g, T::Key>>,
+    /// The key as parsed from `subject` when `data` was reached, and what
+    /// the gate said for it.
+    probed: Option<(T::Key, Option<Held>)>,
+    /// `data` was read raw because of the gate (where the plain reader
+    /// decodes it in place).
+    gated_raw: bool,
+    /// The `dataschema` was present when `data` was reached, and agreed
+    /// with `type` and `schemaversion`.
+    schema_checked: bool,
 }
 
-impl<'de, T: StateEvent> DataSink<'de> for TypedSink<'de, T> {
+impl<T: StateEvent> TypedSink<'_, '_, T> {
+    /// The error for a parse that failed with `e`.
+    fn failure(&mut self, fields: &Fields<'_>, e: serde_json::Error) -> DecodeError {
+        let kind = match self.upcast_failure.take() {
+            Some(failure) => DecodeErrorKind::Upcast(failure),
+            None if self.reading && !(e.is_syntax() || e.is_eof()) => {
+                DecodeErrorKind::PayloadMismatch(e)
+            }
+            None => DecodeErrorKind::Malformed(e),
+        };
+        DecodeError::new(fields.context(), kind)
+    }
+
+    /// Whether `data`, about to be decoded in place, must be read raw
+    /// instead because of the gate: the key and sequence are not known yet
+    /// (they come after `data`), or the gate refuses the upsert whatever
+    /// its data is. Records the parsed key and the gate's answer for
+    /// [`finish_gated`].
+    fn gate_holds_back(&mut self, fields: &Fields<'_>, version: u32) -> bool {
+        let Some(lookup) = self.gate.as_mut() else {
+            return false;
+        };
+        let (Some(sequence), Some(text)) = (&fields.sequence, fields.key.as_deref()) else {
+            return true;
+        };
+        // An invalid sequence or key fails the header later: read as the
+        // plain reader does.
+        let Number::Valid(sequence) = *sequence else {
+            return false;
+        };
+        let (Ok(sequence), Ok(key)) = (
+            Sequence::try_new(sequence),
+            <T::Key as EntityKey>::parse_key(text),
+        ) else {
+            return false;
+        };
+        let held = lookup(&key);
+        // `version` is what the data is read as: the read version.
+        let refused = held.is_some_and(|held| held.refuses_upsert(sequence, version));
+        self.probed = Some((key, held));
+        refused
+    }
+}
+
+impl<'de, T: StateEvent> DataSink<'de> for TypedSink<'de, '_, T> {
     fn read<A: MapAccess<'de>>(
         &mut self,
         fields: &Fields<'de>,
@@ -508,6 +735,12 @@ impl<'de, T: StateEvent> DataSink<'de> for TypedSink<'de, T> {
             && fields.operation.as_deref() == Some(Operation::Upsert.as_str())
             && agrees();
         if !in_place {
+            self.slot = read_raw(map)?;
+            return Ok(());
+        }
+        self.schema_checked = fields.dataschema.is_some();
+        if self.gate_holds_back(fields, version) {
+            self.gated_raw = true;
             self.slot = read_raw(map)?;
             return Ok(());
         }
@@ -830,24 +1063,29 @@ impl<'de> Visitor<'de> for NumberVisitor {
 
 fn parse_digits(v: &str) -> Number {
     let digits = v.as_bytes();
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+    if digits.is_empty() {
         return not_digits(v);
     }
-    // The sequence is 20 zero-padded digits on every event: skip the zeros,
-    // and add up at most 20 significant digits in a u128, where they cannot
-    // overflow (10^20 < 2^67); only the final narrowing can fail.
-    let start = digits
-        .iter()
-        .position(|&b| b != b'0')
-        .unwrap_or(digits.len());
-    let significant = &digits[start..];
-    if significant.len() <= 20 {
-        let n = significant
-            .iter()
-            .fold(0u128, |n, &b| n * 10 + u128::from(b - b'0'));
-        if let Ok(n) = u64::try_from(n) {
-            return Number::Valid(n);
+    // One pass: every byte a digit (not digits wins over too large,
+    // wherever the bad byte is), the value accumulated with overflow
+    // checks (leading zeros add nothing).
+    let mut n: u64 = 0;
+    let mut fits = true;
+    for &b in digits {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            return not_digits(v);
         }
+        match n
+            .checked_mul(10)
+            .and_then(|n| n.checked_add(u64::from(digit)))
+        {
+            Some(next) => n = next,
+            None => fits = false,
+        }
+    }
+    if fits {
+        return Number::Valid(n);
     }
     Number::Invalid(format!("`{}` does not fit in 64 bits", shown(v, 40)))
 }
@@ -886,6 +1124,10 @@ pub(crate) fn shown(text: &str, max: usize) -> String {
 pub(crate) fn check_key(key: &str) -> Result<(), DecodeErrorKind> {
     if key.len() > MAX_KEY_BYTES {
         return Err(DecodeErrorKind::KeyTooLong { len: key.len() });
+    }
+    // Printable ASCII, the usual key: no control character.
+    if key.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Ok(());
     }
     match key.char_indices().find(|(_, c)| c.is_control()) {
         Some((at, character)) => Err(DecodeErrorKind::KeyControlCharacter { character, at }),

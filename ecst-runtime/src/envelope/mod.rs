@@ -73,8 +73,8 @@ use crate::event::StateEvent;
 use crate::sequence::Sequence;
 
 pub(crate) use decode::{
-    check_key, decode_header, decode_typed, displays_as, finish_typed, shown, DataSlot, Decoded,
-    Header,
+    check_key, decode_gated, decode_header, decode_typed, displays_as, finish_gated, shown,
+    DataSlot, Decoded, Gated, Header, Held,
 };
 pub use encode::EncodeError;
 pub use traceparent::{TraceParent, TraceParentError};
