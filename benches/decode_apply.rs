@@ -13,8 +13,12 @@
 //! - `serde_payload_hashmap`: the payload alone (no envelope) with the same
 //!   map, so the envelope's own cost is visible;
 //! - `serde_envelope_str_hashmap`: the envelope baseline with the input
-//!   checked as UTF-8 once and read with `from_str` (as ecst reads it), for
-//!   reference.
+//!   checked as UTF-8 once and read with `from_str` (as ecst reads it): the
+//!   baseline the target is set against;
+//! - `cloudevents_sdk_hashmap`: what a user of the `cloudevents-sdk` crate
+//!   writes: `cloudevents::Event` from the JSON, the `sequence` extension
+//!   and the `subject` read from it, `serde_json::from_value` of its data,
+//!   then the same map.
 //!
 //! Run with `cargo bench -p ecst-benches --bench decode_apply`, then
 //! `python3 benches/ratios.py` for the ratios of this very run. Each
@@ -201,6 +205,30 @@ fn run_serde_envelope_str(events: &[Event]) -> Baseline {
     map
 }
 
+/// The `cloudevents-sdk` peer: the SDK's `Event` (which holds `data` as a
+/// `serde_json::Value`), then the state from that value.
+#[inline(never)]
+fn run_cloudevents(events: &[Event]) -> Baseline {
+    use cloudevents::event::{AttributesReader, Data, ExtensionValue};
+    let mut map = Baseline::new();
+    for event in events {
+        let mut ce: cloudevents::Event =
+            serde_json::from_slice(black_box(&event.envelope)).unwrap();
+        let sequence: u64 = match ce.extension("sequence") {
+            Some(ExtensionValue::String(text)) => text.parse().unwrap(),
+            Some(ExtensionValue::Integer(n)) => u64::try_from(*n).unwrap(),
+            other => panic!("no sequence: {other:?}"),
+        };
+        let key = ce.subject().unwrap().to_owned();
+        let state: Customer = match ce.take_data().2 {
+            Some(Data::Json(value)) => serde_json::from_value(value).unwrap(),
+            other => panic!("no JSON data: {other:?}"),
+        };
+        black_box(gate(&mut map, key, sequence, state));
+    }
+    map
+}
+
 #[inline(never)]
 fn run_serde_payload(events: &[Event]) -> Baseline {
     let mut map = Baseline::new();
@@ -222,6 +250,7 @@ fn check(events: &[Event]) {
     let a = run_serde_envelope(events);
     let b = run_serde_payload(events);
     assert_eq!(run_serde_envelope_str(events), a);
+    assert_eq!(run_cloudevents(events), a);
     assert_eq!(a.len(), KEYS);
     for (key, (seq, state)) in &a {
         let entry = replica.entry(key.as_str()).unwrap();
@@ -267,6 +296,13 @@ fn bench(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
+    group.bench_function("cloudevents_sdk_hashmap", |b| {
+        b.iter_batched(
+            || (),
+            |()| run_cloudevents(&events),
+            BatchSize::PerIteration,
+        )
+    });
     group.bench_function("serde_payload_hashmap", |b| {
         b.iter_batched(
             || (),
@@ -287,6 +323,7 @@ fn main() {
             "serde_envelope_hashmap" => drop(black_box(run_serde_envelope(&events))),
             "serde_envelope_str_hashmap" => drop(black_box(run_serde_envelope_str(&events))),
             "serde_payload_hashmap" => drop(black_box(run_serde_payload(&events))),
+            "cloudevents_sdk_hashmap" => drop(black_box(run_cloudevents(&events))),
             other => panic!("unknown function `{other}`"),
         }
         return;

@@ -18,11 +18,13 @@ import sys
 # (group, numerator, denominator, target or None[, kind]); kind is "time"
 # (the default) or "rate".
 RATIOS = [
-    ("decode_apply", "ecst_replica", "serde_envelope_hashmap", 1.15),
-    ("decode_apply", "ecst_replica", "serde_envelope_str_hashmap", None),
+    ("decode_apply", "ecst_replica", "serde_envelope_str_hashmap", 0.8),
+    ("decode_apply", "ecst_replica", "serde_envelope_hashmap", None),
+    ("decode_apply", "ecst_replica", "cloudevents_sdk_hashmap", None),
     ("decode_apply", "ecst_replica", "serde_payload_hashmap", None),
     ("decode_apply", "serde_envelope_hashmap", "serde_payload_hashmap", None),
-    ("upcast", "v1_upcast", "v3_direct", 1.3),
+    ("upcast", "v1_upcast", "v3_direct", 1.1),
+    ("upcast", "v1_upcast", "v1_obake_upcast", None),
     ("upcast", "v1_upcast", "v1_value_upcast", None),
     ("catch_up", "ecst_memory", "raw_ack", 0.8, "rate"),
     ("catch_up", "ecst_sqlite_normal", "raw_ack", 0.8, "rate"),
