@@ -488,6 +488,28 @@ async fn a_message_of_an_unregistered_entity_is_skipped_and_counted() {
     assert!(router.replica::<Invoice>().is_none());
 }
 
+/// Entity names come from the wire: a flood of new ones is counted, but
+/// only 64 of them by name.
+#[tokio::test]
+async fn skipped_names_are_bounded() {
+    let mut router = open_router(MemoryRouterStore::new()).await;
+    let subjects: Vec<String> = (0..100).map(|i| format!("bank.junk{i}.k")).collect();
+    let batch: Vec<Message<'_>> = subjects
+        .iter()
+        .enumerate()
+        .map(|(i, subject)| {
+            let entity = &subject[5..subject.len() - 2];
+            Message::new(i as u64 + 1, subject, b"{}").addressed_to(entity, "k")
+        })
+        .collect();
+    let outcome = router.apply_batch(&batch).await.expect("commit");
+    assert_eq!(outcome.rejected.len(), 100);
+    assert_eq!(router.skipped().len(), 65);
+    assert_eq!(router.skipped().get("*"), Some(&36));
+    assert_eq!(router.skipped().values().sum::<u64>(), 100);
+    assert_eq!(router.resume_after(), 100);
+}
+
 #[tokio::test]
 async fn each_entity_has_its_own_change_feed_through_the_router() {
     let log = mixed_log();

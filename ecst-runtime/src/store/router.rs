@@ -19,6 +19,15 @@ use crate::router::EntityTaken;
 /// (its counters and gauges are labelled per entity).
 pub(crate) const ROUTER_LABEL: &str = "*";
 
+/// How many entity names [`DurableRouter::skipped`] counts separately: the
+/// names come from the wire, and a hostile publisher could send endless
+/// new ones.
+const MAX_SKIPPED_NAMES: usize = 64;
+
+/// Where [`DurableRouter::skipped`] counts the messages of names past
+/// [`MAX_SKIPPED_NAMES`] (no entity can be named `*`).
+const OTHER_SKIPPED: &str = "*";
+
 /// Several [`Replica`]s, one per entity type, consumed from one stream as
 /// one durable consumer: one store, one [`Checkpoint`], one transaction per
 /// batch across every entity.
@@ -212,6 +221,8 @@ impl<S: RouterStore> DurableRouter<S> {
     /// Messages skipped because no replica of their entity is registered,
     /// by entity name (`""` for messages whose entity could not be read),
     /// since the router was opened. Not stored: a restart counts from 0.
+    /// The names come from the wire, so at most 64 are counted apart; the
+    /// messages of further names are counted under `*`.
     pub fn skipped(&self) -> &BTreeMap<String, u64> {
         &self.skipped
     }
@@ -415,7 +426,14 @@ impl<S: RouterStore> DurableRouter<S> {
         }
         for (stream_sequence, skip) in work.skipped {
             skipped_event(stream_sequence, &skip);
-            *self.skipped.entry(skip.entity).or_default() += 1;
+            let name = if self.skipped.len() < MAX_SKIPPED_NAMES
+                || self.skipped.contains_key(&skip.entity)
+            {
+                skip.entity
+            } else {
+                OTHER_SKIPPED.to_owned()
+            };
+            *self.skipped.entry(name).or_default() += 1;
             outcome.rejected.push((stream_sequence, skip.reason));
         }
         outcome.applied.sort_by_key(|(sequence, _)| *sequence);
