@@ -21,6 +21,9 @@
 
 #![cfg(all(feature = "sqlite", feature = "postgres"))]
 
+#[cfg(feature = "metrics")]
+#[path = "support/recorder.rs"]
+mod recorder;
 #[path = "support/router.rs"]
 mod router_common;
 
@@ -508,6 +511,37 @@ async fn skipped_names_are_bounded() {
     assert_eq!(router.skipped().get("*"), Some(&36));
     assert_eq!(router.skipped().values().sum::<u64>(), 100);
     assert_eq!(router.resume_after(), 100);
+}
+
+/// Metrics through a router: counters and gauges per entity, the batch
+/// latency under `entity="*"`.
+#[cfg(feature = "metrics")]
+#[tokio::test]
+async fn metrics_are_labelled_per_entity_through_the_router() {
+    let recorder = recorder::Recorded::default();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let log = mixed_log();
+    let mut router = open_router(MemoryRouterStore::new())
+        .await
+        .with_consumer("BANK", "view");
+    router
+        .apply_batch(&messages(&log, 0))
+        .await
+        .expect("commit");
+    let counters = recorder.counters();
+    let labels = |entity: &str| format!("consumer=view,entity={entity}");
+    for entity in ["customer", "order"] {
+        let applied = format!("ecst_events_applied_total{{{}}}", labels(entity));
+        assert_eq!(counters.get(&applied), Some(&4), "{counters:#?}");
+    }
+    let gauges = recorder.gauges();
+    for (entity, keys) in [("customer", 1.0), ("order", 1.0)] {
+        let metric = format!("ecst_replica_keys{{{}}}", labels(entity));
+        assert_eq!(gauges.get(&metric), Some(&keys), "{gauges:#?}");
+    }
+    let histograms = recorder.histograms();
+    let latency = format!("ecst_batch_apply_seconds{{{}}}", labels("*"));
+    assert_eq!(histograms[&latency].len(), 1, "{histograms:#?}");
 }
 
 #[tokio::test]
