@@ -873,3 +873,37 @@ async fn the_feed_survives_a_reload_and_reports_only_what_a_retry_applies() {
     );
     assert_eq!(upgraded.replica().entry("a-1"), None);
 }
+
+/// A negative `purged_through` written by hand: opening the store is a
+/// typed error naming the column, never a floor read as something else.
+#[tokio::test]
+async fn a_negative_floor_in_the_store_is_a_typed_error() {
+    let backend = Sqlite::new("redteam-negative-floor");
+    let consumer = consumer("redteam_negative_floor");
+    {
+        let mut durable = DurableReplica::<v1::Account, _>::open(backend.open(&consumer).await)
+            .await
+            .expect("open");
+        durable
+            .apply_batch(&deleted_and_live().all())
+            .await
+            .expect("batch");
+        let changed = durable
+            .store()
+            .connection()
+            .execute(
+                "UPDATE ecst_checkpoint SET purged_through = -5 WHERE consumer = ?1",
+                [&consumer],
+            )
+            .expect("write purged_through");
+        assert_eq!(changed, 1);
+    }
+    let error = match DurableReplica::<v1::Account, _>::open(backend.open(&consumer).await).await {
+        Ok(_) => panic!("a negative floor was accepted"),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        error.contains("ecst_checkpoint.purged_through = -5 is out of range"),
+        "{error}"
+    );
+}
