@@ -15,12 +15,13 @@ use crate::replica::Replica;
 /// Messages that cannot be applied (a malformed envelope, an unknown future
 /// version, a failed upcast, a message whose envelope names another entity
 /// or key than its transport address) are *parked*: stored beside the
-/// replica with a typed [`ParkReason`](crate::consume::ParkReason), in the same transaction. Parking
-/// holds nothing back: state events carry the whole state and the version
-/// gate orders them by sequence, so the key's later events apply as they
-/// come, and once the key holds a state at least as new as a parked event,
-/// that event is [superseded](crate::consume::Resolution::Superseded) (kept for inspection
-/// within [`ParkingLimits`], then purged). A parked event above everything
+/// replica with a typed [`ParkReason`](crate::consume::ParkReason), in the
+/// same transaction. Parking holds nothing back: state events carry the
+/// whole state and the version gate orders them by sequence, so the key's
+/// later events apply as they come, and once the key holds a state at least
+/// as new as a parked event, that event is
+/// [superseded](crate::consume::Resolution::Superseded) (kept for
+/// inspection within [`ParkingLimits`], then purged). A parked event above everything
 /// applied (a future version, say) stays pending; after fixing the cause
 /// (upgrading the consumer), [`DurableReplica::retry_parked`] applies it
 /// through the version gate. [`DurableReplica::discard_parked`] resolves one
@@ -205,7 +206,8 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
     ///   guarded: a purge records the checkpoint's stream position
     ///   ([`Checkpoint::purged_through`]), and a message at or below it that
     ///   would bring back a key the replica does not hold is parked
-    ///   ([`ParkKind::PurgedTombstone`](crate::consume::ParkKind::PurgedTombstone)) instead of applied;
+    ///   ([`ParkKind::PurgedTombstone`](crate::consume::ParkKind::PurgedTombstone))
+    ///   instead of applied;
     /// - the stream itself: with `max_messages_per_subject = 1` the delete
     ///   replaces the key's older events, but a consumer that is behind (or
     ///   a replay from an older backup or mirror) can still read them;
