@@ -1066,25 +1066,27 @@ fn parse_digits(v: &str) -> Number {
     if digits.is_empty() {
         return not_digits(v);
     }
-    // One pass: every byte a digit (not digits wins over too large,
-    // wherever the bad byte is), the value accumulated with overflow
-    // checks (leading zeros add nothing).
-    let mut n: u64 = 0;
-    let mut fits = true;
-    for &b in digits {
-        let digit = b.wrapping_sub(b'0');
-        if digit > 9 {
-            return not_digits(v);
-        }
-        match n
-            .checked_mul(10)
-            .and_then(|n| n.checked_add(u64::from(digit)))
-        {
-            Some(next) => n = next,
-            None => fits = false,
-        }
+    // Every byte a digit first: not digits wins over too large, wherever
+    // the bad byte is.
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return not_digits(v);
     }
-    if fits {
+    // The sequence is 20 zero-padded digits on every event: skip the
+    // zeros; up to 19 significant digits cannot overflow a u64
+    // (10^19 - 1 < 2^64), more are added with overflow checks.
+    let start = digits
+        .iter()
+        .position(|&b| b != b'0')
+        .unwrap_or(digits.len());
+    let significant = &digits[start..];
+    let add = |n: u64, b: &u8| n * 10 + u64::from(b - b'0');
+    if significant.len() <= 19 {
+        return Number::Valid(significant.iter().fold(0, add));
+    }
+    let checked = significant.iter().try_fold(0u64, |n, &b| {
+        n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+    });
+    if let Some(n) = checked {
         return Number::Valid(n);
     }
     Number::Invalid(format!("`{}` does not fit in 64 bits", shown(v, 40)))
