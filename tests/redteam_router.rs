@@ -1,0 +1,590 @@
+//! Red team, issue 9 item 2: attacks on the `DurableRouter` that hold,
+//! kept as regression tests.
+//!
+//! - hostile publishers on the prefix: a subject of one registered entity
+//!   carrying another registered entity's envelope (or an unregistered
+//!   one's) is parked under the entity and key it was sent to and touches
+//!   nothing else; an envelope of a registered entity on an unregistered
+//!   entity's subject is skipped and applies nowhere; entity names that
+//!   differ only by case, or that are `*`, reach no replica; a flood of
+//!   distinct unregistered names keeps `skipped()` bounded; an oversized
+//!   (refused) message is parked under its entity unread;
+//! - cancellation on PostgreSQL: `apply_batch`,
+//!   `merge_unsequenced`, `purge_tombstones_before`, `discard_parked` and
+//!   `rewind_stream_position` dropped after each of their pending polls in
+//!   turn leave the store with all of the call or none of it, never one
+//!   entity without the other or ahead of the shared checkpoint; the
+//!   router, used again, reaches the expected state;
+//! - a consumer name switched from single `DurableReplica`s to a router
+//!   and back: each keeps its own checkpoint row, nothing is lost.
+
+#![cfg(all(feature = "sqlite", feature = "postgres"))]
+#![forbid(unsafe_code)]
+
+#[path = "support/router.rs"]
+mod router_common;
+
+use std::future::Future;
+use std::pin::pin;
+use std::task::Poll;
+use std::time::{Duration, SystemTime};
+
+use ecst::consume::{Address, ParkKind};
+use ecst::store::sqlite::SqliteStore;
+use ecst::store::{DurableReplica, DurableRouter, MemoryRouterStore, Message, RouterStore};
+use ecst::{Entry, Outcome, Producer, StateEvent};
+use router_common::*;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// An entity whose name differs from `customer` only by case.
+#[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[state_event(entity = "Customer", version = 1)]
+pub struct ShoutingCustomer {
+    #[state_event(key)]
+    pub id: String,
+    pub name: String,
+}
+
+fn customer_json(producer: &mut Producer<Customer>, id: &str, name: &str) -> Vec<u8> {
+    producer
+        .upsert(customer(id, name))
+        .expect("upsert")
+        .to_json()
+        .expect("json")
+}
+
+fn order_json(producer: &mut Producer<Order>, id: &str, total: u64) -> Vec<u8> {
+    producer
+        .upsert(order(id, total))
+        .expect("upsert")
+        .to_json()
+        .expect("json")
+}
+
+fn kinds(list: &[(u64, ecst::consume::ParkReason)]) -> Vec<(u64, ParkKind)> {
+    list.iter().map(|(s, r)| (*s, r.kind)).collect()
+}
+
+/// A subject names one entity, the envelope another: whatever the pair,
+/// the message applies to nothing; on a registered entity's subject it is
+/// parked under that entity and the key it was sent to.
+#[tokio::test]
+async fn a_subject_and_an_envelope_that_disagree_apply_nowhere() {
+    let mut customers = Producer::<Customer>::new("urn:example:crm");
+    let mut orders = Producer::<Order>::new("urn:example:shop");
+    let mut invoices = Producer::<Invoice>::new("urn:example:billing");
+    let honest_c = customer_json(&mut customers, "c-1", "Ada");
+    let honest_o = order_json(&mut orders, "o-1", 10);
+    // An order envelope of key `c-1` on the customer subject of `c-1`.
+    let order_as_customer = order_json(&mut orders, "c-1", 999);
+    // A customer envelope on an order's subject, newer than the honest one.
+    let customer_as_order = customer_json(&mut customers, "o-1", "Mallory");
+    // A customer envelope (newer than c-1's) on an invoice's subject: the
+    // router registers no invoice, so it is skipped, not routed by its
+    // envelope.
+    let customer_as_invoice = customer_json(&mut customers, "c-1", "Mallory");
+    // An invoice envelope on a customer's subject.
+    let invoice_as_customer = invoices
+        .upsert(Invoice {
+            id: "c-1".into(),
+            amount: 1,
+        })
+        .unwrap()
+        .to_json()
+        .unwrap();
+    let batch = vec![
+        Message::new(1, "bank.customer.c-1", &honest_c).addressed_to("customer", "c-1"),
+        Message::new(2, "bank.order.o-1", &honest_o).addressed_to("order", "o-1"),
+        Message::new(3, "bank.customer.c-1", &order_as_customer).addressed_to("customer", "c-1"),
+        Message::new(4, "bank.order.o-1", &customer_as_order).addressed_to("order", "o-1"),
+        Message::new(5, "bank.invoice.c-1", &customer_as_invoice).addressed_to("invoice", "c-1"),
+        Message::new(6, "bank.customer.c-1", &invoice_as_customer).addressed_to("customer", "c-1"),
+    ];
+    let mut router = open_router(MemoryRouterStore::new()).await;
+    let outcome = router.apply_batch(&batch).await.expect("commit");
+    assert_eq!(
+        outcome.applied,
+        [(1, Outcome::Inserted), (2, Outcome::Inserted)]
+    );
+    assert_eq!(
+        kinds(&outcome.parked),
+        [
+            (3, ParkKind::Misaddressed),
+            (4, ParkKind::Misaddressed),
+            (6, ParkKind::Misaddressed)
+        ]
+    );
+    assert_eq!(kinds(&outcome.rejected), [(5, ParkKind::Invalid)]);
+    let parked: Vec<(&str, u64, Option<&str>)> = router
+        .parked()
+        .map(|(entity, p)| (entity, p.stream_sequence, p.key.as_deref()))
+        .collect();
+    assert_eq!(
+        parked,
+        [
+            ("customer", 3, Some("c-1")),
+            ("customer", 6, Some("c-1")),
+            ("order", 4, Some("o-1"))
+        ]
+    );
+    assert_eq!(
+        router.replica::<Customer>().unwrap().get("c-1"),
+        Some(&customer("c-1", "Ada"))
+    );
+    assert_eq!(
+        router.replica::<Order>().unwrap().get("o-1"),
+        Some(&order("o-1", 10))
+    );
+    assert_eq!(router.replica::<Customer>().unwrap().len(), 1);
+    assert_eq!(router.replica::<Order>().unwrap().len(), 1);
+    // Retried (after an upgrade, say): misaddressed stays parked.
+    let retried = router.retry_parked().await.expect("retry");
+    assert!(retried.applied.is_empty());
+    assert_eq!(router.pending_parked(), 3);
+    assert_eq!(router.resume_after(), 6);
+    assert_eq!(router.skipped().get("invoice"), Some(&1));
+}
+
+/// Entity names that differ only by case are different entities: each
+/// message reaches the replica its subject names exactly, or none.
+#[tokio::test]
+async fn entity_names_that_differ_by_case_stay_apart() {
+    let mut router = DurableRouter::builder(MemoryRouterStore::new())
+        .register::<Customer>()
+        .and_then(|b| b.register::<ShoutingCustomer>())
+        .expect("register")
+        .open()
+        .await
+        .expect("open");
+    let mut customers = Producer::<Customer>::new("urn:example:crm");
+    let mut shouting = Producer::<ShoutingCustomer>::new("urn:example:crm");
+    let lower = customer_json(&mut customers, "c-1", "lower");
+    let upper = shouting
+        .upsert(ShoutingCustomer {
+            id: "c-1".into(),
+            name: "UPPER".into(),
+        })
+        .unwrap()
+        .to_json()
+        .unwrap();
+    let batch = vec![
+        Message::new(1, "bank.customer.c-1", &lower).addressed_to("customer", "c-1"),
+        Message::new(2, "bank.Customer.c-1", &upper).addressed_to("Customer", "c-1"),
+        // Crossed: each envelope on the other's subject.
+        Message::new(3, "bank.Customer.c-2", &lower).addressed_to("Customer", "c-2"),
+        Message::new(4, "bank.customer.c-2", &upper).addressed_to("customer", "c-2"),
+        // A case no one registered.
+        Message::new(5, "bank.CUSTOMER.c-1", &lower).addressed_to("CUSTOMER", "c-1"),
+    ];
+    let outcome = router.apply_batch(&batch).await.expect("commit");
+    assert_eq!(
+        outcome.applied,
+        [(1, Outcome::Inserted), (2, Outcome::Inserted)]
+    );
+    assert_eq!(
+        kinds(&outcome.parked),
+        [(3, ParkKind::Misaddressed), (4, ParkKind::Misaddressed)]
+    );
+    assert_eq!(kinds(&outcome.rejected), [(5, ParkKind::Invalid)]);
+    let lower_held = router.replica::<Customer>().unwrap();
+    let upper_held = router.replica::<ShoutingCustomer>().unwrap();
+    assert_eq!(lower_held.len(), 1);
+    assert_eq!(upper_held.len(), 1);
+    assert_eq!(
+        lower_held.get("c-1").map(|c| c.name.as_str()),
+        Some("lower")
+    );
+    assert_eq!(
+        upper_held.get("c-1").map(|c| c.name.as_str()),
+        Some("UPPER")
+    );
+
+    // The same in SQLite: rows of `customer` and `Customer` never mix.
+    let db = TempDb::new("redteam_case");
+    let open = || async {
+        DurableRouter::builder(SqliteStore::open(&db.0, "case").expect("open"))
+            .register::<Customer>()
+            .and_then(|b| b.register::<ShoutingCustomer>())
+            .expect("register")
+            .open()
+            .await
+            .expect("load")
+    };
+    let mut router = open().await;
+    router.apply_batch(&batch).await.expect("commit");
+    drop(router);
+    let router = open().await;
+    assert_eq!(
+        router
+            .replica::<Customer>()
+            .unwrap()
+            .get("c-1")
+            .map(|c| c.name.as_str()),
+        Some("lower")
+    );
+    assert_eq!(
+        router
+            .replica::<ShoutingCustomer>()
+            .unwrap()
+            .get("c-1")
+            .map(|c| c.name.as_str()),
+        Some("UPPER")
+    );
+    assert_eq!(router.pending_parked(), 2);
+}
+
+/// An address naming entity `*` (the router checkpoint's entity, and the
+/// name `skipped()` counts the overflow under) reaches no replica and no
+/// checkpoint; a flood of distinct names keeps `skipped()` at 65 names
+/// at most while every message is counted.
+#[tokio::test]
+async fn star_and_a_flood_of_names_reach_no_replica_and_stay_bounded() {
+    let mut customers = Producer::<Customer>::new("urn:example:crm");
+    let honest = customer_json(&mut customers, "c-1", "Ada");
+    let hostile = customer_json(&mut customers, "c-1", "Mallory");
+    let names: Vec<String> = (0..500).map(|i| format!("e{i}")).collect();
+    let subjects: Vec<String> = names.iter().map(|n| format!("bank.{n}.c-1")).collect();
+    let mut batch = vec![
+        Message::new(1, "bank.customer.c-1", &honest).addressed_to("customer", "c-1"),
+        Message::new(2, "bank.*.c-1", &hostile).addressed_to("*", "c-1"),
+        Message::new(3, "", &hostile).addressed_to("", "c-1"),
+    ];
+    for (i, (name, subject)) in names.iter().zip(&subjects).enumerate() {
+        batch
+            .push(Message::new(4 + i as u64, subject, &hostile).addressed_to(name.as_str(), "c-1"));
+    }
+    let db = TempDb::new("redteam_star");
+    let mut router = open_router(SqliteStore::open(&db.0, "star").expect("open")).await;
+    let outcome = router.apply_batch(&batch).await.expect("commit");
+    assert_eq!(outcome.applied, [(1, Outcome::Inserted)]);
+    assert_eq!(outcome.rejected.len(), 502);
+    assert!(outcome.parked.is_empty());
+    assert!(router.skipped().len() <= 65, "{}", router.skipped().len());
+    assert_eq!(router.skipped().values().sum::<u64>(), 502);
+    assert_eq!(
+        router.replica::<Customer>().unwrap().get("c-1"),
+        Some(&customer("c-1", "Ada"))
+    );
+    drop(router);
+    // Nothing was written under `*` or any wire name but the checkpoint.
+    let store = SqliteStore::open(&db.0, "star").expect("open");
+    let entities: Vec<String> = store
+        .connection()
+        .prepare("SELECT DISTINCT entity FROM ecst_replica WHERE consumer = 'star' ORDER BY 1")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(entities, ["customer"]);
+    let checkpoints: Vec<(String, i64)> = store
+        .connection()
+        .prepare("SELECT entity, stream_sequence FROM ecst_checkpoint WHERE consumer = 'star'")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(checkpoints, [("*".to_owned(), 503)]);
+}
+
+/// A message the transport refused (oversized) is parked unread under the
+/// entity its subject names, whatever its envelope claims; one of an
+/// unregistered entity is skipped.
+#[tokio::test]
+async fn an_oversized_message_is_parked_under_its_subject_unread() {
+    let mut customers = Producer::<Customer>::new("urn:example:crm");
+    let big = customer_json(&mut customers, "c-1", &"x".repeat(64 * 1024));
+    let mut orders = Producer::<Order>::new("urn:example:shop");
+    let big_order = order_json(&mut orders, "o-1", 1);
+    let batch = vec![
+        Message::new(1, "bank.customer.c-1", &big)
+            .addressed_to("customer", "c-1")
+            .refused("payload over the limit"),
+        Message::new(2, "bank.invoice.i-1", &big)
+            .addressed_to("invoice", "i-1")
+            .refused("payload over the limit"),
+        // Refused, on an order subject, an order envelope: never applied.
+        Message::new(3, "bank.order.o-1", &big_order)
+            .addressed_to("order", "o-1")
+            .refused("payload over the limit"),
+    ];
+    let mut router = open_router(MemoryRouterStore::new()).await;
+    let outcome = router.apply_batch(&batch).await.expect("commit");
+    assert!(outcome.applied.is_empty());
+    assert_eq!(
+        kinds(&outcome.parked),
+        [(1, ParkKind::Refused), (3, ParkKind::Refused)]
+    );
+    assert_eq!(kinds(&outcome.rejected), [(2, ParkKind::Invalid)]);
+    let parked: Vec<(&str, u64)> = router
+        .parked()
+        .map(|(e, p)| (e, p.stream_sequence))
+        .collect();
+    assert_eq!(parked, [("customer", 1), ("order", 3)]);
+    // A retry does not read them either.
+    let retried = router.retry_parked().await.expect("retry");
+    assert!(retried.applied.is_empty());
+    assert!(router.replica::<Customer>().unwrap().is_empty());
+    assert!(router.replica::<Order>().unwrap().is_empty());
+}
+
+/// Subjects with no key, an empty entity token, or outside the prefix:
+/// skipped as misaddressed, counted under no entity, never applied, even
+/// with a valid envelope of a registered entity.
+#[tokio::test]
+async fn addresses_that_are_no_state_events_are_skipped() {
+    let mut customers = Producer::<Customer>::new("urn:example:crm");
+    let json = customer_json(&mut customers, "c-1", "Mallory");
+    let batch = vec![
+        Message::new(1, "bank.customer", &json).addressed(Address::Invalid(
+            "subject `bank.customer` has no key".into(),
+        )),
+        Message::new(2, "bank..c-1", &json).addressed(Address::Invalid("an empty token".into())),
+    ];
+    let mut router = open_router(MemoryRouterStore::new()).await;
+    let outcome = router.apply_batch(&batch).await.expect("commit");
+    assert_eq!(
+        kinds(&outcome.rejected),
+        [(1, ParkKind::Misaddressed), (2, ParkKind::Misaddressed)]
+    );
+    assert!(router.replica::<Customer>().unwrap().is_empty());
+    assert_eq!(router.skipped().get(""), Some(&2));
+    assert_eq!(router.resume_after(), 2);
+}
+
+/// Drives `future` on the runtime and drops it after its `pendings`-th
+/// pending poll; `Some(output)` if it finished first.
+async fn drop_after<F: Future>(future: F, pendings: usize) -> Option<F::Output> {
+    let mut future = pin!(future);
+    let mut seen = 0;
+    std::future::poll_fn(move |cx| match future.as_mut().poll(cx) {
+        Poll::Ready(output) => Poll::Ready(Some(output)),
+        Poll::Pending if seen == pendings => Poll::Ready(None),
+        Poll::Pending => {
+            seen += 1;
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+/// What a router holds, with its checkpoint and parked events.
+type Held = (
+    Dumps,
+    Option<(u64, u64, u64)>,
+    Vec<(&'static str, u64, bool)>,
+);
+
+fn held<S: RouterStore>(router: &DurableRouter<S>) -> Held {
+    (
+        dumps(router),
+        router
+            .checkpoint()
+            .map(|c| (c.stream_sequence, c.applied, c.purged_through)),
+        router
+            .parked()
+            .map(|(e, p)| (e, p.stream_sequence, p.is_pending()))
+            .collect(),
+    )
+}
+
+/// One call of a router, to drop at every await.
+#[derive(Clone, Copy, Debug)]
+enum Call {
+    Apply,
+    Merge,
+    Purge,
+    Discard,
+    Rewind,
+}
+
+async fn call<S: RouterStore>(
+    router: &mut DurableRouter<S>,
+    call: Call,
+    log: &Log,
+    answers: &[Vec<u8>],
+) -> bool {
+    let far = SystemTime::now() + Duration::from_secs(3600);
+    match call {
+        Call::Apply => router.apply_batch(&messages(log, 4)).await.is_ok(),
+        Call::Merge => {
+            let payloads: Vec<&[u8]> = answers.iter().map(Vec::as_slice).collect();
+            router.merge_unsequenced(&payloads).await.is_ok()
+        }
+        Call::Purge => router.purge_tombstones_before(far).await.is_ok(),
+        Call::Discard => router
+            .discard_parked("order", 10, "dropped junk")
+            .await
+            .is_ok(),
+        Call::Rewind => router.rewind_stream_position().await.is_ok(),
+    }
+}
+
+/// The state before a call (the mixed log's first 4 messages, or all of it
+/// and the parked ones for the calls that need them) and how to get there.
+async fn prepare<S: RouterStore>(router: &mut DurableRouter<S>, what: Call, log: &Log) {
+    let upto = match what {
+        Call::Apply => 4,
+        _ => log.len() as u64,
+    };
+    let batch: Vec<Message<'_>> = messages(log, 0)
+        .into_iter()
+        .filter(|m| m.stream_sequence <= upto)
+        .collect();
+    router.apply_batch(&batch).await.expect("prepare");
+}
+
+/// Every async method of a router over PostgreSQL, its future dropped
+/// after each of its pending polls in turn: the store holds the whole
+/// call or none of it (never one entity without the other, never an
+/// entity ahead of the checkpoint), and the router, called again, ends
+/// where an undisturbed router ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_every_call_dropped_at_every_await_lands_whole_or_not_at_all() {
+    let mut log = mixed_log();
+    // 9: a customer of a build this one cannot read yet (stays parked);
+    // 10: junk on an order subject (discarded by `Call::Discard`).
+    push(
+        &mut log,
+        "customer",
+        "c-3",
+        b"{\"not\": \"an envelope\"}".to_vec(),
+    );
+    push(&mut log, "order", "o-9", b"{junk".to_vec());
+    let mut owner = Producer::<Order>::new("urn:example:shop");
+    let answers: Vec<Vec<u8>> = vec![
+        owner
+            .upsert_at(order("o-2", 30), ecst::Sequence::new(99))
+            .unwrap()
+            .to_json()
+            .unwrap(),
+        owner
+            .upsert_at(order("o-7", 70), ecst::Sequence::new(1))
+            .unwrap()
+            .to_json()
+            .unwrap(),
+    ];
+    for what in [
+        Call::Apply,
+        Call::Merge,
+        Call::Purge,
+        Call::Discard,
+        Call::Rewind,
+    ] {
+        // Where the call leads, undisturbed, and where it started.
+        let (before, after) = {
+            let mut router = open_router(MemoryRouterStore::new()).await;
+            prepare(&mut router, what, &log).await;
+            let before = held(&router);
+            assert!(call(&mut router, what, &log, &answers).await, "{what:?}");
+            (before, held(&router))
+        };
+        assert_ne!(before, after, "{what:?} changes something");
+        let mut landed = [0usize; 2];
+        let mut pendings = 0;
+        loop {
+            let name = consumer(&format!("redteam_drop_{what:?}_{pendings}"));
+            let mut store = postgres(&name).await;
+            store.purge_consumer().await.expect("purge");
+            let mut router = open_router(store).await;
+            prepare(&mut router, what, &log).await;
+            let finished = drop_after(call(&mut router, what, &log, &answers), pendings).await;
+            let reopened = open_router(postgres(&name).await).await;
+            let found = held(&reopened);
+            if found == before {
+                landed[0] += 1;
+            } else if found == after {
+                landed[1] += 1;
+            } else {
+                panic!("{what:?} dropped after {pendings} pending polls: {found:?}");
+            }
+            // Called again (a redelivery): ends where it would have.
+            assert!(
+                call(&mut router, what, &log, &answers).await,
+                "{what:?} again"
+            );
+            // Applied twice: duplicates, counted once in the checkpoint.
+            assert_eq!(
+                held(&router),
+                after,
+                "{what:?} after {pendings} pending polls"
+            );
+            let mut store = postgres(&name).await;
+            store.purge_consumer().await.expect("purge");
+            if finished.is_some() {
+                break;
+            }
+            pendings += 1;
+        }
+        assert!(landed[0] > 0, "{what:?}: never dropped before landing");
+        eprintln!(
+            "{what:?}: dropped at {pendings} awaits; {} left nothing, {} landed whole",
+            landed[0], landed[1]
+        );
+    }
+}
+
+/// A consumer name that held a single `DurableReplica` becomes a router
+/// and then a single replica again: each keeps its own checkpoint row
+/// (the router's under `*`), so no message is skipped on either switch;
+/// what was delivered twice is a duplicate.
+#[tokio::test]
+async fn switching_a_consumer_between_single_replicas_and_a_router_loses_nothing() {
+    let db = TempDb::new("redteam_switch");
+    let name = "switch";
+    let log = mixed_log();
+    let single = || async {
+        DurableReplica::<Order, _>::open(SqliteStore::open(&db.0, name).expect("open"))
+            .await
+            .expect("open single")
+    };
+    // The single replica of orders takes the first half.
+    let mut orders = single().await;
+    let first: Vec<Message<'_>> = messages(&log, 0)
+        .into_iter()
+        .filter(|m| m.stream_sequence <= 4 && m.subject.starts_with("bank.order."))
+        .collect();
+    orders.apply_batch(&first).await.expect("commit");
+    assert_eq!(orders.resume_after(), 4);
+    drop(orders);
+    // The router starts with no checkpoint of its own: from the start.
+    let mut router = open_router(SqliteStore::open(&db.0, name).expect("open")).await;
+    assert_eq!(router.resume_after(), 0);
+    assert_eq!(router.replica::<Order>().unwrap().len(), 2);
+    let outcome = router
+        .apply_batch(&messages(&log, router.resume_after()))
+        .await
+        .expect("commit");
+    assert_eq!(
+        outcome
+            .applied
+            .iter()
+            .filter(|(_, o)| *o == Outcome::Duplicate)
+            .count(),
+        2,
+        "the single replica's orders are duplicates"
+    );
+    let routed = dumps(&router);
+    drop(router);
+    // Back to the single replica: it resumes after its own row (4) and
+    // reaches the same orders.
+    let mut orders = single().await;
+    assert_eq!(orders.resume_after(), 4);
+    let rest: Vec<Message<'_>> = messages(&log, orders.resume_after())
+        .into_iter()
+        .filter(|m| m.subject.starts_with("bank.order."))
+        .collect();
+    orders.apply_batch(&rest).await.expect("commit");
+    assert_eq!(dump(orders.replica()), routed.1);
+    drop(orders);
+    // And the router again: its `*` row is where it left it.
+    let router = open_router(SqliteStore::open(&db.0, name).expect("open")).await;
+    assert_eq!(router.resume_after(), 8);
+    assert_eq!(dumps(&router), routed);
+    assert!(matches!(
+        router.replica::<Order>().unwrap().entry("o-1"),
+        Some(Entry::Tombstone { .. })
+    ));
+}
