@@ -49,7 +49,7 @@
 //! | `version = N` | struct | the newest schema version; versions run `1..=N` and every version after 1 must declare a change |
 //! | `removed(since = N, field = "x", ty = T)` | struct | field `x: T` existed before version `N` |
 //! | `hop(since = N, with = f)` | struct | `f(VNminus1) -> Result<VN, E>` replaces the generated hop into `N` |
-//! | `derive(Eq, Hash, ..)` | struct | extra derives for the generated older structs (they always get `Serialize`, `Deserialize`, `JsonSchema`, `Debug`, `Clone`) |
+//! | `derive(Eq, Hash, ..)` | struct | extra derives for the generated older structs, which otherwise derive only `Deserialize` and `JsonSchema` (e.g. `derive(Serialize, Clone, Debug, PartialEq)` to build old payloads in tests) |
 //! | `crate = "path"` | struct | where ecst is, if renamed |
 //! | `compatibility = "FORWARD"` | struct | the mode the schema lock checks new versions against (Confluent's names, default `NONE`); `FORWARD`/`FULL` also let older consumers read the next version |
 //! | `key` | field | the entity key, `subject` on the wire; exactly one field |

@@ -200,7 +200,7 @@ pub mod user {
     #[state_event(entity = "raw", version = 3)]
     #[state_event(removed(since = 3, field = r#loop, ty = bool))]
     #[state_event(removed(since = 2, field = "r#while", ty = u8))]
-    #[state_event(derive(PartialEq))]
+    #[state_event(derive(Serialize, Debug, PartialEq))]
     pub struct Raw {
         /// The key, a raw identifier.
         #[state_event(key)]
@@ -225,7 +225,7 @@ pub mod user {
     #[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
     #[state_event(entity = "document", version = 3)]
     #[state_event(removed(since = 3, field = "_faxNumber", ty = u32))]
-    #[state_event(derive(PartialEq))]
+    #[state_event(derive(Serialize, Debug, PartialEq))]
     pub struct Document {
         /// The key.
         #[state_event(key)]
@@ -325,7 +325,7 @@ pub mod defaults {
     )]
     #[serde(default, deny_unknown_fields)]
     #[state_event(entity = "options", version = 2)]
-    #[state_event(derive(PartialEq))]
+    #[state_event(derive(Debug, PartialEq))]
     pub struct Options {
         /// The key.
         #[state_event(key)]

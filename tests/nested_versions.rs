@@ -60,7 +60,7 @@ mod after {
 
     /// Where a parcel goes.
     #[derive(Versioned, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
-    #[versioned(version = 3, derive(PartialEq))]
+    #[versioned(version = 3, derive(Serialize, Clone, Debug, PartialEq))]
     pub struct Address {
         #[versioned(renamed(since = 3, from = "street"))]
         pub street_line: String,
@@ -75,7 +75,7 @@ mod after {
 
     /// One line of a parcel.
     #[derive(Versioned, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
-    #[versioned(version = 2, derive(PartialEq))]
+    #[versioned(version = 2, derive(Serialize, Clone, Debug, PartialEq))]
     pub struct Line {
         pub sku: String,
         #[versioned(retyped(since = 2, from = i64, with = count))]
@@ -88,7 +88,7 @@ mod after {
 
     /// Where a parcel is.
     #[derive(Versioned, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
-    #[versioned(version = 2, derive(PartialEq))]
+    #[versioned(version = 2, derive(Serialize, Clone, Debug, PartialEq))]
     pub enum Status {
         #[versioned(renamed(since = 2, from = "Open"))]
         Pending,
@@ -110,6 +110,7 @@ mod after {
     /// which held `Address` v1 until then.
     #[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
     #[state_event(entity = "parcel", version = 3)]
+    #[state_event(derive(Serialize, Clone, Debug, PartialEq))]
     pub struct Parcel {
         #[state_event(key)]
         pub id: u64,
@@ -382,7 +383,7 @@ mod depot {
 
     /// A point on the map.
     #[derive(Versioned, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
-    #[versioned(version = 2, derive(PartialEq))]
+    #[versioned(version = 2, derive(Serialize, Clone, Debug, PartialEq))]
     pub struct Geo {
         pub lat: f64,
         pub lon: f64,
@@ -392,7 +393,7 @@ mod depot {
 
     /// A site, itself holding a nested type with a history.
     #[derive(Versioned, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
-    #[versioned(version = 2, derive(PartialEq))]
+    #[versioned(version = 2, derive(Serialize, Clone, Debug, PartialEq))]
     pub struct Site {
         pub name: String,
         #[versioned(nested(since = 2, from = GeoV1))]
@@ -436,7 +437,7 @@ mod fallback {
     /// A phase, internally tagged, with a declared fallback for phases this
     /// build does not know.
     #[derive(Versioned, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
-    #[versioned(version = 2, derive(PartialEq))]
+    #[versioned(version = 2, derive(Serialize, Clone, Debug, PartialEq))]
     #[serde(tag = "phase")]
     pub enum Phase {
         Draft,

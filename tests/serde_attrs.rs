@@ -247,7 +247,7 @@ fn old_version_upcasts_with_every_attribute_honoured() {
 #[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
 #[serde(default, rename_all = "camelCase")]
 #[state_event(entity = "settings", version = 2)]
-#[state_event(derive(PartialEq))]
+#[state_event(derive(Serialize, Clone, Debug, PartialEq))]
 pub struct Settings {
     #[state_event(key)]
     pub id: String,

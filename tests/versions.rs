@@ -260,7 +260,7 @@ fn added_with_sees_the_removed_field_of_the_previous_version() {
 )]
 #[state_event(entity = "invoice", version = 2)]
 #[state_event(hop(since = 2, with = invoice_in_cents))]
-#[state_event(derive(PartialEq))]
+#[state_event(derive(Debug, PartialEq))]
 pub struct Invoice {
     #[state_event(key)]
     pub id: u64,

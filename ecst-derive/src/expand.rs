@@ -171,6 +171,11 @@ impl<'h, 'a> Gen<'h, 'a> {
         }
     }
 
+    /// The struct of version `v`. An older version is read and described,
+    /// never written: it derives `Deserialize` and `JsonSchema` only (most of
+    /// the derive's compile time is these structs' expansion), and whatever
+    /// the user lists in `derive(..)`, e.g. `Serialize, Clone, Debug` to
+    /// build old payloads in tests.
     fn version_struct(&self, v: u32) -> TokenStream {
         let input = self.input;
         let private = &self.private;
@@ -223,11 +228,8 @@ impl<'h, 'a> Gen<'h, 'a> {
         quote! {
             #doc
             #[derive(
-                #private::serde::Serialize,
                 #private::serde::Deserialize,
                 #private::schemars::JsonSchema,
-                ::core::fmt::Debug,
-                ::core::clone::Clone,
                 #(#extra,)*
             )]
             #[serde(crate = #serde_crate)]
@@ -450,11 +452,8 @@ impl<'h, 'a> Gen<'h, 'a> {
         quote! {
             #(#docs)*
             #[derive(
-                #private::serde::Serialize,
                 #private::serde::Deserialize,
                 #private::schemars::JsonSchema,
-                ::core::fmt::Debug,
-                ::core::clone::Clone,
                 #(#extra,)*
             )]
             #[serde(crate = #serde_crate)]

@@ -7,6 +7,17 @@
 //! `expand.rs` generates code that reaches the runtime only through
 //! `::ecst::__private`.
 //!
+//! # What the older versions implement
+//!
+//! A generated older version (`CustomerV1`, `AddressV1`) is read and
+//! described, never written: it derives serde's `Deserialize` and schemars'
+//! `JsonSchema`, and nothing else unless the user lists more in
+//! `#[state_event(derive(..))]` (`#[versioned(derive(..))]` for a nested
+//! type), e.g. `derive(Serialize, Clone, Debug, PartialEq)` to build old
+//! payloads in tests. These structs' derives are most of the compile time
+//! the derive adds (`scripts/compile-bench` measures it), so each one is
+//! opt-in.
+//!
 //! # Nested types that evolve
 //!
 //! An entity's struct often holds other structs (`Order { ship_to:
@@ -59,6 +70,9 @@ use proc_macro::TokenStream;
 use syn::{parse_macro_input, DeriveInput};
 
 /// Derives `ecst::StateEvent`; see the `ecst` crate for the attributes.
+///
+/// The older versions it generates derive `Deserialize` and `JsonSchema`;
+/// `#[state_event(derive(Serialize, Clone, Debug, ..))]` adds more.
 #[proc_macro_derive(StateEvent, attributes(state_event))]
 pub fn derive_state_event(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
@@ -69,7 +83,9 @@ pub fn derive_state_event(input: TokenStream) -> TokenStream {
 /// `StateEvent` field): its older versions (`AddressV1`, ..) and the hops
 /// between them, so that an entity version can hold an older version of it
 /// (`#[state_event(nested(since = 2, from = AddressV1))]`); see the `ecst`
-/// crate for the attributes.
+/// crate for the attributes. The older versions derive `Deserialize` and
+/// `JsonSchema`; `#[versioned(derive(Serialize, Clone, Debug, ..))]` adds
+/// more.
 #[proc_macro_derive(Versioned, attributes(versioned))]
 pub fn derive_versioned(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);

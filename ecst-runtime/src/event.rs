@@ -126,7 +126,10 @@ where
 ///
 /// The derive implements it for every generated older-version struct
 /// (`CustomerV1`, `CustomerV2`, ...) and, as the identity, for the newest type.
-pub trait Upcast: Serialize + DeserializeOwned + Sized {
+/// An older version only needs to be read: it derives `Deserialize` and
+/// `JsonSchema`, and `Serialize`, `Clone`, `Debug` only when the entity's
+/// `#[state_event(derive(..))]` lists them.
+pub trait Upcast: DeserializeOwned + Sized {
     /// The newest version of the entity.
     type Latest: StateEvent;
 

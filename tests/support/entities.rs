@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 #[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[state_event(entity = "customer", version = 3)]
 #[state_event(removed(since = 3, field = "fax", ty = Option<String>))]
-#[state_event(derive(PartialEq))]
+#[state_event(derive(Serialize, Clone, Debug, PartialEq))]
 pub struct Customer {
     #[state_event(key)]
     pub id: String,
@@ -94,7 +94,7 @@ pub fn parse_dollars(text: String) -> Result<u64, BadAmount> {
 #[state_event(entity = "order", version = 2)]
 #[state_event(removed(since = 2, field = "amount", ty = String))]
 #[state_event(hop(since = 2, with = split_amount))]
-#[state_event(derive(PartialEq, Eq))]
+#[state_event(derive(Serialize, Clone, Debug, PartialEq, Eq))]
 pub struct Order {
     #[state_event(key)]
     pub id: u64,
@@ -125,7 +125,7 @@ pub fn split_amount(previous: OrderV1) -> Result<Order, BadAmount> {
 #[serde(rename_all = "camelCase")]
 #[state_event(entity = "profile", version = 3)]
 #[state_event(removed(since = 3, field = "fax_number", ty = Option<String>))]
-#[state_event(derive(PartialEq))]
+#[state_event(derive(Serialize, Clone, Debug, PartialEq))]
 pub struct Profile {
     /// `userId` in every version (`rename_all`).
     #[state_event(key)]
