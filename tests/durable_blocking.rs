@@ -115,6 +115,7 @@ fn sqlite_without_a_runtime_commits_resumes_and_reports_changes() {
             stream_sequence: 4,
             applied: 3,
             purged_through: 0,
+            stream_created: None,
         })
     );
     assert_eq!(replica.replica().get("a-1"), None);

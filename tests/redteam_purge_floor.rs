@@ -547,7 +547,8 @@ async fn sqlite_store_of_an_older_build_gets_the_floor() {
             "entity",
             "stream_sequence",
             "applied",
-            "purged_through"
+            "purged_through",
+            "stream_created"
         ]
     );
 }
@@ -906,4 +907,153 @@ async fn a_negative_floor_in_the_store_is_a_typed_error() {
         error.contains("ecst_checkpoint.purged_through = -5 is out of range"),
         "{error}"
     );
+}
+
+// 1. Position 0 is gated with no purge ever done.
+#[tokio::test]
+async fn position_zero_is_not_taken_for_a_purged_redelivery() {
+    let mut producer = Producer::<v1::Account>::new("urn:example:bank");
+    let bytes = producer
+        .upsert(account1("a-0", "Zed", 0))
+        .unwrap()
+        .to_json()
+        .unwrap();
+    let mut durable = DurableReplica::<v1::Account, _>::open(MemoryStore::new())
+        .await
+        .unwrap();
+    let outcome = durable
+        .apply_batch(&[Message::new(0, "bank.account.a-0", &bytes)])
+        .await
+        .unwrap();
+    assert_eq!(outcome.applied, vec![(0, Outcome::Inserted)], "{outcome:?}");
+}
+// 2. A purged key is never brought back by retry_parked.
+#[tokio::test]
+async fn retry_after_a_purge_never_resurrects() {
+    use ecst::consume::ParkingLimits;
+    use store_common::{account2, v2};
+    let mut producer = Producer::<v2::Account>::new("urn:example:bank");
+    let mut log = Log::default();
+    log.push(
+        1,
+        producer.upsert(account2("a-1", "Ada", None, 10)).unwrap(),
+    );
+    // The delete as a v1 build reads it (a delete carries no state).
+    let delete = producer
+        .delete("a-1".to_owned())
+        .unwrap()
+        .to_json()
+        .unwrap();
+    let mut delete: serde_json::Value = serde_json::from_slice(&delete).unwrap();
+    eprintln!("delete: {delete}");
+    delete["schemaversion"] = serde_json::json!(1);
+    log.0.push((
+        2,
+        "bank.account.a-1".into(),
+        serde_json::to_vec(&delete).unwrap(),
+    ));
+    let limits = ParkingLimits {
+        max_resolved: 0,
+        ..ParkingLimits::default()
+    };
+    let mut old = DurableReplica::<v1::Account, _>::open(MemoryStore::new())
+        .await
+        .expect("open")
+        .with_parking_limits(limits);
+    let outcome = old.apply_batch(&log.all()).await.expect("batch");
+    eprintln!("first: {outcome:?}");
+    old.purge_tombstones_before(SystemTime::now() + Duration::from_secs(3600))
+        .await
+        .expect("purge");
+    let outcome = old.apply_batch(&log.at(&[1])).await.expect("redelivery");
+    eprintln!("redelivery: {outcome:?}");
+    let mut new = DurableReplica::<v2::Account, _>::open(old.store().clone())
+        .await
+        .expect("upgrade");
+    let outcome = new.retry_parked().await.expect("retry");
+    eprintln!("retry: {outcome:?}");
+    assert_eq!(new.replica().get("a-1"), None, "resurrected: {outcome:?}");
+}
+
+// 3. A router feed that panics leaks nothing into the next batch.
+#[tokio::test]
+async fn router_feed_panic_does_not_leak_into_the_next_batch() {
+    use ecst::store::{DurableRouter, MemoryRouterStore};
+    use store_common::Fragile;
+    let mut accounts = Producer::<v1::Account>::new("urn:example:bank");
+    let mut fragiles = Producer::<Fragile>::new("urn:example:bank");
+    let mut log = Log::default();
+    log.push(1, accounts.upsert(account1("a-1", "Ada", 1)).unwrap());
+    log.push(
+        2,
+        fragiles
+            .upsert(Fragile {
+                id: "f-1".into(),
+                note: "x".into(),
+            })
+            .unwrap(),
+    );
+    log.push(
+        3,
+        fragiles
+            .upsert(Fragile {
+                id: "f-2".into(),
+                note: "y".into(),
+            })
+            .unwrap(),
+    );
+    let addressed = |positions: &[u64]| -> Vec<Message<'_>> {
+        log.at(positions)
+            .into_iter()
+            .map(|m| {
+                let mut parts = m.subject.splitn(3, '.').skip(1);
+                let entity = parts.next().unwrap_or_default();
+                let key = parts.next().unwrap_or_default();
+                m.addressed_to(entity, key)
+            })
+            .collect()
+    };
+    let mut router = DurableRouter::builder(MemoryRouterStore::new())
+        .register::<v1::Account>()
+        .unwrap()
+        .register::<Fragile>()
+        .unwrap()
+        .open()
+        .await
+        .unwrap();
+    let armed = Arc::new(AtomicBool::new(true));
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    {
+        let armed = Arc::clone(&armed);
+        router
+            .on_change::<v1::Account>(move |_| {
+                if armed.swap(false, Ordering::SeqCst) {
+                    panic!("observer failed");
+                }
+            })
+            .unwrap();
+        let seen = Arc::clone(&seen);
+        router
+            .on_change::<Fragile>(move |c| seen.lock().unwrap().push(c.key.clone()))
+            .unwrap();
+    }
+    let first = addressed(&[1, 2]);
+    let result = AssertUnwindSafe(router.apply_batch(&first))
+        .catch_unwind()
+        .await;
+    assert!(result.is_err());
+    eprintln!(
+        "after panic: checkpoint {:?} seen {:?}",
+        router.checkpoint(),
+        seen.lock().unwrap()
+    );
+    let next = addressed(&[3]);
+    let outcome = router.apply_batch(&next).await.expect("next");
+    eprintln!(
+        "next: {outcome:?} checkpoint {:?} seen {:?}",
+        router.checkpoint(),
+        seen.lock().unwrap()
+    );
+    assert_eq!(outcome.applied, vec![(3, Outcome::Inserted)], "{outcome:?}");
+    assert_eq!(router.checkpoint().map(|c| c.applied), Some(3));
 }

@@ -57,6 +57,7 @@ async fn synchronous_normal_round_trips() {
         stream_sequence: 3,
         applied: 0,
         purged_through: 0,
+        stream_created: None,
     };
     ReplicaStore::<v1::Account>::commit(
         &mut store,
@@ -86,6 +87,7 @@ async fn in_memory() {
         stream_sequence: 9,
         applied: 0,
         purged_through: 0,
+        stream_created: None,
     };
     ReplicaStore::<v1::Account>::commit(
         &mut store,

@@ -267,27 +267,31 @@ async fn a_redelivery_after_a_purge_is_parked<B: Backend>(backend: &B, test: &st
     assert_eq!(durable.replica().entry("a-1"), None);
     assert_eq!(durable.pending_parked(), 1);
 
-    // The rest of the redelivery: the delete is a tombstone again, newer
-    // than the parked upsert, which it supersedes; the live key stays.
+    // The rest of the redelivery: the delete was applied before the purge
+    // and is stale now (a tombstone re-created by it would be older than a
+    // newer purged one, and let a redelivered upsert between the two
+    // pass); the key stays unknown, the parked upsert kept out; the live
+    // key stays.
     let outcome = durable.apply_batch(&messages[1..]).await.expect("rest");
-    assert_eq!(outcome.superseded, vec![1], "{outcome:?}");
-    assert_eq!(durable.pending_parked(), 0);
-    assert!(matches!(
-        durable.replica().entry("a-1"),
-        Some(Entry::Tombstone { .. })
-    ));
+    assert_eq!(outcome.applied[0], (2, Outcome::Stale), "{outcome:?}");
+    assert!(outcome.superseded.is_empty(), "{outcome:?}");
+    assert_eq!(durable.pending_parked(), 1);
+    assert_eq!(durable.replica().entry("a-1"), None);
     assert_eq!(
         durable.replica().get("a-2"),
         Some(&account1("a-2", "Bea", 20))
     );
 
-    // The owner creates the key again, on a new stream position: applied.
+    // The owner creates the key again, on a new stream position: applied,
+    // and the parked older upsert superseded.
     let again = Batch::of(vec![(
         4,
         producer.upsert(account1("a-1", "Ada", 12)).unwrap(),
     )]);
     let outcome = durable.apply_batch(&again.messages()).await.expect("again");
     assert_eq!(outcome.applied, vec![(4, Outcome::Inserted)]);
+    assert_eq!(outcome.superseded, vec![1], "{outcome:?}");
+    assert_eq!(durable.pending_parked(), 0);
     assert_eq!(
         durable.replica().get("a-1"),
         Some(&account1("a-1", "Ada", 12))

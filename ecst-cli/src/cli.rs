@@ -171,8 +171,12 @@ pub enum ParkedCommand {
         #[arg(long)]
         pending: bool,
     },
-    /// Make a parked event pending again (its resolution cleared), for the
-    /// consumer's next `retry_parked` after it loads the store.
+    /// Make a resolved parked event pending again (its resolution cleared),
+    /// for the consumer's next `retry_parked` after it loads the store
+    /// (which applies it only if it is newer than what its key holds).
+    /// Refused for kinds `retry_parked` never applies (misaddressed,
+    /// refused, purged_tombstone), and for an event at or below the purge
+    /// floor whose key the store does not hold.
     Retry {
         /// The entity.
         entity: String,

@@ -348,6 +348,49 @@ impl Store {
             .transpose()
     }
 
+    /// The purge floor (`purged_through`) of the checkpoint
+    /// [`Store::checkpoint`] chooses for `consumer` and `entity`: every
+    /// message at or below it was handled before tombstones were purged.
+    /// `0` when there is no checkpoint.
+    pub async fn purge_floor(&self, consumer: &str, entity: &str) -> Result<u64, Failure> {
+        let raw: Vec<(String, i64)> = match self {
+            Store::Sqlite { connection, .. } => {
+                let read = |e: rusqlite::Error| self.failed("reading ecst_checkpoint of", &e);
+                let mut statement = connection
+                    .prepare(
+                        "SELECT entity, purged_through FROM ecst_checkpoint \
+                         WHERE consumer = ?1 AND entity IN (?2, ?3)",
+                    )
+                    .map_err(read)?;
+                let rows = statement
+                    .query_map([consumer, entity, ROUTER_CHECKPOINT], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })
+                    .map_err(read)?;
+                rows.collect::<Result<_, _>>().map_err(read)?
+            }
+            Store::Postgres { client, .. } => client
+                .query(
+                    "SELECT entity, purged_through FROM ecst_checkpoint \
+                     WHERE consumer = $1 AND entity IN ($2, $3)",
+                    &[&consumer, &entity, &ROUTER_CHECKPOINT],
+                )
+                .await
+                .map_err(|e| self.failed("reading ecst_checkpoint of", &e))?
+                .iter()
+                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+                .collect::<Result<_, tokio_postgres::Error>>()
+                .map_err(|e| self.failed("reading ecst_checkpoint of", &e))?,
+        };
+        let chosen = raw
+            .iter()
+            .find(|(row_entity, _)| row_entity == ROUTER_CHECKPOINT)
+            .or_else(|| raw.first());
+        chosen.map_or(Ok(0), |(_, floor)| {
+            unsigned(*floor, "ecst_checkpoint.purged_through")
+        })
+    }
+
     /// The parked rows of `consumer` (of `entity`, if given), by entity and
     /// stream sequence.
     pub async fn parked(

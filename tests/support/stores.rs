@@ -336,6 +336,7 @@ pub async fn commit_then_reopen<B: Backend>(backend: &B, test: &str) {
                 stream_sequence: 42,
                 applied: 7,
                 purged_through: 0,
+                stream_created: None,
             },
         },
     )
@@ -355,6 +356,7 @@ pub async fn commit_then_reopen<B: Backend>(backend: &B, test: &str) {
             stream_sequence: 42,
             applied: 7,
             purged_through: 0,
+            stream_created: None,
         }),
         parked: sorted.clone(),
     };
@@ -376,6 +378,7 @@ pub async fn commit_then_reopen<B: Backend>(backend: &B, test: &str) {
                 stream_sequence: 50,
                 applied: 10,
                 purged_through: 0,
+                stream_created: None,
             },
         },
     )
@@ -393,6 +396,7 @@ pub async fn commit_then_reopen<B: Backend>(backend: &B, test: &str) {
             stream_sequence: 50,
             applied: 10,
             purged_through: 0,
+            stream_created: None,
         }),
         parked: vec![sorted[0].clone(), sorted[2].clone(), sorted[3].clone()],
     };
@@ -431,6 +435,7 @@ pub async fn commit_then_reopen<B: Backend>(backend: &B, test: &str) {
                 stream_sequence: 51,
                 applied: 11,
                 purged_through: 0,
+                stream_created: None,
             },
         },
     )
@@ -589,6 +594,7 @@ pub async fn durable_replica_batch<B: Backend>(backend: &B, test: &str) {
         stream_sequence: 6,
         applied: 5,
         purged_through: 0,
+        stream_created: None,
     };
     assert_eq!(durable.checkpoint(), Some(checkpoint));
     let in_memory = entries(durable.replica());
@@ -762,6 +768,7 @@ pub async fn parking_and_retry<B: Backend>(backend: &B, test: &str) {
         stream_sequence: 9,
         applied: 4,
         purged_through: 0,
+        stream_created: None,
     };
     assert_eq!(durable.checkpoint(), Some(checkpoint));
     let parked_now: Vec<Parked> = durable.parked().cloned().collect();
@@ -929,6 +936,7 @@ pub async fn failed_commit_changes_nothing<B: Backend>(backend: &B, test: &str) 
                 stream_sequence: 10,
                 applied: 2,
                 purged_through: 0,
+                stream_created: None,
             },
         },
     )
@@ -954,6 +962,7 @@ pub async fn failed_commit_changes_nothing<B: Backend>(backend: &B, test: &str) 
                 stream_sequence: u64::MAX,
                 applied: 5,
                 purged_through: 0,
+                stream_created: None,
             },
         },
     )
@@ -988,6 +997,7 @@ pub async fn failed_commit_changes_nothing<B: Backend>(backend: &B, test: &str) 
                 stream_sequence: 12,
                 applied: 4,
                 purged_through: 0,
+                stream_created: None,
             },
         },
     )
@@ -1011,6 +1021,7 @@ pub async fn failed_commit_changes_nothing<B: Backend>(backend: &B, test: &str) 
                 stream_sequence: 12,
                 applied: 4,
                 purged_through: 0,
+                stream_created: None,
             },
         },
     )
@@ -1040,6 +1051,7 @@ pub async fn failed_commit_changes_nothing<B: Backend>(backend: &B, test: &str) 
                 stream_sequence: 1,
                 applied: 1,
                 purged_through: 0,
+                stream_created: None,
             },
         },
     )
@@ -1065,6 +1077,7 @@ pub async fn failed_commit_changes_nothing<B: Backend>(backend: &B, test: &str) 
                 stream_sequence: 2,
                 applied: 3,
                 purged_through: 0,
+                stream_created: None,
             },
         },
     )
@@ -1142,6 +1155,7 @@ pub async fn failed_commit_changes_nothing<B: Backend>(backend: &B, test: &str) 
             stream_sequence: 4,
             applied: 3,
             purged_through: 0,
+            stream_created: None,
         })
     );
     let after = reopen::<Fragile, _>(backend, &consumer).await;
@@ -1179,6 +1193,7 @@ pub async fn consumers_are_isolated<B: Backend>(backend: &B, test: &str) {
                 stream_sequence: 7,
                 applied: 1,
                 purged_through: 0,
+                stream_created: None,
             },
         },
     )
@@ -1195,6 +1210,7 @@ pub async fn consumers_are_isolated<B: Backend>(backend: &B, test: &str) {
                 stream_sequence: 70,
                 applied: 10,
                 purged_through: 0,
+                stream_created: None,
             },
         },
     )
@@ -1212,6 +1228,7 @@ pub async fn consumers_are_isolated<B: Backend>(backend: &B, test: &str) {
                 stream_sequence: 71,
                 applied: 10,
                 purged_through: 0,
+                stream_created: None,
             },
         },
     )
@@ -1228,6 +1245,7 @@ pub async fn consumers_are_isolated<B: Backend>(backend: &B, test: &str) {
                 stream_sequence: 7,
                 applied: 1,
                 purged_through: 0,
+                stream_created: None,
             }),
             parked: parked_one.to_vec(),
         }
@@ -1240,6 +1258,7 @@ pub async fn consumers_are_isolated<B: Backend>(backend: &B, test: &str) {
                 stream_sequence: 71,
                 applied: 10,
                 purged_through: 0,
+                stream_created: None,
             }),
             parked: vec![],
         }

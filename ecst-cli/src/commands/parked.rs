@@ -186,11 +186,39 @@ pub async fn retry(
              it instead"
         )));
     }
+    if kind == ParkKind::PurgedTombstone {
+        return Err(Failure::new(format!(
+            "the event parked at stream sequence {stream_sequence} is `{kind}`: a redelivery of \
+             a message handled before tombstones were purged, whose key the replica no longer \
+             holds; `retry_parked` never applies it (it could bring back a deleted key); if the \
+             key should exist, have its owner publish it again, and discard this one"
+        )));
+    }
     if row.resolution.is_none() {
         return Err(Failure::new(format!(
             "the event parked at stream sequence {stream_sequence} is already pending: the \
              consumer's next `retry_parked` tries it"
         )));
+    }
+    // A resolved row at or below the purge floor whose key the store does
+    // not hold: the key's tombstone may have been purged, and a retry
+    // (which runs the version gate, not the floor) would bring it back.
+    let floor = store.purge_floor(&consumer, entity).await?;
+    if floor > 0 && stream_sequence <= floor {
+        let held = match row.key.as_deref() {
+            Some(key) => store.row(&consumer, entity, key).await?.is_some(),
+            None => false,
+        };
+        if !held {
+            return Err(Failure::new(format!(
+                "the event parked at stream sequence {stream_sequence} is at or below the purge \
+                 floor {floor} (tombstones were purged after it was handled) and the store holds \
+                 nothing for its key `{}`: its key may have been deleted and its tombstone \
+                 purged, and a retry would bring it back; if the key should exist, have its \
+                 owner publish it again",
+                row.key.as_deref().unwrap_or("(none)")
+            )));
+        }
     }
     store
         .set_resolution(&consumer, entity, stream_sequence, None)
@@ -222,7 +250,8 @@ fn report(
             ),
             None => say!(
                 "{} #{} of consumer `{consumer}`: pending again; the consumer sees it when it \
-                 next loads its store, and applies it at its next `retry_parked`",
+                 next loads its store, and tries it at its next `retry_parked` (through the \
+                 version gate: applied if newer than what its key holds then, else stale)",
                 target.entity,
                 target.stream_sequence
             ),

@@ -4,6 +4,7 @@
 //! [`DurableRouter`](super::DurableRouter) of several.
 
 use core::future::Future;
+use std::time::SystemTime;
 
 use super::router::DurableRouter;
 use super::share::RouterStore;
@@ -40,6 +41,15 @@ pub trait DurableConsumer {
     /// the replicas (a stream deleted and created again).
     fn rewind_stream_position(&mut self) -> impl Future<Output = Result<(), Self::Error>>;
 
+    /// The identity (creation time) of the stream the checkpoint's
+    /// positions count in, as recorded
+    /// ([`Checkpoint::stream_created`](super::Checkpoint::stream_created)).
+    fn stream_created(&self) -> Option<SystemTime>;
+
+    /// Sets the identity of the stream the next messages come from,
+    /// written with the checkpoint of every commit from now on.
+    fn set_stream_created(&mut self, created: SystemTime);
+
     /// The same consumer, reporting as consumer `consumer` of `stream` in
     /// its spans and metrics.
     #[must_use]
@@ -74,6 +84,14 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableConsumer for DurableReplica<T, S>
         DurableReplica::rewind_stream_position(self)
     }
 
+    fn stream_created(&self) -> Option<SystemTime> {
+        DurableReplica::stream_created(self)
+    }
+
+    fn set_stream_created(&mut self, created: SystemTime) {
+        DurableReplica::set_stream_created(self, created);
+    }
+
     fn with_consumer(self, stream: &str, consumer: &str) -> Self {
         DurableReplica::with_consumer(self, stream, consumer)
     }
@@ -103,6 +121,14 @@ impl<S: RouterStore> DurableConsumer for DurableRouter<S> {
 
     fn rewind_stream_position(&mut self) -> impl Future<Output = Result<(), StoreError>> {
         DurableRouter::rewind_stream_position(self)
+    }
+
+    fn stream_created(&self) -> Option<SystemTime> {
+        DurableRouter::stream_created(self)
+    }
+
+    fn set_stream_created(&mut self, created: SystemTime) {
+        DurableRouter::set_stream_created(self, created);
     }
 
     fn with_consumer(self, stream: &str, consumer: &str) -> Self {

@@ -42,6 +42,9 @@ pub struct DurableReplica<T: StateEvent, S: ReplicaStore<T>> {
     /// Memory may be ahead of the store (a commit failed, or its future was
     /// dropped): reload before the next batch.
     stale_memory: bool,
+    /// The identity of the stream being read, to write with every
+    /// checkpoint ([`DurableReplica::set_stream_created`]).
+    stream_created: Option<SystemTime>,
     /// The names this replica reports under, in spans and metrics
     /// ([`DurableReplica::with_consumer`]).
     pub(crate) telemetry: crate::telemetry::Telemetry,
@@ -71,6 +74,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
             store,
             checkpoint: None,
             stale_memory: false,
+            stream_created: None,
             telemetry: crate::telemetry::Telemetry::default(),
         };
         durable.install(loaded);
@@ -86,7 +90,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
 
     fn install(&mut self, loaded: Loaded<T>) {
         self.part.install(loaded.replica, loaded.parked);
-        self.checkpoint = loaded.checkpoint;
+        self.checkpoint = loaded.checkpoint.map(|c| c.loaded(T::ENTITY));
         self.stale_memory = false;
     }
 
@@ -372,8 +376,29 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         // The new stream numbers its messages afresh: no position in it was
         // handled before a purge.
         checkpoint.purged_through = 0;
+        // Nor is it the stream the old positions counted in.
+        checkpoint.stream_created = None;
+        self.stream_created = None;
         self.finish(Pending::new(checkpoint)).await?;
         Ok(())
+    }
+
+    /// Sets the identity of the stream the next messages come from, its
+    /// creation time ([`Checkpoint::stream_created`]), written with the
+    /// checkpoint of every commit from now on (nothing is written now: a
+    /// position is only ever committed with the stream it counts in). A
+    /// transport adapter sets it after checking that the stream is the
+    /// one the checkpoint records (rewinding first if not).
+    pub fn set_stream_created(&mut self, created: SystemTime) {
+        self.stream_created = Some(created);
+    }
+
+    /// The identity of the stream the checkpoint's positions count in: the
+    /// one set with [`DurableReplica::set_stream_created`], else the one
+    /// stored.
+    pub fn stream_created(&self) -> Option<SystemTime> {
+        self.stream_created
+            .or_else(|| self.checkpoint.and_then(|c| c.stream_created))
     }
 
     /// Resolves the pending parked message at `stream_sequence` without
@@ -403,6 +428,9 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
     async fn finish(&mut self, mut pending: Pending<T>) -> Result<BatchOutcome, S::Error> {
         self.part.close(&mut pending.share);
         pending.checkpoint.applied += pending.share.applied;
+        if let Some(created) = self.stream_created {
+            pending.checkpoint.stream_created = Some(created);
+        }
         // A parked row written twice in one batch (parked, then superseded)
         // keeps its last form: the stores upsert in order.
         let commit = Commit {

@@ -79,7 +79,49 @@ pub struct Checkpoint {
     /// message is an older upsert of a deleted key), so it is parked as
     /// [`ParkKind::PurgedTombstone`](crate::consume::ParkKind::PurgedTombstone)
     /// instead of applied.
+    ///
+    /// It is never above `stream_sequence` (a purge records the position,
+    /// a rewind resets both). A stored checkpoint whose floor is above its
+    /// position (written by hand, or by a build whose rewind kept the
+    /// floor) is loaded with the floor lowered to the position, and a
+    /// warning logged (feature `tracing`): no message past the position was
+    /// handled, so none can have been handled before a purge, and the
+    /// gate still guards every position the checkpoint vouches for.
     pub purged_through: u64,
+    /// The identity of the stream the positions above count in: when it
+    /// was created (on NATS, the stream's creation time), recorded by the
+    /// transport adapter ([`DurableReplica::set_stream_created`]) and
+    /// written with every checkpoint after.
+    /// `None` until one is recorded (a new store, a store of an older
+    /// build), and after [`DurableReplica::rewind_stream_position`].
+    ///
+    /// A stream deleted and created again under the same name numbers its
+    /// messages from 1 again: compared with the checkpoint's position alone,
+    /// a new stream longer than the old checkpoint would have its first
+    /// messages skipped. The NATS `StreamFollower` compares this identity
+    /// with the stream's at every start, and rewinds when it differs.
+    pub stream_created: Option<SystemTime>,
+}
+
+impl Checkpoint {
+    /// The checkpoint as loaded: its floor at most its position (see
+    /// [`Checkpoint::purged_through`]).
+    pub(crate) fn loaded(mut self, entity: &str) -> Self {
+        if self.purged_through > self.stream_sequence {
+            #[cfg(feature = "tracing")]
+            tracing::warn!(
+                target: "ecst",
+                entity,
+                stream_sequence = self.stream_sequence,
+                purged_through = self.purged_through,
+                "the stored purge floor is above the stream position: lowered to the position"
+            );
+            #[cfg(not(feature = "tracing"))]
+            let _ = entity;
+            self.purged_through = self.stream_sequence;
+        }
+        self
+    }
 }
 
 /// One key's new content, as committed.

@@ -144,13 +144,79 @@ impl<T: StateEvent> Part<T> {
 
     /// Decodes `message`, checks it against its transport address, and
     /// applies it; or the key it names (if any) and why it cannot apply.
-    /// A message at or below `purged_through` (`0`: no gate) that would
-    /// make live a key the replica does not hold live is not applied
-    /// ([`ParkKind::PurgedTombstone`]): every such message was handled
-    /// before, when a newer event of its key won, so the key's newer state
-    /// is a purged tombstone.
+    ///
+    /// The purge floor (`purged_through`, `0`: no gate; see
+    /// [`Checkpoint::purged_through`](super::Checkpoint)): a message at or
+    /// below it is a redelivery of one handled before a purge, and
+    ///
+    /// - an upsert of a key the replica does not hold live, unless the key
+    ///   holds a tombstone at least as new (which makes it
+    ///   [`Outcome::Stale`] through the version gate), is not applied
+    ///   ([`ParkKind::PurgedTombstone`]): the key's newer event was a delete
+    ///   whose tombstone was purged;
+    /// - a delete of a key the replica does not hold at all is
+    ///   [`Outcome::Stale`] and not applied: it was applied before the
+    ///   purge, and its tombstone (or a newer one) purged since. Applying it
+    ///   again would re-create an *older* tombstone, which a later
+    ///   redelivered upsert between the two deletes would pass;
+    /// - a message that cannot be applied for another reason, of a key the
+    ///   replica does not hold live, is parked as
+    ///   [`ParkKind::PurgedTombstone`] (the first reason kept in the text),
+    ///   so that [`Part::retry_parked`], after an upgrade, cannot bring the
+    ///   key back.
     #[allow(clippy::type_complexity)]
     fn apply_addressed(
+        &mut self,
+        message: &Message<'_>,
+        purged_through: u64,
+        unstorable: &Unstorable,
+    ) -> Result<(Outcome, T::Key, Option<T>), (Option<String>, ParkReason)> {
+        match self.apply_unfloored(message, purged_through, unstorable) {
+            Err((key, reason)) if message.stream_sequence <= purged_through => {
+                Err(self.below_the_floor(message, purged_through, key, reason))
+            }
+            done => done,
+        }
+    }
+
+    /// A message at or below the purge floor that cannot apply for
+    /// `reason`: parked as [`ParkKind::PurgedTombstone`] unless its key is
+    /// held live (then a retry goes through the version gate against that
+    /// state), or the reason already keeps it out of every retry.
+    fn below_the_floor(
+        &self,
+        message: &Message<'_>,
+        purged_through: u64,
+        key: Option<String>,
+        reason: ParkReason,
+    ) -> (Option<String>, ParkReason) {
+        if !retriable(reason.kind) {
+            return (key, reason);
+        }
+        let held_live = key
+            .as_deref()
+            .and_then(|key| <T::Key as EntityKey>::parse_key(key).ok())
+            .is_some_and(|key| matches!(self.replica.entry(&key), Some(Entry::Live { .. })));
+        if held_live {
+            return (key, reason);
+        }
+        let text = format!(
+            "stream sequence {} is at or below {purged_through}, where tombstones were purged, \
+             and key `{}` is not held live here: a redelivery of a message handled before the \
+             purge, kept out so that no retry can bring back a key whose tombstone was purged \
+             (parked first as {}: {})",
+            message.stream_sequence,
+            key.as_deref().unwrap_or("?"),
+            reason.kind.as_str(),
+            reason.message
+        );
+        (key, ParkReason::new(ParkKind::PurgedTombstone, text))
+    }
+
+    /// [`Part::apply_addressed`] but for parking what cannot apply below
+    /// the floor.
+    #[allow(clippy::type_complexity)]
+    fn apply_unfloored(
         &mut self,
         message: &Message<'_>,
         purged_through: u64,
@@ -214,11 +280,25 @@ impl<T: StateEvent> Part<T> {
             );
             return Err((Some(key.clone()), reason));
         }
-        // Not live: unknown, or a tombstone re-created by a redelivered
-        // older delete after the newer one was purged.
-        if message.stream_sequence <= purged_through
+        let below_the_floor = purged_through > 0 && message.stream_sequence <= purged_through;
+        let held = self.replica.entry(&decoded.key);
+        // A redelivered delete of a key purged since: handled before the
+        // purge, and not to be re-created as an older tombstone.
+        if below_the_floor && held.is_none() && matches!(decoded.change, Change::Delete) {
+            return Ok((Outcome::Stale, decoded.key, None));
+        }
+        // Not live, and no tombstone at least as new to make it stale:
+        // unknown (its tombstone purged), or a tombstone older than the
+        // upsert (re-created by an older delete that an earlier build
+        // applied again after the newer one was purged).
+        let newer_tombstone = matches!(
+            held,
+            Some(Entry::Tombstone { sequence }) if sequence >= decoded.header.sequence
+        );
+        if below_the_floor
             && matches!(decoded.change, Change::Upsert(_))
-            && !matches!(self.replica.entry(&decoded.key), Some(Entry::Live { .. }))
+            && !matches!(held, Some(Entry::Live { .. }))
+            && !newer_tombstone
         {
             let reason = format!(
                 "stream sequence {} is at or below {purged_through}, where tombstones were \
@@ -279,10 +359,7 @@ impl<T: StateEvent> Part<T> {
             };
             // Misaddressed and refused messages stay what they were, and so
             // do those that would bring back a purged key.
-            if matches!(
-                parked.reason.kind,
-                ParkKind::Misaddressed | ParkKind::Refused | ParkKind::PurgedTombstone
-            ) {
+            if !retriable(parked.reason.kind) {
                 pending
                     .outcome
                     .parked
@@ -312,12 +389,39 @@ impl<T: StateEvent> Part<T> {
 
     /// Purges the tombstones recorded before `cutoff` from memory; how
     /// many (their keys are in `pending.purged`).
+    ///
+    /// The tombstone of a key with a pending parked message that a retry
+    /// may apply is kept: that key is in flux (a future-version upsert newer
+    /// than the delete, parked until an upgrade, must apply after it, and an
+    /// older one must then be stale against the tombstone). It is purged by
+    /// a later purge, once the parked message is resolved.
     pub(crate) fn purge_tombstones_before(
         &mut self,
         cutoff: SystemTime,
         pending: &mut Pending<T>,
     ) -> usize {
-        let purged = self.replica.purge_tombstone_keys(cutoff);
+        let in_flux: Vec<(T::Key, crate::sequence::Sequence, SystemTime)> = self
+            .parking
+            .iter()
+            .filter(|parked| parked.is_pending() && retriable(parked.reason.kind))
+            .filter_map(|parked| parked.key.as_deref())
+            .filter_map(|key| <T::Key as EntityKey>::parse_key(key).ok())
+            .filter_map(|key| match self.replica.entry(&key) {
+                Some(Entry::Tombstone { sequence }) => {
+                    let deleted_at = self.replica.deleted_at(&key)?;
+                    (deleted_at < cutoff).then_some((key, sequence, deleted_at))
+                }
+                _ => None,
+            })
+            .collect();
+        let mut purged = self.replica.purge_tombstone_keys(cutoff);
+        if !in_flux.is_empty() {
+            let kept: HashSet<&T::Key> = in_flux.iter().map(|(key, _, _)| key).collect();
+            purged.retain(|key| !kept.contains(key));
+            for (key, sequence, deleted_at) in in_flux {
+                self.replica.restore_tombstone(key, sequence, deleted_at);
+            }
+        }
         let count = purged.len();
         pending.purged.extend(purged);
         count
@@ -516,6 +620,16 @@ impl<T: StateEvent> Part<T> {
         }
         pending.outcome
     }
+}
+
+/// Whether [`Part::retry_parked`] tries a parked message of this kind
+/// again: not a misaddressed or refused one (it stays what it was), nor
+/// one kept out by the purge floor (it would bring back a purged key).
+pub(crate) fn retriable(kind: ParkKind) -> bool {
+    !matches!(
+        kind,
+        ParkKind::Misaddressed | ParkKind::Refused | ParkKind::PurgedTombstone
+    )
 }
 
 pub(crate) fn changes_state(outcome: Outcome) -> bool {

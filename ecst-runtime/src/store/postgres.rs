@@ -8,7 +8,7 @@
 //! | table | key | columns |
 //! |---|---|---|
 //! | `ecst_replica` | `consumer, entity, key` | `sequence`, `schema_version`, `state` (`JSON`, `NULL` for a tombstone), `read_version`, `deleted_at` (a tombstone's deletion time, microseconds since the Unix epoch) |
-//! | `ecst_checkpoint` | `consumer, entity` | `stream_sequence`, `applied`, `purged_through`; a [`DurableRouter`](super::DurableRouter)'s one checkpoint under entity `*` ([`ROUTER_CHECKPOINT_ENTITY`]) |
+//! | `ecst_checkpoint` | `consumer, entity` | `stream_sequence`, `applied`, `purged_through`, `stream_created` (nanoseconds since the Unix epoch, `NULL` until recorded); a [`DurableRouter`](super::DurableRouter)'s one checkpoint under entity `*` ([`ROUTER_CHECKPOINT_ENTITY`]) |
 //! | `ecst_parked` | `consumer, entity, stream_sequence` | `subject`, `key` (nullable), `reason`, `payload` (`BYTEA`), `kind`, `resolution` (nullable: pending) |
 //!
 //! Sequences and counters are `u64` in Rust and `BIGINT` in SQL: a value
@@ -31,8 +31,8 @@ use tokio_postgres::{Client, IsolationLevel, NoTls, Statement};
 pub use tokio_postgres;
 
 use super::rows::{
-    checkpoint_columns, restore_row, stored_checkpoint, to_bigint, to_micros, StoredParked,
-    StoredRow,
+    checkpoint_columns, created_column, restore_row, stored_checkpoint, to_bigint, to_micros,
+    StoredParked, StoredRow,
 };
 use super::share::sealed::Sealed;
 use super::share::{
@@ -67,6 +67,7 @@ CREATE TABLE IF NOT EXISTS ecst_checkpoint (
     stream_sequence BIGINT NOT NULL,
     applied         BIGINT NOT NULL,
     purged_through  BIGINT NOT NULL DEFAULT 0,
+    stream_created  BIGINT,
     PRIMARY KEY (consumer, entity)
 );
 CREATE TABLE IF NOT EXISTS ecst_parked (
@@ -88,6 +89,7 @@ ALTER TABLE ecst_replica ADD COLUMN IF NOT EXISTS deleted_at BIGINT;
 ALTER TABLE ecst_parked ADD COLUMN IF NOT EXISTS kind TEXT;
 ALTER TABLE ecst_parked ADD COLUMN IF NOT EXISTS resolution TEXT;
 ALTER TABLE ecst_checkpoint ADD COLUMN IF NOT EXISTS purged_through BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE ecst_checkpoint ADD COLUMN IF NOT EXISTS stream_created BIGINT;
 DO $$
 BEGIN
     IF (SELECT data_type FROM information_schema.columns
@@ -139,19 +141,20 @@ DELETE FROM ecst_parked
 WHERE consumer = $1 AND entity = $2 AND stream_sequence = ANY($3::bigint[])";
 
 const UPSERT_CHECKPOINT: &str = "
-INSERT INTO ecst_checkpoint (consumer, entity, stream_sequence, applied, purged_through)
-VALUES ($1, $2, $3, $4, $5)
+INSERT INTO ecst_checkpoint (consumer, entity, stream_sequence, applied, purged_through, stream_created)
+VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (consumer, entity) DO UPDATE SET
     stream_sequence = EXCLUDED.stream_sequence,
     applied = EXCLUDED.applied,
-    purged_through = EXCLUDED.purged_through";
+    purged_through = EXCLUDED.purged_through,
+    stream_created = EXCLUDED.stream_created";
 
 const SELECT_ENTRIES: &str = "
 SELECT key, sequence, schema_version, state::text, read_version, deleted_at FROM ecst_replica
 WHERE consumer = $1 AND entity = $2";
 
 const SELECT_CHECKPOINT: &str = "
-SELECT stream_sequence, applied, purged_through FROM ecst_checkpoint
+SELECT stream_sequence, applied, purged_through, stream_created FROM ecst_checkpoint
 WHERE consumer = $1 AND entity = $2";
 
 const SELECT_PARKED: &str = "
@@ -391,6 +394,7 @@ impl PostgresStore {
                 &stream_sequence,
                 &applied,
                 &purged_through,
+                &created_column(checkpoint),
             ],
         )
         .await
@@ -481,6 +485,7 @@ async fn read_checkpoint(
                 row.try_get(1).map_err(read)?,
                 row.try_get(2).map_err(read)?,
             ],
+            row.try_get(3).map_err(read)?,
             context,
         )
     })

@@ -87,6 +87,9 @@ pub struct DurableRouter<S: RouterStore> {
     checkpoint: Option<Checkpoint>,
     /// Memory may be ahead of the store: reload before the next batch.
     stale_memory: bool,
+    /// The identity of the stream being read, to write with every
+    /// checkpoint ([`DurableRouter::set_stream_created`]).
+    stream_created: Option<SystemTime>,
     /// Messages of no registered entity, skipped: by entity name (`""` when
     /// none could be read).
     skipped: BTreeMap<String, u64>,
@@ -140,6 +143,7 @@ impl<S: RouterStore> RouterBuilder<S> {
             store: self.store,
             checkpoint: None,
             stale_memory: true,
+            stream_created: None,
             skipped: BTreeMap::new(),
             telemetry: crate::telemetry::Telemetry::default(),
         };
@@ -167,7 +171,7 @@ impl<S: RouterStore> DurableRouter<S> {
         for (route, rows) in self.routes.iter_mut().zip(loaded.entities) {
             route.install(rows)?;
         }
-        self.checkpoint = loaded.checkpoint;
+        self.checkpoint = loaded.checkpoint.map(|c| c.loaded(ROUTER_LABEL));
         self.stale_memory = false;
         Ok(())
     }
@@ -395,6 +399,9 @@ impl<S: RouterStore> DurableRouter<S> {
         for route in &mut self.routes {
             checkpoint.applied += route.close();
         }
+        if let Some(created) = self.stream_created {
+            checkpoint.stream_created = Some(created);
+        }
         // Set before anything can fail or be dropped: memory is ahead of
         // the store until the commit is known to have landed.
         self.stale_memory = true;
@@ -414,10 +421,17 @@ impl<S: RouterStore> DurableRouter<S> {
         self.stale_memory = false;
         self.checkpoint = Some(checkpoint);
         // Committed: no await from here on, so a dropped future cannot skip
-        // the feeds.
+        // the feeds. Every route's share is taken before any feed runs: a
+        // feed that panics must leave no committed share behind, to be
+        // reported (and counted) again with the next batch.
+        let reports: Vec<_> = self
+            .routes
+            .iter_mut()
+            .map(|route| route.take_committed())
+            .collect();
         let mut outcome = BatchOutcome::default();
-        for route in &mut self.routes {
-            let share = route.committed(&self.telemetry);
+        for report in reports {
+            let share = report(&self.telemetry);
             outcome.applied.extend(share.applied);
             outcome.parked.extend(share.parked);
             outcome.superseded.extend(share.superseded);
@@ -553,7 +567,24 @@ impl<S: RouterStore> DurableRouter<S> {
         let mut checkpoint = self.checkpoint.unwrap_or_default();
         checkpoint.stream_sequence = 0;
         checkpoint.purged_through = 0;
+        checkpoint.stream_created = None;
+        self.stream_created = None;
         self.commit_now(Some(checkpoint)).await
+    }
+
+    /// Sets the identity of the stream the next messages come from,
+    /// written with every checkpoint from now on (see
+    /// [`DurableReplica::set_stream_created`](super::DurableReplica::set_stream_created)).
+    pub fn set_stream_created(&mut self, created: SystemTime) {
+        self.stream_created = Some(created);
+    }
+
+    /// The identity of the stream the checkpoint's positions count in: the
+    /// one set with [`DurableRouter::set_stream_created`], else the one
+    /// stored.
+    pub fn stream_created(&self) -> Option<SystemTime> {
+        self.stream_created
+            .or_else(|| self.checkpoint.and_then(|c| c.stream_created))
     }
 
     /// Commits what the routes hold, with `checkpoint` (or the current
@@ -607,6 +638,10 @@ fn skipped_event(stream_sequence: u64, skip: &Skip) {
     let _ = (stream_sequence, skip);
 }
 
+/// Reports one route's committed share (counts it, calls its feed) and
+/// says what it did.
+type Report<'a> = Box<dyn FnOnce(&crate::telemetry::Telemetry) -> BatchOutcome + 'a>;
+
 /// One entity of a router, its type erased.
 trait Route: Send + Sync {
     fn entity(&self) -> &'static str;
@@ -620,8 +655,9 @@ trait Route: Send + Sync {
     /// Applies the parking limits to the share; the events it applied.
     fn close(&mut self) -> u64;
     fn share(&self) -> Result<Share<'_>, Unencodable>;
-    /// The share is committed: reports it, starts the next.
-    fn committed(&mut self, telemetry: &crate::telemetry::Telemetry) -> BatchOutcome;
+    /// The share is committed: takes it (the next starts empty), and
+    /// returns what reports it and says what it did.
+    fn take_committed(&mut self) -> Report<'_>;
     fn parked(&self) -> Box<dyn Iterator<Item = &Parked> + '_>;
     fn pending_parked(&self) -> usize;
     fn as_any(&self) -> &dyn Any;
@@ -700,9 +736,10 @@ impl<T: StateEvent> Route for Lane<T> {
         )
     }
 
-    fn committed(&mut self, telemetry: &crate::telemetry::Telemetry) -> BatchOutcome {
+    fn take_committed(&mut self) -> Report<'_> {
         let pending = core::mem::take(&mut self.pending);
-        self.part.committed(pending, telemetry)
+        let part = &mut self.part;
+        Box::new(move |telemetry| part.committed(pending, telemetry))
     }
 
     fn parked(&self) -> Box<dyn Iterator<Item = &Parked> + '_> {

@@ -177,8 +177,34 @@ fn duplicate_key(context: &StoreContext, text: String) -> StoreError {
     }
 }
 
+/// A stream's creation time ([`Checkpoint::stream_created`]) as its
+/// `ecst_checkpoint.stream_created` column: nanoseconds since the Unix
+/// epoch (negative before it; a time past the year 2262 is stored as
+/// `i64::MAX`, and compares as that).
+pub(crate) fn created_column(checkpoint: &Checkpoint) -> Option<i64> {
+    checkpoint
+        .stream_created
+        .map(|time| match time.duration_since(UNIX_EPOCH) {
+            Ok(since) => i64::try_from(since.as_nanos()).unwrap_or(i64::MAX),
+            Err(before) => i64::try_from(before.duration().as_nanos()).map_or(i64::MIN, |n| -n),
+        })
+}
+
+/// An `ecst_checkpoint.stream_created` column as a time
+/// ([`created_column`]).
+pub(crate) fn stored_created(nanos: Option<i64>) -> Option<SystemTime> {
+    nanos.map(|nanos| {
+        let magnitude = Duration::from_nanos(nanos.unsigned_abs());
+        if nanos >= 0 {
+            UNIX_EPOCH + magnitude
+        } else {
+            UNIX_EPOCH - magnitude
+        }
+    })
+}
+
 /// `checkpoint` as its `ecst_checkpoint` columns, `[stream_sequence,
-/// applied, purged_through]`.
+/// applied, purged_through]` (and [`created_column`]).
 pub(crate) fn checkpoint_columns(
     checkpoint: &Checkpoint,
     context: &StoreContext,
@@ -198,6 +224,7 @@ pub(crate) fn checkpoint_columns(
 /// ([`checkpoint_columns`]).
 pub(crate) fn stored_checkpoint(
     [stream_sequence, applied, purged_through]: [i64; 3],
+    stream_created: Option<i64>,
     context: &StoreContext,
 ) -> Result<Checkpoint, StoreError> {
     let column = |value: i64, name: &'static str| from_bigint(value, context, name, None);
@@ -205,6 +232,7 @@ pub(crate) fn stored_checkpoint(
         stream_sequence: column(stream_sequence, "ecst_checkpoint.stream_sequence")?,
         applied: column(applied, "ecst_checkpoint.applied")?,
         purged_through: column(purged_through, "ecst_checkpoint.purged_through")?,
+        stream_created: stored_created(stream_created),
     })
 }
 

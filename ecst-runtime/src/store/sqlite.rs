@@ -8,7 +8,7 @@
 //! | table | key | columns |
 //! |---|---|---|
 //! | `ecst_replica` | `consumer, entity, key` | `sequence`, `schema_version`, `state` (JSON text, `NULL` for a tombstone), `read_version`, `deleted_at` (a tombstone's deletion time, microseconds since the Unix epoch) |
-//! | `ecst_checkpoint` | `consumer, entity` | `stream_sequence`, `applied`, `purged_through`; a [`DurableRouter`](super::DurableRouter)'s one checkpoint under entity `*` ([`ROUTER_CHECKPOINT_ENTITY`]) |
+//! | `ecst_checkpoint` | `consumer, entity` | `stream_sequence`, `applied`, `purged_through`, `stream_created` (nanoseconds since the Unix epoch, `NULL` until recorded); a [`DurableRouter`](super::DurableRouter)'s one checkpoint under entity `*` ([`ROUTER_CHECKPOINT_ENTITY`]) |
 //! | `ecst_parked` | `consumer, entity, stream_sequence` | `subject`, `key` (nullable), `reason`, `payload` (blob), `kind`, `resolution` (nullable: pending) |
 //!
 //! Sequences and counters are `u64` in Rust and signed 64-bit integers in
@@ -36,8 +36,8 @@ pub use rusqlite;
 use core::future::ready;
 
 use super::rows::{
-    checkpoint_columns, restore_row, stored_checkpoint, to_bigint, to_micros, StoredParked,
-    StoredRow,
+    checkpoint_columns, created_column, restore_row, stored_checkpoint, to_bigint, to_micros,
+    StoredParked, StoredRow,
 };
 use super::share::sealed::Sealed;
 use super::share::{encode, EntityRows, RouterCommit, RouterRows, Share, ROUTER_CHECKPOINT_ENTITY};
@@ -68,6 +68,7 @@ CREATE TABLE IF NOT EXISTS ecst_checkpoint (
     stream_sequence INTEGER NOT NULL,
     applied         INTEGER NOT NULL,
     purged_through  INTEGER NOT NULL DEFAULT 0,
+    stream_created  INTEGER,
     PRIMARY KEY (consumer, entity)
 ) STRICT;
 CREATE TABLE IF NOT EXISTS ecst_parked (
@@ -119,12 +120,13 @@ const DELETE_PARKED: &str =
     "DELETE FROM ecst_parked WHERE consumer = ?1 AND entity = ?2 AND stream_sequence = ?3";
 
 const UPSERT_CHECKPOINT: &str = "
-INSERT INTO ecst_checkpoint (consumer, entity, stream_sequence, applied, purged_through)
-VALUES (?1, ?2, ?3, ?4, ?5)
+INSERT INTO ecst_checkpoint (consumer, entity, stream_sequence, applied, purged_through, stream_created)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6)
 ON CONFLICT (consumer, entity) DO UPDATE SET
     stream_sequence = excluded.stream_sequence,
     applied = excluded.applied,
-    purged_through = excluded.purged_through";
+    purged_through = excluded.purged_through,
+    stream_created = excluded.stream_created";
 
 /// A [`ReplicaStore`] in an SQLite database, for one consumer and any number
 /// of entity types.
@@ -218,6 +220,7 @@ impl SqliteStore {
                 "purged_through",
                 "INTEGER NOT NULL DEFAULT 0",
             ),
+            ("ecst_checkpoint", "stream_created", "INTEGER"),
         ] {
             let present: i64 = self
                 .connection
@@ -394,7 +397,8 @@ impl SqliteStore {
                 checkpoint_entity,
                 stream_sequence,
                 applied,
-                purged_through
+                purged_through,
+                created_column(checkpoint)
             ],
         )
         .map_err(write)?;
@@ -467,16 +471,16 @@ fn read_checkpoint(
     context: &StoreContext,
 ) -> Result<Option<Checkpoint>, StoreError> {
     let read = |e| context.database("reading ecst_checkpoint", e);
-    let row: Option<[i64; 3]> = tx
+    let row: Option<([i64; 3], Option<i64>)> = tx
         .query_row(
-            "SELECT stream_sequence, applied, purged_through FROM ecst_checkpoint \
-             WHERE consumer = ?1 AND entity = ?2",
+            "SELECT stream_sequence, applied, purged_through, stream_created \
+             FROM ecst_checkpoint WHERE consumer = ?1 AND entity = ?2",
             params![consumer, entity],
-            |row| Ok([row.get(0)?, row.get(1)?, row.get(2)?]),
+            |row| Ok(([row.get(0)?, row.get(1)?, row.get(2)?], row.get(3)?)),
         )
         .optional()
         .map_err(read)?;
-    row.map(|columns| stored_checkpoint(columns, context))
+    row.map(|(columns, created)| stored_checkpoint(columns, created, context))
         .transpose()
 }
 
