@@ -2154,3 +2154,32 @@ async fn a_stored_status_line_is_parked_not_taken_for_the_servers_answer() {
         assert_eq!(follower.replica().parked_len(), 1, "{status_line}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_stream_longer_than_the_checkpoint_is_read_from_its_start() {
+    let (_server, client, js, subjects) = setup("bank").await;
+    let publisher = Publisher::new(js.clone(), subjects.clone());
+    let mut owner = publish_keys(&publisher, 30).await;
+    let mut first = follower(&client, settings(&subjects, "reader"), MemoryStore::new()).await;
+    bounded("catching up", first.catch_up()).await.unwrap();
+    let store = first.replica().store().clone();
+    first.stop().await;
+    js.delete_stream(STREAM).await.unwrap();
+    let version = ServerVersion::of(&client).unwrap();
+    StateStream::new(STREAM, subjects.clone())
+        .ensure(&js, version)
+        .await
+        .unwrap();
+    for i in 0..80 {
+        let envelope = owner.upsert(&key(i));
+        publish_recorded(
+            &Publisher::new(js.clone(), subjects.clone()),
+            &mut owner,
+            envelope,
+        )
+        .await;
+    }
+    let mut follower = follower(&client, settings(&subjects, "reader"), store).await;
+    bounded("catching up", follower.catch_up()).await.unwrap();
+    assert_same(follower.replica().replica(), &owner.truth);
+}

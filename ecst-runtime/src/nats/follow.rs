@@ -164,10 +164,6 @@ pub struct StreamFollower<C: DurableConsumer> {
     delivered: Option<u64>,
     /// The lease on the durable name, when the settings ask for one.
     lease: Option<Lease>,
-    /// When the state stream was created, as first seen: a stream deleted
-    /// and created again under the same name numbers its messages from 1
-    /// again, below the checkpoint.
-    stream_created: Option<i128>,
 }
 
 impl<C: DurableConsumer> StreamFollower<C> {
@@ -214,7 +210,6 @@ impl<C: DurableConsumer> StreamFollower<C> {
             interrupted: false,
             delivered: None,
             lease,
-            stream_created: None,
         };
         // A cluster electing a leader answers with time-outs for a while:
         // retried like a fetch.
@@ -269,15 +264,20 @@ impl<C: DurableConsumer> StreamFollower<C> {
             .await
             .map_err(|e| jetstream("looking up the state stream", e))?;
         let info = stream.cached_info();
-        let created = info.created.unix_timestamp_nanos();
+        let created = std::time::SystemTime::from(info.created);
         let last_sequence = info.state.last_sequence;
-        let recreated = self.stream_created.is_some_and(|seen| seen != created);
-        self.stream_created = Some(created);
+        // The checkpoint stores the identity (creation time) of the stream
+        // its positions count in, so this holds across restarts too.
+        let recreated = self
+            .durable
+            .stream_created()
+            .is_some_and(|seen| seen != created);
         // A stream deleted and created again (or restored from an older
-        // backup) numbers its messages below the checkpoint: resuming after
-        // the checkpoint would skip them all, silently. Start over from the
-        // latest event of every key instead; the version gate keeps what
-        // the replica already holds where it is newer.
+        // backup) numbers its messages afresh: resuming after the
+        // checkpoint would skip the new stream's first messages (all of
+        // them when it is shorter), silently. Start over from the latest
+        // event of every key instead; the version gate keeps what the
+        // replica already holds where it is newer.
         if recreated || self.durable.resume_after() > last_sequence {
             tracing::warn!(
                 stream = %self.settings.stream,
@@ -294,6 +294,9 @@ impl<C: DurableConsumer> StreamFollower<C> {
                     source: Box::new(error),
                 })?;
         }
+        // Written with the next commit's checkpoint: a position is only
+        // ever stored with the stream it counts in.
+        self.durable.set_stream_created(created);
         // The replica's checkpoint is the truth: whatever the server
         // remembers of an earlier consumer of this name is replaced.
         let _ = stream.delete_consumer(&self.settings.durable_name).await;
