@@ -16,12 +16,20 @@
 //!   running in the same process; timed until the relay has published
 //!   every event and deleted its row.
 //!
-//! Then, outside criterion, end-to-end latency from a commit to the
-//! event's delivery to a subscriber of the stream's subjects (200 single-edit
-//! transactions, 20 ms apart, one at a time), printed as p50/p99: SQLite with
-//! the relay woken by the staging call (`notify`), SQLite with a relay that
-//! only polls (every 100 ms: a relay of another `Outbox` value, which
-//! shares no notifier), and PostgreSQL (`NOTIFY`).
+//! After the PostgreSQL group, where the owner's time went per event (the
+//! `BEGIN`, its own write, staging or building the envelopes, the commit,
+//! the direct publish, the wait for the relay), summed over every
+//! iteration: the ratio alone does not say what to fix.
+//!
+//! Then, outside criterion, end-to-end latency from a commit to the change
+//! applied in a replica (an in-memory `DurableReplica` followed by a
+//! `Follower` polling back to back; the time taken in its change feed), for
+//! 200 single-edit transactions, 20 ms apart, one at a time, printed as
+//! p50/p99: SQLite with the relay woken by the staging call (`notify`),
+//! SQLite with a relay that only polls (every 100 ms: a relay of another
+//! `Outbox` value, which shares no notifier), PostgreSQL woken by the insert
+//! trigger's `NOTIFY`, and PostgreSQL with the trigger dropped for the run,
+//! polling every 100 ms.
 //!
 //! Run with `cargo bench -p ecst-benches --bench outbox`, then
 //! `python3 benches/ratios.py` for the rates and the ratios (outbox
@@ -39,12 +47,12 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, Context};
 use criterion::{criterion_group, Criterion, SamplingMode, Throughput};
 use customer::{customer, Customer};
-use ecst::nats::{Publisher, ServerVersion, StateStream, Subjects};
+use ecst::nats::{FollowSettings, Follower, Publisher, ServerVersion, StateStream, Subjects};
 use ecst::outbox::rusqlite::{params, Connection, TransactionBehavior};
 use ecst::outbox::tokio_postgres::{self, NoTls};
 use ecst::outbox::{Outbox, OutboxRelay, RelaySettings};
-use ecst::{Envelope, Producer};
-use futures_util::StreamExt;
+use ecst::store::{DurableReplica, MemoryStore};
+use ecst::{Envelope, Producer, StateChange};
 use nats_server::NatsServer;
 use tokio::runtime::Runtime;
 
@@ -212,6 +220,35 @@ impl SqliteOwner {
     }
 }
 
+/// Where the time of a PostgreSQL owner's iterations went, summed.
+#[derive(Default)]
+struct Phases {
+    events: u32,
+    begin: Duration,
+    write: Duration,
+    stage: Duration,
+    commit: Duration,
+    publish: Duration,
+    drain: Duration,
+}
+
+impl Phases {
+    fn print(&self, what: &str) {
+        let per = |d: Duration| d / self.events.max(1);
+        println!(
+            "{what}: per event: begin {:?}, own write {:?}, stage {:?}, commit {:?}, \
+             publish {:?}, wait for the relay {:?} ({} events)",
+            per(self.begin),
+            per(self.write),
+            per(self.stage),
+            per(self.commit),
+            per(self.publish),
+            per(self.drain),
+            self.events
+        );
+    }
+}
+
 /// The PostgreSQL owner.
 struct PostgresOwner {
     client: tokio_postgres::Client,
@@ -219,6 +256,7 @@ struct PostgresOwner {
     customers: String,
     direct: Publisher,
     producer: Producer<Customer>,
+    phases: [Phases; 2],
 }
 
 impl PostgresOwner {
@@ -241,6 +279,7 @@ impl PostgresOwner {
             customers,
             direct: bench.publisher(),
             producer: Producer::new("urn:example:crm"),
+            phases: Default::default(),
         }
     }
 
@@ -251,23 +290,35 @@ impl PostgresOwner {
             .await
             .unwrap();
         let start = Instant::now();
+        let phases = &mut self.phases[usize::from(!direct)];
+        let mut clock = Instant::now();
+        let mut lap = |into: &mut Duration| {
+            let now = Instant::now();
+            *into += now - clock;
+            clock = now;
+        };
         for chunk in (0..EDITS).collect::<Vec<_>>().chunks(PER_TX) {
             let tx = self.client.transaction().await.unwrap();
+            lap(&mut phases.begin);
             let mut envelopes: Vec<Envelope<Customer>> = Vec::with_capacity(PER_TX);
             for &i in chunk {
                 let state = customer(base + i, revision);
                 let json = serde_json::to_string(&state).unwrap();
                 tx.execute(&upsert, &[&state.id, &json]).await.unwrap();
+                lap(&mut phases.write);
                 if direct {
                     envelopes.push(self.producer.upsert(state).unwrap());
                 } else {
                     self.outbox.stage(&tx, &state).await.unwrap();
                 }
+                lap(&mut phases.stage);
             }
             tx.commit().await.unwrap();
+            lap(&mut phases.commit);
             if direct {
                 self.direct.publish_all(&envelopes).await.unwrap();
             }
+            lap(&mut phases.publish);
         }
         if !direct {
             let count = format!("SELECT count(*) FROM {}", self.outbox.table());
@@ -279,6 +330,8 @@ impl PostgresOwner {
                 tokio::time::sleep(Duration::from_micros(200)).await;
             }
         }
+        lap(&mut phases.drain);
+        phases.events += EDITS as u32;
         start.elapsed()
     }
 
@@ -370,23 +423,17 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
     relaying.abort();
+    pg.phases[0].print("outbox_postgres/direct");
+    pg.phases[1].print("outbox_postgres/outbox");
 
     latency(&rt, &bench, &mut pg);
     rt.block_on(pg.drop_tables());
 }
 
-/// Commit → delivery latencies of single-edit transactions, p50 and p99.
+/// Commit → replica-applied latencies of single-edit transactions, p50 and
+/// p99: relays woken at once (SQLite by the staging call, PostgreSQL by
+/// `NOTIFY`) against relays that only poll (every 100 ms).
 fn latency(rt: &Runtime, bench: &Bench, pg: &mut PostgresOwner) {
-    let report = |what: &str, mut samples: Vec<Duration>| {
-        samples.sort_unstable();
-        let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
-        println!(
-            "latency {what}: commit -> delivered, p50 {:?}, p99 {:?} ({} samples)",
-            at(0.5),
-            at(0.99),
-            samples.len()
-        );
-    };
     // Each run on keys of its own: a new outbox numbers from 1, and the
     // guarded publisher would refuse it under a key the stream holds higher.
     for (what, shared_notifier, base) in [
@@ -394,6 +441,8 @@ fn latency(rt: &Runtime, bench: &Bench, pg: &mut PostgresOwner) {
         ("sqlite/poll_100ms", false, 50_000),
     ] {
         let (owner, path) = SqliteOwner::new(bench, what.replace('/', "_").as_str());
+        // Without the owner's notifier (another `Outbox` value), the relay
+        // only polls.
         let relay_outbox = if shared_notifier {
             owner.outbox.clone()
         } else {
@@ -406,7 +455,7 @@ fn latency(rt: &Runtime, bench: &Bench, pg: &mut PostgresOwner) {
         let relaying = rt.spawn(async move { relay.run().await });
         let mut conn = owner.conn;
         let outbox = owner.outbox;
-        let samples = rt.block_on(measure(bench, base, |i, revision| {
+        let samples = rt.block_on(measure(bench, what, base, |i, revision| {
             let tx = conn.transaction().unwrap();
             outbox.stage(&tx, &customer(i, revision)).unwrap();
             tx.commit().unwrap();
@@ -415,66 +464,133 @@ fn latency(rt: &Runtime, bench: &Bench, pg: &mut PostgresOwner) {
         relaying.abort();
         report(what, samples);
     }
-    let mut relay = OutboxRelay::postgres(&pg.outbox, POSTGRES, bench.publisher())
-        .entity::<Customer>()
-        .with_settings(relay_settings(Duration::from_millis(100)));
-    let relaying = rt.spawn(async move { relay.run().await });
-    let samples = rt.block_on(async {
+    // PostgreSQL: woken by the insert trigger's `NOTIFY`, then (the
+    // trigger dropped for the run) by polling alone.
+    for (what, base) in [("postgres/notify", 60_000), ("postgres/poll_100ms", 70_000)] {
+        let polling = what.ends_with("poll_100ms");
+        if polling {
+            let t = pg.outbox.table();
+            rt.block_on(
+                pg.client
+                    .batch_execute(&format!("DROP TRIGGER {t}_notify ON {t}")),
+            )
+            .unwrap();
+        }
+        let mut relay = OutboxRelay::postgres(&pg.outbox, POSTGRES, bench.publisher())
+            .entity::<Customer>()
+            .with_settings(relay_settings(Duration::from_millis(100)));
+        let relaying = rt.spawn(async move { relay.run().await });
         let client = &mut pg.client;
         let outbox = &pg.outbox;
-        let mut samples = Vec::new();
-        let mut subscriber = bench.client.subscribe("bench.>").await.unwrap();
-        for i in (0..LATENCY_SAMPLES).map(|i| 60_000 + i) {
-            let revision = bench.next_revision();
-            let tx = client.transaction().await.unwrap();
-            outbox.stage(&tx, &customer(i, revision)).await.unwrap();
-            tx.commit().await.unwrap();
-            let committed = Instant::now();
-            wait_for(&mut subscriber, i).await;
-            samples.push(committed.elapsed());
-            tokio::time::sleep(LATENCY_GAP).await;
+        let samples = rt.block_on(async {
+            let mut follower = Applied::follow(bench, what).await;
+            let mut samples = Vec::with_capacity(LATENCY_SAMPLES);
+            for i in (0..LATENCY_SAMPLES).map(|i| base + i) {
+                let tx = client.transaction().await.unwrap();
+                outbox
+                    .stage(&tx, &customer(i, bench.next_revision()))
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+                let committed = Instant::now();
+                samples.push(follower.applied(i).await - committed);
+                tokio::time::sleep(LATENCY_GAP).await;
+            }
+            follower.task.abort();
+            samples
+        });
+        relaying.abort();
+        if polling {
+            rt.block_on(pg.outbox.create_postgres(&mut pg.client))
+                .unwrap();
         }
-        samples
-    });
-    relaying.abort();
-    report("postgres/notify", samples);
+        report(what, samples);
+    }
+}
+
+fn report(what: &str, mut samples: Vec<Duration>) {
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
+    println!(
+        "latency {what}: commit -> replica applied, p50 {:?}, p99 {:?} ({} samples)",
+        at(0.5),
+        at(0.99),
+        samples.len()
+    );
+}
+
+/// A replica (in memory) following the state stream with a `Follower`
+/// polling back to back, reporting when each key's change was applied.
+struct Applied {
+    changes: tokio::sync::mpsc::UnboundedReceiver<(String, Instant)>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Applied {
+    async fn follow(bench: &Bench, what: &str) -> Applied {
+        let (sender, mut changes) = tokio::sync::mpsc::unbounded_channel();
+        let mut durable = DurableReplica::<Customer, _>::open(MemoryStore::new())
+            .await
+            .unwrap();
+        durable.on_change(move |change: StateChange<'_, Customer>| {
+            let _ = sender.send((change.key.clone(), Instant::now()));
+        });
+        let name = format!("latency_{}", what.replace('/', "_"));
+        let mut settings = FollowSettings::new("OUTBOX_BENCH", name, bench.subjects.clone());
+        settings.lease_ttl = None;
+        let mut follower = Follower::start(bench.client.clone(), settings, durable)
+            .await
+            .unwrap();
+        // What the throughput runs left in the stream, before measuring.
+        follower.catch_up().await.unwrap();
+        while changes.try_recv().is_ok() {}
+        let task = tokio::spawn(async move {
+            loop {
+                if let Err(error) = follower.poll().await {
+                    eprintln!("latency follower: {error}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        });
+        Applied { changes, task }
+    }
+
+    /// When the replica applied customer `i`'s change.
+    async fn applied(&mut self, i: usize) -> Instant {
+        let key = customer(i, 0).id;
+        loop {
+            let (changed, at) = tokio::time::timeout(Duration::from_secs(10), self.changes.recv())
+                .await
+                .expect("the change applied within 10 s")
+                .expect("the follower running");
+            if changed == key {
+                return at;
+            }
+        }
+    }
 }
 
 /// Runs `stage` (a committed single-edit transaction of customer `i`)
-/// LATENCY_SAMPLES times and measures each commit → delivery.
+/// LATENCY_SAMPLES times and measures each commit → replica applied.
 async fn measure<F>(
     bench: &Bench,
+    what: &str,
     base: usize,
     mut stage: impl FnMut(usize, u64) -> F,
 ) -> Vec<Duration>
 where
     F: std::future::Future<Output = ()>,
 {
-    let mut subscriber = bench.client.subscribe("bench.>").await.unwrap();
+    let mut follower = Applied::follow(bench, what).await;
     let mut samples = Vec::with_capacity(LATENCY_SAMPLES);
     for i in (0..LATENCY_SAMPLES).map(|i| base + i) {
         stage(i, bench.next_revision()).await;
         let committed = Instant::now();
-        wait_for(&mut subscriber, i).await;
-        samples.push(committed.elapsed());
+        samples.push(follower.applied(i).await - committed);
         tokio::time::sleep(LATENCY_GAP).await;
     }
+    follower.task.abort();
     samples
-}
-
-/// Waits for the event of customer `i` on the subscription.
-async fn wait_for(subscriber: &mut async_nats::Subscriber, i: usize) {
-    let key = customer(i, 0).id;
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), subscriber.next())
-            .await
-            .expect("the event within 10 s")
-            .expect("the subscription open");
-        let envelope = Envelope::<Customer>::from_json(&message.payload).unwrap();
-        if envelope.key == key {
-            return;
-        }
-    }
 }
 
 impl Drop for Bench {
