@@ -16,6 +16,10 @@
 //! - `catch_up/ecst_sqlite_normal`, `catch_up/ecst_sqlite_full`: the same into
 //!   a fresh `SqliteStore` in a temp file, with `synchronous=NORMAL` and the
 //!   default `FULL`;
+//! - `catch_up/ecst_postgres`: the same into a `PostgresStore` on the local
+//!   server (`host=127.0.0.1 user=postgres dbname=test`, the server's
+//!   defaults: `synchronous_commit=on`), under a consumer name of its own
+//!   whose rows are deleted afterwards (not timed);
 //! - `publish/raw`: 10,000 pre-encoded envelopes (the very bytes ecst sends,
 //!   with the same `Nats-Msg-Id`) published with async-nats, acks pipelined;
 //! - `publish/ecst`: `Publisher::publish_all` of the same 10,000 envelopes,
@@ -69,6 +73,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, Criterion, SamplingMode, Throughput};
 use customer::{customer, Customer};
 use ecst::nats::{FollowSettings, Follower, Publisher, ServerVersion, StateStream, Subjects};
+use ecst::store::postgres::PostgresStore;
 use ecst::store::sqlite::SqliteStore;
 use ecst::store::{DurableReplica, MemoryStore, ReplicaStore};
 use ecst::{Envelope, Producer, StateEvent};
@@ -83,6 +88,8 @@ const PUBLISH: usize = 10_000;
 /// ecst's default fetch size (`FollowSettings::new`), used by the raw
 /// consumer too.
 const BATCH: usize = 512;
+/// The PostgreSQL of `catch_up/ecst_postgres`.
+const POSTGRES: &str = "host=127.0.0.1 user=postgres dbname=test";
 /// The state stream of the catch-up benchmarks.
 const STREAM: &str = "ECST_BENCH";
 const PREFIX: &str = "bench";
@@ -252,6 +259,24 @@ impl Bench {
             file.push(suffix);
             let _ = std::fs::remove_file(file);
         }
+        elapsed
+    }
+
+    async fn ecst_postgres(&self) -> Duration {
+        // Unique across bench processes too: the tables are shared.
+        let consumer = format!(
+            "ecst-bench-nats-{}-{}",
+            std::process::id(),
+            self.fresh_name("replica")
+        );
+        let store = PostgresStore::connect(POSTGRES, &consumer).await.unwrap();
+        let elapsed = self.ecst(store).await;
+        PostgresStore::connect(POSTGRES, &consumer)
+            .await
+            .unwrap()
+            .purge_consumer()
+            .await
+            .unwrap();
         elapsed
     }
 }
@@ -491,6 +516,9 @@ fn bench(c: &mut Criterion) {
     group.bench_function("ecst_sqlite_full", |b| {
         b.iter_custom(|iters| timed(&rt, iters, || bench.ecst_sqlite(true)))
     });
+    group.bench_function("ecst_postgres", |b| {
+        b.iter_custom(|iters| timed(&rt, iters, || bench.ecst_postgres()))
+    });
     group.finish();
 
     let publish = PublishBench::new(&bench);
@@ -567,6 +595,7 @@ fn once(functions: &str) {
                     "catch_up/ecst_memory" => bench.ecst_memory().await,
                     "catch_up/ecst_sqlite_normal" => bench.ecst_sqlite(false).await,
                     "catch_up/ecst_sqlite_full" => bench.ecst_sqlite(true).await,
+                    "catch_up/ecst_postgres" => bench.ecst_postgres().await,
                     "publish/raw" => publish.raw().await,
                     "publish/ecst" => publish.ecst(true).await,
                     "publish/ecst_unguarded" => publish.ecst(false).await,
