@@ -21,6 +21,9 @@
 #![cfg(all(feature = "sqlite", feature = "postgres"))]
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "nats")]
+#[path = "support/nats_server.rs"]
+mod nats_server;
 #[path = "support/router.rs"]
 mod router_common;
 
@@ -587,4 +590,218 @@ async fn switching_a_consumer_between_single_replicas_and_a_router_loses_nothing
         router.replica::<Order>().unwrap().entry("o-1"),
         Some(Entry::Tombstone { .. })
     ));
+}
+
+/// A `RouterFollower` against a real nats-server, with a hostile publisher
+/// on the prefix and a broker crash between batches.
+#[cfg(feature = "nats")]
+mod over_nats {
+    use super::*;
+    use crate::nats_server::NatsServer;
+    use async_nats::jetstream;
+    use bytes::Bytes;
+    use ecst::nats::{FollowSettings, Publisher, RouterFollower, StateStream, Subjects};
+    use ecst::store::MemoryRouterStore;
+
+    const PATIENCE: Duration = Duration::from_secs(30);
+
+    /// Crossed envelopes, an unregistered entity's subject carrying a
+    /// registered entity's envelope, a name that differs by case and an
+    /// oversized message, all raw on the prefix between honest events;
+    /// the broker killed and restarted; the router ends with the owners'
+    /// state for every registered entity, each hostile message parked
+    /// under the entity and key it was sent to or skipped, and its
+    /// checkpoint at the stream's last message.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_router_follower_survives_a_hostile_prefix_and_a_broker_crash() {
+        let mut server = NatsServer::start();
+        let client = async_nats::connect(server.url()).await.expect("connect");
+        let js = jetstream::new(client.clone());
+        let subjects = Subjects::new("bank").expect("subjects");
+        let version = ecst::nats::ServerVersion::of(&client).expect("version");
+        StateStream::new("REDTEAM_ROUTER", subjects.clone())
+            .ensure(&js, version)
+            .await
+            .expect("stream");
+        let publisher = Publisher::new(js.clone(), subjects.clone());
+        let mut customers = Producer::<Customer>::new("urn:example:crm");
+        let mut orders = Producer::<Order>::new("urn:example:shop");
+        for i in 0..5u64 {
+            let c = customers
+                .upsert(customer(&format!("c-{i}"), "honest"))
+                .unwrap();
+            publisher.publish(&c).await.expect("publish");
+            let o = orders.upsert(order(&format!("o-{i}"), i)).unwrap();
+            publisher.publish(&o).await.expect("publish");
+        }
+        let mut settings = FollowSettings::new("REDTEAM_ROUTER", "router", subjects.clone());
+        settings.fetch_wait = Duration::from_millis(200);
+        settings.max_payload = 4096;
+        settings.lease_ttl = None;
+        let router = open_router(MemoryRouterStore::new()).await;
+        let mut follower = RouterFollower::start(client.clone(), settings, router)
+            .await
+            .expect("start");
+        tokio::time::timeout(PATIENCE, follower.catch_up())
+            .await
+            .expect("caught up in time")
+            .expect("catch up");
+
+        // The hostile publisher, with sequences far above the owners'.
+        let mut mallory_c = Producer::<Customer>::new("urn:example:mallory");
+        let mut mallory_o = Producer::<Order>::new("urn:example:mallory");
+        let high = ecst::Sequence::new(1_000_000);
+        // A fresh producer each: the same high sequence every time.
+        let raw = |_: &mut Producer<Customer>, id: &str| {
+            Bytes::from(
+                Producer::<Customer>::new("urn:example:mallory")
+                    .upsert_at(customer(id, "Mallory"), high)
+                    .unwrap()
+                    .to_json()
+                    .unwrap(),
+            )
+        };
+        let hostile: Vec<(&str, Bytes)> = vec![
+            // An order envelope on a customer subject (same key).
+            (
+                "bank.customer.c-0",
+                Bytes::from(
+                    mallory_o
+                        .upsert_at(order("c-0", 666), high)
+                        .unwrap()
+                        .to_json()
+                        .unwrap(),
+                ),
+            ),
+            // A customer envelope on an order subject.
+            ("bank.order.o-0", raw(&mut mallory_c, "o-0")),
+            // A customer envelope of c-1 on an unregistered entity's subject.
+            ("bank.invoice.c-1", raw(&mut mallory_c, "c-1")),
+            // The same on a subject differing by case.
+            ("bank.Customer.c-1", raw(&mut mallory_c, "c-1")),
+            // A customer envelope of c-2 on c-3's subject.
+            ("bank.customer.c-3", raw(&mut mallory_c, "c-2")),
+            // An oversized customer envelope of c-4, addressed right.
+            (
+                "bank.customer.c-4",
+                Bytes::from(
+                    mallory_c
+                        .upsert_at(customer("c-4", &"M".repeat(8192)), high)
+                        .unwrap()
+                        .to_json()
+                        .unwrap(),
+                ),
+            ),
+        ];
+        for (subject, payload) in &hostile {
+            js.publish(subject.to_string(), payload.clone())
+                .await
+                .expect("hostile publish")
+                .await
+                .expect("stored");
+        }
+        // Applied in part, then the broker crashes.
+        let _ = tokio::time::timeout(PATIENCE, follower.poll()).await;
+        server.restart();
+        // The owners publish again what the hostile subjects overwrote
+        // (each envelope retried while the client reconnects).
+        let again = [
+            customers.upsert(customer("c-0", "honest again")).unwrap(),
+            customers.upsert(customer("c-3", "honest again")).unwrap(),
+        ];
+        let order_again = orders.upsert(order("o-0", 100)).unwrap();
+        tokio::time::timeout(PATIENCE, async {
+            for envelope in &again {
+                while publisher.publish(envelope).await.is_err() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            while publisher.publish(&order_again).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await
+        .expect("published after the restart in time");
+        tokio::time::timeout(PATIENCE, async {
+            loop {
+                if let Ok(progress) = follower.poll().await {
+                    if progress.caught_up() {
+                        break;
+                    }
+                }
+            }
+        })
+        .await
+        .expect("caught up after the restart in time");
+
+        let router = follower.replica();
+        let held_customers: Vec<(String, String)> = router
+            .replica::<Customer>()
+            .unwrap()
+            .iter()
+            .map(|(k, c)| (k.clone(), c.name.clone()))
+            .collect();
+        let mut expected: Vec<(String, String)> = (0..5)
+            .map(|i| (format!("c-{i}"), "honest".to_owned()))
+            .collect();
+        // (c-4 is not published again: the `Publisher` refuses to put an
+        // older sequence over the hostile 1000000 on its subject.)
+        for key in ["c-0", "c-3"] {
+            if let Some(entry) = expected.iter_mut().find(|(k, _)| k == key) {
+                entry.1 = "honest again".to_owned();
+            }
+        }
+        let mut held_customers = held_customers;
+        held_customers.sort();
+        assert_eq!(held_customers, expected);
+        let held_orders: Vec<(String, u64)> = {
+            let mut v: Vec<(String, u64)> = router
+                .replica::<Order>()
+                .unwrap()
+                .iter()
+                .map(|(k, o)| (k.clone(), o.total))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            held_orders,
+            [
+                ("o-0".to_owned(), 100),
+                ("o-1".to_owned(), 1),
+                ("o-2".to_owned(), 2),
+                ("o-3".to_owned(), 3),
+                ("o-4".to_owned(), 4)
+            ]
+        );
+        // Parked under the entity and key each was sent to (some may have
+        // been superseded by the owners' new events since; none applied).
+        let parked: Vec<(&str, Option<&str>, ParkKind)> = router
+            .parked()
+            .map(|(e, p)| (e, p.key.as_deref(), p.reason.kind))
+            .collect();
+        for (entity, key, kind) in [
+            ("customer", "c-0", ParkKind::Misaddressed),
+            ("order", "o-0", ParkKind::Misaddressed),
+            ("customer", "c-3", ParkKind::Misaddressed),
+            ("customer", "c-4", ParkKind::Refused),
+        ] {
+            assert!(
+                parked.contains(&(entity, Some(key), kind)),
+                "{entity} {key} {kind:?} not in {parked:?}"
+            );
+        }
+        assert_eq!(parked.len(), 4, "{parked:?}");
+        assert_eq!(router.skipped().get("invoice"), Some(&1));
+        assert_eq!(router.skipped().get("Customer"), Some(&1));
+        let last = js
+            .get_stream("REDTEAM_ROUTER")
+            .await
+            .expect("stream")
+            .cached_info()
+            .state
+            .last_sequence;
+        assert_eq!(router.resume_after(), last);
+        follower.stop().await;
+    }
 }
