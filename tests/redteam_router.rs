@@ -16,7 +16,10 @@
 //!   entity without the other or ahead of the shared checkpoint; the
 //!   router, used again, reaches the expected state;
 //! - a consumer name switched from single `DurableReplica`s to a router
-//!   and back: each keeps its own checkpoint row, nothing is lost.
+//!   and back: each keeps its own checkpoint row, nothing is lost;
+//! - a change feed that panics leaves no share behind for the next call;
+//! - a `RouterFollower` against a real nats-server, with a hostile
+//!   publisher on the prefix and a broker crash, reaches the owners' state.
 
 #![cfg(all(feature = "sqlite", feature = "postgres"))]
 #![forbid(unsafe_code)]
@@ -804,4 +807,58 @@ mod over_nats {
         assert_eq!(router.resume_after(), last);
         follower.stop().await;
     }
+}
+
+/// A change feed that panics in the first entity's lane, the router used
+/// again (as behind a `tokio::sync::Mutex`, which does not poison): the
+/// next call reports only its own messages, and the checkpoint counts each
+/// change once (no share of the panicked batch is left behind in a later
+/// lane to be reported and counted again).
+#[tokio::test]
+async fn a_panicking_feed_leaves_no_share_behind_for_the_next_call() {
+    use futures_util::FutureExt;
+    use std::panic::AssertUnwindSafe;
+    use std::sync::{Arc, Mutex};
+
+    let log = mixed_log();
+    let mut router = open_router(MemoryRouterStore::new()).await;
+    router
+        .on_change::<Customer>(|change| {
+            assert_ne!(change.key, "c-1", "feed failure");
+        })
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let orders_seen = Arc::clone(&seen);
+    router
+        .on_change::<Order>(move |change| {
+            orders_seen
+                .lock()
+                .unwrap()
+                .push((change.key.clone(), change.sequence.get()));
+        })
+        .unwrap();
+    let all = messages(&log, 0);
+    // Positions 1..=4 (c-1, o-1, c-2, o-2): committed, then the customer
+    // feed panics.
+    let panicked = AssertUnwindSafe(router.apply_batch(&all[..4]))
+        .catch_unwind()
+        .await;
+    assert!(panicked.is_err());
+    assert_eq!(router.resume_after(), 4);
+    router.clear_on_change::<Customer>().unwrap();
+    // Position 5 only (a customer update).
+    let outcome = router.apply_batch(&all[4..5]).await.expect("commit");
+    let positions: Vec<u64> = outcome.applied.iter().map(|(s, _)| *s).collect();
+    assert_eq!(positions, [5]);
+    assert_eq!(
+        router.checkpoint().map(|c| (c.stream_sequence, c.applied)),
+        Some((5, 5))
+    );
+    // The orders' feed reported each order change at most once.
+    let reported = seen.lock().unwrap().clone();
+    let mut unique = reported.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(reported.len(), unique.len(), "{reported:?}");
+    assert!(reported.len() <= 2, "{reported:?}");
 }
