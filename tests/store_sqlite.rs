@@ -7,7 +7,7 @@ mod store_common;
 
 use ecst::store::sqlite::SqliteStore;
 use ecst::store::{Checkpoint, Commit, ReplicaStore};
-use store_common::{v1, Backend, Sqlite};
+use store_common::{v1, Sqlite};
 
 #[tokio::test]
 async fn commit_then_reopen() {

@@ -94,8 +94,22 @@ pub trait StateEvent: Serialize + DeserializeOwned + Send + Sync + 'static {
             // Checked whole, in one pass: the string reader does not check
             // each string again, as the slice reader would.
             Ok(text) => payload_from_json(version, serde_json::Deserializer::from_str(text)),
-            // Not UTF-8: the slice reader reports where it matters.
-            Err(_) => payload_from_json(version, serde_json::Deserializer::from_slice(json)),
+            // Not UTF-8: the slice reader reports where it matters. It
+            // skips strings it ignores (an unknown field) without checking
+            // them, so it can accept such a payload; JSON text is UTF-8
+            // wherever the bad bytes are, and an envelope holding the same
+            // payload is refused whole, so the payload is refused too.
+            Err(invalid) => {
+                let _read: Self =
+                    payload_from_json(version, serde_json::Deserializer::from_slice(json))?;
+                Err(PayloadError::Mismatch {
+                    version,
+                    source: <serde_json::Error as serde::de::Error>::custom(format_args!(
+                        "the payload is not UTF-8 (invalid byte at offset {})",
+                        invalid.valid_up_to()
+                    )),
+                })
+            }
         }
     }
 
