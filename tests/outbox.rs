@@ -16,20 +16,14 @@ mod nats_server;
 mod outbox_support;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
-use async_nats::jetstream::{self, Context};
-use ecst::nats::{Publisher, ServerVersion, StateStream, Subjects};
 use ecst::outbox::rusqlite::{self, Connection};
 use ecst::outbox::tokio_postgres;
 use ecst::outbox::{Outbox, OutboxError, OutboxRelay, RelayError, RelaySettings};
-use ecst::Envelope;
-use futures_util::StreamExt;
-use nats_server::NatsServer;
 use outbox_support::{
-    account, bounded, drain, drop_postgres, postgres, unique_table, Account, POSTGRES,
+    account, bounded, drain, drop_postgres, open_sqlite, postgres, unique_table, Account, Broker,
+    SqliteFile, POSTGRES,
 };
 
 const STREAM: &str = "OUTBOX";
@@ -40,99 +34,8 @@ fn table(test: &str) -> String {
     unique_table("outbox", test)
 }
 
-struct Broker {
-    server: NatsServer,
-    js: Context,
-    subjects: Subjects,
-}
-
 async fn broker() -> Broker {
-    let server = NatsServer::start();
-    let client = async_nats::ConnectOptions::new()
-        .reconnect_delay_callback(|_| Duration::from_millis(100))
-        .connect(server.url())
-        .await
-        .expect("connecting to nats-server");
-    let js = jetstream::new(client.clone());
-    let subjects = Subjects::new(PREFIX).unwrap();
-    let version = ServerVersion::of(&client).unwrap();
-    StateStream::new(STREAM, subjects.clone())
-        .ensure(&js, version)
-        .await
-        .expect("creating the state stream");
-    Broker {
-        server,
-        js,
-        subjects,
-    }
-}
-
-impl Broker {
-    fn publisher(&self) -> Publisher {
-        Publisher::new(self.js.clone(), self.subjects.clone())
-    }
-
-    /// The last event of every subject: key → (sequence, state).
-    async fn stream_state(&self) -> BTreeMap<String, (u64, Option<Account>)> {
-        let events = self.read_all().await;
-        let mut last = BTreeMap::new();
-        for envelope in events {
-            let state = envelope.state().cloned();
-            last.insert(envelope.key.clone(), (envelope.sequence.get(), state));
-        }
-        last
-    }
-
-    /// Every message the stream holds now, in stream order.
-    async fn read_all(&self) -> Vec<Envelope<Account>> {
-        let stream = self.js.get_stream(STREAM).await.unwrap();
-        let consumer = stream
-            .create_consumer(pull::Config {
-                deliver_policy: DeliverPolicy::All,
-                ack_policy: AckPolicy::None,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        let mut consumer = consumer;
-        let pending = consumer.info().await.unwrap().num_pending;
-        let mut out = Vec::new();
-        let mut messages = consumer.messages().await.unwrap();
-        while (out.len() as u64) < pending {
-            let message = bounded("reading the stream", messages.next())
-                .await
-                .unwrap()
-                .unwrap();
-            out.push(Envelope::<Account>::from_json(&message.payload).unwrap());
-        }
-        out
-    }
-
-    /// A consumer that records every event it sees, live, in stream order:
-    /// (key, sequence).
-    async fn observe(&self) -> (Arc<Mutex<Vec<(String, u64)>>>, tokio::task::JoinHandle<()>) {
-        let stream = self.js.get_stream(STREAM).await.unwrap();
-        let consumer = stream
-            .create_consumer(pull::Config {
-                deliver_policy: DeliverPolicy::All,
-                ack_policy: AckPolicy::None,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&seen);
-        let task = tokio::spawn(async move {
-            let mut messages = consumer.messages().await.unwrap();
-            while let Some(Ok(message)) = messages.next().await {
-                let envelope = Envelope::<Account>::from_json(&message.payload).unwrap();
-                sink.lock()
-                    .unwrap()
-                    .push((envelope.key.clone(), envelope.sequence.get()));
-            }
-        });
-        (seen, task)
-    }
+    outbox_support::broker(STREAM, PREFIX).await
 }
 
 /// Per key, the sequences seen must strictly increase.
@@ -146,51 +49,6 @@ fn assert_in_order(seen: &[(String, u64)]) {
             );
         }
     }
-}
-
-fn sqlite_file(test: &str) -> (tempdir::Dir, std::path::PathBuf) {
-    let dir = tempdir::Dir::new(test);
-    let path = dir.path().join("owner.db");
-    (dir, path)
-}
-
-/// A temporary directory, deleted on drop (no extra dependency).
-mod tempdir {
-    use std::path::{Path, PathBuf};
-
-    pub struct Dir(PathBuf);
-
-    impl Dir {
-        pub fn new(test: &str) -> Self {
-            let path = std::env::temp_dir().join(format!(
-                "ecst-outbox-{test}-{}-{}",
-                std::process::id(),
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos()
-            ));
-            std::fs::create_dir_all(&path).unwrap();
-            Dir(path)
-        }
-
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-fn open_sqlite(path: &std::path::Path) -> Connection {
-    let conn = Connection::open(path).unwrap();
-    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
-    conn.busy_timeout(Duration::from_secs(10)).unwrap();
-    conn
 }
 
 /// The owner's own table and its outbox, in one SQLite file.
@@ -238,7 +96,8 @@ async fn postgres_owner(outbox: &Outbox) -> tokio_postgres::Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_rollback_publishes_nothing_and_a_commit_publishes_once() {
     let broker = broker().await;
-    let (_dir, path) = sqlite_file("atomic");
+    let file = SqliteFile::new("atomic");
+    let path = file.path();
     let outbox = Outbox::new("urn:test:bank");
     let mut conn = sqlite_owner(&path, &outbox);
 
@@ -313,7 +172,8 @@ async fn postgres_rollback_publishes_nothing_and_a_commit_publishes_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_at_stage_time_and_never_reaches_the_relay() {
     let broker = broker().await;
-    let (_dir, path) = sqlite_file("bad");
+    let file = SqliteFile::new("bad");
+    let path = file.path();
     let outbox = Outbox::new("urn:test:bank")
         .with_max_event_bytes(2_000)
         .with_subjects(broker.subjects.clone());
@@ -365,7 +225,8 @@ async fn bad_input_is_refused_at_stage_time_and_never_reaches_the_relay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_that_does_not_decode_is_set_aside_and_blocks_nothing() {
     let broker = broker().await;
-    let (_dir, path) = sqlite_file("poison");
+    let file = SqliteFile::new("poison");
+    let path = file.path();
     let outbox = Outbox::new("urn:test:bank");
     let mut conn = sqlite_owner(&path, &outbox);
     // A row written by hand, by someone else: not an ecst event.
@@ -404,7 +265,8 @@ async fn a_row_that_does_not_decode_is_set_aside_and_blocks_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sent_rows_are_kept_for_the_retention_period_then_deleted_in_bounded_batches() {
     let broker = broker().await;
-    let (_dir, path) = sqlite_file("retention");
+    let file = SqliteFile::new("retention");
+    let path = file.path();
     let outbox = Outbox::new("urn:test:bank");
     let mut conn = sqlite_owner(&path, &outbox);
     let tx = conn.transaction().unwrap();
@@ -459,7 +321,8 @@ async fn sent_rows_are_kept_for_the_retention_period_then_deleted_in_bounded_bat
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_are_kept_while_the_broker_is_down_and_drained_when_it_returns() {
     let mut broker = broker().await;
-    let (_dir, path) = sqlite_file("down");
+    let file = SqliteFile::new("down");
+    let path = file.path();
     let outbox = Outbox::new("urn:test:bank");
     let mut conn = sqlite_owner(&path, &outbox);
     let mut relay = OutboxRelay::sqlite(&outbox, open_sqlite(&path), broker.publisher())
@@ -573,7 +436,8 @@ fn quick_settings() -> RelaySettings {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_relays_at_once_keep_per_key_order() {
     let broker = broker().await;
-    let (_dir, path) = sqlite_file("two");
+    let file = SqliteFile::new("two");
+    let path = file.path();
     let outbox = Outbox::new("urn:test:bank");
     drop(sqlite_owner(&path, &outbox));
     let (seen, observer) = broker.observe().await;
@@ -624,7 +488,8 @@ async fn two_relays_at_once_keep_per_key_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_cancelled_at_random_points_loses_nothing() {
     let broker = broker().await;
-    let (_dir, path) = sqlite_file("cancel");
+    let file = SqliteFile::new("cancel");
+    let path = file.path();
     let outbox = Outbox::new("urn:test:bank");
     drop(sqlite_owner(&path, &outbox));
     let (seen, observer) = broker.observe().await;

@@ -19,18 +19,18 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use async_nats::jetstream;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
-use async_nats::jetstream::{self, Context};
-use ecst::nats::{Publisher, ServerVersion, StateStream, Subjects};
+use ecst::nats::Publisher;
 use ecst::outbox::rusqlite::Connection;
 use ecst::outbox::tokio_postgres::error::SqlState;
 use ecst::outbox::tokio_postgres::{self, IsolationLevel};
 use ecst::outbox::{Outbox, OutboxError, OutboxRelay, RelaySettings};
 use ecst::{Envelope, Producer, Sequence, StateEvent};
 use futures_util::StreamExt;
-use nats_server::NatsServer;
 use outbox_support::{
-    account, bounded, drain, drop_postgres, postgres, unique_table, Account, POSTGRES,
+    account, bounded, drain, drop_postgres, postgres, unique_table, Account, Broker, SqliteFile,
+    Truth, POSTGRES,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -39,122 +39,18 @@ const STREAM: &str = "REDTEAM";
 const PREFIX: &str = "red";
 const SOURCE: &str = "urn:test:red";
 
-type Truth = BTreeMap<String, (u64, Option<Account>)>;
-
 /// A unique table name per test and process.
 fn table(test: &str) -> String {
     unique_table("red", test)
 }
 
-struct Broker {
-    _server: NatsServer,
-    js: Context,
-    subjects: Subjects,
-}
-
 async fn broker() -> Broker {
-    let server = NatsServer::start();
-    let client = async_nats::connect(server.url())
-        .await
-        .expect("connecting to nats-server");
-    let js = jetstream::new(client.clone());
-    let subjects = Subjects::new(PREFIX).unwrap();
-    let version = ServerVersion::of(&client).unwrap();
-    StateStream::new(STREAM, subjects.clone())
-        .ensure(&js, version)
-        .await
-        .expect("creating the state stream");
-    Broker {
-        _server: server,
-        js,
-        subjects,
-    }
-}
-
-impl Broker {
-    fn publisher(&self) -> Publisher {
-        Publisher::new(self.js.clone(), self.subjects.clone())
-    }
-
-    /// Every message the stream holds now, in stream order, as `T`.
-    async fn read_all<T: StateEvent>(&self) -> Vec<Envelope<T>> {
-        let stream = self.js.get_stream(STREAM).await.unwrap();
-        let mut consumer = stream
-            .create_consumer(pull::Config {
-                deliver_policy: DeliverPolicy::All,
-                ack_policy: AckPolicy::None,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        let pending = consumer.info().await.unwrap().num_pending;
-        let mut out = Vec::new();
-        let mut messages = consumer.messages().await.unwrap();
-        while (out.len() as u64) < pending {
-            let message = bounded("reading the stream", messages.next())
-                .await
-                .unwrap()
-                .unwrap();
-            out.push(Envelope::<T>::from_json(&message.payload).unwrap());
-        }
-        out
-    }
-
-    /// The last event of every subject: key → (sequence, state).
-    async fn stream_state(&self) -> Truth {
-        let mut last = BTreeMap::new();
-        for envelope in self.read_all::<Account>().await {
-            let state = envelope.state().cloned();
-            last.insert(envelope.key.clone(), (envelope.sequence.get(), state));
-        }
-        last
-    }
+    outbox_support::broker(STREAM, PREFIX).await
 }
 
 // ---------------------------------------------------------------------------
 // SQLite helpers
 // ---------------------------------------------------------------------------
-
-/// A temporary SQLite file, deleted with its directory on drop.
-struct SqliteFile(std::path::PathBuf);
-
-impl SqliteFile {
-    fn new(test: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "ecst-redteam-{test}-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        SqliteFile(dir)
-    }
-
-    fn path(&self) -> std::path::PathBuf {
-        self.0.join("owner.db")
-    }
-
-    fn open(&self) -> Connection {
-        let conn = Connection::open(self.path()).unwrap();
-        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
-        conn.busy_timeout(Duration::from_secs(10)).unwrap();
-        conn
-    }
-
-    fn owner(&self, outbox: &Outbox) -> Connection {
-        let conn = self.open();
-        outbox.create_sqlite(&conn).unwrap();
-        conn
-    }
-}
-
-impl Drop for SqliteFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn count(conn: &Connection, sql: &str) -> i64 {
     conn.query_row(sql, [], |row| row.get(0)).unwrap()
@@ -685,7 +581,7 @@ async fn a_relay_paused_past_its_lease_cannot_put_an_older_state_on_top() {
     let file = SqliteFile::new("paused");
     let outbox = Outbox::new(SOURCE);
     let mut conn = file.owner(&outbox);
-    let freezer = Freezer::start(&broker._server.url()).await;
+    let freezer = Freezer::start(&broker.server.url()).await;
     let slow_client = async_nats::connect(&freezer.url).await.unwrap();
     let slow_publisher = Publisher::new(jetstream::new(slow_client), broker.subjects.clone());
     let mut settings = RelaySettings::default();
