@@ -12,7 +12,9 @@
 //!   `DeliverPolicy::LastPerSubject`, the policy a new ecst follower uses (so
 //!   the server's side of that policy is not mistaken for ecst's cost);
 //! - `catch_up/ecst_memory`: `Follower::start` + `Follower::catch_up` into a
-//!   fresh `DurableReplica<Customer, MemoryStore>`;
+//!   fresh `DurableReplica<Customer, MemoryStore>` (JSON rows);
+//! - `catch_up/ecst_memory_typed`: the same into `MemoryStore::<Customer>::typed()`
+//!   (states kept as `Customer`, cloned, no JSON per commit);
 //! - `catch_up/ecst_sqlite_normal`, `catch_up/ecst_sqlite_full`: the same into
 //!   a fresh `SqliteStore` in a temp file, with `synchronous=NORMAL` and the
 //!   default `FULL`;
@@ -243,6 +245,10 @@ impl Bench {
 
     async fn ecst_memory(&self) -> Duration {
         self.ecst(MemoryStore::new()).await
+    }
+
+    async fn ecst_memory_typed(&self) -> Duration {
+        self.ecst(MemoryStore::<Customer>::typed()).await
     }
 
     async fn ecst_sqlite(&self, full: bool) -> Duration {
@@ -510,6 +516,9 @@ fn bench(c: &mut Criterion) {
     group.bench_function("ecst_memory", |b| {
         b.iter_custom(|iters| timed(&rt, iters, || bench.ecst_memory()))
     });
+    group.bench_function("ecst_memory_typed", |b| {
+        b.iter_custom(|iters| timed(&rt, iters, || bench.ecst_memory_typed()))
+    });
     group.bench_function("ecst_sqlite_normal", |b| {
         b.iter_custom(|iters| timed(&rt, iters, || bench.ecst_sqlite(false)))
     });
@@ -593,6 +602,7 @@ fn once(functions: &str) {
                         bench.raw_ack(DeliverPolicy::LastPerSubject).await
                     }
                     "catch_up/ecst_memory" => bench.ecst_memory().await,
+                    "catch_up/ecst_memory_typed" => bench.ecst_memory_typed().await,
                     "catch_up/ecst_sqlite_normal" => bench.ecst_sqlite(false).await,
                     "catch_up/ecst_sqlite_full" => bench.ecst_sqlite(true).await,
                     "catch_up/ecst_postgres" => bench.ecst_postgres().await,

@@ -1,6 +1,7 @@
 //! Catch-up as the replica grows: 10,000, 100,000 and 1,000,000 distinct
 //! keys applied into a fresh `DurableReplica<Customer, _>`, with the
-//! in-memory store (`MemoryStore::new()`, JSON rows) and with SQLite
+//! in-memory stores (`MemoryStore::new()`, JSON rows, and
+//! `MemoryStore::<Customer>::typed()`, states cloned) and with SQLite
 //! (`synchronous=NORMAL`, a temp file), through the transport-neutral path:
 //! `DurableReplica::apply_batch` of `ecst::consume::Message`s, batches of
 //! 1,000, each message built from an encoded envelope and addressed to its
@@ -16,8 +17,8 @@
 //! the bench never holds more than one batch of input (the resident memory
 //! it reports is the consumer's), opening the store, dropping the replica.
 //!
-//! - criterion group `scaling` (`memory/10000`, `memory/100000`,
-//!   `sqlite_normal/10000`, `sqlite_normal/100000`): criterion's usual
+//! - criterion group `scaling` (`memory/10000`, `memory/100000`, the same
+//!   for `memory_typed` and `sqlite_normal`): criterion's usual
 //!   repetitions, throughput in keys;
 //! - then the 1,000,000-key points, one measured run each (criterion's ten
 //!   samples of ~10 s each would take minutes per store), each in a fresh
@@ -28,9 +29,9 @@
 //!
 //! Run with `cargo bench -p ecst-benches --bench scaling`.
 //!
-//! `ECST_SCALING_ONCE=<store>:<keys>[,...]` (store `memory` or
-//! `sqlite_normal`) skips criterion and runs those points once each in this
-//! process, in order, printing the same line as the 1M children (the
+//! `ECST_SCALING_ONCE=<store>:<keys>[,...]` (store `memory`,
+//! `memory_typed` or `sqlite_normal`) skips criterion and runs those points
+//! once each in this process, in order, printing the same line as the 1M children (the
 //! memory figures are then those of the whole sequence: run one point per
 //! process to read one point's peak).
 
@@ -64,15 +65,17 @@ const ONCE: &str = "ECST_SCALING_ONCE";
 #[derive(Clone, Copy, Debug)]
 enum Backend {
     Memory,
+    MemoryTyped,
     SqliteNormal,
 }
 
 impl Backend {
-    const ALL: [Backend; 2] = [Backend::Memory, Backend::SqliteNormal];
+    const ALL: [Backend; 3] = [Backend::Memory, Backend::MemoryTyped, Backend::SqliteNormal];
 
     fn name(self) -> &'static str {
         match self {
             Backend::Memory => "memory",
+            Backend::MemoryTyped => "memory_typed",
             Backend::SqliteNormal => "sqlite_normal",
         }
     }
@@ -206,6 +209,7 @@ impl Drop for TempDb {
 fn run(rt: &Runtime, dir: &Path, n: u64, backend: Backend, keys: usize) -> (Spent, u64) {
     match backend {
         Backend::Memory => rt.block_on(catch_up(MemoryStore::new(), keys)),
+        Backend::MemoryTyped => rt.block_on(catch_up(MemoryStore::<Customer>::typed(), keys)),
         Backend::SqliteNormal => {
             let db = TempDb::new(dir, n);
             let store = SqliteStore::open(&db.path, "bench")
@@ -287,7 +291,9 @@ fn once(points: &str) {
         let (backend, keys) = point
             .split_once(':')
             .and_then(|(b, k)| Some((Backend::parse(b)?, k.parse::<usize>().ok()?)))
-            .unwrap_or_else(|| panic!("`{point}`: expected <memory|sqlite_normal>:<keys>"));
+            .unwrap_or_else(|| {
+                panic!("`{point}`: expected <memory|memory_typed|sqlite_normal>:<keys>")
+            });
         let (rss_before, _) = resident_mib();
         let (spent, rss_held) = run(&rt, &dir, n as u64, backend, keys);
         let (_, hwm) = resident_mib();
