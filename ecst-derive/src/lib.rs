@@ -15,8 +15,8 @@
 //! `#[state_event(derive(..))]` (`#[versioned(derive(..))]` for a nested
 //! type), e.g. `derive(Serialize, Clone, Debug, PartialEq)` to build old
 //! payloads in tests. These structs' derives are most of the compile time
-//! the derive adds (`scripts/compile-bench` measures it), so each one is
-//! opt-in.
+//! the derive adds (`scripts/compile-bench` measures it), so whatever
+//! reading and the schema lock do not need is opt-in.
 //!
 //! # Nested types that evolve
 //!
