@@ -1057,3 +1057,123 @@ async fn router_feed_panic_does_not_leak_into_the_next_batch() {
     assert_eq!(outcome.applied, vec![(3, Outcome::Inserted)], "{outcome:?}");
     assert_eq!(router.checkpoint().map(|c| c.applied), Some(3));
 }
+
+/// The stream's identity (`Checkpoint::stream_created`) set on a consumer
+/// is written with its next commit, never alone, read back on open, and
+/// cleared by a rewind: for a `DurableReplica` (its entity's row) and a
+/// `DurableRouter` (the `*` row).
+async fn the_stream_identity_is_stored<B>(backend: &B, test: &str)
+where
+    B: Backend,
+    B::Store: ecst::store::RouterStore,
+{
+    use ecst::store::DurableRouter;
+    // Nanoseconds matter: a stream's creation time is compared exactly.
+    let created = UNIX_EPOCH + Duration::new(1_764_000_000, 123_456_789);
+    let log = deleted_and_live();
+
+    let consumer = consumer(test);
+    let mut store = backend.open(&consumer).await;
+    backend.purge(&mut store).await;
+    let mut durable = DurableReplica::<v1::Account, _>::open(store)
+        .await
+        .expect("open");
+    durable.set_stream_created(created);
+    assert_eq!(durable.stream_created(), Some(created));
+    drop(durable);
+    let mut durable = DurableReplica::<v1::Account, _>::open(backend.open(&consumer).await)
+        .await
+        .expect("reopen");
+    assert_eq!(durable.checkpoint(), None, "nothing written by setting it");
+    assert_eq!(durable.stream_created(), None);
+    durable.set_stream_created(created);
+    durable.apply_batch(&log.all()).await.expect("batch");
+    drop(durable);
+    let mut durable = DurableReplica::<v1::Account, _>::open(backend.open(&consumer).await)
+        .await
+        .expect("reopen");
+    assert_eq!(
+        durable.checkpoint().and_then(|c| c.stream_created),
+        Some(created)
+    );
+    durable.rewind_stream_position().await.expect("rewind");
+    drop(durable);
+    let durable = DurableReplica::<v1::Account, _>::open(backend.open(&consumer).await)
+        .await
+        .expect("reopen");
+    assert_eq!(durable.stream_created(), None, "a rewind clears it");
+    let mut store = backend.open(&consumer).await;
+    backend.purge(&mut store).await;
+
+    let consumer = format!("{consumer}_router");
+    let mut store = backend.open(&consumer).await;
+    backend.purge(&mut store).await;
+    let mut router = DurableRouter::builder(store)
+        .register::<v1::Account>()
+        .expect("register")
+        .open()
+        .await
+        .expect("open");
+    router.set_stream_created(created);
+    router.apply_batch(&log.all()).await.expect("batch");
+    drop(router);
+    let router = DurableRouter::builder(backend.open(&consumer).await)
+        .register::<v1::Account>()
+        .expect("register")
+        .open()
+        .await
+        .expect("reopen");
+    assert_eq!(
+        router.checkpoint().and_then(|c| c.stream_created),
+        Some(created)
+    );
+    let mut store = backend.open(&consumer).await;
+    backend.purge(&mut store).await;
+}
+
+#[tokio::test]
+async fn sqlite_stores_the_stream_identity() {
+    let backend = Sqlite::new("redteam-identity");
+    the_stream_identity_is_stored(&backend, "redteam_identity").await;
+}
+
+#[tokio::test]
+async fn postgres_stores_the_stream_identity() {
+    the_stream_identity_is_stored(&Postgres::new(), "redteam_identity").await;
+}
+
+/// A stored floor above the stream position (written by hand) is lowered
+/// to the position on load: a redelivery at or below the position is
+/// still guarded, a new message above it is not.
+#[tokio::test]
+async fn a_floor_above_the_position_is_lowered_on_load() {
+    let mut producer = Producer::<v1::Account>::new("urn:example:bank");
+    let mut log = Log::default();
+    log.push(1, producer.upsert(account1("a-1", "Ada", 1)).unwrap());
+    log.push(2, producer.upsert(account1("a-2", "Bea", 2)).unwrap());
+    let mut store = MemoryStore::new();
+    ReplicaStore::<v1::Account>::commit(
+        &mut store,
+        Commit {
+            entries: vec![],
+            parked: &[],
+            unparked: &[],
+            purged: &[],
+            checkpoint: ecst::store::Checkpoint {
+                stream_sequence: 1,
+                purged_through: 50,
+                ..Default::default()
+            },
+        },
+    )
+    .await
+    .expect("commit");
+    let mut durable = DurableReplica::<v1::Account, _>::open(store)
+        .await
+        .expect("open");
+    assert_eq!(durable.checkpoint().map(|c| c.purged_through), Some(1));
+    let outcome = durable.apply_batch(&log.all()).await.expect("batch");
+    assert_eq!(outcome.applied, vec![(2, Outcome::Inserted)], "{outcome:?}");
+    assert_eq!(outcome.parked.len(), 1, "{outcome:?}");
+    assert_eq!(outcome.parked[0].1.kind, ParkKind::PurgedTombstone);
+}

@@ -53,8 +53,9 @@ use crate::sequence::Sequence;
 /// # Ok(()) }
 /// ```
 pub struct MemoryStore<T = AnyState> {
-    /// JSON rows, per key: sequence, read version, state (`None` for a
-    /// tombstone), deletion time (for a tombstone). Used by `MemoryStore`.
+    /// JSON rows, per key: sequence, read version, state with the schema
+    /// version it was written in (`None` for a tombstone), deletion time
+    /// (for a tombstone). Used by `MemoryStore`.
     rows: BTreeMap<String, StoredRow>,
     /// Typed rows, per key. Used by `MemoryStore<T>`.
     typed: HashMap<String, TypedRow<T>>,
@@ -67,7 +68,7 @@ pub struct MemoryStore<T = AnyState> {
 #[derive(Clone, Copy, Debug)]
 pub enum AnyState {}
 
-type StoredRow = (Sequence, u32, Option<String>, Option<SystemTime>);
+type StoredRow = (Sequence, u32, Option<(u32, String)>, Option<SystemTime>);
 
 /// One key in a typed store.
 #[derive(Clone)]
@@ -212,7 +213,9 @@ impl MemoryStore {
                     replica.restore_tombstone(key, *sequence, deleted_at);
                     continue;
                 }
-                Some(json) => match serde_json::from_str::<T>(json) {
+                // Upcast from the version it was written in, as the SQL
+                // stores do: a newer build reads an older build's rows.
+                Some((version, json)) => match T::from_json_version(*version, json.as_bytes()) {
                     Ok(state) => Change::Upsert(state),
                     Err(_) => continue,
                 },
@@ -227,7 +230,7 @@ impl MemoryStore {
         for entry in &commit.entries {
             let state = match entry.state.map(serde_json::to_string) {
                 None => None,
-                Some(Ok(json)) => Some(json),
+                Some(Ok(json)) => Some((T::VERSION, json)),
                 Some(Err(source)) => {
                     return Err(StoreError::EncodeState {
                         context: Box::new(StoreContext::new("memory", "", Some(T::ENTITY))),
