@@ -341,8 +341,10 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
     /// Applies the pending parked events again, in stream order, through
     /// the version gate; those that now decode leave the parking lot
     /// (whatever the gate says: an event older than what the key holds is
-    /// stale, and done), the others stay. Returns what happened, committed
-    /// in one transaction.
+    /// stale, and done), the others stay. Misaddressed, refused and
+    /// [`PurgedTombstone`](crate::consume::ParkKind::PurgedTombstone)
+    /// events are never applied (see [`Checkpoint::purged_through`]).
+    /// Returns what happened, committed in one transaction.
     pub async fn retry_parked(&mut self) -> Result<BatchOutcome, S::Error> {
         if self.stale_memory {
             self.reload().await?;

@@ -73,12 +73,23 @@ pub struct Checkpoint {
     /// purged ([`DurableReplica::purge_tombstones_before`]); `0` when none
     /// was, and after [`DurableReplica::rewind_stream_position`].
     ///
-    /// A message at or below it is a redelivery of one handled before the
-    /// purge. If it would make live a key the replica does not hold live,
-    /// the key's newer event was a delete whose tombstone was purged (the
-    /// message is an older upsert of a deleted key), so it is parked as
-    /// [`ParkKind::PurgedTombstone`](crate::consume::ParkKind::PurgedTombstone)
-    /// instead of applied.
+    /// A message at or below it (when it is above `0`) is a redelivery of
+    /// one handled before the purge:
+    ///
+    /// - an upsert that would make live a key the replica does not hold
+    ///   live (and that no tombstone at least as new makes
+    ///   [`Stale`](crate::Outcome::Stale)) is an older upsert of a key
+    ///   whose delete was purged: it is parked as
+    ///   [`ParkKind::PurgedTombstone`](crate::consume::ParkKind::PurgedTombstone)
+    ///   instead of applied;
+    /// - a message that cannot apply for another reason (a future version,
+    ///   say), of a key not held live, is parked as `PurgedTombstone` too
+    ///   (its first reason in the text), so that
+    ///   [`DurableReplica::retry_parked`] after an upgrade cannot bring the
+    ///   key back;
+    /// - a delete of a key the replica does not hold at all is `Stale`: it
+    ///   was applied before, and applying it again would make a tombstone
+    ///   older than the purged one.
     ///
     /// It is never above `stream_sequence` (a purge records the position,
     /// a rewind resets both). A stored checkpoint whose floor is above its
