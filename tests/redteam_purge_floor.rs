@@ -1177,3 +1177,101 @@ async fn a_floor_above_the_position_is_lowered_on_load() {
     assert_eq!(outcome.parked.len(), 1, "{outcome:?}");
     assert_eq!(outcome.parked[0].1.kind, ParkKind::PurgedTombstone);
 }
+
+/// Below the floor, the version gate decides wherever a tombstone is
+/// held: a redelivered upsert older than a tombstone still held is stale
+/// (not parked with a reason saying its key was purged), and a redelivered
+/// delete of a key the replica no longer holds is stale too, re-creating
+/// no older tombstone.
+#[tokio::test]
+async fn below_the_floor_a_held_tombstone_decides_and_no_older_one_comes_back() {
+    let mut producer = Producer::<v1::Account>::new("urn:example:bank");
+    let mut log = Log::default();
+    log.push(1, producer.upsert(account1("a-1", "Ada", 1)).unwrap());
+    log.push(2, producer.delete("a-1".to_owned()).unwrap());
+    log.push(3, producer.upsert(account1("a-2", "Bea", 2)).unwrap());
+    log.push(4, producer.delete("a-2".to_owned()).unwrap());
+    let mut durable = DurableReplica::<v1::Account, _>::open(MemoryStore::new())
+        .await
+        .expect("open");
+    durable.apply_batch(&log.all()).await.expect("batch");
+    let purged = durable
+        .purge_tombstones_before(SystemTime::now() + Duration::from_secs(3600))
+        .await
+        .expect("purge");
+    assert_eq!(purged, 2);
+    // The owner deletes a-1 again (a new stream position): a tombstone.
+    log.push(5, producer.delete("a-1".to_owned()).unwrap());
+    let outcome = durable.apply_batch(&log.at(&[5])).await.expect("delete");
+    assert_eq!(outcome.applied, vec![(5, Outcome::Deleted)]);
+
+    let outcome = durable
+        .apply_batch(&log.at(&[1, 4]))
+        .await
+        .expect("redelivery");
+    assert_eq!(
+        outcome.applied,
+        vec![(1, Outcome::Stale), (4, Outcome::Stale)],
+        "{outcome:?}"
+    );
+    assert!(outcome.parked.is_empty(), "{outcome:?}");
+    assert_eq!(durable.parked_len(), 0);
+    assert_eq!(
+        durable.replica().entry("a-2"),
+        None,
+        "no tombstone re-created"
+    );
+}
+
+/// A purge keeps the tombstone of a key with a pending parked event a
+/// retry may apply (the key is in flux); the upgrade's retry applies the
+/// parked upsert, newer than the delete.
+#[tokio::test]
+async fn a_purge_keeps_the_tombstone_of_a_key_in_flux() {
+    use store_common::{account2, v2};
+    let mut producer = Producer::<v2::Account>::new("urn:example:bank");
+    let mut log = Log::default();
+    let delete = producer
+        .delete("a-1".to_owned())
+        .unwrap()
+        .to_json()
+        .unwrap();
+    let mut delete: serde_json::Value = serde_json::from_slice(&delete).unwrap();
+    delete["schemaversion"] = serde_json::json!(1);
+    if let Some(object) = delete.as_object_mut() {
+        object.remove("dataschema");
+    }
+    log.0.push((
+        1,
+        "bank.account.a-1".into(),
+        serde_json::to_vec(&delete).unwrap(),
+    ));
+    log.push(
+        2,
+        producer.upsert(account2("a-1", "Ada", None, 10)).unwrap(),
+    );
+    let mut old = DurableReplica::<v1::Account, _>::open(MemoryStore::new())
+        .await
+        .expect("open");
+    let outcome = old.apply_batch(&log.all()).await.expect("batch");
+    assert_eq!(outcome.applied, vec![(1, Outcome::Deleted)], "{outcome:?}");
+    assert_eq!(outcome.parked[0].1.kind, ParkKind::FutureVersion);
+    let purged = old
+        .purge_tombstones_before(SystemTime::now() + Duration::from_secs(3600))
+        .await
+        .expect("purge");
+    assert_eq!(purged, 0);
+    assert!(matches!(
+        old.replica().entry("a-1"),
+        Some(Entry::Tombstone { .. })
+    ));
+    let mut new = DurableReplica::<v2::Account, _>::open(old.store().clone())
+        .await
+        .expect("upgrade");
+    let outcome = new.retry_parked().await.expect("retry");
+    assert_eq!(outcome.applied, vec![(2, Outcome::Inserted)], "{outcome:?}");
+    assert_eq!(
+        new.replica().get("a-1"),
+        Some(&account2("a-1", "Ada", None, 10))
+    );
+}
