@@ -1275,3 +1275,26 @@ async fn a_purge_keeps_the_tombstone_of_a_key_in_flux() {
         Some(&account2("a-1", "Ada", None, 10))
     );
 }
+
+/// Position 0 with no purge done, for a message that cannot apply: parked
+/// under its own reason (a future version, retried after the upgrade),
+/// not taken for a redelivery below the floor.
+#[tokio::test]
+async fn position_zero_that_cannot_apply_keeps_its_reason() {
+    use store_common::{account2, v2};
+    let mut producer = Producer::<v2::Account>::new("urn:example:bank");
+    let bytes = producer
+        .upsert(account2("a-0", "Zed", None, 0))
+        .unwrap()
+        .to_json()
+        .unwrap();
+    let mut durable = DurableReplica::<v1::Account, _>::open(MemoryStore::new())
+        .await
+        .unwrap();
+    let outcome = durable
+        .apply_batch(&[Message::new(0, "bank.account.a-0", &bytes)])
+        .await
+        .unwrap();
+    assert_eq!(outcome.parked.len(), 1, "{outcome:?}");
+    assert_eq!(outcome.parked[0].1.kind, ParkKind::FutureVersion);
+}

@@ -172,7 +172,7 @@ impl<T: StateEvent> Part<T> {
         unstorable: &Unstorable,
     ) -> Result<(Outcome, T::Key, Option<T>), (Option<String>, ParkReason)> {
         match self.apply_unfloored(message, purged_through, unstorable) {
-            Err((key, reason)) if message.stream_sequence <= purged_through => {
+            Err((key, reason)) if below(message.stream_sequence, purged_through) => {
                 Err(self.below_the_floor(message, purged_through, key, reason))
             }
             done => done,
@@ -280,7 +280,7 @@ impl<T: StateEvent> Part<T> {
             );
             return Err((Some(key.clone()), reason));
         }
-        let below_the_floor = purged_through > 0 && message.stream_sequence <= purged_through;
+        let below_the_floor = below(message.stream_sequence, purged_through);
         let held = self.replica.entry(&decoded.key);
         // A redelivered delete of a key purged since: handled before the
         // purge, and not to be re-created as an older tombstone.
@@ -620,6 +620,13 @@ impl<T: StateEvent> Part<T> {
         }
         pending.outcome
     }
+}
+
+/// Whether stream position `stream_sequence` is at or below the purge
+/// floor `purged_through`: never when no purge happened (`0`), so that
+/// position 0 is not taken for one handled before a purge.
+fn below(stream_sequence: u64, purged_through: u64) -> bool {
+    purged_through > 0 && stream_sequence <= purged_through
 }
 
 /// Whether [`Part::retry_parked`] tries a parked message of this kind
