@@ -9,8 +9,8 @@
 //!   explicit ack) fetching batches of 512 (ecst's default) and acking every
 //!   message, nothing else, until all 100k are consumed;
 //! - `catch_up/raw_ack_last_per_subject`: the same with
-//!   `DeliverPolicy::LastPerSubject`, the policy a new ecst follower uses (so
-//!   the server's side of that policy is not mistaken for ecst's cost);
+//!   `DeliverPolicy::LastPerSubject`, the policy a new ecst follower used
+//!   before it asked for `All` on a state stream (kept for the comparison);
 //! - `catch_up/ecst_memory`: `Follower::start` + `Follower::catch_up` into a
 //!   fresh `DurableReplica<Customer, MemoryStore>` (JSON rows);
 //! - `catch_up/ecst_memory_typed`: the same into `MemoryStore::<Customer>::typed()`
