@@ -602,3 +602,66 @@ async fn postgres_writers_of_one_key_get_distinct_increasing_sequences() {
     assert_eq!(broker.stream_state().await["hot"].0, 200);
     drop_postgres(&outbox).await;
 }
+
+// ---------------------------------------------------------------------------
+// The `subject` column (what a Debezium pipeline into NATS routes by)
+// ---------------------------------------------------------------------------
+
+/// An outbox given its subjects writes each row's NATS subject, exactly the
+/// one `Subjects::event` names (an awkward key encoded); one without writes
+/// `NULL`. A table made by a version without the column gets it when the
+/// tables are created again. SQLite and PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subject_column_holds_what_the_relay_publishes_on() {
+    let subjects = ecst::nats::Subjects::new(PREFIX).unwrap();
+    let awkward = "a 1.*>";
+    let expected = subjects.event("account", awkward).unwrap();
+
+    // SQLite.
+    let file = SqliteFile::new("subject");
+    let with = Outbox::new("urn:test:bank").with_subjects(subjects.clone());
+    let without = Outbox::new("urn:test:bank")
+        .with_table("outbox_nosubject")
+        .unwrap();
+    let mut conn = file.owner(&with);
+    // As a version without the column left it.
+    conn.execute_batch(&format!("ALTER TABLE {} DROP COLUMN subject", with.table()))
+        .unwrap();
+    with.create_sqlite(&conn).unwrap();
+    without.create_sqlite(&conn).unwrap();
+    let tx = conn.transaction().unwrap();
+    with.stage(&tx, &account(awkward, 1)).unwrap();
+    without.stage(&tx, &account("a-2", 2)).unwrap();
+    tx.commit().unwrap();
+    let subject_of = |table: &str| -> Option<String> {
+        conn.query_row(&format!("SELECT subject FROM {table}"), [], |row| {
+            row.get(0)
+        })
+        .unwrap()
+    };
+    assert_eq!(subject_of(with.table()), Some(expected.clone()));
+    assert_eq!(subject_of(without.table()), None);
+
+    // PostgreSQL.
+    let table = table("subject");
+    let with = Outbox::new("urn:test:bank")
+        .with_table(&table)
+        .unwrap()
+        .with_subjects(subjects);
+    let mut client = postgres_owner(&with).await;
+    client
+        .batch_execute(&format!("ALTER TABLE \"{table}\" DROP COLUMN subject"))
+        .await
+        .unwrap();
+    with.create_postgres(&mut client).await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    with.stage(&tx, &account(awkward, 1)).await.unwrap();
+    tx.commit().await.unwrap();
+    let row = client
+        .query_one(&format!("SELECT subject FROM \"{table}\""), &[])
+        .await
+        .unwrap();
+    let stored: Option<String> = row.get(0);
+    assert_eq!(stored, Some(expected));
+    drop_postgres(&with).await;
+}

@@ -56,6 +56,7 @@
 //! | `created_at` | when the row was staged |
 //! | `sent_at` | when the relay had it acknowledged (kept only with a retention period) |
 //! | `error` | why the relay could not publish the row (it is then skipped, and kept) |
+//! | `subject` | the NATS subject the relay publishes the row on, `<prefix>.<entity>.<encoded key>`, when the outbox was given its subjects ([`Outbox::with_subjects`], feature `nats`); `NULL` otherwise. A Debezium pipeline into NATS routes by it |
 //!
 //! `<table>_sequence` holds the last sequence per (`aggregatetype`,
 //! `aggregateid`): the first event of a key is sequence 1. An owner that
@@ -164,7 +165,8 @@ impl Outbox {
     /// keys are checked as the envelope decoder does: at most
     /// [`MAX_KEY_BYTES`](crate::envelope::MAX_KEY_BYTES) bytes, no control
     /// character, not empty, which fits any prefix and entity of up to 254
-    /// bytes).
+    /// bytes), and writing each row's subject in the column `subject` (what
+    /// a Debezium pipeline into NATS routes by; `docs/outbox-debezium.md`).
     #[cfg(feature = "nats")]
     #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
     #[must_use]

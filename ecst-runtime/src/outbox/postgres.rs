@@ -52,8 +52,11 @@ CREATE TABLE IF NOT EXISTS {outbox} (
     headers       jsonb       NOT NULL,
     created_at    timestamptz NOT NULL DEFAULT now(),
     sent_at       timestamptz,
-    error         text
+    error         text,
+    subject       text
 );
+-- A table created by an earlier version: `subject` was added.
+ALTER TABLE {outbox} ADD COLUMN IF NOT EXISTS subject text;
 CREATE INDEX IF NOT EXISTS {unsent} ON {outbox} (position)
     WHERE sent_at IS NULL AND error IS NULL;
 CREATE INDEX IF NOT EXISTS {sent} ON {outbox} (sent_at) WHERE sent_at IS NOT NULL;
@@ -119,7 +122,7 @@ CREATE TRIGGER {trigger} AFTER INSERT ON {outbox}
             });
         }
         let schemaversion = i32::try_from(row.schemaversion).unwrap_or(i32::MAX);
-        let params: [(&(dyn ToSql + Sync), Type); 8] = [
+        let params: [(&(dyn ToSql + Sync), Type); 9] = [
             (&row.id, Type::TEXT),
             (&row.aggregatetype, Type::TEXT),
             (&row.aggregateid, Type::TEXT),
@@ -128,12 +131,13 @@ CREATE TRIGGER {trigger} AFTER INSERT ON {outbox}
             (&row.sequence, Type::INT8),
             (&schemaversion, Type::INT4),
             (&row.headers, Type::TEXT),
+            (&row.subject, Type::TEXT),
         ];
         tx.execute_typed(
             &format!(
                 "INSERT INTO {} (id, aggregatetype, aggregateid, type, payload, sequence,
-                                     schemaversion, headers)
-                     VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8::jsonb)",
+                                     schemaversion, headers, subject)
+                     VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8::jsonb, $9)",
                 t.outbox
             ),
             &params,

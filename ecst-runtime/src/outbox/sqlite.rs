@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS {outbox} (
     headers       TEXT    NOT NULL,
     created_at    INTEGER NOT NULL,
     sent_at       INTEGER,
-    error         TEXT
+    error         TEXT,
+    subject       TEXT
 );
 CREATE INDEX IF NOT EXISTS {unsent} ON {base} (position)
     WHERE sent_at IS NULL AND error IS NULL;
@@ -43,7 +44,18 @@ CREATE TABLE IF NOT EXISTS {lease} (
     expires_at INTEGER NOT NULL
 );"
         ))
-        .map_err(|e| OutboxError::database("creating the tables", e))
+        .map_err(|e| OutboxError::database("creating the tables", e))?;
+        // A table created by an earlier version: `subject` was added. (A
+        // statement naming a missing column does not prepare; any other
+        // reason shows in the ALTER's error.)
+        let has_subject = conn
+            .prepare(&format!("SELECT subject FROM {outbox} LIMIT 0"))
+            .is_ok();
+        if !has_subject {
+            conn.execute_batch(&format!("ALTER TABLE {outbox} ADD COLUMN subject TEXT"))
+                .map_err(|e| OutboxError::database("creating the tables", e))?;
+        }
+        Ok(())
     }
 
     fn stage_sqlite<T: StateEvent + Clone>(
@@ -94,8 +106,8 @@ fn insert(tx: &Transaction<'_>, table: &str, row: &Row) -> Result<(), OutboxErro
     let now = now_millis();
     tx.prepare_cached(&format!(
         "INSERT INTO {table} (id, aggregatetype, aggregateid, type, payload, sequence,
-                              schemaversion, headers, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                              schemaversion, headers, created_at, subject)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
     ))
     .and_then(|mut statement| {
         statement.execute(params![
@@ -107,7 +119,8 @@ fn insert(tx: &Transaction<'_>, table: &str, row: &Row) -> Result<(), OutboxErro
             row.sequence,
             row.schemaversion,
             row.headers,
-            now
+            now,
+            row.subject
         ])
     })
     .map_err(|e| OutboxError::database("inserting the event", e))?;

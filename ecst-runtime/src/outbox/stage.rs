@@ -60,6 +60,10 @@ pub(crate) struct Row {
     pub(crate) schemaversion: i64,
     pub(crate) payload: String,
     pub(crate) headers: String,
+    /// The NATS subject the relay publishes it on, when the outbox knows
+    /// its subjects ([`Outbox::with_subjects`]): what a Debezium pipeline
+    /// routes by.
+    pub(crate) subject: Option<String>,
 }
 
 impl Row {
@@ -155,6 +159,13 @@ impl Outbox {
         // serde_json writes UTF-8.
         let payload = String::from_utf8(json).map_err(|e| OutboxError::database("encoding", e))?;
         let headers = serde_json::json!({ "Nats-Msg-Id": envelope.id }).to_string();
+        #[cfg(feature = "nats")]
+        let subject = self
+            .subjects
+            .as_ref()
+            .and_then(|subjects| subjects.event(T::ENTITY, &key_text).ok());
+        #[cfg(not(feature = "nats"))]
+        let subject = None;
         Ok(Row {
             id: envelope.id,
             aggregatetype: T::ENTITY,
@@ -164,6 +175,7 @@ impl Outbox {
             schemaversion: i64::from(T::VERSION),
             payload,
             headers,
+            subject,
         })
     }
 }
