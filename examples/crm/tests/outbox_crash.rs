@@ -16,9 +16,10 @@
 //!    every customer's sequences strictly increasing (nothing published
 //!    out of order) and every customer's last sequence.
 //!
-//! The default schedule is short (4,000 changes over 1,000 customers, per
+//! The default schedule is short (4,000 changes over 1,200 customers, per
 //! database); `ECST_OUTBOX_CRASH_CHANGES=20000` runs the full one (over
-//! 5,000 customers: a quarter of the changes). `ECST_OUTBOX_CRASH_SEED=<n>`
+//! 6,000 customers, three tenths of the changes, so that about 5,800 are
+//! touched: the issue asks for at least 5,000 keys). `ECST_OUTBOX_CRASH_SEED=<n>`
 //! replays other kill points.
 
 #[path = "../../../tests/support/nats_server.rs"]
@@ -209,7 +210,7 @@ fn postgres_a_relay_killed_at_random_points_loses_nothing_and_reorders_nothing()
 /// The crash run on the owner's database `db`; files go to `dir`.
 fn crash_run(name: &str, db: &Database, dir: &Path) {
     let changes = env_number("ECST_OUTBOX_CRASH_CHANGES", 4_000);
-    let keys = (changes / 4).max(1);
+    let keys = (changes * 3 / 10).max(1);
     let seed = env_number("ECST_OUTBOX_CRASH_SEED", 11);
     println!("{name}: changes={changes} keys={keys} seed={seed} (ECST_OUTBOX_CRASH_SEED)");
     let begun = Instant::now();
@@ -284,6 +285,7 @@ fn crash_run(name: &str, db: &Database, dir: &Path) {
         "the owner touched {} customers",
         truth.len()
     );
+    println!("{name}: customers touched={}", truth.len());
     let lost: Vec<_> = truth
         .iter()
         .filter(|(key, value)| replica.get(*key) != Some(value))
