@@ -416,7 +416,16 @@ async fn hostile_responder(
         .subscribe(subjects.bootstrap("account"))
         .await
         .unwrap();
-    hostile.flush().await.unwrap();
+    // `flush` does not wait for the server: an echo on this connection
+    // does, and the server handles a connection's messages in order, so
+    // the subscription is in place once the echo is back. (Without it the
+    // first request could find no responder: a CI failure seen once.)
+    let inbox = hostile.new_inbox();
+    let mut echo = hostile.subscribe(inbox.clone()).await.unwrap();
+    hostile.publish(inbox, Bytes::new()).await.unwrap();
+    bounded("an echo through the server", echo.next())
+        .await
+        .unwrap();
     tokio::spawn(async move {
         while let Some(request) = requests.next().await {
             let Some(reply) = request.reply else { continue };
