@@ -822,7 +822,7 @@ async fn registering_an_entity_twice_is_refused() {
         .register::<Customer>()
         .unwrap()
         .register::<Customer>();
-    let Err(error) = taken else {
+    let Err(ecst::store::RegisterError::Taken(error)) = taken else {
         panic!("registered twice")
     };
     assert_eq!(error.entity, "customer");

@@ -862,3 +862,168 @@ async fn a_panicking_feed_leaves_no_share_behind_for_the_next_call() {
     assert_eq!(reported.len(), unique.len(), "{reported:?}");
     assert!(reported.len() <= 2, "{reported:?}");
 }
+
+/// R1. An entity registered in a router after the router has consumed
+/// past its events: the new entity's replica starts at the SHARED
+/// checkpoint, so every earlier event of it is silently never applied.
+/// (Also: an entity dropped from the router and registered again later
+/// resumes with its old rows at the shared checkpoint, missing what came
+/// in between.)
+#[tokio::test]
+async fn an_entity_registered_later_gets_every_earlier_event_by_a_rewind() {
+    let log = mixed_log();
+    let db = TempDb::new("repro_r1");
+    // Version 1 of the consumer: customers only. Orders are skipped and
+    // passed by the checkpoint.
+    let mut router = DurableRouter::builder(SqliteStore::open(&db.0, "r1").unwrap())
+        .register::<Customer>()
+        .unwrap()
+        .open()
+        .await
+        .unwrap();
+    router.apply_batch(&messages(&log, 0)).await.unwrap();
+    assert_eq!(router.resume_after(), 8);
+    drop(router);
+    // Version 2 of the consumer registers orders too.
+    let mut router = open_router(SqliteStore::open(&db.0, "r1").unwrap()).await;
+    // The transport resumes after the checkpoint: nothing of o-2 comes.
+    router
+        .apply_batch(&messages(&log, router.resume_after()))
+        .await
+        .unwrap();
+    // EXPECTED: the orders' owner state (o-2 live at 25, o-1 deleted),
+    // or open() refusing / rewinding because `order` has no checkpoint.
+    // ACTUAL: the order replica is empty and the router says it is at 8.
+    assert_eq!(
+        router.replica::<Order>().unwrap().get("o-2"),
+        Some(&order("o-2", 25)),
+        "order registered after the checkpoint passed its events: resume_after = {}",
+        router.resume_after()
+    );
+}
+
+/// R1, continued, on PostgreSQL: a router reopened with the same entities
+/// resumes where it was; an entity dropped from the router is no longer
+/// covered by its checkpoint, so when it is registered again the router
+/// reads the stream again from the start and the entity gets what came in
+/// between (here o-3, published while only customers were consumed).
+#[tokio::test]
+async fn an_entity_dropped_and_registered_again_is_read_again_from_the_start() {
+    let mut log = mixed_log();
+    let mut orders = Producer::<Order>::new("urn:example:shop");
+    let o3 = orders.upsert(order("o-3", 30)).unwrap().to_json().unwrap();
+    push(&mut log, "order", "o-3", o3);
+    let name = consumer("r1_dropped_again");
+    let mut router = open_router(postgres(&name).await).await;
+    router.apply_batch(&messages(&log, 0)[..8]).await.unwrap();
+    drop(router);
+    let router = open_router(postgres(&name).await).await;
+    assert_eq!(router.resume_after(), 8, "same entities: no rewind");
+    drop(router);
+    let mut customers_only = DurableRouter::builder(postgres(&name).await)
+        .register::<Customer>()
+        .unwrap()
+        .open()
+        .await
+        .unwrap();
+    assert_eq!(
+        customers_only.resume_after(),
+        8,
+        "fewer entities: no rewind"
+    );
+    customers_only
+        .apply_batch(&messages(&log, 8))
+        .await
+        .unwrap();
+    assert_eq!(customers_only.resume_after(), 9);
+    drop(customers_only);
+    let mut router = open_router(postgres(&name).await).await;
+    assert_eq!(
+        router.resume_after(),
+        0,
+        "`order` registered again: rewound"
+    );
+    assert_eq!(
+        router.replica::<Order>().unwrap().get("o-2"),
+        Some(&order("o-2", 25)),
+        "its rows are kept"
+    );
+    router.apply_batch(&messages(&log, 0)).await.unwrap();
+    assert_eq!(
+        router.replica::<Order>().unwrap().get("o-3"),
+        Some(&order("o-3", 30))
+    );
+    drop(router);
+    let router = open_router(postgres(&name).await).await;
+    assert_eq!(router.resume_after(), 9, "covered again: no rewind");
+}
+
+/// R4 (red team's R5). The "no entity can be named `*`" rule is enforced
+/// by the derive only; `StateEvent` can be implemented by hand with
+/// `ENTITY = "*"`, whose `DurableReplica` would read and write a router's
+/// checkpoint row on the same consumer name. Refused, with a typed error,
+/// by `DurableReplica::open` on SQLite and PostgreSQL and by
+/// `RouterBuilder::register`; the router's checkpoint is untouched.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+pub struct Star {
+    pub id: String,
+}
+
+impl StateEvent for Star {
+    type Key = String;
+    const ENTITY: &'static str = "*";
+    const VERSION: u32 = 1;
+    fn key(&self) -> &String {
+        &self.id
+    }
+    fn deserialize_version<'de, D: serde::Deserializer<'de>>(
+        version: u32,
+        deserializer: D,
+    ) -> Result<Self, ecst::DecodeVersionError<D::Error>> {
+        match version {
+            1 => Star::deserialize(deserializer)
+                .map_err(|source| ecst::PayloadError::Mismatch { version, source }),
+            _ => Err(ecst::PayloadError::UnknownVersion { version, newest: 1 }),
+        }
+    }
+    fn schema(version: u32) -> Option<schemars::Schema> {
+        (version == 1).then(|| schemars::schema_for!(Star))
+    }
+}
+
+#[tokio::test]
+async fn an_entity_named_star_is_refused_by_replicas_and_routers() {
+    let log = mixed_log();
+    let db = TempDb::new("r4_star");
+    let mut router = open_router(SqliteStore::open(&db.0, "r4").unwrap()).await;
+    router.apply_batch(&messages(&log, 0)).await.unwrap();
+    drop(router);
+    let opened = DurableReplica::<Star, _>::open(SqliteStore::open(&db.0, "r4").unwrap()).await;
+    assert!(
+        matches!(
+            opened,
+            Err(ecst::store::StoreError::InvalidEntity { entity: "*", .. })
+        ),
+        "SQLite: {:?}",
+        opened.map(|star| star.resume_after())
+    );
+    let opened = DurableReplica::<Star, _>::open(postgres(&consumer("r4_star")).await).await;
+    assert!(
+        matches!(
+            opened,
+            Err(ecst::store::StoreError::InvalidEntity { entity: "*", .. })
+        ),
+        "PostgreSQL: {:?}",
+        opened.map(|star| star.resume_after())
+    );
+    let registered = DurableRouter::builder(MemoryRouterStore::new()).register::<Star>();
+    assert!(
+        matches!(
+            registered,
+            Err(ecst::store::RegisterError::InvalidEntity { entity: "*", .. })
+        ),
+        "the router registered `*`"
+    );
+    let router = open_router(SqliteStore::open(&db.0, "r4").unwrap()).await;
+    assert_eq!(router.resume_after(), 8);
+}

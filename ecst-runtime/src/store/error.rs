@@ -145,6 +145,20 @@ pub enum StoreError {
         /// The range the value must be in.
         expected: &'static str,
     },
+    /// The entity's name is not one token of letters, digits, `_` and `-`
+    /// starting with a letter (a hand-written
+    /// [`StateEvent`](crate::StateEvent) impl; the derive refuses such a
+    /// name): it could collide with a router's checkpoint row (`*`) or
+    /// with other entities' subjects.
+    #[error("{context}: `{entity}` is not a valid entity name: {reason}")]
+    InvalidEntity {
+        /// Where.
+        context: Box<StoreContext>,
+        /// The entity name.
+        entity: &'static str,
+        /// Why.
+        reason: &'static str,
+    },
 }
 
 /// The error and its causes, `a: b: c`, leaving out a cause its error's
@@ -188,7 +202,8 @@ impl StoreError {
             | StoreError::DecodeState { context, .. }
             | StoreError::FutureVersion { context, .. }
             | StoreError::InvalidKey { context, .. }
-            | StoreError::OutOfRange { context, .. } => context,
+            | StoreError::OutOfRange { context, .. }
+            | StoreError::InvalidEntity { context, .. } => context,
         }
     }
 }

@@ -47,7 +47,7 @@ pub use consumer::DurableConsumer;
 pub use durable::DurableReplica;
 pub use error::{StoreContext, StoreError};
 pub use memory::MemoryStore;
-pub use router::{DurableRouter, NotRegistered, RouterBuilder};
+pub use router::{DurableRouter, NotRegistered, RegisterError, RouterBuilder};
 pub use router_memory::MemoryRouterStore;
 pub use share::{RouterStore, ROUTER_CHECKPOINT_ENTITY};
 

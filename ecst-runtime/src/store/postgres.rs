@@ -8,7 +8,7 @@
 //! | table | key | columns |
 //! |---|---|---|
 //! | `ecst_replica` | `consumer, entity, key` | `sequence`, `schema_version`, `state` (`JSON`, `NULL` for a tombstone), `read_version`, `deleted_at` (a tombstone's deletion time, microseconds since the Unix epoch) |
-//! | `ecst_checkpoint` | `consumer, entity` | `stream_sequence`, `applied`, `purged_through`, `stream_created` (nanoseconds since the Unix epoch, `NULL` until recorded); a [`DurableRouter`](super::DurableRouter)'s one checkpoint under entity `*` ([`ROUTER_CHECKPOINT_ENTITY`]) |
+//! | `ecst_checkpoint` | `consumer, entity` | `stream_sequence`, `applied`, `purged_through`, `stream_created` (nanoseconds since the Unix epoch, `NULL` until recorded), `entities` (a router's: the entities its checkpoint covers, sorted, comma-separated; `NULL` otherwise); a [`DurableRouter`](super::DurableRouter)'s one checkpoint under entity `*` ([`ROUTER_CHECKPOINT_ENTITY`]) |
 //! | `ecst_parked` | `consumer, entity, stream_sequence` | `subject`, `key` (nullable), `reason`, `payload` (`BYTEA`), `kind`, `resolution` (nullable: pending) |
 //!
 //! Sequences and counters are `u64` in Rust and `BIGINT` in SQL: a value
@@ -36,7 +36,8 @@ use super::rows::{
 };
 use super::share::sealed::Sealed;
 use super::share::{
-    encode, EncodedEntry, EntityRows, RouterCommit, RouterRows, Share, ROUTER_CHECKPOINT_ENTITY,
+    check_entity_name, encode, EncodedEntry, EntityRows, RouterCommit, RouterRows, Share,
+    ROUTER_CHECKPOINT_ENTITY,
 };
 use super::{Checkpoint, Commit, Loaded, Parked, ReplicaStore, StoreContext, StoreError};
 use crate::event::StateEvent;
@@ -68,6 +69,7 @@ CREATE TABLE IF NOT EXISTS ecst_checkpoint (
     applied         BIGINT NOT NULL,
     purged_through  BIGINT NOT NULL DEFAULT 0,
     stream_created  BIGINT,
+    entities        TEXT,
     PRIMARY KEY (consumer, entity)
 );
 CREATE TABLE IF NOT EXISTS ecst_parked (
@@ -90,6 +92,7 @@ ALTER TABLE ecst_parked ADD COLUMN IF NOT EXISTS kind TEXT;
 ALTER TABLE ecst_parked ADD COLUMN IF NOT EXISTS resolution TEXT;
 ALTER TABLE ecst_checkpoint ADD COLUMN IF NOT EXISTS purged_through BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE ecst_checkpoint ADD COLUMN IF NOT EXISTS stream_created BIGINT;
+ALTER TABLE ecst_checkpoint ADD COLUMN IF NOT EXISTS entities TEXT;
 DO $$
 BEGIN
     IF (SELECT data_type FROM information_schema.columns
@@ -141,13 +144,14 @@ DELETE FROM ecst_parked
 WHERE consumer = $1 AND entity = $2 AND stream_sequence = ANY($3::bigint[])";
 
 const UPSERT_CHECKPOINT: &str = "
-INSERT INTO ecst_checkpoint (consumer, entity, stream_sequence, applied, purged_through, stream_created)
-VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO ecst_checkpoint (consumer, entity, stream_sequence, applied, purged_through, stream_created, entities)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (consumer, entity) DO UPDATE SET
     stream_sequence = EXCLUDED.stream_sequence,
     applied = EXCLUDED.applied,
     purged_through = EXCLUDED.purged_through,
-    stream_created = EXCLUDED.stream_created";
+    stream_created = EXCLUDED.stream_created,
+    entities = EXCLUDED.entities";
 
 const SELECT_ENTRIES: &str = "
 SELECT key, sequence, schema_version, state::text, read_version, deleted_at FROM ecst_replica
@@ -298,6 +302,7 @@ impl PostgresStore {
 
     async fn load_now<T: StateEvent>(&mut self) -> Result<Loaded<T>, StoreError> {
         let context = self.context(Some(T::ENTITY));
+        check_entity_name(T::ENTITY, &context)?;
         let consumer = self.consumer.as_str();
         let tx = begin_load(&mut self.client, &context).await?;
         let (rows, parked) = read_entity(&tx, &self.statements, consumer, &context).await?;
@@ -348,12 +353,24 @@ impl PostgresStore {
             &context,
         )
         .await?;
+        let covered: Option<String> = tx
+            .query_opt(
+                "SELECT entities FROM ecst_checkpoint WHERE consumer = $1 AND entity = $2",
+                &[&consumer, &ROUTER_CHECKPOINT_ENTITY],
+            )
+            .await
+            .map_err(|e| context.database("reading ecst_checkpoint", e))?
+            .map(|row| row.try_get(0))
+            .transpose()
+            .map_err(|e| context.database("reading ecst_checkpoint", e))?
+            .flatten();
         tx.commit()
             .await
             .map_err(|e| context.database("finishing the load", e))?;
         Ok(RouterRows {
             entities: loaded,
             checkpoint,
+            covered,
         })
     }
 
@@ -364,6 +381,7 @@ impl PostgresStore {
         shares: &[Share<'_>],
         checkpoint_entity: &str,
         checkpoint: &Checkpoint,
+        covered: Option<&str>,
     ) -> Result<(), StoreError> {
         let consumer = self.consumer.as_str();
         let context = StoreContext::new(BACKEND, consumer, None);
@@ -395,6 +413,7 @@ impl PostgresStore {
                 &applied,
                 &purged_through,
                 &created_column(checkpoint),
+                &covered,
             ],
         )
         .await
@@ -668,7 +687,10 @@ impl<T: StateEvent> ReplicaStore<T> for PostgresStore {
         let context = self.context(None);
         async move {
             match share {
-                Ok(share) => self.commit_now(&[share], T::ENTITY, &checkpoint).await,
+                Ok(share) => {
+                    self.commit_now(&[share], T::ENTITY, &checkpoint, None)
+                        .await
+                }
                 Err(unencodable) => Err(unencodable.into_error(context)),
             }
         }
@@ -690,7 +712,12 @@ impl Sealed for PostgresStore {
     }
 
     async fn commit_router(&mut self, commit: RouterCommit<'_>) -> Result<(), StoreError> {
-        self.commit_now(&commit.shares, ROUTER_CHECKPOINT_ENTITY, &commit.checkpoint)
-            .await
+        self.commit_now(
+            &commit.shares,
+            ROUTER_CHECKPOINT_ENTITY,
+            &commit.checkpoint,
+            Some(&commit.covered),
+        )
+        .await
     }
 }

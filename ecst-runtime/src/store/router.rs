@@ -6,7 +6,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;
 
 use super::part::{Part, Pending, Unstorable};
-use super::share::{encode, EntityRows, RouterCommit, RouterStore, Share, Unencodable};
+use super::share::{
+    covered_entities, covers, encode, entity_name_problem, EntityRows, RouterCommit, RouterStore,
+    Share, Unencodable,
+};
 use super::{BatchOutcome, Checkpoint, Message, Parked, StoreContext, StoreError};
 use crate::consume::{Address, ParkKind, ParkReason, ParkingLimits};
 use crate::envelope::decode_header;
@@ -76,6 +79,20 @@ const OTHER_SKIPPED: &str = "*";
 /// # let _ = (outcome, customers); Ok(()) }
 /// ```
 ///
+/// # Registering another entity later
+///
+/// The checkpoint records which entities it covers (stored with it). When
+/// [`RouterBuilder::open`] finds a registered entity the stored checkpoint
+/// does not cover (registered since, or dropped and registered again), it
+/// rewinds the stream position to `0` and records the new entity list, in
+/// one commit: [`DurableRouter::resume_after`] is then `0`, the transport
+/// delivers the stream again (a `RouterFollower` from the latest event of
+/// every key), the new entity gets every event it missed, and the other
+/// entities' events are duplicates to the version gate. A dropped entity's
+/// rows stay in the store; it is simply no longer covered. A checkpoint
+/// written before the list was recorded covers nothing: the first open
+/// rewinds once.
+///
 /// # Cancellation
 ///
 /// As with `DurableReplica`: every async method is cancellation-safe; a
@@ -85,6 +102,8 @@ pub struct DurableRouter<S: RouterStore> {
     routes: Vec<Box<dyn Route>>,
     store: S,
     checkpoint: Option<Checkpoint>,
+    /// The entities the stored checkpoint covers, as stored with it.
+    covered: Option<String>,
     /// Memory may be ahead of the store: reload before the next batch.
     stale_memory: bool,
     /// The identity of the stream being read, to write with every
@@ -104,6 +123,27 @@ pub struct RouterBuilder<S: RouterStore> {
     limits: ParkingLimits,
 }
 
+/// Why an entity cannot be registered in a router
+/// ([`RouterBuilder::register`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegisterError {
+    /// A replica of this entity name is already registered.
+    #[error(transparent)]
+    Taken(#[from] EntityTaken),
+    /// The entity name is not `[A-Za-z][A-Za-z0-9_-]*` (a hand-written
+    /// [`StateEvent`] impl; the derive refuses such a name): it could take
+    /// the router's own checkpoint row (`*`) or collide with other
+    /// entities' subjects.
+    #[error("`{entity}` is not a valid entity name: {reason}")]
+    InvalidEntity {
+        /// The entity name.
+        entity: &'static str,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
 /// The entity is not registered in this router.
 #[derive(Debug, thiserror::Error)]
 #[error("no replica for entity `{entity}` is registered in this router")]
@@ -114,9 +154,19 @@ pub struct NotRegistered {
 
 impl<S: RouterStore> RouterBuilder<S> {
     /// Registers a replica of entity `T`.
-    pub fn register<T: StateEvent>(mut self) -> Result<Self, EntityTaken> {
+    ///
+    /// Errors: [`RegisterError::Taken`] when `T`'s entity name is already
+    /// registered, [`RegisterError::InvalidEntity`] when it is not
+    /// `[A-Za-z][A-Za-z0-9_-]*`.
+    pub fn register<T: StateEvent>(mut self) -> Result<Self, RegisterError> {
+        if let Some(reason) = entity_name_problem(T::ENTITY) {
+            return Err(RegisterError::InvalidEntity {
+                entity: T::ENTITY,
+                reason,
+            });
+        }
         if self.routes.iter().any(|route| route.entity() == T::ENTITY) {
-            return Err(EntityTaken { entity: T::ENTITY });
+            return Err(EntityTaken { entity: T::ENTITY }.into());
         }
         self.routes.push(Box::new(Lane::<T>::default()));
         Ok(self)
@@ -142,12 +192,14 @@ impl<S: RouterStore> RouterBuilder<S> {
             routes: self.routes,
             store: self.store,
             checkpoint: None,
+            covered: None,
             stale_memory: true,
             stream_created: None,
             skipped: BTreeMap::new(),
             telemetry: crate::telemetry::Telemetry::default(),
         };
         router.reload().await?;
+        router.cover_new_entities().await?;
         Ok(router)
     }
 }
@@ -172,8 +224,27 @@ impl<S: RouterStore> DurableRouter<S> {
             route.install(rows)?;
         }
         self.checkpoint = loaded.checkpoint.map(|c| c.loaded(ROUTER_LABEL));
+        self.covered = loaded.covered;
         self.stale_memory = false;
         Ok(())
+    }
+
+    /// When the stored checkpoint does not cover every registered entity
+    /// (one registered since it was written, or one removed and registered
+    /// again), rewinds the stream position to `0` and records the new
+    /// entity list with it, in one commit: the stream is read again from
+    /// the start, the new entity gets every event it missed, and the
+    /// others' events below the old position are duplicates.
+    async fn cover_new_entities(&mut self) -> Result<(), StoreError> {
+        let Some(mut checkpoint) = self.checkpoint else {
+            return Ok(());
+        };
+        if covers(self.covered.as_deref(), self.entities()) {
+            return Ok(());
+        }
+        checkpoint.stream_sequence = 0;
+        checkpoint.purged_through = 0;
+        self.commit_now(Some(checkpoint)).await
     }
 
     /// The same router, reporting as consumer `consumer` of stream
@@ -405,6 +476,7 @@ impl<S: RouterStore> DurableRouter<S> {
         // Set before anything can fail or be dropped: memory is ahead of
         // the store until the commit is known to have landed.
         self.stale_memory = true;
+        let covered = covered_entities(self.routes.iter().map(|route| route.entity()));
         let shares = self
             .routes
             .iter()
@@ -416,10 +488,15 @@ impl<S: RouterStore> DurableRouter<S> {
             Err(unencodable) => return Ok(Err(unencodable)),
         };
         self.store
-            .commit_router(RouterCommit { shares, checkpoint })
+            .commit_router(RouterCommit {
+                shares,
+                checkpoint,
+                covered: covered.clone(),
+            })
             .await?;
         self.stale_memory = false;
         self.checkpoint = Some(checkpoint);
+        self.covered = Some(covered);
         // Committed: no await from here on, so a dropped future cannot skip
         // the feeds. Every route's share is taken before any feed runs: a
         // feed that panics must leave no committed share behind, to be

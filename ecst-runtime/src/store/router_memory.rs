@@ -19,6 +19,8 @@ const BACKEND: &str = "memory";
 pub struct MemoryRouterStore {
     entities: BTreeMap<&'static str, Table>,
     checkpoint: Option<Checkpoint>,
+    /// The entities the checkpoint covers.
+    covered: Option<String>,
 }
 
 /// One entity's rows.
@@ -81,6 +83,7 @@ impl MemoryRouterStore {
         RouterRows {
             entities,
             checkpoint: self.checkpoint,
+            covered: self.covered.clone(),
         }
     }
 
@@ -142,6 +145,7 @@ impl MemoryRouterStore {
             }
         }
         self.checkpoint = Some(commit.checkpoint);
+        self.covered = Some(commit.covered);
         Ok(())
     }
 }

@@ -17,6 +17,39 @@ use crate::event::StateEvent;
 /// digits, `_` and `-`).
 pub const ROUTER_CHECKPOINT_ENTITY: &str = "*";
 
+/// What is wrong with `entity` as an entity name, if anything: it must be
+/// `[A-Za-z][A-Za-z0-9_-]*`, one token of the NATS subject
+/// `<prefix>.<entity>.<key>` (the rule the `StateEvent` derive enforces at
+/// compile time; a hand-written impl is checked here, when a store or
+/// router takes it).
+pub(crate) fn entity_name_problem(entity: &str) -> Option<&'static str> {
+    let mut chars = entity.chars();
+    match chars.next() {
+        None => Some("it is empty"),
+        Some(first) if !first.is_ascii_alphabetic() => Some("it does not start with a letter"),
+        Some(_) if !chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') => {
+            Some("it holds a character other than a letter, a digit, `_` or `-`")
+        }
+        Some(_) => None,
+    }
+}
+
+/// [`entity_name_problem`] as the [`StoreError::InvalidEntity`] of a store
+/// in `context`.
+pub(crate) fn check_entity_name(
+    entity: &'static str,
+    context: &StoreContext,
+) -> Result<(), StoreError> {
+    match entity_name_problem(entity) {
+        None => Ok(()),
+        Some(reason) => Err(StoreError::InvalidEntity {
+            context: Box::new(context.clone()),
+            entity,
+            reason,
+        }),
+    }
+}
+
 /// A durable home for several replicas of one consumer and their one
 /// checkpoint: the store of a [`DurableRouter`](super::DurableRouter).
 ///
@@ -60,6 +93,11 @@ pub(crate) mod sealed {
         pub entities: Vec<EntityRows>,
         /// The router's checkpoint, `None` for a new consumer.
         pub checkpoint: Option<Checkpoint>,
+        /// The entities the checkpoint covers, as stored with it
+        /// ([`covered_entities`](super::covered_entities)); `None` when
+        /// there is no checkpoint or it was written before they were
+        /// recorded.
+        pub covered: Option<String>,
     }
 
     /// One entity's rows, not yet decoded.
@@ -79,10 +117,33 @@ pub(crate) mod sealed {
         pub shares: Vec<Share<'a>>,
         /// The checkpoint after the batch.
         pub checkpoint: Checkpoint,
+        /// The entities the checkpoint covers (the router's registered
+        /// entities, [`covered_entities`](super::covered_entities)), stored
+        /// with it.
+        pub covered: String,
     }
 }
 
 pub(crate) use sealed::{EntityRows, RouterCommit, RouterRows};
+
+/// The entities a router's checkpoint covers, as stored with it: the names,
+/// sorted, without duplicates, joined by `,` (no entity name holds one).
+pub(crate) fn covered_entities<'a>(entities: impl IntoIterator<Item = &'a str>) -> String {
+    let mut names: Vec<&str> = entities.into_iter().collect();
+    names.sort_unstable();
+    names.dedup();
+    names.join(",")
+}
+
+/// Whether every one of `entities` is covered by `covered` (as stored by
+/// [`covered_entities`]; `None`: nothing is known to be covered).
+pub(crate) fn covers<'a>(
+    covered: Option<&str>,
+    entities: impl IntoIterator<Item = &'a str>,
+) -> bool {
+    let covered: Vec<&str> = covered.map_or_else(Vec::new, |c| c.split(',').collect());
+    entities.into_iter().all(|entity| covered.contains(&entity))
+}
 
 /// One entity's share of a commit, its states encoded: what a
 /// [`Commit`](super::Commit) is, without the type.

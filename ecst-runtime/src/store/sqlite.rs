@@ -8,7 +8,7 @@
 //! | table | key | columns |
 //! |---|---|---|
 //! | `ecst_replica` | `consumer, entity, key` | `sequence`, `schema_version`, `state` (JSON text, `NULL` for a tombstone), `read_version`, `deleted_at` (a tombstone's deletion time, microseconds since the Unix epoch) |
-//! | `ecst_checkpoint` | `consumer, entity` | `stream_sequence`, `applied`, `purged_through`, `stream_created` (nanoseconds since the Unix epoch, `NULL` until recorded); a [`DurableRouter`](super::DurableRouter)'s one checkpoint under entity `*` ([`ROUTER_CHECKPOINT_ENTITY`]) |
+//! | `ecst_checkpoint` | `consumer, entity` | `stream_sequence`, `applied`, `purged_through`, `stream_created` (nanoseconds since the Unix epoch, `NULL` until recorded), `entities` (a router's: the entities its checkpoint covers, sorted, comma-separated; `NULL` otherwise); a [`DurableRouter`](super::DurableRouter)'s one checkpoint under entity `*` ([`ROUTER_CHECKPOINT_ENTITY`]) |
 //! | `ecst_parked` | `consumer, entity, stream_sequence` | `subject`, `key` (nullable), `reason`, `payload` (blob), `kind`, `resolution` (nullable: pending) |
 //!
 //! Sequences and counters are `u64` in Rust and signed 64-bit integers in
@@ -40,7 +40,10 @@ use super::rows::{
     StoredParked, StoredRow,
 };
 use super::share::sealed::Sealed;
-use super::share::{encode, EntityRows, RouterCommit, RouterRows, Share, ROUTER_CHECKPOINT_ENTITY};
+use super::share::{
+    check_entity_name, encode, EntityRows, RouterCommit, RouterRows, Share,
+    ROUTER_CHECKPOINT_ENTITY,
+};
 use super::{Checkpoint, Commit, Loaded, Parked, ReplicaStore, StoreContext, StoreError};
 use crate::event::StateEvent;
 use crate::replica::Replica;
@@ -69,6 +72,7 @@ CREATE TABLE IF NOT EXISTS ecst_checkpoint (
     applied         INTEGER NOT NULL,
     purged_through  INTEGER NOT NULL DEFAULT 0,
     stream_created  INTEGER,
+    entities        TEXT,
     PRIMARY KEY (consumer, entity)
 ) STRICT;
 CREATE TABLE IF NOT EXISTS ecst_parked (
@@ -120,13 +124,14 @@ const DELETE_PARKED: &str =
     "DELETE FROM ecst_parked WHERE consumer = ?1 AND entity = ?2 AND stream_sequence = ?3";
 
 const UPSERT_CHECKPOINT: &str = "
-INSERT INTO ecst_checkpoint (consumer, entity, stream_sequence, applied, purged_through, stream_created)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+INSERT INTO ecst_checkpoint (consumer, entity, stream_sequence, applied, purged_through, stream_created, entities)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
 ON CONFLICT (consumer, entity) DO UPDATE SET
     stream_sequence = excluded.stream_sequence,
     applied = excluded.applied,
     purged_through = excluded.purged_through,
-    stream_created = excluded.stream_created";
+    stream_created = excluded.stream_created,
+    entities = excluded.entities";
 
 /// A [`ReplicaStore`] in an SQLite database, for one consumer and any number
 /// of entity types.
@@ -221,6 +226,7 @@ impl SqliteStore {
                 "INTEGER NOT NULL DEFAULT 0",
             ),
             ("ecst_checkpoint", "stream_created", "INTEGER"),
+            ("ecst_checkpoint", "entities", "TEXT"),
         ] {
             let present: i64 = self
                 .connection
@@ -312,6 +318,7 @@ impl SqliteStore {
 
     fn load_now<T: StateEvent>(&mut self) -> Result<Loaded<T>, StoreError> {
         let context = self.context(Some(T::ENTITY));
+        check_entity_name(T::ENTITY, &context)?;
         let consumer = self.consumer.as_str();
         // One read transaction: the three tables from the same snapshot.
         let tx = self
@@ -355,11 +362,21 @@ impl SqliteStore {
             });
         }
         let checkpoint = read_checkpoint(&tx, consumer, ROUTER_CHECKPOINT_ENTITY, &context)?;
+        let covered: Option<String> = tx
+            .query_row(
+                "SELECT entities FROM ecst_checkpoint WHERE consumer = ?1 AND entity = ?2",
+                params![consumer, ROUTER_CHECKPOINT_ENTITY],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| context.database("reading ecst_checkpoint", e))?
+            .flatten();
         tx.commit()
             .map_err(|e| context.database("finishing the load", e))?;
         Ok(RouterRows {
             entities: loaded,
             checkpoint,
+            covered,
         })
     }
 
@@ -370,6 +387,7 @@ impl SqliteStore {
         shares: &[Share<'_>],
         checkpoint_entity: &str,
         checkpoint: &Checkpoint,
+        covered: Option<&str>,
     ) -> Result<(), StoreError> {
         let consumer = self.consumer.as_str();
         let context = StoreContext::new(BACKEND, consumer, None);
@@ -398,7 +416,8 @@ impl SqliteStore {
                 stream_sequence,
                 applied,
                 purged_through,
-                created_column(checkpoint)
+                created_column(checkpoint),
+                covered
             ],
         )
         .map_err(write)?;
@@ -603,7 +622,7 @@ impl<T: StateEvent> ReplicaStore<T> for SqliteStore {
         );
         let checkpoint = commit.checkpoint;
         let result = match share {
-            Ok(share) => self.commit_now(&[share], T::ENTITY, &checkpoint),
+            Ok(share) => self.commit_now(&[share], T::ENTITY, &checkpoint, None),
             Err(unencodable) => Err(unencodable.into_error(self.context(None))),
         };
         ready(result)
@@ -630,6 +649,11 @@ impl Sealed for SqliteStore {
         &mut self,
         commit: RouterCommit<'_>,
     ) -> impl core::future::Future<Output = Result<(), StoreError>> + Send {
-        ready(self.commit_now(&commit.shares, ROUTER_CHECKPOINT_ENTITY, &commit.checkpoint))
+        ready(self.commit_now(
+            &commit.shares,
+            ROUTER_CHECKPOINT_ENTITY,
+            &commit.checkpoint,
+            Some(&commit.covered),
+        ))
     }
 }
