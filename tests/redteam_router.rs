@@ -1027,3 +1027,78 @@ async fn an_entity_named_star_is_refused_by_replicas_and_routers() {
     let router = open_router(SqliteStore::open(&db.0, "r4").unwrap()).await;
     assert_eq!(router.resume_after(), 8);
 }
+
+/// R3. A message on a REGISTERED entity's subject whose key is not in
+/// ecst's subject encoding, e.g. `bank.customer.a%41` from a foreign
+/// publisher that percent-encodes more than needed: a
+/// `DurableReplica<Customer>` parks it; the router skipped it (no durable
+/// trace). Its invalid address now names the entity (NATS:
+/// `Subjects::message_address`), and the router parks it under that
+/// entity, stored, as the replica does. An invalid address naming an
+/// unregistered entity, or none, is still skipped.
+#[tokio::test]
+async fn an_undecodable_key_on_a_registered_subject_is_parked_as_by_a_replica() {
+    let mut customers = Producer::<Customer>::new("urn:example:crm");
+    let json = customers
+        .upsert(customer("aA", "Ada"))
+        .unwrap()
+        .to_json()
+        .unwrap();
+    let subject = "bank.customer.a%41";
+    let address = || {
+        ecst::consume::InvalidAddress::of_entity(
+            "customer",
+            format!("subject `{subject}` is not the subject of a state event: bad key"),
+        )
+    };
+    #[cfg(feature = "nats")]
+    {
+        let from_nats = ecst::nats::Subjects::new("bank")
+            .unwrap()
+            .message_address(subject);
+        let Address::Invalid(invalid) = from_nats else {
+            panic!("decoded: {from_nats:?}")
+        };
+        assert_eq!(invalid.entity, Some("customer"));
+    }
+    let message = || Message::new(1, subject, &json).addressed(Address::Invalid(address()));
+    let mut single = DurableReplica::<Customer, _>::open(ecst::store::MemoryStore::new())
+        .await
+        .unwrap();
+    let parked_by_single = single.apply_batch(&[message()]).await.unwrap().parked.len();
+    assert_eq!(parked_by_single, 1);
+    let db = TempDb::new("r3_invalid_key");
+    let mut router = open_router(SqliteStore::open(&db.0, "r3").unwrap()).await;
+    let outcome = router.apply_batch(&[message()]).await.unwrap();
+    assert_eq!(
+        (outcome.parked.len(), router.pending_parked()),
+        (1, 1),
+        "router skipped it instead: {:?}",
+        outcome.rejected
+    );
+    let unregistered = ecst::consume::InvalidAddress::of_entity("invoice", "bad key");
+    let nameless = ecst::consume::InvalidAddress::from("bad subject");
+    let outcome = router
+        .apply_batch(&[
+            Message::new(2, "bank.invoice.a%41", &json).addressed(Address::Invalid(unregistered)),
+            Message::new(3, "bank..x", &json).addressed(Address::Invalid(nameless)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!((outcome.parked.len(), outcome.rejected.len()), (0, 2));
+    drop(router);
+    let router = open_router(SqliteStore::open(&db.0, "r3").unwrap()).await;
+    let parked: Vec<_> = router
+        .parked()
+        .map(|(entity, parked)| {
+            (
+                entity,
+                parked.stream_sequence,
+                parked.key.clone(),
+                parked.reason.kind,
+            )
+        })
+        .collect();
+    assert_eq!(parked, vec![("customer", 1, None, ParkKind::Misaddressed)]);
+    assert_eq!(router.resume_after(), 3);
+}

@@ -24,9 +24,66 @@ pub enum Address<'a> {
         key: Cow<'a, str>,
     },
     /// The transport's address is not the address of a state event (a
-    /// subject without a key, an undecodable key): why. Such a message is
-    /// parked as misaddressed.
-    Invalid(Cow<'a, str>),
+    /// subject without a key, an undecodable key): why, and the entity it
+    /// names when it names one. Such a message is parked as misaddressed
+    /// (by a [`DurableRouter`](crate::store::DurableRouter), under that
+    /// entity; skipped when it names none).
+    Invalid(InvalidAddress<'a>),
+}
+
+/// Why a transport address is not the address of a state event, and the
+/// entity it names, if any (on NATS, the `<entity>` token of
+/// `<prefix>.<entity>.<bad key>`). Made from a reason alone with
+/// `.into()` (no entity).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidAddress<'a> {
+    /// The entity the address names, when it names one.
+    pub entity: Option<&'a str>,
+    /// Why it is not the address of a state event.
+    pub reason: Cow<'a, str>,
+}
+
+impl<'a> InvalidAddress<'a> {
+    /// An invalid address naming `entity`, for `reason`.
+    pub fn of_entity(entity: &'a str, reason: impl Into<Cow<'a, str>>) -> Self {
+        InvalidAddress {
+            entity: Some(entity),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl AsRef<str> for InvalidAddress<'_> {
+    fn as_ref(&self) -> &str {
+        &self.reason
+    }
+}
+
+impl core::fmt::Display for InvalidAddress<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl<'a> From<Cow<'a, str>> for InvalidAddress<'a> {
+    fn from(reason: Cow<'a, str>) -> Self {
+        InvalidAddress {
+            entity: None,
+            reason,
+        }
+    }
+}
+
+impl From<String> for InvalidAddress<'_> {
+    fn from(reason: String) -> Self {
+        Cow::<str>::Owned(reason).into()
+    }
+}
+
+impl<'a> From<&'a str> for InvalidAddress<'a> {
+    fn from(reason: &'a str) -> Self {
+        Cow::Borrowed(reason).into()
+    }
 }
 
 impl Address<'_> {

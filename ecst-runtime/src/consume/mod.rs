@@ -19,7 +19,7 @@ mod parked;
 pub(crate) mod parking;
 mod retry;
 
-pub use message::{Address, Message};
+pub use message::{Address, InvalidAddress, Message};
 pub use outcome::BatchOutcome;
 pub(crate) use parked::printable;
 pub use parked::{ParkKind, ParkReason, Parked, Resolution};

@@ -194,6 +194,36 @@ impl Subjects {
         Ok(Address { entity, key })
     }
 
+    /// What `subject` addresses, as a consumer's
+    /// [`Address`](crate::consume::Address): the entity and key of
+    /// [`Subjects::address`], or, when it is not the subject of a state
+    /// event, why, with the entity token when the subject is under the
+    /// prefix and has one (`<prefix>.<entity>` or
+    /// `<prefix>.<entity>.<bad key>`), so that a router parks it under
+    /// that entity as its replica would.
+    pub fn message_address<'s>(&self, subject: &'s str) -> crate::consume::Address<'s> {
+        use crate::consume::{Address as Consumed, InvalidAddress};
+        match self.address(subject) {
+            Ok(address) => Consumed::Key {
+                entity: address.entity,
+                key: address.key,
+            },
+            Err(error) => {
+                let reason =
+                    format!("subject `{subject}` is not the subject of a state event: {error}");
+                let entity = subject
+                    .strip_prefix(self.prefix.as_str())
+                    .and_then(|rest| rest.strip_prefix('.'))
+                    .map(|rest| rest.split_once('.').map_or(rest, |(entity, _)| entity))
+                    .filter(|entity| !entity.is_empty());
+                Consumed::Invalid(InvalidAddress {
+                    entity,
+                    reason: reason.into(),
+                })
+            }
+        }
+    }
+
     /// The decoded key of a subject of `entity` (borrowed from the subject
     /// when it needed no decoding), or `None` for a subject of another
     /// entity or one that is not an encoding ecst writes.
@@ -393,6 +423,27 @@ pub(crate) fn is_publishable(subject: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_invalid_subject_names_its_entity_when_it_has_one() {
+        use crate::consume::Address as Consumed;
+        let subjects = Subjects::new("bank").unwrap();
+        let entity_of = |subject| match subjects.message_address(subject) {
+            Consumed::Invalid(invalid) => invalid.entity,
+            other => panic!("{subject}: {other:?}"),
+        };
+        assert_eq!(entity_of("bank.customer.a%41"), Some("customer"));
+        assert_eq!(entity_of("bank.customer"), Some("customer"));
+        assert_eq!(entity_of("bank..c-1"), None);
+        assert_eq!(entity_of("other.customer.a%41"), None);
+        assert!(matches!(
+            subjects.message_address("bank.customer.c-1"),
+            Consumed::Key {
+                entity: "customer",
+                ..
+            }
+        ));
+    }
+
     use super::*;
 
     #[test]

@@ -50,14 +50,17 @@ const OTHER_SKIPPED: &str = "*";
 ///
 /// A message whose entity has no replica here (a stream that carries more
 /// entities than this consumer needs), or whose entity cannot be read at
-/// all (an unaddressed message whose envelope names none, an address that
-/// is not one of a state event), is **skipped and counted**, not parked:
+/// all (an unaddressed message whose envelope names none, an invalid
+/// address that names no entity), is **skipped and counted**, not parked:
 /// it is reported in [`BatchOutcome::rejected`] with its stream sequence and
 /// a [`ParkKind::Invalid`] or [`ParkKind::Misaddressed`] reason, logged
 /// (a `tracing` DEBUG event, target `ecst`, feature `tracing`), counted in
 /// [`DurableRouter::skipped`] by entity, and passed by the checkpoint. A
 /// message of a registered entity that cannot be applied is parked under
-/// that entity, as a `DurableReplica` would.
+/// that entity, as a `DurableReplica` would; so is a message whose
+/// [invalid address](crate::consume::InvalidAddress) names a registered
+/// entity (on NATS, `<prefix>.<entity>.<key>` with a key that is not in
+/// ecst's encoding).
 ///
 /// ```no_run
 /// # #[cfg(feature = "sqlite")]
@@ -414,10 +417,15 @@ impl<S: RouterStore> DurableRouter<S> {
         };
         match &message.address {
             Address::Key { entity, .. } => route(entity),
-            Address::Invalid(why) => Err(Skip {
-                entity: String::new(),
-                reason: ParkReason::new(ParkKind::Misaddressed, why),
-            }),
+            // An address that names a registered entity but no valid key
+            // is parked under that entity, as its `DurableReplica` would.
+            Address::Invalid(why) => match why.entity {
+                Some(entity) => route(entity),
+                None => Err(Skip {
+                    entity: String::new(),
+                    reason: ParkReason::new(ParkKind::Misaddressed, why),
+                }),
+            },
             Address::Unaddressed => match decode_header(message.payload) {
                 Ok((header, _)) => route(&header.entity),
                 Err(error) => error
