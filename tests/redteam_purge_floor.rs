@@ -548,7 +548,8 @@ async fn sqlite_store_of_an_older_build_gets_the_floor() {
             "stream_sequence",
             "applied",
             "purged_through",
-            "stream_created"
+            "stream_created",
+            "entities"
         ]
     );
 }

@@ -1102,3 +1102,118 @@ async fn an_undecodable_key_on_a_registered_subject_is_parked_as_by_a_replica() 
     assert_eq!(parked, vec![("customer", 1, None, ParkKind::Misaddressed)]);
     assert_eq!(router.resume_after(), 3);
 }
+
+/// R2 (red team's R4). Two routers on one consumer name (two processes, or a deploy that
+/// overlaps; no NATS lease when each follows with its own durable name or
+/// the Message API): the second writes its own stale memory over the
+/// first's rows with no error. The store's checkpoint goes BACK and a
+/// key's state goes back to an older sequence; after a restart the newer
+/// event is never delivered again (it is below neither checkpoint's
+/// resume point... it is below the first's and the first is gone).
+/// Documented: "One consumer name must have one writer at a time" -- but
+/// nothing detects it; a compare-and-set on the checkpoint row (commit
+/// only if the stored checkpoint is the one this router loaded) would.
+#[tokio::test]
+async fn a_second_writer_on_one_consumer_name_is_refused_by_the_checkpoint() {
+    let mut log = mixed_log();
+    let mut customers = Producer::<Customer>::new("urn:example:crm");
+    // Position 9: a customer nobody else touches.
+    let c9 = customers
+        .upsert(customer("c-9", "Nine"))
+        .unwrap()
+        .to_json()
+        .unwrap();
+    push(&mut log, "customer", "c-9", c9);
+    let db = TempDb::new("repro_r4");
+    let mut first = open_router(SqliteStore::open(&db.0, "r4").unwrap()).await;
+    let mut second = open_router(SqliteStore::open(&db.0, "r4").unwrap()).await;
+    first.apply_batch(&messages(&log, 0)[..8]).await.unwrap();
+    // The second, opened before, gets position 1 (c-1 "Ada", seq 1) late.
+    let late = second.apply_batch(&messages(&log, 0)[..1]).await;
+    // The first goes on: position 9, checkpoint 9.
+    first.apply_batch(&messages(&log, 8)).await.unwrap();
+    drop((first, second));
+    let reopened = open_router(SqliteStore::open(&db.0, "r4").unwrap()).await;
+    // EXPECTED: the second's commit failed with a typed error (another
+    // writer moved the checkpoint since it loaded), and the store holds
+    // c-1 = "Ada L." (seq 2).
+    // ACTUAL: Ok; the store holds c-1 = "Ada" (seq 1) with checkpoint 9:
+    // position 2 is never delivered again, c-1 stays stale until its
+    // owner publishes it again.
+    assert!(
+        matches!(
+            late,
+            Err(ecst::store::StoreError::CheckpointMoved {
+                seen: None,
+                stored: Some(8),
+                ..
+            })
+        ),
+        "the second writer's commit: {late:?}"
+    );
+    assert_eq!(reopened.resume_after(), 9);
+    assert_eq!(
+        reopened.replica::<Customer>().unwrap().get("c-1"),
+        Some(&customer("c-1", "Ada L."))
+    );
+}
+
+/// R2, on PostgreSQL, for a router and for single `DurableReplica`s: a
+/// second writer opened before the first committed is refused (typed
+/// error, nothing written); reloaded, it writes over what it now saw.
+#[tokio::test]
+async fn a_second_writer_is_refused_on_postgres_for_routers_and_replicas() {
+    let log = mixed_log();
+    let name = consumer("r2_second_writer");
+    let mut first = open_router(postgres(&name).await).await;
+    let mut second = open_router(postgres(&name).await).await;
+    first.apply_batch(&messages(&log, 0)[..4]).await.unwrap();
+    let late = second.apply_batch(&messages(&log, 0)[..1]).await;
+    assert!(
+        matches!(
+            late,
+            Err(ecst::store::StoreError::CheckpointMoved {
+                seen: None,
+                stored: Some(4),
+                ..
+            })
+        ),
+        "router: {late:?}"
+    );
+    // The refused writer reloads before its next batch: it then sees the
+    // first's checkpoint and may go on (the first must not, now).
+    second.apply_batch(&messages(&log, 4)).await.unwrap();
+    assert_eq!(second.resume_after(), 8);
+    assert!(first.apply_batch(&messages(&log, 4)).await.is_err());
+
+    let name = consumer("r2_second_replica");
+    let batch = messages(&log, 0);
+    let customers: Vec<_> = batch
+        .iter()
+        .filter(|m| m.subject.starts_with("bank.customer."))
+        .cloned()
+        .collect();
+    let mut first = DurableReplica::<Customer, _>::open(postgres(&name).await)
+        .await
+        .unwrap();
+    let mut second = DurableReplica::<Customer, _>::open(postgres(&name).await)
+        .await
+        .unwrap();
+    first.apply_batch(&customers[1..]).await.unwrap();
+    let late = second.apply_batch(&customers[..1]).await;
+    assert!(
+        matches!(
+            late,
+            Err(ecst::store::StoreError::CheckpointMoved { seen: None, .. })
+        ),
+        "replica: {late:?}"
+    );
+    let reopened = DurableReplica::<Customer, _>::open(postgres(&name).await)
+        .await
+        .unwrap();
+    assert_eq!(reopened.resume_after(), 7);
+    assert_eq!(
+        reopened.replica().get("c-1"),
+        Some(&customer("c-1", "Ada L."))
+    );
+}

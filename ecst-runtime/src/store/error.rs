@@ -145,6 +145,27 @@ pub enum StoreError {
         /// The range the value must be in.
         expected: &'static str,
     },
+    /// Another writer committed on this consumer name (and entity, or
+    /// router) since this store last loaded or committed it: two processes
+    /// (or an overlapping deploy) writing one consumer name. Nothing was
+    /// written; reload to continue from what the store holds. One consumer
+    /// name must have one writer at a time.
+    #[error(
+        "{context}: another writer moved the checkpoint since this one last read or wrote it \
+         (stream position {}, now {}); nothing was written: one consumer name must have one \
+         writer at a time",
+        shown_position(.seen),
+        shown_position(.stored)
+    )]
+    CheckpointMoved {
+        /// Where.
+        context: Box<StoreContext>,
+        /// The stream position this writer last loaded or committed
+        /// (`None`: no checkpoint).
+        seen: Option<u64>,
+        /// The stream position stored now (`None`: no checkpoint).
+        stored: Option<u64>,
+    },
     /// The entity's name is not one token of letters, digits, `_` and `-`
     /// starting with a letter (a hand-written
     /// [`StateEvent`](crate::StateEvent) impl; the derive refuses such a
@@ -178,6 +199,10 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+fn shown_position(position: &Option<u64>) -> String {
+    position.map_or_else(|| "none".to_owned(), |p| p.to_string())
+}
+
 fn for_key(key: &Option<String>) -> String {
     key.as_ref()
         .map_or_else(String::new, |key| format!(" (key `{key}`)"))
@@ -203,7 +228,8 @@ impl StoreError {
             | StoreError::FutureVersion { context, .. }
             | StoreError::InvalidKey { context, .. }
             | StoreError::OutOfRange { context, .. }
-            | StoreError::InvalidEntity { context, .. } => context,
+            | StoreError::InvalidEntity { context, .. }
+            | StoreError::CheckpointMoved { context, .. } => context,
         }
     }
 }

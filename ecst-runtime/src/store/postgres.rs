@@ -31,8 +31,8 @@ use tokio_postgres::{Client, IsolationLevel, NoTls, Statement};
 pub use tokio_postgres;
 
 use super::rows::{
-    checkpoint_columns, created_column, restore_row, stored_checkpoint, to_bigint, to_micros,
-    StoredParked, StoredRow,
+    check_unmoved, checkpoint_columns, created_column, restore_row, stored_checkpoint, to_bigint,
+    to_micros, RawCheckpoint, StoredParked, StoredRow,
 };
 use super::share::sealed::Sealed;
 use super::share::{
@@ -161,6 +161,12 @@ const SELECT_CHECKPOINT: &str = "
 SELECT stream_sequence, applied, purged_through, stream_created FROM ecst_checkpoint
 WHERE consumer = $1 AND entity = $2";
 
+/// Serializes the commits of one consumer name and checkpoint row (even
+/// before the row exists), so that the check that it is still the row this
+/// writer saw and the write are one step.
+const LOCK_CHECKPOINT: &str = "
+SELECT pg_advisory_xact_lock(hashtext($1::text || '/' || $2::text))";
+
 const SELECT_PARKED: &str = "
 SELECT stream_sequence, subject, key, reason, payload, kind, resolution FROM ecst_parked
 WHERE consumer = $1 AND entity = $2
@@ -176,6 +182,7 @@ struct Statements {
     select_entries: Statement,
     select_checkpoint: Statement,
     select_parked: Statement,
+    lock_checkpoint: Statement,
 }
 
 /// A [`ReplicaStore`] in PostgreSQL, for one consumer and any number of
@@ -183,7 +190,11 @@ struct Statements {
 ///
 /// Rows are keyed by the consumer name and the entity name of the
 /// replica's type, so several consumers and entities can share one
-/// database. One consumer name must have one writer at a time. Every
+/// database. One consumer name must have one writer at a time: a commit
+/// checks, in its transaction and under an advisory lock on the consumer
+/// name and checkpoint row, that the row is still the one this store last
+/// loaded or committed, and otherwise fails with
+/// [`StoreError::CheckpointMoved`], writing nothing. Every
 /// [`ReplicaStore::commit`] is one transaction (one statement per table,
 /// the rows passed as arrays); every [`ReplicaStore::load`] reads from one
 /// `REPEATABLE READ` snapshot.
@@ -204,6 +215,9 @@ pub struct PostgresStore {
     client: Client,
     consumer: String,
     statements: Statements,
+    /// The checkpoint rows last loaded or committed, by entity (`*`: a
+    /// router's): a commit writes only over the row it saw.
+    seen: HashMap<String, Option<RawCheckpoint>>,
 }
 
 impl PostgresStore {
@@ -260,11 +274,13 @@ impl PostgresStore {
             select_entries: client.prepare(SELECT_ENTRIES).await.map_err(prepare)?,
             select_checkpoint: client.prepare(SELECT_CHECKPOINT).await.map_err(prepare)?,
             select_parked: client.prepare(SELECT_PARKED).await.map_err(prepare)?,
+            lock_checkpoint: client.prepare(LOCK_CHECKPOINT).await.map_err(prepare)?,
         };
         Ok(PostgresStore {
             client,
             consumer: consumer.to_owned(),
             statements,
+            seen: HashMap::new(),
         })
     }
 
@@ -293,7 +309,9 @@ impl PostgresStore {
             .await
             .map_err(fail)?;
         }
-        tx.commit().await.map_err(fail)
+        tx.commit().await.map_err(fail)?;
+        self.seen.clear();
+        Ok(())
     }
 
     fn context(&self, entity: Option<&'static str>) -> StoreContext {
@@ -306,11 +324,14 @@ impl PostgresStore {
         let consumer = self.consumer.as_str();
         let tx = begin_load(&mut self.client, &context).await?;
         let (rows, parked) = read_entity(&tx, &self.statements, consumer, &context).await?;
-        let checkpoint =
-            read_checkpoint(&tx, &self.statements, consumer, T::ENTITY, &context).await?;
+        let raw = read_checkpoint(&tx, &self.statements, consumer, T::ENTITY, &context).await?;
         tx.commit()
             .await
             .map_err(|e| context.database("finishing the load", e))?;
+        let checkpoint = raw
+            .map(|(columns, created)| stored_checkpoint(columns, created, &context))
+            .transpose()?;
+        self.seen.insert(T::ENTITY.to_owned(), raw);
         // No await below: nothing of type `T` lives across one, so the
         // future is `Send` whatever `T` is.
         let mut replica = Replica::new();
@@ -345,7 +366,7 @@ impl PostgresStore {
                 parked,
             });
         }
-        let checkpoint = read_checkpoint(
+        let raw = read_checkpoint(
             &tx,
             &self.statements,
             consumer,
@@ -353,6 +374,9 @@ impl PostgresStore {
             &context,
         )
         .await?;
+        let checkpoint = raw
+            .map(|(columns, created)| stored_checkpoint(columns, created, &context))
+            .transpose()?;
         let covered: Option<String> = tx
             .query_opt(
                 "SELECT entities FROM ecst_checkpoint WHERE consumer = $1 AND entity = $2",
@@ -367,6 +391,7 @@ impl PostgresStore {
         tx.commit()
             .await
             .map_err(|e| context.database("finishing the load", e))?;
+        self.seen.insert(ROUTER_CHECKPOINT_ENTITY.to_owned(), raw);
         Ok(RouterRows {
             entities: loaded,
             checkpoint,
@@ -403,6 +428,15 @@ impl PostgresStore {
             _ => context,
         };
         let write = |e| context.database("committing", e);
+        tx.execute(
+            &statements.lock_checkpoint,
+            &[&consumer, &checkpoint_entity],
+        )
+        .await
+        .map_err(write)?;
+        let stored =
+            read_checkpoint(&tx, statements, consumer, checkpoint_entity, &context).await?;
+        check_unmoved(self.seen.get(checkpoint_entity), stored, &context)?;
         let [stream_sequence, applied, purged_through] = checkpoint_columns(checkpoint, &context)?;
         tx.execute(
             &statements.upsert_checkpoint,
@@ -418,7 +452,15 @@ impl PostgresStore {
         )
         .await
         .map_err(write)?;
-        tx.commit().await.map_err(write)
+        tx.commit().await.map_err(write)?;
+        self.seen.insert(
+            checkpoint_entity.to_owned(),
+            Some((
+                [stream_sequence, applied, purged_through],
+                created_column(checkpoint),
+            )),
+        );
+        Ok(())
     }
 }
 
@@ -483,30 +525,29 @@ async fn read_entity(
     Ok((entries, parked))
 }
 
-/// The checkpoint stored under `entity` (a router's:
-/// [`ROUTER_CHECKPOINT_ENTITY`]).
+/// The checkpoint row stored under `entity` (a router's:
+/// [`ROUTER_CHECKPOINT_ENTITY`]), as stored.
 async fn read_checkpoint(
     tx: &tokio_postgres::Transaction<'_>,
     statements: &Statements,
     consumer: &str,
     entity: &str,
     context: &StoreContext,
-) -> Result<Option<Checkpoint>, StoreError> {
+) -> Result<Option<RawCheckpoint>, StoreError> {
     let read = |e| context.database("reading ecst_checkpoint", e);
     let row = tx
         .query_opt(&statements.select_checkpoint, &[&consumer, &entity])
         .await
         .map_err(read)?;
     row.map(|row| {
-        stored_checkpoint(
+        Ok((
             [
                 row.try_get(0).map_err(read)?,
                 row.try_get(1).map_err(read)?,
                 row.try_get(2).map_err(read)?,
             ],
             row.try_get(3).map_err(read)?,
-            context,
-        )
+        ))
     })
     .transpose()
 }

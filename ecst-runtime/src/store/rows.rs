@@ -205,6 +205,34 @@ pub(crate) fn stored_created(nanos: Option<i64>) -> Option<SystemTime> {
 
 /// `checkpoint` as its `ecst_checkpoint` columns, `[stream_sequence,
 /// applied, purged_through]` (and [`created_column`]).
+/// A checkpoint row as stored (`stream_sequence`, `applied`,
+/// `purged_through`; `stream_created`): what a store remembers having last
+/// loaded or committed, to commit only over that (one writer per consumer
+/// name).
+pub(crate) type RawCheckpoint = ([i64; 3], Option<i64>);
+
+/// Checks that the checkpoint row stored now is the one this writer last
+/// saw (`None` in `seen`: it has not loaded this row, nothing to check).
+pub(crate) fn check_unmoved(
+    seen: Option<&Option<RawCheckpoint>>,
+    stored: Option<RawCheckpoint>,
+    context: &StoreContext,
+) -> Result<(), StoreError> {
+    match seen {
+        Some(seen) if *seen != stored => {
+            let position = |raw: &Option<RawCheckpoint>| {
+                raw.and_then(|([sequence, _, _], _)| u64::try_from(sequence).ok())
+            };
+            Err(StoreError::CheckpointMoved {
+                context: Box::new(context.clone()),
+                seen: position(seen),
+                stored: position(&stored),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 pub(crate) fn checkpoint_columns(
     checkpoint: &Checkpoint,
     context: &StoreContext,

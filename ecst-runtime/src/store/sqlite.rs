@@ -26,6 +26,7 @@
 //! run the replica on a thread of its own or inside
 //! `tokio::task::block_in_place`.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -36,8 +37,8 @@ pub use rusqlite;
 use core::future::ready;
 
 use super::rows::{
-    checkpoint_columns, created_column, restore_row, stored_checkpoint, to_bigint, to_micros,
-    StoredParked, StoredRow,
+    check_unmoved, checkpoint_columns, created_column, restore_row, stored_checkpoint, to_bigint,
+    to_micros, RawCheckpoint, StoredParked, StoredRow,
 };
 use super::share::sealed::Sealed;
 use super::share::{
@@ -139,7 +140,11 @@ ON CONFLICT (consumer, entity) DO UPDATE SET
 /// Rows are keyed by the consumer name given at [`SqliteStore::open`] and
 /// the entity name of the replica's type, so several consumers and several
 /// entities can share one file. One consumer name must have one writer at a
-/// time.
+/// time: a commit checks, in its transaction, that the checkpoint row is
+/// still the one this store last loaded or committed, and otherwise fails
+/// with [`StoreError::CheckpointMoved`], writing nothing (a second process
+/// on the same name, or an overlapping deploy, is refused instead of
+/// writing its older state over the first's).
 ///
 /// The connection runs in WAL mode with `synchronous=FULL` (see
 /// [`SqliteStore::synchronous_normal`] for the trade-off) and a busy
@@ -163,6 +168,9 @@ ON CONFLICT (consumer, entity) DO UPDATE SET
 pub struct SqliteStore {
     connection: Connection,
     consumer: String,
+    /// The checkpoint rows last loaded or committed, by entity (`*`: a
+    /// router's): a commit writes only over the row it saw.
+    seen: HashMap<String, Option<RawCheckpoint>>,
 }
 
 impl SqliteStore {
@@ -188,6 +196,7 @@ impl SqliteStore {
         let store = SqliteStore {
             connection,
             consumer: consumer.to_owned(),
+            seen: HashMap::new(),
         };
         let context = store.context(None);
         store
@@ -309,7 +318,9 @@ impl SqliteStore {
             )
             .map_err(fail)?;
         }
-        tx.commit().map_err(fail)
+        tx.commit().map_err(fail)?;
+        self.seen.clear();
+        Ok(())
     }
 
     fn context(&self, entity: Option<&'static str>) -> StoreContext {
@@ -326,9 +337,13 @@ impl SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Deferred)
             .map_err(|e| context.database("starting the load", e))?;
         let (rows, parked) = read_entity(&tx, consumer, &context)?;
-        let checkpoint = read_checkpoint(&tx, consumer, T::ENTITY, &context)?;
+        let raw = read_checkpoint(&tx, consumer, T::ENTITY, &context)?;
         tx.commit()
             .map_err(|e| context.database("finishing the load", e))?;
+        let checkpoint = raw
+            .map(|(columns, created)| stored_checkpoint(columns, created, &context))
+            .transpose()?;
+        self.seen.insert(T::ENTITY.to_owned(), raw);
         let mut replica = Replica::new();
         for stored in rows {
             restore_row(&mut replica, &context, stored, |version, json: String| {
@@ -361,7 +376,10 @@ impl SqliteStore {
                 parked,
             });
         }
-        let checkpoint = read_checkpoint(&tx, consumer, ROUTER_CHECKPOINT_ENTITY, &context)?;
+        let raw = read_checkpoint(&tx, consumer, ROUTER_CHECKPOINT_ENTITY, &context)?;
+        let checkpoint = raw
+            .map(|(columns, created)| stored_checkpoint(columns, created, &context))
+            .transpose()?;
         let covered: Option<String> = tx
             .query_row(
                 "SELECT entities FROM ecst_checkpoint WHERE consumer = ?1 AND entity = ?2",
@@ -373,6 +391,7 @@ impl SqliteStore {
             .flatten();
         tx.commit()
             .map_err(|e| context.database("finishing the load", e))?;
+        self.seen.insert(ROUTER_CHECKPOINT_ENTITY.to_owned(), raw);
         Ok(RouterRows {
             entities: loaded,
             checkpoint,
@@ -406,6 +425,8 @@ impl SqliteStore {
             }
             _ => context,
         };
+        let stored = read_checkpoint(&tx, consumer, checkpoint_entity, &context)?;
+        check_unmoved(self.seen.get(checkpoint_entity), stored, &context)?;
         let write = |e| context.database("committing", e);
         let [stream_sequence, applied, purged_through] = checkpoint_columns(checkpoint, &context)?;
         tx.execute(
@@ -421,7 +442,15 @@ impl SqliteStore {
             ],
         )
         .map_err(write)?;
-        tx.commit().map_err(write)
+        tx.commit().map_err(write)?;
+        self.seen.insert(
+            checkpoint_entity.to_owned(),
+            Some((
+                [stream_sequence, applied, purged_through],
+                created_column(checkpoint),
+            )),
+        );
+        Ok(())
     }
 }
 
@@ -481,14 +510,14 @@ fn read_entity(
     Ok((entries, parked))
 }
 
-/// The checkpoint stored under `entity` (a router's:
-/// [`ROUTER_CHECKPOINT_ENTITY`]).
+/// The checkpoint row stored under `entity` (a router's:
+/// [`ROUTER_CHECKPOINT_ENTITY`]), as stored.
 fn read_checkpoint(
     tx: &rusqlite::Transaction<'_>,
     consumer: &str,
     entity: &str,
     context: &StoreContext,
-) -> Result<Option<Checkpoint>, StoreError> {
+) -> Result<Option<RawCheckpoint>, StoreError> {
     let read = |e| context.database("reading ecst_checkpoint", e);
     let row: Option<([i64; 3], Option<i64>)> = tx
         .query_row(
@@ -499,8 +528,7 @@ fn read_checkpoint(
         )
         .optional()
         .map_err(read)?;
-    row.map(|(columns, created)| stored_checkpoint(columns, created, context))
-        .transpose()
+    Ok(row)
 }
 
 /// Writes one entity's share: its entries, purged tombstones, parked and
