@@ -2,7 +2,8 @@
 //! real nats-server: one durable consumer over the prefix reaches the
 //! owners' state of every registered entity, skips and counts an entity it
 //! does not hold, resumes from the one checkpoint after a restart, and
-//! merges one owner's bootstrap answer without moving the checkpoint.
+//! merges one owner's bootstrap answer without moving the checkpoint; an
+//! entity registered later is followed from the start of the stream.
 
 #![cfg(all(feature = "nats", feature = "sqlite"))]
 
@@ -216,4 +217,75 @@ async fn a_follower_over_a_router_reaches_the_owners_state_and_resumes() {
     assert_eq!(router.resume_after(), position);
     responder.abort();
     follower.stop().await;
+}
+
+/// Red team R1 over NATS: a router that followed the stream with customers
+/// only, restarted with orders registered too, reads the stream again from
+/// the start (its checkpoint did not cover `order`), so the orders
+/// published before are held, not skipped for good.
+#[tokio::test]
+async fn an_entity_registered_later_is_followed_from_the_start_of_the_stream() {
+    let server = NatsServer::start();
+    let client = async_nats::connect(server.url()).await.expect("connect");
+    let js = jetstream::new(client.clone());
+    let subjects = Subjects::new("bank").unwrap();
+    let version = ServerVersion::of(&client).unwrap();
+    StateStream::new("BANK", subjects.clone())
+        .ensure(&js, version)
+        .await
+        .expect("stream");
+    let publisher = Publisher::new(js.clone(), subjects.clone());
+    let mut customers = Producer::<Customer>::new("urn:example:crm");
+    let mut orders = Producer::<Order>::new("urn:example:shop");
+    for i in 0..5u64 {
+        publisher
+            .publish(&customers.upsert(customer(&format!("c-{i}"), "n")).unwrap())
+            .await
+            .expect("publish");
+        publisher
+            .publish(&orders.upsert(order(&format!("o-{i}"), i)).unwrap())
+            .await
+            .expect("publish");
+    }
+    let db = TempDb::new("follower_later");
+    let customers_only =
+        ecst::store::DurableRouter::builder(SqliteStore::open(&db.0, "router").expect("open"))
+            .register::<Customer>()
+            .expect("customer")
+            .open()
+            .await
+            .expect("open the router");
+    let mut follower = RouterFollower::start(client.clone(), settings(&subjects), customers_only)
+        .await
+        .expect("start");
+    tokio::time::timeout(PATIENCE, follower.catch_up())
+        .await
+        .expect("caught up in time")
+        .expect("catch up");
+    // With one entity the follower filters on `bank.customer.>`: the
+    // checkpoint (the last customer's position) is past four orders.
+    assert_eq!(follower.replica().resume_after(), 9);
+    drop(follower.stop().await);
+
+    let router = open_router(SqliteStore::open(&db.0, "router").expect("open")).await;
+    assert_eq!(router.resume_after(), 0, "`order` is new: rewound");
+    let mut follower = RouterFollower::start(client.clone(), settings(&subjects), router)
+        .await
+        .expect("restart");
+    tokio::time::timeout(PATIENCE, follower.catch_up())
+        .await
+        .expect("caught up in time")
+        .expect("catch up");
+    let router = follower.replica();
+    let held: Vec<(String, u64)> = router
+        .replica::<Order>()
+        .unwrap()
+        .iter()
+        .map(|(key, order)| (key.clone(), order.total))
+        .collect();
+    assert_eq!(held.len(), 5, "{held:?}");
+    for (key, total) in held {
+        assert_eq!(key, format!("o-{total}"));
+    }
+    assert_eq!(router.replica::<Customer>().unwrap().len(), 5);
 }
