@@ -95,6 +95,13 @@ async fn a_follower_over_a_router_reaches_the_owners_state_and_resumes() {
         )
         .await
         .expect("publish");
+    // A foreign message on a customer subject that is not ecst's encoding
+    // of any key: parked under `customer`, as its DurableReplica would.
+    js.publish("bank.customer.a%41", "{}".into())
+        .await
+        .expect("publish")
+        .await
+        .expect("stored");
 
     let db = TempDb::new("follower");
     let store = SqliteStore::open(&db.0, "router").expect("open");
@@ -133,6 +140,11 @@ async fn a_follower_over_a_router_reaches_the_owners_state_and_resumes() {
         );
     }
     assert_eq!(router.skipped().get("invoice"), Some(&1));
+    let parked: Vec<(&str, Option<&str>)> = router
+        .parked()
+        .map(|(entity, parked)| (entity, parked.key.as_deref()))
+        .collect();
+    assert_eq!(parked, [("customer", None)], "the foreign message, parked");
     let checkpoint = router.resume_after();
     assert!(checkpoint > 0);
 

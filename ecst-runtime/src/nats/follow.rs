@@ -13,7 +13,7 @@ use super::binary::to_structured;
 use super::bootstrap::{request_bootstrap, BootstrapRequest};
 use super::lease::Lease;
 use super::{jetstream, NatsError, ServerVersion, Subjects};
-use crate::consume::{Address, BatchOutcome, Message, RetryPolicy};
+use crate::consume::{BatchOutcome, Message, RetryPolicy};
 use crate::event::StateEvent;
 use crate::store::{DurableConsumer, DurableReplica, DurableRouter, ReplicaStore, RouterStore};
 
@@ -478,16 +478,9 @@ impl<C: DurableConsumer> StreamFollower<C> {
                 let subject = message.subject.as_str();
                 // The subject is the message's address: it applies only if
                 // its envelope names the same entity and key.
-                let address = match self.settings.subjects.address(subject) {
-                    Ok(address) => Address::Key {
-                        entity: address.entity,
-                        key: address.key,
-                    },
-                    Err(error) => Address::Invalid(
-                        format!("subject `{subject}` is not the subject of a state event: {error}")
-                            .into(),
-                    ),
-                };
+                // An invalid one keeps the entity it names, so that a
+                // router parks it under that entity as its replica would.
+                let address = self.settings.subjects.message_address(subject);
                 Message {
                     stream_sequence: *sequence,
                     subject,
