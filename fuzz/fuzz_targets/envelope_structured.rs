@@ -9,7 +9,7 @@
 #![no_main]
 
 use ecst::{Envelope, StateEvent};
-use ecst_fuzz::{check_accepted, customers, orders, router, snapshot, Customer, Order};
+use ecst_fuzz::{agrees, check_accepted, customers, orders, router, snapshot, Customer, Order};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -29,7 +29,15 @@ fuzz_target!(|data: &[u8]| {
     let mut replica = customers();
     let before = snapshot(&replica);
     match replica.apply_json(data) {
-        Ok(_) => assert!(customer.is_ok(), "apply_json accepted what from_json refused"),
+        Ok(outcome) => {
+            assert!(
+                agrees(Some(outcome), &customer),
+                "apply_json accepted ({outcome:?}) what from_json refused"
+            );
+            if customer.is_err() {
+                assert_eq!(snapshot(&replica), before, "a stale event changed the replica");
+            }
+        }
         Err(error) => {
             assert!(customer.is_err(), "apply_json refused what from_json accepted: {error}");
             assert!(!error.to_string().is_empty());
@@ -39,7 +47,15 @@ fuzz_target!(|data: &[u8]| {
     let mut replica = orders();
     let before = snapshot(&replica);
     match replica.apply_json(data) {
-        Ok(_) => assert!(order.is_ok(), "apply_json accepted what from_json refused"),
+        Ok(outcome) => {
+            assert!(
+                agrees(Some(outcome), &order),
+                "apply_json accepted ({outcome:?}) what from_json refused"
+            );
+            if order.is_err() {
+                assert_eq!(snapshot(&replica), before, "a stale event changed the replica");
+            }
+        }
         Err(error) => {
             assert!(order.is_err(), "apply_json refused what from_json accepted: {error}");
             assert_eq!(snapshot(&replica), before, "a refused event changed the replica");
@@ -48,12 +64,16 @@ fuzz_target!(|data: &[u8]| {
 
     let mut router = router();
     match router.apply_json(data) {
-        Ok(routed) if routed.entity == Customer::ENTITY => {
-            assert!(customer.is_ok(), "the router accepted a customer from_json refused")
-        }
+        Ok(routed) if routed.entity == Customer::ENTITY => assert!(
+            agrees(Some(routed.outcome), &customer),
+            "the router accepted a customer from_json refused"
+        ),
         Ok(routed) => {
             assert_eq!(routed.entity, Order::ENTITY);
-            assert!(order.is_ok(), "the router accepted an order from_json refused")
+            assert!(
+                agrees(Some(routed.outcome), &order),
+                "the router accepted an order from_json refused"
+            )
         }
         Err(error) => {
             assert!(!error.to_string().is_empty());

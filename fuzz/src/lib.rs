@@ -6,7 +6,7 @@ use std::fmt::Debug;
 use std::num::TryFromIntError;
 
 use ecst::envelope::{TraceParent, MAX_KEY_BYTES};
-use ecst::{Envelope, Replica, Router, Sequence, StateEvent};
+use ecst::{DecodeError, DecodeErrorKind, Envelope, Outcome, Replica, Router, Sequence, StateEvent};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -169,4 +169,23 @@ where
     assert_eq!(back.written_version(), T::VERSION);
     // Encoding is deterministic: the decoded copy encodes to the same bytes.
     assert_eq!(back.to_json().expect("encodes"), json);
+}
+
+/// Whether a replica may take `applied` where decoding the whole envelope
+/// gave `decoded`: the same verdict, or `Stale` for an upsert the version
+/// gate refuses from its attributes, whose data it does not decode
+/// (README, "Refused from the attributes") and which decoding whole refuses
+/// only for its data (it does not fit the type, a hop failed, it names
+/// another key).
+pub fn agrees<T>(applied: Option<Outcome>, decoded: &Result<T, DecodeError>) -> bool {
+    match (applied, decoded) {
+        (Some(_), Ok(_)) | (None, Err(_)) => true,
+        (Some(Outcome::Stale), Err(error)) => matches!(
+            error.kind(),
+            DecodeErrorKind::PayloadMismatch(_)
+                | DecodeErrorKind::Upcast(_)
+                | DecodeErrorKind::KeyMismatch { .. }
+        ),
+        _ => false,
+    }
 }

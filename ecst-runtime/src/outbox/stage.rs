@@ -183,6 +183,7 @@ impl Outbox {
 /// Whether `json` holds the escape `\u0000` (the character U+0000 in a
 /// string), which PostgreSQL's `jsonb` refuses: an escape is a `\u0000`
 /// preceded by an even number of backslashes.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) fn holds_nul(json: &str) -> bool {
     let bytes = json.as_bytes();
     let mut from = 0;

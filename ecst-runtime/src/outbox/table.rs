@@ -30,8 +30,10 @@ pub(crate) struct Tables {
     /// The index of sent rows (unqualified).
     pub(crate) sent_index: String,
     /// The insert trigger (unqualified) of PostgreSQL.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) trigger: String,
     /// The insert trigger's function, in the outbox table's schema.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) trigger_function: String,
 }
 
