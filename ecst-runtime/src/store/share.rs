@@ -35,7 +35,8 @@ pub(crate) fn entity_name_problem(entity: &str) -> Option<&'static str> {
 }
 
 /// [`entity_name_problem`] as the [`StoreError::InvalidEntity`] of a store
-/// in `context`.
+/// in `context` (the SQL stores'; a build without them has no caller).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn check_entity_name(
     entity: &'static str,
     context: &StoreContext,
