@@ -101,33 +101,6 @@ fn message(published: &Published) -> Message<'_> {
     )
 }
 
-/// No key holds a live state older than a delete of it that the replica
-/// has handled (a message at or below its checkpoint).
-fn no_resurrection(
-    durable: &DurableReplica<v1::Account, MemoryStore>,
-    stream: &[Published],
-) -> Result<(), TestCaseError> {
-    let handled = durable.resume_after();
-    for (index, name) in KEYS.iter().enumerate() {
-        let Some(Entry::Live { sequence, .. }) = durable.replica().entry(*name) else {
-            continue;
-        };
-        let newer_delete = stream.iter().find(|p| {
-            p.key == index
-                && p.delete
-                && p.stream_sequence <= handled
-                && p.sequence > sequence.get()
-        });
-        prop_assert!(
-            newer_delete.is_none(),
-            "key {name} is live at sequence {} although its delete at sequence {} was handled",
-            sequence.get(),
-            newer_delete.map_or(0, |p| p.sequence)
-        );
-    }
-    Ok(())
-}
-
 fn run(history: &[(usize, bool)], steps: &[Step]) -> Result<(), TestCaseError> {
     let stream = publish(history);
     let far_future = SystemTime::now() + Duration::from_secs(3600);
@@ -138,42 +111,7 @@ fn run(history: &[(usize, bool)], steps: &[Step]) -> Result<(), TestCaseError> {
             let mut durable = DurableReplica::<v1::Account, _>::open(MemoryStore::new())
                 .await
                 .expect("open");
-            let mut next = 0usize;
-            let redeliveries = |picks: &[usize], handled: usize| -> Vec<usize> {
-                if handled == 0 {
-                    return Vec::new();
-                }
-                picks.iter().map(|pick| pick % handled).collect()
-            };
-            for step in steps {
-                match step {
-                    Step::Deliver { count, redelivered } => {
-                        let again = redeliveries(redelivered, next);
-                        let end = (next + count).min(stream.len());
-                        let batch: Vec<Message<'_>> = stream[next..end]
-                            .iter()
-                            .chain(again.iter().map(|&i| &stream[i]))
-                            .map(message)
-                            .collect();
-                        durable.apply_batch(&batch).await.expect("batch");
-                        next = end;
-                    }
-                    Step::Redeliver(picks) => {
-                        let again = redeliveries(picks, next);
-                        let batch: Vec<Message<'_>> =
-                            again.iter().map(|&i| message(&stream[i])).collect();
-                        durable.apply_batch(&batch).await.expect("redelivery");
-                    }
-                    Step::Purge => {
-                        durable
-                            .purge_tombstones_before(far_future)
-                            .await
-                            .expect("purge");
-                    }
-                    Step::Reload => durable.reload().await.expect("reload"),
-                }
-                no_resurrection(&durable, &stream)?;
-            }
+            let next = run_steps(&mut durable, &stream, steps, 0).await?;
             // The rest of the stream, then everything once more.
             let rest: Vec<Message<'_>> = stream[next..].iter().map(message).collect();
             durable.apply_batch(&rest).await.expect("rest");
@@ -183,7 +121,7 @@ fn run(history: &[(usize, bool)], steps: &[Step]) -> Result<(), TestCaseError> {
                 .expect("purge");
             let all: Vec<Message<'_>> = stream.iter().map(message).collect();
             durable.apply_batch(&all).await.expect("all again");
-            no_resurrection(&durable, &stream)?;
+            no_resurrection_in(durable.replica(), durable.resume_after(), &stream)?;
 
             // Equal to the owner: each key's last event decides.
             let mut owner: HashMap<usize, &Published> = HashMap::new();
@@ -294,7 +232,8 @@ fn publish_versions(history: &[(usize, Op)]) -> Vec<Published> {
         .collect()
 }
 
-/// [`no_resurrection`] for any version of the replica.
+/// No key holds a live state older than a delete of it that the replica
+/// has handled (a message at or below `handled`, its checkpoint).
 fn no_resurrection_in<T: ecst::StateEvent<Key = String>>(
     replica: &ecst::Replica<T>,
     handled: u64,
