@@ -4,7 +4,9 @@
 //! `Replica::apply_json` and a `Router`, every event gets exactly the
 //! outcome (or the very error) that decoding it whole with
 //! `Envelope::from_json` and applying it gives, and the replicas stay equal
-//! to one that always decodes. The one documented difference: an upsert
+//! to one that always decodes. A `DurableReplica` (the store path) applies
+//! what the replica applies, with the same outcome, and parks what the
+//! replica rejects. The one documented difference: an upsert
 //! refused by the gate whose well-formed data does not fit its type (a
 //! payload mismatch, a failed upcast, another key in the payload) is
 //! `Stale` instead of rejected.
@@ -16,6 +18,8 @@
 
 use std::collections::BTreeMap;
 
+use ecst::store::blocking::BlockingReplica;
+use ecst::store::{MemoryStore, Message};
 use ecst::{DecodeErrorKind, Entry, Envelope, Outcome, Replica, Router, StateEvent};
 use proptest::prelude::*;
 use schemars::JsonSchema;
@@ -229,13 +233,32 @@ fn run(events: &[Event]) -> Result<(), TestCaseError> {
     let mut router = Router::new();
     router.add(Replica::<Customer>::new()).expect("one entity");
     let mut reference = Replica::<Customer>::new();
+    let mut durable = BlockingReplica::<Customer, _>::open(MemoryStore::new())
+        .expect("a memory store opens");
     let mut tally = BTreeMap::<&'static str, u64>::new();
     let mut read_as_older = 0;
-    for event in events {
+    for (position, event) in (1..).zip(events) {
         let bytes = event.bytes();
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let result = gated.apply_json(&bytes);
         let routed = router.apply_json(&bytes).map(|routed| routed.outcome);
+        let batch = durable
+            .apply_batch(&[Message::new(position, "events.customer", &bytes)])
+            .expect("a memory store commits");
+        match &result {
+            Ok(outcome) => prop_assert_eq!(
+                &batch.applied,
+                &vec![(position, *outcome)],
+                "durable: {}",
+                text
+            ),
+            Err(_) => prop_assert_eq!(
+                batch.parked.iter().map(|(at, _)| *at).collect::<Vec<_>>(),
+                vec![position],
+                "durable, parked: {}",
+                text
+            ),
+        }
         let direct = Envelope::<Customer>::from_json(&bytes);
         match (&result, &routed) {
             (Ok(a), Ok(b)) => prop_assert_eq!(a, b, "replica and router: {}", text),
@@ -301,6 +324,7 @@ fn run(events: &[Event]) -> Result<(), TestCaseError> {
             &held,
             &contents(router.replica::<Customer>().expect("registered"))
         );
+        prop_assert_eq!(&held, &contents(durable.replica()), "durable");
     }
     let stats = gated.stats();
     let count = |name| tally.get(name).copied().unwrap_or(0);

@@ -133,7 +133,6 @@ pub(crate) enum Gated<'de, T: StateEvent> {
 
 impl<'de, T: StateEvent> Gated<'de, T> {
     /// The validated attributes.
-    #[allow(dead_code)] // for `DurableReplica`, which checks them against the address
     pub fn header(&self) -> &Header<'de> {
         match self {
             Gated::Decoded(decoded) => &decoded.header,

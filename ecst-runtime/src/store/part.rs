@@ -17,7 +17,7 @@ use crate::consume::parking::ParkingLot;
 use crate::consume::{
     Address, BatchOutcome, Message, ParkKind, ParkReason, Parked, ParkingLimits, Resolution,
 };
-use crate::envelope::{decode_typed, Change};
+use crate::envelope::{Change, Gated};
 use crate::event::{EntityKey, StateEvent};
 use crate::feed::{Observer, StateChange};
 use crate::replica::{Entry, Outcome, Replica};
@@ -225,8 +225,13 @@ impl<T: StateEvent> Part<T> {
         if let Address::Invalid(why) = &message.address {
             return Err((None, ParkReason::new(ParkKind::Misaddressed, why)));
         }
-        let decoded = match decode_typed::<T>(message.payload) {
-            Ok(decoded) => decoded,
+        // Through the version gate: an upsert that the replica refuses
+        // whatever its data says (a lower sequence, or the same one as a
+        // tombstone or a state read at a higher version) is `Stale` without
+        // its data decoded, as in `Replica`. Its attributes are still
+        // checked against the address, the unstorable keys and the floor.
+        let gated = match self.replica.decode_gated(message.payload) {
+            Ok(gated) => gated,
             Err(error) => {
                 self.replica.count_rejection(&error);
                 // An addressed message is parked under the key it was sent
@@ -256,11 +261,11 @@ impl<T: StateEvent> Part<T> {
             }
         };
         if let Address::Key { entity, key } = &message.address {
-            if *entity != T::ENTITY || decoded.header.key != *key {
+            if *entity != T::ENTITY || gated.header().key != *key {
                 let reason = format!(
                     "sent on `{}` (entity `{entity}`, key `{key}`) but the envelope is of entity \
                      `{}`, key `{}`: a message applies only to the entity and key it was sent to",
-                    message.subject, decoded.header.entity, decoded.header.key
+                    message.subject, gated.header().entity, gated.header().key
                 );
                 // Parked under the key it was sent to, not the key it
                 // claims: it must not touch the real key.
@@ -272,7 +277,7 @@ impl<T: StateEvent> Part<T> {
         }
         if let Some((key, why)) = unstorable
             .iter()
-            .find(|(key, _)| *key == decoded.header.key)
+            .find(|(key, _)| *key == gated.header().key)
         {
             let reason = ParkReason::new(
                 ParkKind::Unstorable,
@@ -281,6 +286,19 @@ impl<T: StateEvent> Part<T> {
             return Err((Some(key.clone()), reason));
         }
         let below_the_floor = below(message.stream_sequence, purged_through);
+        let decoded = match gated {
+            Gated::Decoded(decoded) => decoded,
+            refused @ Gated::Refused { .. } => {
+                // Held live, or a tombstone at least as new: never parked
+                // below the floor either (see the rules below).
+                let key = refused.key().clone();
+                let span = crate::telemetry::event_span(message.stream_sequence, refused.header());
+                let _entered = span.enter();
+                let (outcome, before) = self.replica.apply_gated_taking(refused);
+                span.outcome(outcome);
+                return Ok((outcome, key, before));
+            }
+        };
         let held = self.replica.entry(&decoded.key);
         // A redelivered delete of a key purged since: handled before the
         // purge, and not to be re-created as an older tombstone.
