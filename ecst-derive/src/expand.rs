@@ -11,6 +11,7 @@ use crate::ast::Input;
 use crate::attr::Kind;
 use crate::history::{Conversion, FieldAt, Fill, History, RemovedAt, Version};
 use crate::passthrough::{Depends, Item};
+use crate::read::SlotReads;
 
 /// Everything for a valid input, from its resolved history.
 pub fn derive(history: &History) -> TokenStream {
@@ -32,6 +33,7 @@ pub fn derive(history: &History) -> TokenStream {
     let older = || history.versions.iter().filter(|v| v.number < cx.version);
     let structs = older().map(|v| cx.version_struct(v.number));
     let hops = history.versions.iter().skip(1).map(|v| cx.hop(v));
+    let reads = cx.reads.expand(&cx.private);
     if history.input.kind == Kind::Nested {
         let defaults = older().map(|v| cx.default_impl(v.number));
         let upgrades = cx.upgrades();
@@ -40,6 +42,7 @@ pub fn derive(history: &History) -> TokenStream {
             #[doc(hidden)]
             #[allow(non_upper_case_globals, unused_qualifications)]
             const _: () = {
+                #reads
                 #(#hops)*
                 #upgrades
                 #(#defaults)*
@@ -56,6 +59,7 @@ pub fn derive(history: &History) -> TokenStream {
         #[doc(hidden)]
         #[allow(non_upper_case_globals, unused_qualifications)]
         const _: () = {
+            #reads
             #(#hops)*
             #(#upcasts)*
             #(#defaults)*
@@ -128,6 +132,9 @@ struct Gen<'h, 'a> {
     entity: &'h str,
     private: TokenStream,
     krate: String,
+    /// The older versions read through shared slots instead of serde's
+    /// derive.
+    reads: SlotReads<'h, 'a>,
 }
 
 impl<'h, 'a> Gen<'h, 'a> {
@@ -140,6 +147,7 @@ impl<'h, 'a> Gen<'h, 'a> {
             entity: &history.entity,
             private: private_path(Some(krate)),
             krate: krate.to_token_stream().to_string().replace(' ', ""),
+            reads: SlotReads::plan(history),
         }
     }
 
@@ -225,10 +233,13 @@ impl<'h, 'a> Gen<'h, 'a> {
             .removed_at(v)
             .into_iter()
             .map(|r| removed_field(&r, vis));
+        // Read through the entity's slots (`read.rs`) where serde's derive
+        // is not needed to read it exactly.
+        let deserialize = (!self.reads.covers(v)).then(|| quote!(#private::serde::Deserialize,));
         quote! {
             #doc
             #[derive(
-                #private::serde::Deserialize,
+                #deserialize
                 #private::schemars::JsonSchema,
                 #(#extra,)*
             )]
@@ -566,7 +577,12 @@ impl<'h, 'a> Gen<'h, 'a> {
         });
         let schema_arms = (1..=version).map(|v| {
             let ty = self.type_of(v);
-            quote!(#v => #private::Some(#private::schemars::schema_for!(#ty)),)
+            let json_schema = quote!(<#ty as #private::schemars::JsonSchema>);
+            quote!(#v => #private::Some(#private::root_schema(#private::SchemaOf {
+                name: #json_schema::schema_name,
+                id: #json_schema::schema_id,
+                json: #json_schema::json_schema,
+            })),)
         });
         quote! {
             #[automatically_derived]

@@ -63,6 +63,7 @@ mod ctxt;
 mod expand;
 mod history;
 mod passthrough;
+mod read;
 mod symbol;
 mod valid;
 

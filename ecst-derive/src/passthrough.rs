@@ -27,6 +27,8 @@ pub struct Item {
     pub key: Option<syn::Path>,
     /// The parsed item, for `#[serde(..)]` items.
     pub serde: Option<Meta>,
+    /// Whether it is a `#[serde(..)]` attribute, parsed or not.
+    pub is_serde: bool,
 }
 
 /// The pass-through items of a list of attributes.
@@ -40,6 +42,7 @@ pub fn items(attrs: &[Attribute]) -> Vec<Item> {
                 depends: Depends::Nothing,
                 key: None,
                 serde: None,
+                is_serde: false,
             });
             continue;
         }
@@ -55,6 +58,7 @@ pub fn items(attrs: &[Attribute]) -> Vec<Item> {
                     depends: Depends::Nothing,
                     key: Some(path.clone()),
                     serde: None,
+                    is_serde: false,
                 });
             }
             continue;
@@ -77,6 +81,7 @@ pub fn items(attrs: &[Attribute]) -> Vec<Item> {
                         depends,
                         key: Some(key),
                         serde: (!schemars).then_some(meta),
+                        is_serde: !schemars,
                     });
                 }
             }
@@ -87,6 +92,7 @@ pub fn items(attrs: &[Attribute]) -> Vec<Item> {
                 depends: Depends::Type,
                 key: None,
                 serde: None,
+                is_serde: !schemars,
             }),
         }
     }

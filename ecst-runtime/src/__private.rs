@@ -14,6 +14,12 @@ pub use crate::compatibility::Mode;
 pub use crate::event::{deserialize_and_upcast, StateEvent, Upcast};
 pub use crate::upcast::{DecodeVersionError, UpcastError};
 
+mod read;
+mod schema;
+
+pub use read::{next_element, next_value, read_struct, take, Layout, Slots};
+pub use schema::{root_schema, SchemaOf};
+
 /// The value of an `added` field in an event older than the field: its
 /// `Default`, with an error that says what to write when there is none.
 #[diagnostic::on_unimplemented(
