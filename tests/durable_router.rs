@@ -40,21 +40,6 @@ use router_common::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// `customer` as a newer build writes it: a future version to this one.
-mod newer {
-    use super::*;
-
-    #[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
-    #[state_event(entity = "customer", version = 2)]
-    pub struct Customer {
-        #[state_event(key)]
-        pub id: String,
-        pub name: String,
-        #[state_event(added(since = 2))]
-        pub email: Option<String>,
-    }
-}
-
 /// The batches of the mixed log: 3, 3 and 2 messages.
 const CUTS: [u64; 4] = [0, 3, 6, 8];
 

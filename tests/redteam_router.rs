@@ -30,9 +30,6 @@ mod nats_server;
 #[path = "support/router.rs"]
 mod router_common;
 
-use std::future::Future;
-use std::pin::pin;
-use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use ecst::consume::{Address, ParkKind};
@@ -358,22 +355,6 @@ async fn addresses_that_are_no_state_events_are_skipped() {
     assert!(router.replica::<Customer>().unwrap().is_empty());
     assert_eq!(router.skipped().get(""), Some(&2));
     assert_eq!(router.resume_after(), 2);
-}
-
-/// Drives `future` on the runtime and drops it after its `pendings`-th
-/// pending poll; `Some(output)` if it finished first.
-async fn drop_after<F: Future>(future: F, pendings: usize) -> Option<F::Output> {
-    let mut future = pin!(future);
-    let mut seen = 0;
-    std::future::poll_fn(move |cx| match future.as_mut().poll(cx) {
-        Poll::Ready(output) => Poll::Ready(Some(output)),
-        Poll::Pending if seen == pendings => Poll::Ready(None),
-        Poll::Pending => {
-            seen += 1;
-            Poll::Pending
-        }
-    })
-    .await
 }
 
 /// What a router holds, with its checkpoint and parked events.

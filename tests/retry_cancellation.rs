@@ -17,33 +17,13 @@
 #[path = "support/router.rs"]
 mod router_common;
 
-use std::future::Future;
-use std::pin::pin;
-use std::task::Poll;
 
 use ecst::consume::ParkKind;
 use ecst::store::{
     DurableReplica, DurableRouter, MemoryRouterStore, MemoryStore, ReplicaStore, RouterStore,
 };
-use ecst::{Producer, Sequence, StateEvent};
+use ecst::{Producer, Sequence};
 use router_common::*;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-
-/// `customer` as the upgraded build knows it.
-mod newer {
-    use super::*;
-
-    #[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
-    #[state_event(entity = "customer", version = 2)]
-    pub struct Customer {
-        #[state_event(key)]
-        pub id: String,
-        pub name: String,
-        #[state_event(added(since = 2))]
-        pub email: Option<String>,
-    }
-}
 
 /// The mixed log of two entities, then two version-2 customers (one new
 /// key, one newer state of a key the log holds): parked by the old build,
@@ -67,22 +47,6 @@ fn log_with_future_versions() -> Log {
         push(&mut log, "customer", id, json);
     }
     log
-}
-
-/// Drives `future` and drops it after its `pendings`-th pending poll;
-/// `Some(output)` if it finished first.
-async fn drop_after<F: Future>(future: F, pendings: usize) -> Option<F::Output> {
-    let mut future = pin!(future);
-    let mut seen = 0;
-    std::future::poll_fn(move |cx| match future.as_mut().poll(cx) {
-        Poll::Ready(output) => Poll::Ready(Some(output)),
-        Poll::Pending if seen == pendings => Poll::Ready(None),
-        Poll::Pending => {
-            seen += 1;
-            Poll::Pending
-        }
-    })
-    .await
 }
 
 /// What a consumer holds: each entity's entries, the checkpoint, and the

@@ -1,7 +1,8 @@
-//! What the durable router tests share (`durable_router.rs`,
-//! `durable_router_props.rs`, `durable_router_nats.rs`): the entities, a
-//! log as any transport gives it, the mixed log of two entities, and
-//! helpers to open routers and stores.
+//! What the durable router tests share (`durable_router*.rs`,
+//! `redteam_router.rs`, `retry_cancellation.rs`): the entities (and
+//! `customer` as a newer build writes it), a log as any transport gives
+//! it, the mixed log of two entities, helpers to open routers and stores,
+//! and a driver that drops a future at a chosen await.
 
 #![allow(dead_code)]
 
@@ -220,4 +221,36 @@ pub async fn postgres(consumer: &str) -> PostgresStore {
             postgres_config()
         ),
     }
+}
+
+/// `customer` as a newer build writes it: a future version to this one.
+pub mod newer {
+    use super::*;
+
+    #[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+    #[state_event(entity = "customer", version = 2)]
+    pub struct Customer {
+        #[state_event(key)]
+        pub id: String,
+        pub name: String,
+        #[state_event(added(since = 2))]
+        pub email: Option<String>,
+    }
+}
+
+/// Drives `future` and drops it after its `pendings`-th pending poll (a
+/// `select!` or a `timeout` that fired there); `Some(output)` if it
+/// finished first.
+pub async fn drop_after<F: std::future::Future>(future: F, pendings: usize) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let mut seen = 0;
+    std::future::poll_fn(move |cx| match future.as_mut().poll(cx) {
+        std::task::Poll::Ready(output) => std::task::Poll::Ready(Some(output)),
+        std::task::Poll::Pending if seen == pendings => std::task::Poll::Ready(None),
+        std::task::Poll::Pending => {
+            seen += 1;
+            std::task::Poll::Pending
+        }
+    })
+    .await
 }
