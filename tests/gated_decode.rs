@@ -233,8 +233,8 @@ fn run(events: &[Event]) -> Result<(), TestCaseError> {
     let mut router = Router::new();
     router.add(Replica::<Customer>::new()).expect("one entity");
     let mut reference = Replica::<Customer>::new();
-    let mut durable = BlockingReplica::<Customer, _>::open(MemoryStore::new())
-        .expect("a memory store opens");
+    let mut durable =
+        BlockingReplica::<Customer, _>::open(MemoryStore::new()).expect("a memory store opens");
     let mut tally = BTreeMap::<&'static str, u64>::new();
     let mut read_as_older = 0;
     for (position, event) in (1..).zip(events) {
