@@ -4,8 +4,10 @@
 //! neither lost nor applied twice: the next poll starts a consumer after
 //! the checkpoint (the unacknowledged batch is not delivered again), the
 //! feed stays set and reports the next events, and the replica ends equal
-//! to what was published. What the panic loses is the rest of that
-//! batch's report, as `DurableReplica::on_change` documents.
+//! to what was published. The panic loses nothing of the report either:
+//! the feed is at least once, and the next poll first replays the key
+//! whose report panicked (its current state), as `DurableReplica::on_change`
+//! documents.
 
 #![cfg(feature = "nats")]
 #![forbid(unsafe_code)]
@@ -140,9 +142,14 @@ async fn a_feed_that_panics_under_the_follower_loses_no_state() {
         applied,
         vec![(2, Outcome::Inserted), (3, Outcome::Inserted)]
     );
+    // `boom` replayed first (its report panicked), then the new events.
     assert_eq!(
         *seen.lock().expect("lock"),
-        vec![("a-2".to_owned(), 1), ("a-3".to_owned(), 1)]
+        vec![
+            ("boom".to_owned(), 1),
+            ("a-2".to_owned(), 1),
+            ("a-3".to_owned(), 1)
+        ]
     );
     let mut held: Vec<_> = follower
         .replica()

@@ -351,7 +351,9 @@ fn a_blocking_replica_over_a_pending_store_errs_and_recovers() {
 /// caller (it is not swallowed), but the batch is committed: memory and the
 /// store agree, the checkpoint moved, the changes reported before the panic
 /// are the batch's first ones. The broker redelivers the batch (the panic
-/// prevented the ack): duplicates, nothing reported. The feed stays set and
+/// prevented the ack): duplicates, nothing reported as a change; but the
+/// feed is at least once, so that call first replays the batch's keys
+/// (owed: their report panicked) as they are now. The feed stays set and
 /// reports the next batch.
 #[tokio::test]
 async fn a_panicking_feed_leaves_the_batch_committed() {
@@ -404,7 +406,8 @@ async fn a_panicking_feed_leaves_the_batch_committed() {
         ]
     );
 
-    // The redelivery: duplicates, nothing reported, nothing counted.
+    // The redelivery: duplicates, nothing counted; the owed keys replayed
+    // first, in the order the batch changed them.
     let outcome = durable.apply_batch(&messages).await.expect("redelivery");
     assert_eq!(
         outcome.applied,
@@ -414,7 +417,15 @@ async fn a_panicking_feed_leaves_the_batch_committed() {
             (3, Outcome::Duplicate)
         ]
     );
-    assert_eq!(seen.lock().expect("lock").len(), 1);
+    assert_eq!(
+        *seen.lock().expect("lock"),
+        vec![
+            ("a-1".to_owned(), 1),
+            ("a-1".to_owned(), 1),
+            ("boom".to_owned(), 1),
+            ("a-3".to_owned(), 1)
+        ]
+    );
     assert_eq!(durable.checkpoint().map(|c| c.applied), Some(3));
 
     // The next batch is reported.
@@ -422,7 +433,13 @@ async fn a_panicking_feed_leaves_the_batch_committed() {
     assert_eq!(outcome.applied, vec![(4, Outcome::Inserted)]);
     assert_eq!(
         *seen.lock().expect("lock"),
-        vec![("a-1".to_owned(), 1), ("a-4".to_owned(), 1)]
+        vec![
+            ("a-1".to_owned(), 1),
+            ("a-1".to_owned(), 1),
+            ("boom".to_owned(), 1),
+            ("a-3".to_owned(), 1),
+            ("a-4".to_owned(), 1)
+        ]
     );
 }
 
@@ -549,7 +566,8 @@ async fn sqlite_store_of_an_older_build_gets_the_floor() {
             "applied",
             "purged_through",
             "stream_created",
-            "entities"
+            "entities",
+            "owed"
         ]
     );
 }
@@ -869,9 +887,15 @@ async fn the_feed_survives_a_reload_and_reports_only_what_a_retry_applies() {
     assert_eq!(retried.applied, vec![(4, Outcome::Inserted)]);
     assert_eq!(retried.parked.len(), 1, "{retried:?}");
     assert_eq!(retried.parked[0].0, 1);
+    // `a-5` first: the feed is at least once, and a restart replays the
+    // keys of the last batch committed with a feed (`on_change`, as it is
+    // now), before anything new.
     assert_eq!(
         *reported.lock().expect("lock"),
-        vec![("a-3".to_owned(), 1, Outcome::Inserted)]
+        vec![
+            ("a-5".to_owned(), 1, Outcome::Inserted),
+            ("a-3".to_owned(), 1, Outcome::Inserted)
+        ]
     );
     assert_eq!(upgraded.replica().entry("a-1"), None);
 }
@@ -1156,6 +1180,7 @@ async fn a_floor_above_the_position_is_lowered_on_load() {
     ReplicaStore::<v1::Account>::commit(
         &mut store,
         Commit {
+            owed: None,
             entries: vec![],
             parked: &[],
             unparked: &[],

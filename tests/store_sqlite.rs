@@ -62,6 +62,7 @@ async fn synchronous_normal_round_trips() {
     ReplicaStore::<v1::Account>::commit(
         &mut store,
         Commit {
+            owed: None,
             entries: vec![],
             parked: &[],
             unparked: &[],
@@ -92,6 +93,7 @@ async fn in_memory() {
     ReplicaStore::<v1::Account>::commit(
         &mut store,
         Commit {
+            owed: None,
             entries: vec![],
             parked: &[],
             unparked: &[],

@@ -474,6 +474,7 @@ impl<T: StateEvent> Replica<T> {
                         before: before.as_ref(),
                         after,
                         outcome,
+                        replayed: false,
                     })
                 },
             ),

@@ -323,6 +323,7 @@ pub async fn commit_then_reopen<B: Backend>(backend: &B, test: &str) {
     ReplicaStore::<v1::Account>::commit(
         &mut store,
         Commit {
+            owed: None,
             entries: vec![
                 live(&a1, 3, &ada),
                 tombstone(&a2, 5),
@@ -370,6 +371,7 @@ pub async fn commit_then_reopen<B: Backend>(backend: &B, test: &str) {
     ReplicaStore::<v1::Account>::commit(
         &mut store,
         Commit {
+            owed: None,
             entries: vec![tombstone(&a1, 4), live(&a2, 6, &bea), live(&a4, 1, &cy)],
             parked: &[],
             unparked: &[30],
@@ -427,6 +429,7 @@ pub async fn commit_then_reopen<B: Backend>(backend: &B, test: &str) {
     ReplicaStore::<v2::Account>::commit(
         &mut store,
         Commit {
+            owed: None,
             entries: vec![live(&a2, 7, &bea2)],
             parked: &[],
             unparked: &[],
@@ -500,6 +503,7 @@ pub async fn undecodable_state_is_an_error<B: Backend>(backend: &B, test: &str) 
     ReplicaStore::<garbled::Account>::commit(
         &mut store,
         Commit {
+            owed: None,
             entries: vec![live(&key, 1, &bad)],
             parked: &[],
             unparked: &[],
@@ -928,6 +932,7 @@ pub async fn failed_commit_changes_nothing<B: Backend>(backend: &B, test: &str) 
     ReplicaStore::<v1::Account>::commit(
         &mut store,
         Commit {
+            owed: None,
             entries: vec![live(&a1, 1, &ada), tombstone(&a2, 2)],
             parked: &baseline_parked,
             unparked: &[],
@@ -954,6 +959,7 @@ pub async fn failed_commit_changes_nothing<B: Backend>(backend: &B, test: &str) 
     let error = ReplicaStore::<v1::Account>::commit(
         &mut store,
         Commit {
+            owed: None,
             entries: vec![live(&a1, 2, &ada2), live(&a9, 1, &nine), tombstone(&a2, 3)],
             parked: &more_parked,
             unparked: &[10],
@@ -989,6 +995,7 @@ pub async fn failed_commit_changes_nothing<B: Backend>(backend: &B, test: &str) 
     let error = ReplicaStore::<v1::Account>::commit(
         &mut store,
         Commit {
+            owed: None,
             entries: vec![live(&a1, 2, &ada2), live(&a9, 1, &nine)],
             parked: &bad_parked,
             unparked: &[],
@@ -1013,6 +1020,7 @@ pub async fn failed_commit_changes_nothing<B: Backend>(backend: &B, test: &str) 
     let error = ReplicaStore::<v1::Account>::commit(
         &mut store,
         Commit {
+            owed: None,
             entries: vec![live(&a9, 1, &nine), live(&a1, too_big, &ada2)],
             parked: &[],
             unparked: &[10],
@@ -1043,6 +1051,7 @@ pub async fn failed_commit_changes_nothing<B: Backend>(backend: &B, test: &str) 
     ReplicaStore::<Fragile>::commit(
         &mut store,
         Commit {
+            owed: None,
             entries: vec![live(&f1, 1, &fine)],
             parked: &[],
             unparked: &[],
@@ -1069,6 +1078,7 @@ pub async fn failed_commit_changes_nothing<B: Backend>(backend: &B, test: &str) 
     let error = ReplicaStore::<Fragile>::commit(
         &mut store,
         Commit {
+            owed: None,
             entries: vec![live(&f1, 2, &better), live(&f2, 1, &poison)],
             parked: &[],
             unparked: &[],
@@ -1185,6 +1195,7 @@ pub async fn consumers_are_isolated<B: Backend>(backend: &B, test: &str) {
     ReplicaStore::<v1::Account>::commit(
         &mut one,
         Commit {
+            owed: None,
             entries: vec![live(&key, 1, &ones)],
             parked: &parked_one,
             unparked: &[],
@@ -1202,6 +1213,7 @@ pub async fn consumers_are_isolated<B: Backend>(backend: &B, test: &str) {
     ReplicaStore::<v1::Account>::commit(
         &mut two,
         Commit {
+            owed: None,
             entries: vec![live(&key, 9, &twos)],
             parked: &parked_two,
             unparked: &[],
@@ -1220,6 +1232,7 @@ pub async fn consumers_are_isolated<B: Backend>(backend: &B, test: &str) {
     ReplicaStore::<v1::Account>::commit(
         &mut two,
         Commit {
+            owed: None,
             entries: vec![],
             parked: &[],
             unparked: &[7],

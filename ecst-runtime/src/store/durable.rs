@@ -89,16 +89,33 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
     }
 
     fn install(&mut self, loaded: Loaded<T>) {
-        self.part.install(loaded.replica, loaded.parked);
+        self.part
+            .install(loaded.replica, loaded.parked, loaded.owed);
         self.checkpoint = loaded.checkpoint.map(|c| c.loaded(T::ENTITY));
         self.stale_memory = false;
     }
 
-    /// Reloads everything from the store, dropping what memory holds.
+    /// Reloads everything from the store, dropping what memory holds;
+    /// with a feed registered, then reports the keys the store says are
+    /// owed to it (see [`DurableReplica::on_change`]).
     pub async fn reload(&mut self) -> Result<(), S::Error> {
         let loaded = self.store.load().await?;
         self.install(loaded);
+        self.part.replay_owed();
         Ok(())
+    }
+
+    /// Before any call that changes something: reloads when memory may be
+    /// ahead of the store, and replays the keys owed to the feed (loaded,
+    /// or left by a report that did not return), so that they are reported
+    /// before any new change of theirs.
+    async fn prepare(&mut self) -> Result<(), S::Error> {
+        if self.stale_memory {
+            self.reload().await
+        } else {
+            self.part.replay_owed();
+            Ok(())
+        }
     }
 
     /// The replica as committed (plus nothing uncommitted: every
@@ -145,7 +162,9 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
 
     /// Registers `feed`, called after every commit with each change the
     /// committed batch made (replacing a feed set before); see
-    /// [`crate::feed`] for what is reported.
+    /// [`crate::feed`] for what is reported. If the store lists keys owed to
+    /// the feed (see [What happens on restart](#what-happens-on-restart)),
+    /// `feed` is called with each of them at once, before this returns.
     ///
     /// # Delivery
     ///
@@ -160,25 +179,49 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
     ///   commit and the return, with no await point in between, so
     ///   cancelling the call cannot skip it.
     ///
-    /// # What a crash loses
+    /// # What happens on restart
     ///
-    /// The feed is not durable. A crash (or a panic in the feed) after a
-    /// batch is committed and before its last change is reported loses the
-    /// unreported changes of that batch: the store already holds them, so
-    /// the messages, delivered again, are duplicates and report nothing.
-    /// Everything committed before that batch was reported; nothing
-    /// after it is lost. A restart reports nothing by itself: a view kept in
-    /// memory is rebuilt from [`DurableReplica::replica`] at start
-    /// (`replica().iter()`); a view kept durably that must not miss a
-    /// change should be brought in step with the replica at start the same
-    /// way (compare and repair), or kept in the same database and written
-    /// from the feed idempotently (by key and sequence).
+    /// The feed is **at least once**. While a feed is registered, every
+    /// commit also writes the feed's *owed keys* ([`Commit::owed`]): the keys
+    /// still owed from before plus every key the batch changes. Once the
+    /// batch's report returns, nothing is owed in memory; the next commit
+    /// writes the new set (no extra write per batch). So a crash, or a panic
+    /// in the feed, after a commit and before its report finished loses
+    /// nothing:
+    ///
+    /// - after a restart, [`DurableReplica::open`] loads the owed keys, and
+    ///   [`DurableReplica::on_change`] reports each one's *current* entry
+    ///   ([`StateChange::replayed`] set, `before: None`) before it returns,
+    ///   so before any new change: per-key order holds;
+    /// - after a panic in the feed (the replica used again, as behind a
+    ///   mutex that does not poison), the next call that changes something
+    ///   reports the owed keys first, the same way; so does
+    ///   [`DurableReplica::reload`].
+    ///
+    /// What is replayed is each key's latest state, not the states in
+    /// between (state transfer): a key changed twice in the batch whose
+    /// report was lost is replayed once, as it is now. Since the owed set
+    /// is written by the commit *before* the report, a restart also replays
+    /// the keys of the last batch committed with the feed, reported or not:
+    /// a view must take a change it already has (set `key → after`, or
+    /// compare sequences). A view kept in memory is still simplest rebuilt
+    /// from [`DurableReplica::replica`] at start (`replica().iter()`).
+    ///
+    /// While no feed is registered, nothing is recorded and the owed keys
+    /// stored are left as they are: a feed registered later replays them.
+    /// A [`ReplicaStore`] of your own that does not keep [`Commit::owed`]
+    /// (loading [`Loaded::owed`] empty) gives an at-most-once feed: a crash
+    /// after a commit loses the unreported changes of that batch.
     ///
     /// [`apply_batch`]: DurableReplica::apply_batch
     /// [`retry_parked`]: DurableReplica::retry_parked
     /// [`merge_unsequenced`]: DurableReplica::merge_unsequenced
     pub fn on_change(&mut self, feed: impl FnMut(StateChange<'_, T>) + Send + Sync + 'static) {
         self.part.feed = Some(Box::new(feed));
+        // Memory ahead of the store replays after the next reload.
+        if !self.stale_memory {
+            self.part.replay_owed();
+        }
     }
 
     /// Removes the feed set with [`DurableReplica::on_change`].
@@ -223,9 +266,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
     /// margin, and purge with `SystemTime::now() - horizon`. Days are a common choice; purging a
     /// tombstone only minutes old is almost never right.
     pub async fn purge_tombstones_before(&mut self, cutoff: SystemTime) -> Result<usize, S::Error> {
-        if self.stale_memory {
-            self.reload().await?;
-        }
+        self.prepare().await?;
         let mut pending = Pending::new(self.checkpoint.unwrap_or_default());
         let purged = self
             .part
@@ -256,9 +297,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         &mut self,
         messages: &[Message<'_>],
     ) -> Result<BatchOutcome, S::Error> {
-        if self.stale_memory {
-            self.reload().await?;
-        }
+        self.prepare().await?;
         if messages.is_empty() {
             return Ok(BatchOutcome::default());
         }
@@ -328,9 +367,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
     }
 
     async fn merge_and_commit(&mut self, payloads: &[&[u8]]) -> Result<BatchOutcome, S::Error> {
-        if self.stale_memory {
-            self.reload().await?;
-        }
+        self.prepare().await?;
         let mut pending = Pending::new(self.checkpoint.unwrap_or_default());
         for payload in payloads {
             self.part.merge_payload(payload, &mut pending.share);
@@ -346,9 +383,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
     /// events are never applied (see [`Checkpoint::purged_through`]).
     /// Returns what happened, committed in one transaction.
     pub async fn retry_parked(&mut self) -> Result<BatchOutcome, S::Error> {
-        if self.stale_memory {
-            self.reload().await?;
-        }
+        self.prepare().await?;
         // As in `apply_batch`: a state the store refuses stays parked, the
         // rest is committed.
         let span = self
@@ -370,9 +405,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
     /// consumer starts from the latest event of every key; the version gate
     /// keeps what the replica holds where it is newer. Committed at once.
     pub async fn rewind_stream_position(&mut self) -> Result<(), S::Error> {
-        if self.stale_memory {
-            self.reload().await?;
-        }
+        self.prepare().await?;
         let mut checkpoint = self.checkpoint.unwrap_or_default();
         checkpoint.stream_sequence = 0;
         // The new stream numbers its messages afresh: no position in it was
@@ -411,9 +444,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         stream_sequence: u64,
         why: &str,
     ) -> Result<bool, S::Error> {
-        if self.stale_memory {
-            self.reload().await?;
-        }
+        self.prepare().await?;
         let mut pending = Pending::new(self.checkpoint.unwrap_or_default());
         if !self
             .part
@@ -433,6 +464,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         if let Some(created) = self.stream_created {
             pending.checkpoint.stream_created = Some(created);
         }
+        let owed = self.part.owed_for_commit(&pending.share);
         // A parked row written twice in one batch (parked, then superseded)
         // keeps its last form: the stores upsert in order.
         let commit = Commit {
@@ -441,6 +473,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
             unparked: &pending.share.unparked,
             purged: &pending.share.purged,
             checkpoint: pending.checkpoint,
+            owed: owed.as_deref(),
         };
         // Set before the await: if this future is dropped mid-commit, memory
         // is ahead of a store that may or may not have the batch, and the
@@ -451,6 +484,6 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
         self.checkpoint = Some(pending.checkpoint);
         // Committed: no await from here on, so a dropped future cannot skip
         // the feed.
-        Ok(self.part.committed(pending.share, &self.telemetry))
+        Ok(self.part.committed(pending.share, owed, &self.telemetry))
     }
 }

@@ -61,6 +61,8 @@ pub struct MemoryStore<T = AnyState> {
     typed: HashMap<String, TypedRow<T>>,
     checkpoint: Option<Checkpoint>,
     parked: BTreeMap<u64, Parked>,
+    /// The change feed's owed keys ([`Commit::owed`]), as text.
+    owed: Vec<String>,
 }
 
 /// The default parameter of [`MemoryStore`]: a store that keeps JSON and
@@ -88,6 +90,7 @@ impl<T> Default for MemoryStore<T> {
             typed: HashMap::new(),
             checkpoint: None,
             parked: BTreeMap::new(),
+            owed: Vec::new(),
         }
     }
 }
@@ -99,6 +102,7 @@ impl<T: Clone> Clone for MemoryStore<T> {
             typed: self.typed.clone(),
             checkpoint: self.checkpoint,
             parked: self.parked.clone(),
+            owed: self.owed.clone(),
         }
     }
 }
@@ -186,6 +190,9 @@ impl<S> MemoryStore<S> {
             self.parked.remove(sequence);
         }
         self.checkpoint = Some(commit.checkpoint);
+        if let Some(owed) = commit.owed {
+            self.owed = owed.iter().map(ToString::to_string).collect();
+        }
     }
 
     fn loaded<T: StateEvent>(&self, replica: Replica<T>) -> Loaded<T> {
@@ -193,6 +200,13 @@ impl<S> MemoryStore<S> {
             replica,
             checkpoint: self.checkpoint,
             parked: self.parked.values().cloned().collect(),
+            // Written from valid keys of `T`, so they parse back; one that
+            // does not (another type under the same store) is left out.
+            owed: self
+                .owed
+                .iter()
+                .filter_map(|key| <T::Key as EntityKey>::parse_key(key).ok())
+                .collect(),
         }
     }
 }

@@ -26,6 +26,7 @@ mod consumer;
 mod durable;
 mod error;
 mod memory;
+mod owed;
 mod part;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
@@ -174,6 +175,16 @@ pub struct Commit<'a, T: StateEvent> {
     pub purged: &'a [T::Key],
     /// The checkpoint after the batch.
     pub checkpoint: Checkpoint,
+    /// The change feed's *owed keys* to store with the checkpoint: the keys
+    /// whose changes are not yet known to be reported to the feed
+    /// ([`DurableReplica::on_change`]), each once. `None` (always, when no
+    /// feed is registered): leave what is stored as it is. `Some(keys)`:
+    /// replace it (an empty slice clears it).
+    ///
+    /// Added in this release (an API change): a store that ignores it (and
+    /// loads [`Loaded::owed`] empty) still works, but its feed is at most
+    /// once across crashes, as before.
+    pub owed: Option<&'a [T::Key]>,
 }
 
 /// What a store holds, as loaded at start.
@@ -184,6 +195,14 @@ pub struct Loaded<T: StateEvent> {
     pub checkpoint: Option<Checkpoint>,
     /// Events parked and not yet resolved, oldest first.
     pub parked: Vec<Parked>,
+    /// The change feed's owed keys as last committed ([`Commit::owed`]);
+    /// empty for a new store. Each is reported again, by its current entry,
+    /// when a feed is registered ([`DurableReplica::on_change`]).
+    ///
+    /// Added in this release (an API change): a store of your own that does
+    /// not keep owed keys sets it to `Vec::new()` (its feed is then at most
+    /// once across crashes).
+    pub owed: Vec<T::Key>,
 }
 
 /// A durable home for one replica and its consumer's checkpoint.

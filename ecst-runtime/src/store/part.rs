@@ -31,6 +31,18 @@ pub(crate) struct Part<T: StateEvent> {
     pub(crate) limits: ParkingLimits,
     /// Called with every committed change, when set.
     pub(crate) feed: Option<Observer<T>>,
+    /// The feed's owed keys: those whose changes are not known to be
+    /// reported (loaded from the store, or committed by a batch whose report
+    /// has not returned). Each once.
+    owed: Vec<T::Key>,
+    /// Whether the owed keys must be reported again (replayed) before any
+    /// new change: after a load, and after a report that did not return.
+    replay_due: bool,
+    /// Whether every key the store lists as owed is known to be reported
+    /// (by this process: a report or a replay returned since the last
+    /// commit that wrote them), so that a reload in the same process (after
+    /// a failed commit) does not report them again.
+    stored_reported: bool,
 }
 
 /// One change made by a batch, kept until the batch is committed: the key,
@@ -82,15 +94,91 @@ impl<T: StateEvent> Default for Part<T> {
             parking: ParkingLot::default(),
             limits: ParkingLimits::default(),
             feed: None,
+            owed: Vec::new(),
+            replay_due: false,
+            stored_reported: false,
         }
     }
 }
 
 impl<T: StateEvent> Part<T> {
-    /// Replaces what memory holds with what a store loaded.
-    pub(crate) fn install(&mut self, replica: Replica<T>, parked: Vec<Parked>) {
+    /// Replaces what memory holds with what a store loaded: the replica,
+    /// the parked events and the feed's owed keys (replayed by
+    /// [`Part::replay_owed`] once a feed is set).
+    pub(crate) fn install(&mut self, replica: Replica<T>, parked: Vec<Parked>, owed: Vec<T::Key>) {
         self.replica = replica;
         self.parking = ParkingLot::new(parked);
+        if self.stored_reported {
+            // Reloaded by this process after a failed commit: what the store
+            // lists was reported since it was written.
+            self.owed.clear();
+            self.replay_due = false;
+        } else {
+            self.replay_due = !owed.is_empty();
+            self.owed = owed;
+        }
+    }
+
+    /// The owed keys to commit with `pending`: with a feed set, the keys
+    /// still owed and every key whose change the share will report, each
+    /// once; without a feed, `None` (the store keeps what it holds, so a
+    /// feed registered later still replays them).
+    pub(crate) fn owed_for_commit(&self, pending: &Pending<T>) -> Option<Vec<T::Key>> {
+        self.feed.as_ref()?;
+        if self.owed.is_empty() && pending.changes.is_empty() {
+            return Some(Vec::new());
+        }
+        let mut seen = HashSet::with_capacity(self.owed.len() + pending.changes.len());
+        let mut keys = Vec::with_capacity(self.owed.len() + pending.changes.len());
+        for key in self
+            .owed
+            .iter()
+            .chain(pending.changes.iter().map(|c| &c.key))
+        {
+            if seen.insert(key) {
+                keys.push(key.clone());
+            }
+        }
+        Some(keys)
+    }
+
+    /// Reports each owed key's current entry to the feed as a replayed
+    /// change (see [`StateChange::replayed`]), when a feed is set and a
+    /// replay is due; then nothing is owed in memory. The store still lists
+    /// the keys until the next commit writes the new set: a crash before it
+    /// replays them again (at least once).
+    ///
+    /// A feed that panics here leaves every key owed and the replay due.
+    pub(crate) fn replay_owed(&mut self) {
+        if !self.replay_due {
+            return;
+        }
+        let Some(feed) = self.feed.as_mut() else {
+            return;
+        };
+        for key in &self.owed {
+            let (sequence, after) = match self.replica.entry(key) {
+                Some(Entry::Live { sequence, state }) => (sequence, Some(state)),
+                Some(Entry::Tombstone { sequence }) => (sequence, None),
+                None => (Sequence::new(0), None),
+            };
+            feed(StateChange {
+                entity: T::ENTITY,
+                key,
+                sequence,
+                before: None,
+                after,
+                outcome: if after.is_some() {
+                    Outcome::Inserted
+                } else {
+                    Outcome::Deleted
+                },
+                replayed: true,
+            });
+        }
+        self.owed.clear();
+        self.replay_due = false;
+        self.stored_reported = true;
     }
 
     /// Applies one message from the stream (or parks it), recording what to
@@ -262,7 +350,8 @@ impl<T: StateEvent> Part<T> {
         };
         if let Address::Key { entity, key } = &message.address {
             if *entity != T::ENTITY || gated.header().key != *key {
-                let reason = format!(
+                let reason =
+                    format!(
                     "sent on `{}` (entity `{entity}`, key `{key}`) but the envelope is of entity \
                      `{}`, key `{}`: a message applies only to the entity and key it was sent to",
                     message.subject, gated.header().entity, gated.header().key
@@ -623,9 +712,38 @@ impl<T: StateEvent> Part<T> {
         }
     }
 
-    /// The share in `pending` is committed: counts it, and reports its
-    /// changes to the feed. Returns what the share did.
+    /// The share in `pending` is committed, with `owed` as the feed's owed
+    /// keys ([`Part::owed_for_commit`]): counts it, and reports its changes
+    /// to the feed. Returns what the share did.
     pub(crate) fn committed(
+        &mut self,
+        pending: Pending<T>,
+        owed: Option<Vec<T::Key>>,
+        telemetry: &crate::telemetry::Telemetry,
+    ) -> BatchOutcome {
+        self.owe(owed);
+        self.report_committed(pending, telemetry)
+    }
+
+    /// A commit wrote `owed` as the feed's owed keys: until the report
+    /// returns, every one of them may be unreported, so a feed that panics
+    /// (here or in another entity's lane of a router, before this one's
+    /// report runs) leaves them owed, replayed by the next call, and after
+    /// a crash by the next start (they are committed).
+    pub(crate) fn owe(&mut self, owed: Option<Vec<T::Key>>) {
+        let Some(owed) = owed else {
+            return;
+        };
+        self.owed = owed;
+        if self.feed.is_some() {
+            self.replay_due = !self.owed.is_empty();
+            self.stored_reported = false;
+        }
+    }
+
+    /// Counts the committed share in `pending` and reports its changes to
+    /// the feed ([`Part::owe`] first); then nothing is owed in memory.
+    pub(crate) fn report_committed(
         &mut self,
         pending: Pending<T>,
         telemetry: &crate::telemetry::Telemetry,
@@ -635,6 +753,9 @@ impl<T: StateEvent> Part<T> {
         // commit and here, so a dropped future cannot skip them.
         if let Some(feed) = self.feed.as_mut() {
             report(&self.replica, pending.changes, feed);
+            self.owed.clear();
+            self.replay_due = false;
+            self.stored_reported = true;
         }
         pending.outcome
     }
@@ -685,6 +806,7 @@ fn report<T: StateEvent>(replica: &Replica<T>, changes: Vec<Recorded<T>>, feed: 
             before: change.before.as_ref(),
             after,
             outcome: change.outcome,
+            replayed: false,
         });
     }
 }

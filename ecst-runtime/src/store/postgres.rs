@@ -8,7 +8,7 @@
 //! | table | key | columns |
 //! |---|---|---|
 //! | `ecst_replica` | `consumer, entity, key` | `sequence`, `schema_version`, `state` (`JSON`, `NULL` for a tombstone), `read_version`, `deleted_at` (a tombstone's deletion time, microseconds since the Unix epoch) |
-//! | `ecst_checkpoint` | `consumer, entity` | `stream_sequence`, `applied`, `purged_through`, `stream_created` (nanoseconds since the Unix epoch, `NULL` until recorded), `entities` (a router's: the entities its checkpoint covers, sorted, comma-separated; `NULL` otherwise); a [`DurableRouter`](super::DurableRouter)'s one checkpoint under entity `*` ([`ROUTER_CHECKPOINT_ENTITY`]) |
+//! | `ecst_checkpoint` | `consumer, entity` | `stream_sequence`, `applied`, `purged_through`, `stream_created` (nanoseconds since the Unix epoch, `NULL` until recorded), `entities` (a router's: the entities its checkpoint covers, sorted, comma-separated; `NULL` otherwise), `owed` (the keys owed to the change feed, JSON text: an array of keys, a router's an object of arrays by entity; `NULL`: none); a [`DurableRouter`](super::DurableRouter)'s one checkpoint under entity `*` ([`ROUTER_CHECKPOINT_ENTITY`]) |
 //! | `ecst_parked` | `consumer, entity, stream_sequence` | `subject`, `key` (nullable), `reason`, `payload` (`BYTEA`), `kind`, `resolution` (nullable: pending) |
 //!
 //! Sequences and counters are `u64` in Rust and `BIGINT` in SQL: a value
@@ -70,6 +70,7 @@ CREATE TABLE IF NOT EXISTS ecst_checkpoint (
     purged_through  BIGINT NOT NULL DEFAULT 0,
     stream_created  BIGINT,
     entities        TEXT,
+    owed            TEXT,
     PRIMARY KEY (consumer, entity)
 );
 CREATE TABLE IF NOT EXISTS ecst_parked (
@@ -93,6 +94,7 @@ ALTER TABLE ecst_parked ADD COLUMN IF NOT EXISTS resolution TEXT;
 ALTER TABLE ecst_checkpoint ADD COLUMN IF NOT EXISTS purged_through BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE ecst_checkpoint ADD COLUMN IF NOT EXISTS stream_created BIGINT;
 ALTER TABLE ecst_checkpoint ADD COLUMN IF NOT EXISTS entities TEXT;
+ALTER TABLE ecst_checkpoint ADD COLUMN IF NOT EXISTS owed TEXT;
 DO $$
 BEGIN
     IF (SELECT data_type FROM information_schema.columns
@@ -144,14 +146,19 @@ DELETE FROM ecst_parked
 WHERE consumer = $1 AND entity = $2 AND stream_sequence = ANY($3::bigint[])";
 
 const UPSERT_CHECKPOINT: &str = "
-INSERT INTO ecst_checkpoint (consumer, entity, stream_sequence, applied, purged_through, stream_created, entities)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+INSERT INTO ecst_checkpoint (consumer, entity, stream_sequence, applied, purged_through, stream_created, entities, owed)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (consumer, entity) DO UPDATE SET
     stream_sequence = EXCLUDED.stream_sequence,
     applied = EXCLUDED.applied,
     purged_through = EXCLUDED.purged_through,
     stream_created = EXCLUDED.stream_created,
-    entities = EXCLUDED.entities";
+    entities = EXCLUDED.entities,
+    owed = COALESCE(EXCLUDED.owed, ecst_checkpoint.owed)";
+
+/// The router's covered entities and a checkpoint row's owed keys.
+const SELECT_EXTRAS: &str = "
+SELECT entities, owed FROM ecst_checkpoint WHERE consumer = $1 AND entity = $2";
 
 const SELECT_ENTRIES: &str = "
 SELECT key, sequence, schema_version, state::text, read_version, deleted_at FROM ecst_replica
@@ -183,6 +190,7 @@ struct Statements {
     select_checkpoint: Statement,
     select_parked: Statement,
     lock_checkpoint: Statement,
+    select_extras: Statement,
 }
 
 /// A [`ReplicaStore`] in PostgreSQL, for one consumer and any number of
@@ -275,6 +283,7 @@ impl PostgresStore {
             select_checkpoint: client.prepare(SELECT_CHECKPOINT).await.map_err(prepare)?,
             select_parked: client.prepare(SELECT_PARKED).await.map_err(prepare)?,
             lock_checkpoint: client.prepare(LOCK_CHECKPOINT).await.map_err(prepare)?,
+            select_extras: client.prepare(SELECT_EXTRAS).await.map_err(prepare)?,
         };
         Ok(PostgresStore {
             client,
@@ -325,9 +334,11 @@ impl PostgresStore {
         let tx = begin_load(&mut self.client, &context).await?;
         let (rows, parked) = read_entity(&tx, &self.statements, consumer, &context).await?;
         let raw = read_checkpoint(&tx, &self.statements, consumer, T::ENTITY, &context).await?;
+        let (_, owed) = read_extras(&tx, &self.statements, consumer, T::ENTITY, &context).await?;
         tx.commit()
             .await
             .map_err(|e| context.database("finishing the load", e))?;
+        let owed = super::owed::replica_keys::<T>(owed.as_deref(), &context)?;
         let checkpoint = raw
             .map(|(columns, created)| stored_checkpoint(columns, created, &context))
             .transpose()?;
@@ -344,6 +355,7 @@ impl PostgresStore {
             replica,
             checkpoint,
             parked,
+            owed,
         })
     }
 
@@ -377,25 +389,24 @@ impl PostgresStore {
         let checkpoint = raw
             .map(|(columns, created)| stored_checkpoint(columns, created, &context))
             .transpose()?;
-        let covered: Option<String> = tx
-            .query_opt(
-                "SELECT entities FROM ecst_checkpoint WHERE consumer = $1 AND entity = $2",
-                &[&consumer, &ROUTER_CHECKPOINT_ENTITY],
-            )
-            .await
-            .map_err(|e| context.database("reading ecst_checkpoint", e))?
-            .map(|row| row.try_get(0))
-            .transpose()
-            .map_err(|e| context.database("reading ecst_checkpoint", e))?
-            .flatten();
+        let (covered, owed) = read_extras(
+            &tx,
+            &self.statements,
+            consumer,
+            ROUTER_CHECKPOINT_ENTITY,
+            &context,
+        )
+        .await?;
         tx.commit()
             .await
             .map_err(|e| context.database("finishing the load", e))?;
+        let owed = super::owed::router_map(owed.as_deref(), &context)?;
         self.seen.insert(ROUTER_CHECKPOINT_ENTITY.to_owned(), raw);
         Ok(RouterRows {
             entities: loaded,
             checkpoint,
             covered,
+            owed,
         })
     }
 
@@ -407,6 +418,7 @@ impl PostgresStore {
         checkpoint_entity: &str,
         checkpoint: &Checkpoint,
         covered: Option<&str>,
+        owed: Option<String>,
     ) -> Result<(), StoreError> {
         let consumer = self.consumer.as_str();
         let context = StoreContext::new(BACKEND, consumer, None);
@@ -448,6 +460,7 @@ impl PostgresStore {
                 &purged_through,
                 &created_column(checkpoint),
                 &covered,
+                &owed,
             ],
         )
         .await
@@ -523,6 +536,26 @@ async fn read_entity(
         parked.push(stored.into_parked(context)?);
     }
     Ok((entries, parked))
+}
+
+/// The `entities` and `owed` columns of the checkpoint row stored under
+/// `entity` (`NULL`, or no row: `None`).
+async fn read_extras(
+    tx: &tokio_postgres::Transaction<'_>,
+    statements: &Statements,
+    consumer: &str,
+    entity: &str,
+    context: &StoreContext,
+) -> Result<(Option<String>, Option<String>), StoreError> {
+    let read = |e| context.database("reading ecst_checkpoint", e);
+    let Some(row) = tx
+        .query_opt(&statements.select_extras, &[&consumer, &entity])
+        .await
+        .map_err(read)?
+    else {
+        return Ok((None, None));
+    };
+    Ok((row.try_get(0).map_err(read)?, row.try_get(1).map_err(read)?))
 }
 
 /// The checkpoint row stored under `entity` (a router's:
@@ -725,11 +758,12 @@ impl<T: StateEvent> ReplicaStore<T> for PostgresStore {
             commit.purged,
         );
         let checkpoint = commit.checkpoint;
+        let owed = super::owed::replica_column(commit.owed);
         let context = self.context(None);
         async move {
             match share {
                 Ok(share) => {
-                    self.commit_now(&[share], T::ENTITY, &checkpoint, None)
+                    self.commit_now(&[share], T::ENTITY, &checkpoint, None, owed)
                         .await
                 }
                 Err(unencodable) => Err(unencodable.into_error(context)),
@@ -758,6 +792,7 @@ impl Sealed for PostgresStore {
             ROUTER_CHECKPOINT_ENTITY,
             &commit.checkpoint,
             Some(&commit.covered),
+            super::owed::router_column(commit.owed.as_ref()),
         )
         .await
     }

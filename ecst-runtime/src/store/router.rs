@@ -7,8 +7,8 @@ use std::time::SystemTime;
 
 use super::part::{Part, Pending, Unstorable};
 use super::share::{
-    covered_entities, covers, encode, entity_name_problem, EntityRows, RouterCommit, RouterStore,
-    Share, Unencodable,
+    covered_entities, covers, encode, entity_name_problem, EntityRows, OwedByEntity, RouterCommit,
+    RouterStore, Share, Unencodable,
 };
 use super::{BatchOutcome, Checkpoint, Message, Parked, StoreContext, StoreError};
 use crate::consume::{Address, ParkKind, ParkReason, ParkingLimits};
@@ -107,6 +107,9 @@ pub struct DurableRouter<S: RouterStore> {
     checkpoint: Option<Checkpoint>,
     /// The entities the stored checkpoint covers, as stored with it.
     covered: Option<String>,
+    /// The keys owed to the change feeds as stored, by entity (entities
+    /// not registered here included: written back as they are).
+    owed: OwedByEntity,
     /// Memory may be ahead of the store: reload before the next batch.
     stale_memory: bool,
     /// The identity of the stream being read, to write with every
@@ -196,6 +199,7 @@ impl<S: RouterStore> RouterBuilder<S> {
             store: self.store,
             checkpoint: None,
             covered: None,
+            owed: OwedByEntity::new(),
             stale_memory: true,
             stream_created: None,
             skipped: BTreeMap::new(),
@@ -219,16 +223,35 @@ impl<S: RouterStore> DurableRouter<S> {
     }
 
     /// Reloads every replica, parked event and the checkpoint from the
-    /// store, dropping what memory holds.
+    /// store, dropping what memory holds; then reports the keys owed to
+    /// each registered feed (see [`DurableRouter::on_change`]).
     pub async fn reload(&mut self) -> Result<(), StoreError> {
         let entities: Vec<&'static str> = self.routes.iter().map(|r| r.entity()).collect();
         let loaded = self.store.load_router(&entities).await?;
         for (route, rows) in self.routes.iter_mut().zip(loaded.entities) {
-            route.install(rows)?;
+            let owed = loaded.owed.get(route.entity()).cloned().unwrap_or_default();
+            route.install(rows, owed)?;
         }
         self.checkpoint = loaded.checkpoint.map(|c| c.loaded(ROUTER_LABEL));
         self.covered = loaded.covered;
+        self.owed = loaded.owed;
         self.stale_memory = false;
+        for route in &mut self.routes {
+            route.replay_owed();
+        }
+        Ok(())
+    }
+
+    /// Before any call that changes something: reloads when memory may be
+    /// ahead of the store, and replays the keys owed to the feeds (see
+    /// [`DurableReplica::on_change`](super::DurableReplica::on_change)).
+    async fn prepare(&mut self) -> Result<(), StoreError> {
+        if self.stale_memory {
+            return self.reload().await;
+        }
+        for route in &mut self.routes {
+            route.replay_owed();
+        }
         Ok(())
     }
 
@@ -312,14 +335,23 @@ impl<S: RouterStore> DurableRouter<S> {
 
     /// Registers `feed` for the changes of entity `T`, called after every
     /// commit as [`DurableReplica::on_change`](super::DurableReplica::on_change)
-    /// describes (only committed changes, in apply order, before the call
-    /// that committed returns; not durable across a crash).
+    /// describes: only committed changes, in apply order, before the call
+    /// that committed returns, and at least once across crashes. The keys
+    /// owed to each entity's feed are committed with the router's one
+    /// checkpoint; those stored for `T` (a restart after a crash, or a
+    /// feed that panicked) are reported by their current entry
+    /// ([`StateChange::replayed`]) before this returns.
     pub fn on_change<T: StateEvent>(
         &mut self,
         feed: impl FnMut(StateChange<'_, T>) + Send + Sync + 'static,
     ) -> Result<(), NotRegistered> {
+        let stale_memory = self.stale_memory;
         let lane = self.lane_mut::<T>()?;
         lane.part.feed = Some(Box::new(feed));
+        // Memory ahead of the store replays after the next reload.
+        if !stale_memory {
+            lane.part.replay_owed();
+        }
         Ok(())
     }
 
@@ -349,9 +381,7 @@ impl<S: RouterStore> DurableRouter<S> {
         &mut self,
         messages: &[Message<'_>],
     ) -> Result<BatchOutcome, StoreError> {
-        if self.stale_memory {
-            self.reload().await?;
-        }
+        self.prepare().await?;
         if messages.is_empty() {
             return Ok(BatchOutcome::default());
         }
@@ -475,8 +505,19 @@ impl<S: RouterStore> DurableRouter<S> {
         work: Work,
     ) -> Result<Result<BatchOutcome, Unencodable>, StoreError> {
         let mut checkpoint = work.checkpoint;
+        let mut owed: Option<OwedByEntity> = None;
         for route in &mut self.routes {
             checkpoint.applied += route.close();
+            // An entity with a feed writes its owed keys; the others keep
+            // what is stored (and so does an entity not registered here).
+            if let Some(keys) = route.owed_for_commit() {
+                let owed = owed.get_or_insert_with(|| self.owed.clone());
+                if keys.is_empty() {
+                    owed.remove(route.entity());
+                } else {
+                    owed.insert(route.entity().to_owned(), keys);
+                }
+            }
         }
         if let Some(created) = self.stream_created {
             checkpoint.stream_created = Some(created);
@@ -500,9 +541,13 @@ impl<S: RouterStore> DurableRouter<S> {
                 shares,
                 checkpoint,
                 covered: covered.clone(),
+                owed: owed.clone(),
             })
             .await?;
         self.stale_memory = false;
+        if let Some(owed) = owed {
+            self.owed = owed;
+        }
         self.checkpoint = Some(checkpoint);
         self.covered = Some(covered);
         // Committed: no await from here on, so a dropped future cannot skip
@@ -553,9 +598,7 @@ impl<S: RouterStore> DurableRouter<S> {
         &mut self,
         payloads: &[&[u8]],
     ) -> Result<BatchOutcome, StoreError> {
-        if self.stale_memory {
-            self.reload().await?;
-        }
+        self.prepare().await?;
         let span = self.telemetry.batch(ROUTER_LABEL, payloads.len(), 0, 0);
         span.run(self.commit_storable(|this, _| {
             let mut skipped = Vec::new();
@@ -578,9 +621,7 @@ impl<S: RouterStore> DurableRouter<S> {
     /// [`DurableReplica::retry_parked`](super::DurableReplica::retry_parked)),
     /// committed in one transaction.
     pub async fn retry_parked(&mut self) -> Result<BatchOutcome, StoreError> {
-        if self.stale_memory {
-            self.reload().await?;
-        }
+        self.prepare().await?;
         let span = self
             .telemetry
             .batch(ROUTER_LABEL, self.pending_parked(), 0, 0);
@@ -607,9 +648,7 @@ impl<S: RouterStore> DurableRouter<S> {
         stream_sequence: u64,
         why: &str,
     ) -> Result<bool, StoreError> {
-        if self.stale_memory {
-            self.reload().await?;
-        }
+        self.prepare().await?;
         let Some(route) = self.routes.iter_mut().find(|r| r.entity() == entity) else {
             return Ok(false);
         };
@@ -629,9 +668,7 @@ impl<S: RouterStore> DurableRouter<S> {
         &mut self,
         cutoff: SystemTime,
     ) -> Result<usize, StoreError> {
-        if self.stale_memory {
-            self.reload().await?;
-        }
+        self.prepare().await?;
         let purged: usize = self.routes.iter_mut().map(|r| r.purge(cutoff)).sum();
         if purged == 0 {
             return Ok(0);
@@ -646,9 +683,7 @@ impl<S: RouterStore> DurableRouter<S> {
     /// keeping the replicas (see
     /// [`DurableReplica::rewind_stream_position`](super::DurableReplica::rewind_stream_position)).
     pub async fn rewind_stream_position(&mut self) -> Result<(), StoreError> {
-        if self.stale_memory {
-            self.reload().await?;
-        }
+        self.prepare().await?;
         let mut checkpoint = self.checkpoint.unwrap_or_default();
         checkpoint.stream_sequence = 0;
         checkpoint.purged_through = 0;
@@ -731,7 +766,14 @@ type Report<'a> = Box<dyn FnOnce(&crate::telemetry::Telemetry) -> BatchOutcome +
 trait Route: Send + Sync {
     fn entity(&self) -> &'static str;
     fn set_limits(&mut self, limits: ParkingLimits);
-    fn install(&mut self, rows: EntityRows) -> Result<(), StoreError>;
+    /// Installs what the store holds: the entity's rows, and the keys owed
+    /// to its feed.
+    fn install(&mut self, rows: EntityRows, owed: Vec<String>) -> Result<(), StoreError>;
+    /// Reports the keys owed to the feed, if one is set and a replay is due.
+    fn replay_owed(&mut self);
+    /// With a feed set, the keys owed to it once the share is committed
+    /// (kept to pass to the feed's report); `None` without a feed.
+    fn owed_for_commit(&mut self) -> Option<Vec<String>>;
     fn apply(&mut self, message: &Message<'_>, purged_through: u64, unstorable: &Unstorable);
     fn merge(&mut self, payload: &[u8]);
     fn retry(&mut self, unstorable: &Unstorable);
@@ -753,6 +795,8 @@ trait Route: Send + Sync {
 struct Lane<T: StateEvent> {
     part: Part<T>,
     pending: Pending<T>,
+    /// The owed keys the share is committed with ([`Route::owed_for_commit`]).
+    owed: Option<Vec<T::Key>>,
 }
 
 impl<T: StateEvent> Default for Lane<T> {
@@ -760,6 +804,7 @@ impl<T: StateEvent> Default for Lane<T> {
         Lane {
             part: Part::default(),
             pending: Pending::default(),
+            owed: None,
         }
     }
 }
@@ -773,16 +818,28 @@ impl<T: StateEvent> Route for Lane<T> {
         self.part.limits = limits;
     }
 
-    fn install(&mut self, rows: EntityRows) -> Result<(), StoreError> {
+    fn install(&mut self, rows: EntityRows, owed: Vec<String>) -> Result<(), StoreError> {
         let mut replica = Replica::new();
         for row in rows.entries {
             super::rows::restore_row(&mut replica, &rows.context, row, |version, json: String| {
                 T::from_json_version(version, json.as_bytes())
             })?;
         }
-        self.part.install(replica, rows.parked);
+        let owed = super::owed::parse_keys::<T>(owed, &rows.context)?;
+        self.part.install(replica, rows.parked, owed);
         self.pending = Pending::default();
+        self.owed = None;
         Ok(())
+    }
+
+    fn replay_owed(&mut self) {
+        self.part.replay_owed();
+    }
+
+    fn owed_for_commit(&mut self) -> Option<Vec<String>> {
+        self.owed = self.part.owed_for_commit(&self.pending);
+        let keys = self.owed.as_ref()?;
+        Some(keys.iter().map(ToString::to_string).collect())
     }
 
     fn apply(&mut self, message: &Message<'_>, purged_through: u64, unstorable: &Unstorable) {
@@ -823,8 +880,11 @@ impl<T: StateEvent> Route for Lane<T> {
 
     fn take_committed(&mut self) -> Report<'_> {
         let pending = core::mem::take(&mut self.pending);
+        // Owed at once, for every lane before any feed runs: a feed that
+        // panics in an earlier lane leaves this lane's keys owed too.
+        self.part.owe(self.owed.take());
         let part = &mut self.part;
-        Box::new(move |telemetry| part.committed(pending, telemetry))
+        Box::new(move |telemetry| part.report_committed(pending, telemetry))
     }
 
     fn parked(&self) -> Box<dyn Iterator<Item = &Parked> + '_> {

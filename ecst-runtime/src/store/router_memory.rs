@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::rows::{to_bigint, to_micros, StoredRow};
 use super::share::sealed::Sealed;
-use super::share::{EntityRows, RouterCommit, RouterRows};
+use super::share::{EntityRows, OwedByEntity, RouterCommit, RouterRows};
 use super::{Checkpoint, Parked, StoreContext, StoreError};
 
 const BACKEND: &str = "memory";
@@ -21,6 +21,8 @@ pub struct MemoryRouterStore {
     checkpoint: Option<Checkpoint>,
     /// The entities the checkpoint covers.
     covered: Option<String>,
+    /// The keys owed to the change feeds, by entity.
+    owed: OwedByEntity,
 }
 
 /// One entity's rows.
@@ -84,6 +86,7 @@ impl MemoryRouterStore {
             entities,
             checkpoint: self.checkpoint,
             covered: self.covered.clone(),
+            owed: self.owed.clone(),
         }
     }
 
@@ -146,6 +149,9 @@ impl MemoryRouterStore {
         }
         self.checkpoint = Some(commit.checkpoint);
         self.covered = Some(commit.covered);
+        if let Some(owed) = commit.owed {
+            self.owed = owed;
+        }
         Ok(())
     }
 }

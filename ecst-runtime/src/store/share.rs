@@ -8,6 +8,7 @@ use std::time::SystemTime;
 
 use serde_json::value::RawValue;
 
+pub(crate) use super::owed::OwedByEntity;
 use super::rows::StoredRow;
 use super::{Checkpoint, Parked, StoreContext, StoreError, StoredEntry};
 use crate::event::StateEvent;
@@ -99,6 +100,9 @@ pub(crate) mod sealed {
         /// there is no checkpoint or it was written before they were
         /// recorded.
         pub covered: Option<String>,
+        /// The keys owed to the entities' change feeds, as last committed,
+        /// by entity (every entity stored, asked for or not).
+        pub owed: super::OwedByEntity,
     }
 
     /// One entity's rows, not yet decoded.
@@ -122,6 +126,10 @@ pub(crate) mod sealed {
         /// entities, [`covered_entities`](super::covered_entities)), stored
         /// with it.
         pub covered: String,
+        /// The keys owed to the entities' change feeds, by entity: the
+        /// whole map replaces what is stored; `None` leaves it as it is (no
+        /// feed registered).
+        pub owed: Option<super::OwedByEntity>,
     }
 }
 

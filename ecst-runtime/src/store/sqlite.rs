@@ -8,7 +8,7 @@
 //! | table | key | columns |
 //! |---|---|---|
 //! | `ecst_replica` | `consumer, entity, key` | `sequence`, `schema_version`, `state` (JSON text, `NULL` for a tombstone), `read_version`, `deleted_at` (a tombstone's deletion time, microseconds since the Unix epoch) |
-//! | `ecst_checkpoint` | `consumer, entity` | `stream_sequence`, `applied`, `purged_through`, `stream_created` (nanoseconds since the Unix epoch, `NULL` until recorded), `entities` (a router's: the entities its checkpoint covers, sorted, comma-separated; `NULL` otherwise); a [`DurableRouter`](super::DurableRouter)'s one checkpoint under entity `*` ([`ROUTER_CHECKPOINT_ENTITY`]) |
+//! | `ecst_checkpoint` | `consumer, entity` | `stream_sequence`, `applied`, `purged_through`, `stream_created` (nanoseconds since the Unix epoch, `NULL` until recorded), `entities` (a router's: the entities its checkpoint covers, sorted, comma-separated; `NULL` otherwise), `owed` (the keys owed to the change feed, JSON: an array of keys, a router's an object of arrays by entity; `NULL`: none); a [`DurableRouter`](super::DurableRouter)'s one checkpoint under entity `*` ([`ROUTER_CHECKPOINT_ENTITY`]) |
 //! | `ecst_parked` | `consumer, entity, stream_sequence` | `subject`, `key` (nullable), `reason`, `payload` (blob), `kind`, `resolution` (nullable: pending) |
 //!
 //! Sequences and counters are `u64` in Rust and signed 64-bit integers in
@@ -74,6 +74,7 @@ CREATE TABLE IF NOT EXISTS ecst_checkpoint (
     purged_through  INTEGER NOT NULL DEFAULT 0,
     stream_created  INTEGER,
     entities        TEXT,
+    owed            TEXT,
     PRIMARY KEY (consumer, entity)
 ) STRICT;
 CREATE TABLE IF NOT EXISTS ecst_parked (
@@ -125,14 +126,19 @@ const DELETE_PARKED: &str =
     "DELETE FROM ecst_parked WHERE consumer = ?1 AND entity = ?2 AND stream_sequence = ?3";
 
 const UPSERT_CHECKPOINT: &str = "
-INSERT INTO ecst_checkpoint (consumer, entity, stream_sequence, applied, purged_through, stream_created, entities)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+INSERT INTO ecst_checkpoint (consumer, entity, stream_sequence, applied, purged_through, stream_created, entities, owed)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
 ON CONFLICT (consumer, entity) DO UPDATE SET
     stream_sequence = excluded.stream_sequence,
     applied = excluded.applied,
     purged_through = excluded.purged_through,
     stream_created = excluded.stream_created,
-    entities = excluded.entities";
+    entities = excluded.entities,
+    owed = coalesce(excluded.owed, ecst_checkpoint.owed)";
+
+/// The router's covered entities and a checkpoint row's owed keys.
+const SELECT_EXTRAS: &str =
+    "SELECT entities, owed FROM ecst_checkpoint WHERE consumer = ?1 AND entity = ?2";
 
 /// A [`ReplicaStore`] in an SQLite database, for one consumer and any number
 /// of entity types.
@@ -236,6 +242,7 @@ impl SqliteStore {
             ),
             ("ecst_checkpoint", "stream_created", "INTEGER"),
             ("ecst_checkpoint", "entities", "TEXT"),
+            ("ecst_checkpoint", "owed", "TEXT"),
         ] {
             let present: i64 = self
                 .connection
@@ -338,8 +345,10 @@ impl SqliteStore {
             .map_err(|e| context.database("starting the load", e))?;
         let (rows, parked) = read_entity(&tx, consumer, &context)?;
         let raw = read_checkpoint(&tx, consumer, T::ENTITY, &context)?;
+        let (_, owed) = read_extras(&tx, consumer, T::ENTITY, &context)?;
         tx.commit()
             .map_err(|e| context.database("finishing the load", e))?;
+        let owed = super::owed::replica_keys::<T>(owed.as_deref(), &context)?;
         let checkpoint = raw
             .map(|(columns, created)| stored_checkpoint(columns, created, &context))
             .transpose()?;
@@ -354,6 +363,7 @@ impl SqliteStore {
             replica,
             checkpoint,
             parked,
+            owed,
         })
     }
 
@@ -380,22 +390,16 @@ impl SqliteStore {
         let checkpoint = raw
             .map(|(columns, created)| stored_checkpoint(columns, created, &context))
             .transpose()?;
-        let covered: Option<String> = tx
-            .query_row(
-                "SELECT entities FROM ecst_checkpoint WHERE consumer = ?1 AND entity = ?2",
-                params![consumer, ROUTER_CHECKPOINT_ENTITY],
-                |row| row.get(0),
-            )
-            .optional()
-            .map_err(|e| context.database("reading ecst_checkpoint", e))?
-            .flatten();
+        let (covered, owed) = read_extras(&tx, consumer, ROUTER_CHECKPOINT_ENTITY, &context)?;
         tx.commit()
             .map_err(|e| context.database("finishing the load", e))?;
+        let owed = super::owed::router_map(owed.as_deref(), &context)?;
         self.seen.insert(ROUTER_CHECKPOINT_ENTITY.to_owned(), raw);
         Ok(RouterRows {
             entities: loaded,
             checkpoint,
             covered,
+            owed,
         })
     }
 
@@ -407,6 +411,7 @@ impl SqliteStore {
         checkpoint_entity: &str,
         checkpoint: &Checkpoint,
         covered: Option<&str>,
+        owed: Option<String>,
     ) -> Result<(), StoreError> {
         let consumer = self.consumer.as_str();
         let context = StoreContext::new(BACKEND, consumer, None);
@@ -438,7 +443,8 @@ impl SqliteStore {
                 applied,
                 purged_through,
                 created_column(checkpoint),
-                covered
+                covered,
+                owed
             ],
         )
         .map_err(write)?;
@@ -508,6 +514,23 @@ fn read_entity(
         }
     }
     Ok((entries, parked))
+}
+
+/// The `entities` and `owed` columns of the checkpoint row stored under
+/// `entity` (`NULL`, or no row: `None`).
+fn read_extras(
+    tx: &rusqlite::Transaction<'_>,
+    consumer: &str,
+    entity: &str,
+    context: &StoreContext,
+) -> Result<(Option<String>, Option<String>), StoreError> {
+    let row: Option<(Option<String>, Option<String>)> = tx
+        .query_row(SELECT_EXTRAS, params![consumer, entity], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()
+        .map_err(|e| context.database("reading ecst_checkpoint", e))?;
+    Ok(row.unwrap_or_default())
 }
 
 /// The checkpoint row stored under `entity` (a router's:
@@ -649,8 +672,9 @@ impl<T: StateEvent> ReplicaStore<T> for SqliteStore {
             commit.purged,
         );
         let checkpoint = commit.checkpoint;
+        let owed = super::owed::replica_column(commit.owed);
         let result = match share {
-            Ok(share) => self.commit_now(&[share], T::ENTITY, &checkpoint, None),
+            Ok(share) => self.commit_now(&[share], T::ENTITY, &checkpoint, None, owed),
             Err(unencodable) => Err(unencodable.into_error(self.context(None))),
         };
         ready(result)
@@ -682,6 +706,7 @@ impl Sealed for SqliteStore {
             ROUTER_CHECKPOINT_ENTITY,
             &commit.checkpoint,
             Some(&commit.covered),
+            super::owed::router_column(commit.owed.as_ref()),
         ))
     }
 }
