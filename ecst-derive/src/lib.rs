@@ -60,6 +60,7 @@
 mod ast;
 mod attr;
 mod ctxt;
+mod describe;
 mod expand;
 mod history;
 mod passthrough;

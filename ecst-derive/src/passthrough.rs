@@ -29,6 +29,11 @@ pub struct Item {
     pub serde: Option<Meta>,
     /// Whether it is a `#[serde(..)]` attribute, parsed or not.
     pub is_serde: bool,
+    /// Whether it is a `#[schemars(..)]` attribute, parsed or not.
+    pub is_schemars: bool,
+    /// A doc line: `Some(text)` for `#[doc = "text"]`, `Some(None)` for a
+    /// doc that is not a string literal (`#[doc = include_str!(..)]`).
+    pub doc: Option<Option<String>>,
 }
 
 /// The pass-through items of a list of attributes.
@@ -37,12 +42,25 @@ pub fn items(attrs: &[Attribute]) -> Vec<Item> {
     for attr in attrs {
         let path = attr.path();
         if path.is_ident("doc") {
+            let text = match &attr.meta {
+                Meta::NameValue(syn::MetaNameValue {
+                    value:
+                        syn::Expr::Lit(syn::ExprLit {
+                            lit: syn::Lit::Str(text),
+                            ..
+                        }),
+                    ..
+                }) => Some(text.value()),
+                _ => None,
+            };
             out.push(Item {
                 tokens: quote!(#attr),
                 depends: Depends::Nothing,
                 key: None,
                 serde: None,
                 is_serde: false,
+                is_schemars: false,
+                doc: Some(text),
             });
             continue;
         }
@@ -59,6 +77,8 @@ pub fn items(attrs: &[Attribute]) -> Vec<Item> {
                     key: Some(path.clone()),
                     serde: None,
                     is_serde: false,
+                    is_schemars: false,
+                    doc: None,
                 });
             }
             continue;
@@ -82,6 +102,8 @@ pub fn items(attrs: &[Attribute]) -> Vec<Item> {
                         key: Some(key),
                         serde: (!schemars).then_some(meta),
                         is_serde: !schemars,
+                        is_schemars: schemars,
+                        doc: None,
                     });
                 }
             }
@@ -93,6 +115,8 @@ pub fn items(attrs: &[Attribute]) -> Vec<Item> {
                 key: None,
                 serde: None,
                 is_serde: !schemars,
+                is_schemars: schemars,
+                doc: None,
             }),
         }
     }

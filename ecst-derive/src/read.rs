@@ -26,9 +26,29 @@ pub struct SlotReads<'h, 'a> {
     rule: RenameRule,
     /// The slots' types, in slot order.
     slots: Vec<&'a Type>,
-    /// Per version read this way: its number and, per field of its struct
-    /// in declaration order, (Rust name, serialized name, slot).
-    versions: Vec<(u32, Vec<(&'a syn::Ident, String, usize)>)>,
+    /// The versions read this way, oldest first.
+    versions: Vec<ReadVersion<'a>>,
+}
+
+/// An older version read through the slots.
+pub struct ReadVersion<'a> {
+    pub number: u32,
+    /// Its struct's fields, in declaration order.
+    pub fields: Vec<ReadField<'a>>,
+}
+
+/// A field of an older version read through the slots.
+pub struct ReadField<'a> {
+    pub rust: &'a syn::Ident,
+    /// The serialized name (`rename_all` applied).
+    pub wire: String,
+    pub slot: usize,
+    pub ty: &'a Type,
+    /// Its doc comment as schemars' derive joins the lines (`Ok(None)`
+    /// without one); `Err(())` if a line is not a string literal or a
+    /// `#[schemars]` attribute applies, so that only schemars' derive can
+    /// describe it.
+    pub doc: Result<Option<String>, ()>,
 }
 
 /// Where a slot's value comes from: a field of the newest struct (by
@@ -75,14 +95,28 @@ impl<'h, 'a> SlotReads<'h, 'a> {
             }
             let mut layout = Vec::new();
             for f in &fields {
-                let slot = slot_of(Source::Field(f.index), f.ty);
-                layout.push((f.name, rule.apply(&f.name.unraw().to_string()), slot));
+                layout.push(ReadField {
+                    rust: f.name,
+                    wire: rule.apply(&f.name.unraw().to_string()),
+                    slot: slot_of(Source::Field(f.index), f.ty),
+                    ty: f.ty,
+                    doc: field_doc(f),
+                });
             }
             for r in history.removed_at(v) {
-                let slot = slot_of(Source::Removed(r.index), r.ty);
-                layout.push((r.name, rule.apply(&r.name.unraw().to_string()), slot));
+                layout.push(ReadField {
+                    rust: r.name,
+                    wire: rule.apply(&r.name.unraw().to_string()),
+                    slot: slot_of(Source::Removed(r.index), r.ty),
+                    ty: r.ty,
+                    // `expand::removed_field`'s doc, as schemars reads it.
+                    doc: Ok(Some(format!("Removed in version {}.", r.since))),
+                });
             }
-            plan.versions.push((v, layout));
+            plan.versions.push(ReadVersion {
+                number: v,
+                fields: layout,
+            });
         }
         plan.slots = sources.into_iter().map(|(_, ty)| ty).collect();
         plan
@@ -91,7 +125,12 @@ impl<'h, 'a> SlotReads<'h, 'a> {
     /// Whether version `v` is read through the slots (its struct then does
     /// not derive `Deserialize`).
     pub fn covers(&self, v: u32) -> bool {
-        self.versions.iter().any(|(number, _)| *number == v)
+        self.version(v).is_some()
+    }
+
+    /// Version `v`, if it is read through the slots.
+    pub fn version(&self, v: u32) -> Option<&ReadVersion<'a>> {
+        self.versions.iter().find(|version| version.number == v)
     }
 
     /// The slots and the `Deserialize` impls, for the entity's `const _`.
@@ -103,20 +142,31 @@ impl<'h, 'a> SlotReads<'h, 'a> {
         let names: Vec<_> = (0..self.slots.len()).map(slot).collect();
         let types = self.slots.iter().map(|ty| quote_spanned!(ty.span()=> #ty));
         let arms: Vec<_> = (0..self.slots.len()).collect();
-        let impls = self.versions.iter().map(|(v, layout)| {
-            let ident = format_ident!("{}V{}", self.history.input.ident, v);
+        let impls = self.versions.iter().map(|version| {
+            let layout = &version.fields;
+            let ident = format_ident!("{}V{}", self.history.input.ident, version.number);
             let name = ident.to_string();
-            let fields = layout.iter().map(|(_, wire, _)| wire);
-            let slots = layout.iter().map(|(_, _, slot)| slot);
+            let fields = layout.iter().map(|f| &f.wire);
+            let slots = layout.iter().map(|f| f.slot);
             let expected_len = match layout.len() {
                 1 => format!("struct {name} with 1 element"),
                 n => format!("struct {name} with {n} elements"),
             };
-            let takes = layout.iter().map(|(rust, wire, slot)| {
-                let slot = &names[*slot];
+            let takes = layout.iter().map(|f| {
+                let (rust, wire, slot) = (f.rust, &f.wire, &names[f.slot]);
                 quote!(#rust: #private::take(slots.#slot, #wire)?)
             });
             quote! {
+                #[automatically_derived]
+                impl #private::FromSlots<__EcstSlots> for #ident {
+                    fn from_slots<__E>(slots: __EcstSlots) -> #private::Result<Self, __E>
+                    where
+                        __E: #private::serde::de::Error,
+                    {
+                        #private::Ok(#ident { #(#takes,)* })
+                    }
+                }
+
                 #[automatically_derived]
                 impl<'de> #private::serde::Deserialize<'de> for #ident {
                     fn deserialize<__D>(deserializer: __D) -> #private::Result<Self, __D::Error>
@@ -129,8 +179,7 @@ impl<'h, 'a> SlotReads<'h, 'a> {
                             slots: &[#(#slots),*],
                             expected_len: #expected_len,
                         };
-                        let slots: __EcstSlots = #private::read_struct(deserializer, &LAYOUT)?;
-                        #private::Ok(#ident { #(#takes,)* })
+                        #private::read_struct::<__EcstSlots, Self, __D>(deserializer, &LAYOUT)
                     }
                 }
             }
@@ -212,6 +261,24 @@ fn container_rule(items: &[Item]) -> Option<RenameRule> {
         rule = RenameRule::from_str(&lit.value())?;
     }
     Some(rule)
+}
+
+/// The field's doc comment as schemars' derive reads it (`get_doc`: each
+/// line without one leading space, joined by newlines).
+fn field_doc(at: &FieldAt) -> Result<Option<String>, ()> {
+    let same_type = core::ptr::eq(at.ty, at.field.ty);
+    let mut lines = Vec::new();
+    for item in &at.field.passthrough {
+        if item.is_schemars && (same_type || item.depends != Depends::Type) {
+            return Err(());
+        }
+        match &item.doc {
+            Some(Some(text)) => lines.push(text.strip_prefix(' ').unwrap_or(text).to_owned()),
+            Some(None) => return Err(()),
+            None => {}
+        }
+    }
+    Ok((!lines.is_empty()).then(|| lines.join("\n")))
 }
 
 /// Whether a `#[serde]` attribute of the field applies in this version

@@ -17,8 +17,9 @@ pub use crate::upcast::{DecodeVersionError, UpcastError};
 mod read;
 mod schema;
 
-pub use read::{next_element, next_value, read_struct, take, Layout, Slots};
-pub use schema::{root_schema, SchemaOf};
+pub use read::{next_element, next_value, read_struct, take, FromSlots, Layout, Slots};
+pub use schema::{object_schema, property, root_schema, Property, SchemaOf};
+pub use std::borrow::Cow;
 
 /// The value of an `added` field in an event older than the field: its
 /// `Default`, with an error that says what to write when there is none.

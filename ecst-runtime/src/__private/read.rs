@@ -2,7 +2,9 @@
 //! without a serde derive on each: the derive emits one set of typed slots
 //! per entity, shared by its older versions, and each version's
 //! `Deserialize` reads into them through [`read_struct`] with that
-//! version's [`Layout`], then takes its fields out with [`take`].
+//! version's [`Layout`], then takes its fields out with [`take`] (in
+//! [`FromSlots`], called inside the deserializer, as serde's derive builds
+//! the struct, so that a format's errors carry the position).
 //!
 //! What it accepts, and the errors it reports, are those of serde's derive
 //! on a struct without `#[serde]` attributes (bar `rename_all`, applied by
@@ -55,17 +57,24 @@ pub trait Slots: Sized {
     ) -> Result<(), A::Error>;
 }
 
-/// Reads one older version's fields into its entity's slots.
-pub fn read_struct<'de, S: Slots, D: Deserializer<'de>>(
+/// An older version built from its entity's slots. Implemented by the
+/// derive, with [`take`] for each field.
+pub trait FromSlots<S>: Sized {
+    /// The version's fields, taken out of `slots`.
+    fn from_slots<E: de::Error>(slots: S) -> Result<Self, E>;
+}
+
+/// Reads one older version's fields into its entity's slots and builds it.
+pub fn read_struct<'de, S: Slots, T: FromSlots<S>, D: Deserializer<'de>>(
     deserializer: D,
     layout: &'static Layout,
-) -> Result<S, D::Error> {
+) -> Result<T, D::Error> {
     deserializer.deserialize_struct(
         layout.name,
         layout.fields,
         ReadVisitor {
             layout,
-            slots: PhantomData,
+            read: PhantomData,
         },
     )
 }
@@ -121,27 +130,27 @@ pub fn take<'de, T: Deserialize<'de>, E: de::Error>(
     }
 }
 
-struct ReadVisitor<S> {
+struct ReadVisitor<S, T> {
     layout: &'static Layout,
-    slots: PhantomData<fn() -> S>,
+    read: PhantomData<fn(S) -> T>,
 }
 
-impl<'de, S: Slots> Visitor<'de> for ReadVisitor<S> {
-    type Value = S;
+impl<'de, S: Slots, T: FromSlots<S>> Visitor<'de> for ReadVisitor<S, T> {
+    type Value = T;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "struct {}", self.layout.name)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<S, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<T, A::Error> {
         let mut slots = S::empty();
         for (index, &slot) in self.layout.slots.iter().enumerate() {
             slots.read_element(slot, index, &mut seq, self.layout)?;
         }
-        Ok(slots)
+        T::from_slots(slots)
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<S, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<T, A::Error> {
         let mut slots = S::empty();
         let fields = self.layout.fields;
         while let Some(key) = map.next_key_seed(FieldKey { fields })? {
@@ -152,7 +161,7 @@ impl<'de, S: Slots> Visitor<'de> for ReadVisitor<S> {
                 }
             }
         }
-        Ok(slots)
+        T::from_slots(slots)
     }
 }
 

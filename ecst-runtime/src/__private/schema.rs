@@ -68,3 +68,58 @@ impl JsonSchema for Root {
         (Root::of().json)(generator)
     }
 }
+
+/// A property of an older version's object schema: what schemars' derive
+/// inserts for a field without `#[schemars]` or `#[serde]` attributes.
+pub struct Property {
+    /// The serialized name.
+    pub name: &'static str,
+    /// The field's doc comment, as schemars' derive joins its lines.
+    pub doc: Option<&'static str>,
+    /// `<T as JsonSchema>::_schemars_private_is_option`: schemars' own
+    /// test of whether a missing field reads as `None`.
+    pub is_option: fn() -> bool,
+    /// `SchemaGenerator::subschema_for::<T>`.
+    pub schema: fn(&mut SchemaGenerator) -> Schema,
+}
+
+/// The [`Property`] of a field of type `T` (an instance per field type,
+/// not per field).
+pub fn property<T: JsonSchema>(name: &'static str, doc: Option<&'static str>) -> Property {
+    Property {
+        name,
+        doc,
+        is_option: T::_schemars_private_is_option,
+        schema: SchemaGenerator::subschema_for::<T>,
+    }
+}
+
+/// `JsonSchema::json_schema` of an older version that would otherwise
+/// derive `JsonSchema`: the object schema schemars' derive builds for a
+/// struct with the doc comment `doc` whose fields and container carry no
+/// `#[schemars]` or `#[serde]` attributes (bar `rename_all`, already
+/// applied to the names), step by step as the derive's code does it.
+pub fn object_schema(
+    generator: &mut SchemaGenerator,
+    doc: &'static str,
+    properties: &[Property],
+) -> Schema {
+    use schemars::_private::{
+        get_title_and_description, insert_metadata_property_if_nonempty, insert_object_property,
+    };
+    let mut schema = schemars::json_schema!({ "type": "object" });
+    for property in properties {
+        let is_optional = generator.contract().is_deserialize() && (property.is_option)();
+        let mut sub_schema = (property.schema)(generator);
+        if let Some(doc) = property.doc {
+            let (title, description) = get_title_and_description(doc);
+            insert_metadata_property_if_nonempty(&mut sub_schema, "title", title);
+            insert_metadata_property_if_nonempty(&mut sub_schema, "description", description);
+        }
+        insert_object_property(&mut schema, property.name, is_optional, sub_schema);
+    }
+    let (title, description) = get_title_and_description(doc);
+    insert_metadata_property_if_nonempty(&mut schema, "title", title);
+    insert_metadata_property_if_nonempty(&mut schema, "description", description);
+    schema
+}
