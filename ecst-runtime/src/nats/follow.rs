@@ -1,6 +1,6 @@
 //! Following a state stream into a durable replica.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::pull::{BatchConfig, Config as PullConfig};
 use async_nats::jetstream::consumer::{AckPolicy, Consumer, DeliverPolicy};
@@ -11,6 +11,7 @@ use futures_util::StreamExt;
 
 use super::binary::to_structured;
 use super::bootstrap::{request_bootstrap, BootstrapRequest};
+use super::lag::StreamTip;
 use super::lease::Lease;
 use super::{jetstream, NatsError, ServerVersion, Subjects};
 use crate::consume::{BatchOutcome, Message, RetryPolicy};
@@ -54,12 +55,19 @@ pub struct FollowSettings {
     /// released or to expire before it fails with
     /// [`NatsError::DurableNameTaken`].
     pub lease_wait: Duration,
+    /// How often, at most, the follower asks the server for the stream's
+    /// last sequence for the `ecst_consumer_lag` gauge alone (feature
+    /// `metrics`): the lag is that sequence minus the checkpoint. In
+    /// between, deliveries keep it up to date on a stream without gaps (see
+    /// the README's metrics table).
+    pub lag_refresh: Duration,
 }
 
 impl FollowSettings {
     /// Settings for `durable_name` on `stream`, with defaults: batches of
     /// 512, 1 s fetch wait, 30 s ack wait, 1 MiB payload limit, a 10 s
-    /// lease on the durable name, waited for up to 11 s.
+    /// lease on the durable name, waited for up to 11 s, the stream's last
+    /// sequence read for the lag gauge at most once a second.
     pub fn new(
         stream: impl Into<String>,
         durable_name: impl Into<String>,
@@ -77,6 +85,7 @@ impl FollowSettings {
             retry: RetryPolicy::default(),
             lease_ttl: Some(Duration::from_secs(10)),
             lease_wait: Duration::from_secs(11),
+            lag_refresh: Duration::from_secs(1),
         }
     }
 }
@@ -166,6 +175,22 @@ pub struct StreamFollower<C: DurableConsumer> {
     delivered: Option<u64>,
     /// The lease on the durable name, when the settings ask for one.
     lease: Option<Lease>,
+    /// The stream's last sequence, for the consumer lag.
+    tip: StreamTip,
+    /// What each poll reuses.
+    buffers: Buffers,
+}
+
+/// The buffers a [`StreamFollower`] reuses from batch to batch (empty
+/// between polls), and the refusal of an oversized payload.
+struct Buffers {
+    /// The messages of the batch.
+    messages: Vec<async_nats::Message>,
+    /// The stream sequence of each message, and its structured-mode JSON
+    /// when it came in binary mode.
+    bodies: Vec<(u64, Option<Vec<u8>>)>,
+    /// Why a payload above `max_payload` is parked unread.
+    too_big: String,
 }
 
 impl<C: DurableConsumer> StreamFollower<C> {
@@ -202,6 +227,15 @@ impl<C: DurableConsumer> StreamFollower<C> {
                 Some(lease)
             }
         };
+        let settings_lag_refresh = settings.lag_refresh;
+        let buffers = Buffers {
+            messages: Vec::with_capacity(settings.batch),
+            bodies: Vec::with_capacity(settings.batch),
+            too_big: format!(
+                "payload exceeds the {} byte limit of this follower",
+                settings.max_payload
+            ),
+        };
         let mut follower = StreamFollower {
             js,
             client,
@@ -212,6 +246,8 @@ impl<C: DurableConsumer> StreamFollower<C> {
             interrupted: false,
             delivered: None,
             lease,
+            tip: StreamTip::new(settings_lag_refresh),
+            buffers,
         };
         // A cluster electing a leader answers with time-outs for a while:
         // retried like a fetch.
@@ -268,6 +304,7 @@ impl<C: DurableConsumer> StreamFollower<C> {
         let info = stream.cached_info();
         let created = std::time::SystemTime::from(info.created);
         let last_sequence = info.state.last_sequence;
+        self.tip.read(last_sequence, Instant::now());
         let one_per_subject = info.config.max_messages_per_subject == 1;
         // The checkpoint stores the identity (creation time) of the stream
         // its positions count in, so this holds across restarts too.
@@ -321,7 +358,10 @@ impl<C: DurableConsumer> StreamFollower<C> {
         let mut config = PullConfig {
             durable_name: Some(self.settings.durable_name.clone()),
             deliver_policy,
-            ack_policy: AckPolicy::Explicit,
+            // One acknowledgement per batch, after its commit (see
+            // `acknowledge`), instead of one per message: less work for the
+            // server and for this client.
+            ack_policy: AckPolicy::All,
             ack_wait: self.settings.ack_wait,
             // No limit (-1): the follower bounds what it holds itself (one
             // batch being committed, the next one requested ahead). A limit
@@ -404,10 +444,13 @@ impl<C: DurableConsumer> StreamFollower<C> {
     }
 
     async fn poll_once(&mut self) -> Result<Progress, NatsError> {
+        // The buffers of the last batch, emptied, are filled again.
+        let mut messages = std::mem::take(&mut self.buffers.messages);
+        let mut bodies = std::mem::take(&mut self.buffers.bodies);
         let mut attempt = 0;
-        let messages = loop {
-            match self.fetch().await {
-                Ok(messages) => break messages,
+        loop {
+            match self.fetch(&mut messages).await {
+                Ok(()) => break,
                 Err(error) => {
                     attempt += 1;
                     if attempt >= self.settings.retry.attempts {
@@ -418,10 +461,11 @@ impl<C: DurableConsumer> StreamFollower<C> {
                     let _ = self.create_consumer().await;
                 }
             }
-        };
-        let mut messages = messages;
+        }
         let mut pending = 0;
-        let mut bodies: Vec<(u64, Option<Vec<u8>>)> = Vec::with_capacity(messages.len());
+        // The message to acknowledge the batch with: the one of the highest
+        // stream sequence (see `acknowledge`).
+        let mut highest: Option<(u64, usize)> = None;
         let mut gap = false;
         for (index, message) in messages.iter().enumerate() {
             let info = message
@@ -454,6 +498,10 @@ impl<C: DurableConsumer> StreamFollower<C> {
             }
             self.delivered = Some(info.consumer_sequence);
             pending = info.pending;
+            self.tip.delivered(info.stream_sequence, info.pending);
+            if highest.is_none_or(|(sequence, _)| info.stream_sequence > sequence) {
+                highest = Some((info.stream_sequence, index));
+            }
             let converted = to_structured(message.headers.as_ref(), &message.payload);
             bodies.push((info.stream_sequence, converted));
         }
@@ -466,10 +514,6 @@ impl<C: DurableConsumer> StreamFollower<C> {
             // acknowledged. If asking fails, the next poll asks again.
             self.next = self.request().await.ok();
         }
-        let too_big = format!(
-            "payload exceeds the {} byte limit of this follower",
-            self.settings.max_payload
-        );
         let batch: Vec<Message<'_>> = messages
             .iter()
             .zip(&bodies)
@@ -486,7 +530,7 @@ impl<C: DurableConsumer> StreamFollower<C> {
                     subject,
                     payload,
                     refused: (payload.len() > self.settings.max_payload)
-                        .then_some(too_big.as_str()),
+                        .then_some(self.buffers.too_big.as_str()),
                     address,
                 }
             })
@@ -507,29 +551,60 @@ impl<C: DurableConsumer> StreamFollower<C> {
                 }
             }
         };
-        for message in &messages {
-            // A lost acknowledgement only means a redelivery, which the
-            // checkpoint and the version gate turn into a duplicate. (This is
-            // `jetstream::Message::ack`: an empty message to the reply
-            // subject.)
-            if let Some(reply) = &message.reply {
-                let _ = self.client.publish(reply.clone(), Bytes::new()).await;
-            }
+        drop(batch);
+        // Committed: now, and only now, the batch is acknowledged.
+        if let Some((_, index)) = highest {
+            self.acknowledge(&messages[index]).await;
         }
+        messages.clear();
+        bodies.clear();
+        self.buffers.messages = messages;
+        self.buffers.bodies = bodies;
         if gap {
             self.consumer = None;
             self.next = None;
         }
         let confirmed = pending == 0 && self.nothing_left().await;
-        // An empty fetch alone says nothing of the lag (see `Progress`).
-        if !messages.is_empty() || confirmed {
-            self.durable.record_lag(pending);
+        if !confirmed && self.tip.due(Instant::now()) {
+            self.read_tip().await;
         }
+        self.durable
+            .record_lag(self.tip.lag(self.durable.resume_after(), confirmed));
         Ok(Progress {
             batch: outcome,
             pending,
             confirmed,
         })
+    }
+
+    /// Acknowledges a committed batch by its message of the highest stream
+    /// sequence: the consumer's `AckPolicy::All` takes it as the
+    /// acknowledgement of every message it delivered up to that sequence.
+    ///
+    /// Safe, because any such message is committed: within one consumer,
+    /// first deliveries come in stream order, so a message below the batch's
+    /// highest sequence was delivered in this batch or an earlier one (all
+    /// committed), or is a redelivery, in the batch requested ahead, of
+    /// one of them. A delivery lost on the way re-creates the consumer (see
+    /// `poll_once`), and an interrupted or failed poll too, before anything
+    /// after it is acknowledged.
+    ///
+    /// A lost acknowledgement only means a redelivery, which the checkpoint
+    /// and the version gate turn into a duplicate. (This is
+    /// `jetstream::Message::ack`: an empty message to the reply subject.)
+    async fn acknowledge(&self, message: &async_nats::Message) {
+        if let Some(reply) = &message.reply {
+            let _ = self.client.publish(reply.clone(), Bytes::new()).await;
+        }
+    }
+
+    /// Reads the stream's last sequence for the lag gauge (a request to the
+    /// server); on failure the gauge keeps what deliveries said.
+    async fn read_tip(&mut self) {
+        if let Ok(stream) = self.js.get_stream(&self.settings.stream).await {
+            self.tip
+                .read(stream.cached_info().state.last_sequence, Instant::now());
+        }
     }
 
     /// Whether the server says this consumer has no message left to
@@ -571,6 +646,7 @@ impl<C: DurableConsumer> StreamFollower<C> {
             Ok(stream) => stream.cached_info().state.last_sequence,
             Err(_) => return false,
         };
+        self.tip.read(leader_last, Instant::now());
         if self.durable.resume_after() > leader_last {
             tracing::warn!(
                 stream = %self.settings.stream,
@@ -587,7 +663,9 @@ impl<C: DurableConsumer> StreamFollower<C> {
         true
     }
 
-    async fn fetch(&mut self) -> Result<Vec<async_nats::Message>, NatsError> {
+    /// Fetches one batch into `messages` (emptied first).
+    async fn fetch(&mut self, messages: &mut Vec<async_nats::Message>) -> Result<(), NatsError> {
+        messages.clear();
         if self.consumer.is_none() {
             self.create_consumer().await?;
         }
@@ -595,7 +673,7 @@ impl<C: DurableConsumer> StreamFollower<C> {
             Some(inbox) => inbox,
             None => self.request().await?,
         };
-        self.receive(inbox).await
+        self.receive(inbox, messages).await
     }
 
     /// Sends a pull request for one batch; its messages arrive in the
@@ -635,10 +713,14 @@ impl<C: DurableConsumer> StreamFollower<C> {
     /// batch requested ahead does not expire while the one before it
     /// commits (the messages it already holds would be lost, and the next
     /// batch would move the checkpoint past them).
-    async fn receive(&self, mut inbox: Subscriber) -> Result<Vec<async_nats::Message>, NatsError> {
+    async fn receive(
+        &self,
+        mut inbox: Subscriber,
+        messages: &mut Vec<async_nats::Message>,
+    ) -> Result<(), NatsError> {
         let deadline =
             tokio::time::Instant::now() + self.settings.fetch_wait + Duration::from_secs(5);
-        let mut messages = Vec::with_capacity(self.settings.batch);
+        messages.reserve(self.settings.batch);
         while messages.len() < self.settings.batch {
             let Ok(Some(message)) = tokio::time::timeout_at(deadline, inbox.next()).await else {
                 break;
@@ -669,7 +751,7 @@ impl<C: DurableConsumer> StreamFollower<C> {
                 }
             }
         }
-        Ok(messages)
+        Ok(())
     }
 
     /// Polls until the replica has caught up with the stream (see

@@ -25,6 +25,7 @@
 mod binary;
 mod bootstrap;
 mod follow;
+mod lag;
 mod lease;
 pub mod publish;
 mod server;

@@ -57,8 +57,9 @@ pub trait DurableConsumer {
     where
         Self: Sized;
 
-    /// Records the messages the broker still has for it (the
-    /// `ecst_consumer_lag` gauge, feature `metrics`).
+    /// Records its lag, the stream's last sequence minus the checkpoint, as
+    /// the adapter measures it (the `ecst_consumer_lag` gauge, feature
+    /// `metrics`).
     fn record_lag(&self, messages: u64);
 }
 

@@ -132,14 +132,14 @@ pub(super) fn latency(consumer: Option<&Arc<str>>, entity: &'static str, elapsed
     let _ = (consumer, entity, elapsed);
 }
 
-/// Sets the consumer lag gauge.
-pub(super) fn lag(consumer: Option<&Arc<str>>, entity: &'static str, messages: u64) {
+/// Sets the consumer lag gauge: stream sequences past the checkpoint.
+pub(super) fn lag(consumer: Option<&Arc<str>>, entity: &'static str, sequences: u64) {
     #[cfg(feature = "metrics")]
     emit::gauge(
         "ecst_consumer_lag",
         &emit::labels(consumer, entity),
-        messages as f64,
+        sequences as f64,
     );
     #[cfg(not(feature = "metrics"))]
-    let _ = (consumer, entity, messages);
+    let _ = (consumer, entity, sequences);
 }

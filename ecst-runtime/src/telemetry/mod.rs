@@ -70,7 +70,8 @@ impl Telemetry {
         metrics::latency(self.consumer.as_ref(), entity, elapsed);
     }
 
-    /// The messages the consumer still has to apply, as the server counts.
+    /// The consumer lag: the stream's last sequence minus the checkpoint,
+    /// as the transport adapter measures it.
     #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     pub(crate) fn lag(&self, entity: &'static str, messages: u64) {
         metrics::lag(self.consumer.as_ref(), entity, messages);
