@@ -21,6 +21,7 @@ use serde::de::{
 };
 use serde_json::value::RawValue;
 
+use super::scan;
 use super::{dataschema, Change, Operation, CONTENT_TYPE, MAX_KEY_BYTES, SPEC_VERSION};
 use crate::compatibility::Mode;
 use crate::error::{DecodeError, DecodeErrorKind, EventContext};
@@ -165,6 +166,29 @@ pub(crate) fn decode_header(
     }
     let header = fields.into_header()?;
     Ok((header, sink.slot))
+}
+
+/// [`decode_header`] through the scanner (`true`) or serde_json alone,
+/// shown with `Debug`, `data` as its raw text: for the tests that compare
+/// the two readers.
+#[cfg(test)]
+pub(super) fn header_read_with(bytes: &[u8], scanner: bool) -> String {
+    let mut sink = RawSink {
+        slot: DataSlot::Absent,
+    };
+    let (fields, result) = parse_with(bytes, &mut sink, scanner);
+    let header = match result {
+        Err(e) => Err(DecodeError::new(
+            fields.context(),
+            DecodeErrorKind::Malformed(e),
+        )),
+        Ok(()) => fields.into_header(),
+    };
+    let data = match sink.slot {
+        DataSlot::Raw(raw) => format!("Raw({})", raw.get()),
+        other => format!("{other:?}"),
+    };
+    format!("{header:?} {data}")
 }
 
 /// Reads an envelope of entity `T`, decoding and upcasting its state.
@@ -399,16 +423,35 @@ fn parse<'de, S: DataSink<'de>>(
     bytes: &'de [u8],
     sink: &mut S,
 ) -> (Fields<'de>, Result<(), serde_json::Error>) {
+    parse_with(bytes, sink, true)
+}
+
+/// [`parse`], through the scanner first when `scanner` (`false` only in
+/// the tests that compare the two readers).
+#[inline]
+fn parse_with<'de, S: DataSink<'de>>(
+    bytes: &'de [u8],
+    sink: &mut S,
+    scanner: bool,
+) -> (Fields<'de>, Result<(), serde_json::Error>) {
     let mut fields = Fields::default();
     let result = match core::str::from_utf8(bytes) {
         // Checked whole, in one pass: the reader need not check each string
         // again (serde_json's slice reader validates every string it reads
         // on its own, which costs several times more than one pass).
-        Ok(text) => read(
-            &mut serde_json::Deserializer::from_str(text),
-            &mut fields,
-            sink,
-        ),
+        Ok(text) => {
+            if scanner && scan::scan(text, &mut fields, sink).is_some() {
+                return (fields, Ok(()));
+            }
+            // Not the shape the scanner reads: read it all again.
+            fields = Fields::default();
+            sink.reset();
+            read(
+                &mut serde_json::Deserializer::from_str(text),
+                &mut fields,
+                sink,
+            )
+        }
         // Not UTF-8: read the bytes as they are, so that whatever comes
         // first (a syntax error, a bad string, a payload mismatch) is what
         // is reported, as if they had been read in one go.
@@ -448,22 +491,22 @@ fn utf8(bytes: &[u8]) -> Result<(), serde_json::Error> {
 
 /// The attributes as read, before validation.
 #[derive(Default)]
-struct Fields<'de> {
-    specversion: Option<Cow<'de, str>>,
-    id: Option<Cow<'de, str>>,
-    source: Option<Cow<'de, str>>,
-    entity: Option<Cow<'de, str>>,
-    key: Option<Cow<'de, str>>,
-    time: Option<Cow<'de, str>>,
-    datacontenttype: Option<Cow<'de, str>>,
-    dataschema: Option<Cow<'de, str>>,
-    sequence: Option<Number>,
-    schemaversion: Option<Number>,
-    operation: Option<Cow<'de, str>>,
-    correlationid: Option<Cow<'de, str>>,
-    causationid: Option<Cow<'de, str>>,
-    traceparent: Option<Cow<'de, str>>,
-    data_seen: bool,
+pub(super) struct Fields<'de> {
+    pub(super) specversion: Option<Cow<'de, str>>,
+    pub(super) id: Option<Cow<'de, str>>,
+    pub(super) source: Option<Cow<'de, str>>,
+    pub(super) entity: Option<Cow<'de, str>>,
+    pub(super) key: Option<Cow<'de, str>>,
+    pub(super) time: Option<Cow<'de, str>>,
+    pub(super) datacontenttype: Option<Cow<'de, str>>,
+    pub(super) dataschema: Option<Cow<'de, str>>,
+    pub(super) sequence: Option<Number>,
+    pub(super) schemaversion: Option<Number>,
+    pub(super) operation: Option<Cow<'de, str>>,
+    pub(super) correlationid: Option<Cow<'de, str>>,
+    pub(super) causationid: Option<Cow<'de, str>>,
+    pub(super) traceparent: Option<Cow<'de, str>>,
+    pub(super) data_seen: bool,
     data_base64: bool,
     /// The attributes read so far, one bit per [`Attr`].
     seen: u32,
@@ -471,6 +514,20 @@ struct Fields<'de> {
 }
 
 impl<'de> Fields<'de> {
+    /// Records that `attr` was read: a second occurrence is a duplicate
+    /// even when one of them is `null` (a reader that keeps the last value
+    /// would see another event than one that keeps the first).
+    #[inline]
+    pub(super) fn mark(&mut self, attr: Attr) {
+        if let Some(name) = attr.name() {
+            let bit = 1 << attr as u32;
+            if self.seen & bit != 0 {
+                self.duplicate.get_or_insert(name);
+            }
+            self.seen |= bit;
+        }
+    }
+
     /// What the attributes said, as far as they were read. Control
     /// characters are escaped (`\u{0}`) and a key is cut at
     /// [`MAX_KEY_BYTES`]: the context is displayed, logged and stored with
@@ -622,13 +679,42 @@ fn is_json(content_type: &str) -> bool {
             .is_some_and(|suffix| suffix.eq_ignore_ascii_case("+json"))
 }
 
-/// Where `data` goes once the visitor reaches it.
-trait DataSink<'de> {
-    fn read<A: MapAccess<'de>>(
+/// Where the reader takes `data` from: the envelope's map (the serde path)
+/// or a deserializer over `data` alone (the scanner's).
+pub(super) trait DataSource<'de> {
+    type Error: de::Error;
+    fn value<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Self::Error>;
+}
+
+/// `data` as the envelope map's next value.
+struct FromMap<'m, A>(&'m mut A);
+
+impl<'de, A: MapAccess<'de>> DataSource<'de> for FromMap<'_, A> {
+    type Error = A::Error;
+    #[inline]
+    fn value<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
+        self.0.next_value_seed(seed)
+    }
+}
+
+impl<'de> DataSource<'de> for serde_json::Deserializer<serde_json::de::StrRead<'de>> {
+    type Error = serde_json::Error;
+    #[inline]
+    fn value<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Self::Error> {
+        seed.deserialize(self)
+    }
+}
+
+/// Where `data` goes once the reader reaches it.
+pub(super) trait DataSink<'de> {
+    fn read<D: DataSource<'de>>(
         &mut self,
         fields: &Fields<'de>,
-        map: &mut A,
-    ) -> Result<(), A::Error>;
+        source: &mut D,
+    ) -> Result<(), D::Error>;
+
+    /// Forgets what a read that was given up left behind.
+    fn reset(&mut self);
 }
 
 struct RawSink<'de> {
@@ -636,14 +722,22 @@ struct RawSink<'de> {
 }
 
 impl<'de> DataSink<'de> for RawSink<'de> {
-    fn read<A: MapAccess<'de>>(&mut self, _: &Fields<'de>, map: &mut A) -> Result<(), A::Error> {
-        self.slot = read_raw(map)?;
+    fn read<D: DataSource<'de>>(
+        &mut self,
+        _: &Fields<'de>,
+        source: &mut D,
+    ) -> Result<(), D::Error> {
+        self.slot = read_raw(source)?;
         Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.slot = DataSlot::Absent;
     }
 }
 
-fn read_raw<'de, T, A: MapAccess<'de>>(map: &mut A) -> Result<DataSlot<'de, T>, A::Error> {
-    Ok(match map.next_value::<Option<&'de RawValue>>()? {
+fn read_raw<'de, T, D: DataSource<'de>>(source: &mut D) -> Result<DataSlot<'de, T>, D::Error> {
+    Ok(match source.value(PhantomData::<Option<&'de RawValue>>)? {
         Some(raw) => DataSlot::Raw(raw),
         None => DataSlot::Null,
     })
@@ -711,11 +805,20 @@ impl<T: StateEvent> TypedSink<'_, '_, T> {
 }
 
 impl<'de, T: StateEvent> DataSink<'de> for TypedSink<'de, '_, T> {
-    fn read<A: MapAccess<'de>>(
+    fn reset(&mut self) {
+        self.slot = DataSlot::Absent;
+        self.upcast_failure = None;
+        self.reading = false;
+        self.probed = None;
+        self.gated_raw = false;
+        self.schema_checked = false;
+    }
+
+    fn read<D: DataSource<'de>>(
         &mut self,
         fields: &Fields<'de>,
-        map: &mut A,
-    ) -> Result<(), A::Error> {
+        map: &mut D,
+    ) -> Result<(), D::Error> {
         let version = match fields.schemaversion {
             Some(Number::Valid(v)) if v >= 1 => {
                 u32::try_from(v).ok().and_then(read_as::<T>).unwrap_or(0)
@@ -744,7 +847,7 @@ impl<'de, T: StateEvent> DataSink<'de> for TypedSink<'de, '_, T> {
             return Ok(());
         }
         self.reading = true;
-        let state = map.next_value_seed(VersionSeed::<T> {
+        let state = map.value(VersionSeed::<T> {
             version,
             failure: &mut self.upcast_failure,
             target: PhantomData,
@@ -813,7 +916,7 @@ struct EnvelopeVisitor<'a, 'de, S> {
 
 /// Stores an attribute's value; `null` is no value (the CloudEvents JSON
 /// format reads it as absent).
-fn put<T>(slot: &mut Option<T>, value: Option<T>) {
+pub(super) fn put<T>(slot: &mut Option<T>, value: Option<T>) {
     if value.is_some() {
         *slot = value;
     }
@@ -829,16 +932,7 @@ impl<'de, S: DataSink<'de>> Visitor<'de> for EnvelopeVisitor<'_, 'de, S> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let f = self.fields;
         while let Some(attr) = map.next_key::<Attr>()? {
-            // A second occurrence is a duplicate even when one of them is
-            // `null`: a reader that keeps the last value would see another
-            // event than one that keeps the first.
-            if let Some(name) = attr.name() {
-                let bit = 1 << attr as u32;
-                if f.seen & bit != 0 {
-                    f.duplicate.get_or_insert(name);
-                }
-                f.seen |= bit;
-            }
+            f.mark(attr);
             match attr {
                 Attr::SpecVersion => put(&mut f.specversion, text(&mut map)?),
                 Attr::Id => put(&mut f.id, text(&mut map)?),
@@ -862,7 +956,7 @@ impl<'de, S: DataSink<'de>> Visitor<'de> for EnvelopeVisitor<'_, 'de, S> {
                 }
                 Attr::Data => {
                     f.data_seen = true;
-                    self.sink.read(f, &mut map)?;
+                    self.sink.read(f, &mut FromMap(&mut map))?;
                 }
                 Attr::DataBase64 => {
                     map.next_value::<IgnoredAny>()?;
@@ -883,7 +977,7 @@ fn text<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Option<Cow<'de, str>>, A:
 
 /// The attribute names ecst reads; anything else is an ignored extension.
 #[derive(Clone, Copy)]
-enum Attr {
+pub(super) enum Attr {
     SpecVersion,
     Id,
     Source,
@@ -904,6 +998,30 @@ enum Attr {
 }
 
 impl Attr {
+    /// The attribute named `name`.
+    #[inline]
+    pub(super) fn of(name: &str) -> Attr {
+        match name {
+            "specversion" => Attr::SpecVersion,
+            "id" => Attr::Id,
+            "source" => Attr::Source,
+            "type" => Attr::Type,
+            "subject" => Attr::Subject,
+            "time" => Attr::Time,
+            "datacontenttype" => Attr::DataContentType,
+            "dataschema" => Attr::DataSchema,
+            "sequence" => Attr::Sequence,
+            "schemaversion" => Attr::SchemaVersion,
+            "operation" => Attr::Operation,
+            "correlationid" => Attr::CorrelationId,
+            "causationid" => Attr::CausationId,
+            "traceparent" => Attr::TraceParent,
+            "data" => Attr::Data,
+            "data_base64" => Attr::DataBase64,
+            _ => Attr::Other,
+        }
+    }
+
     /// The wire name, `None` for an extension.
     fn name(self) -> Option<&'static str> {
         Some(match self {
@@ -937,25 +1055,7 @@ impl<'de> Deserialize<'de> for Attr {
                 f.write_str("a CloudEvents attribute name")
             }
             fn visit_str<E: de::Error>(self, name: &str) -> Result<Attr, E> {
-                Ok(match name {
-                    "specversion" => Attr::SpecVersion,
-                    "id" => Attr::Id,
-                    "source" => Attr::Source,
-                    "type" => Attr::Type,
-                    "subject" => Attr::Subject,
-                    "time" => Attr::Time,
-                    "datacontenttype" => Attr::DataContentType,
-                    "dataschema" => Attr::DataSchema,
-                    "sequence" => Attr::Sequence,
-                    "schemaversion" => Attr::SchemaVersion,
-                    "operation" => Attr::Operation,
-                    "correlationid" => Attr::CorrelationId,
-                    "causationid" => Attr::CausationId,
-                    "traceparent" => Attr::TraceParent,
-                    "data" => Attr::Data,
-                    "data_base64" => Attr::DataBase64,
-                    _ => Attr::Other,
-                })
+                Ok(Attr::of(name))
             }
         }
         deserializer.deserialize_identifier(AttrVisitor)
@@ -991,7 +1091,7 @@ impl<'de> Deserialize<'de> for Text<'de> {
 /// JSON integer or a string of decimal digits. Anything else is kept as the
 /// reason it is invalid, so the error can name the event.
 #[derive(Debug)]
-enum Number {
+pub(super) enum Number {
     Valid(u64),
     Invalid(String),
 }
@@ -1017,8 +1117,8 @@ impl<'de> Deserialize<'de> for Integer {
 
 /// Reads a [`Number`]; with `canonical`, a string with leading zeros is
 /// invalid.
-struct NumberVisitor {
-    canonical: bool,
+pub(super) struct NumberVisitor {
+    pub(super) canonical: bool,
 }
 
 impl<'de> Visitor<'de> for NumberVisitor {

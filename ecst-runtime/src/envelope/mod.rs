@@ -61,6 +61,7 @@
 pub mod binary;
 mod decode;
 mod encode;
+mod scan;
 mod traceparent;
 
 use std::borrow::Cow;
