@@ -434,9 +434,10 @@ impl SqliteStore {
         check_unmoved(self.seen.get(checkpoint_entity), stored, &context)?;
         let write = |e| context.database("committing", e);
         let [stream_sequence, applied, purged_through] = checkpoint_columns(checkpoint, &context)?;
-        tx.execute(
-            UPSERT_CHECKPOINT,
-            params![
+        // Cached: parsed once per connection, not once per commit.
+        tx.prepare_cached(UPSERT_CHECKPOINT)
+            .map_err(write)?
+            .execute(params![
                 consumer,
                 checkpoint_entity,
                 stream_sequence,
@@ -445,9 +446,8 @@ impl SqliteStore {
                 created_column(checkpoint),
                 covered,
                 owed
-            ],
-        )
-        .map_err(write)?;
+            ])
+            .map_err(write)?;
         tx.commit().map_err(write)?;
         self.seen.insert(
             checkpoint_entity.to_owned(),
