@@ -8,7 +8,11 @@
 //! - `catch_up/raw_ack`: a raw pull consumer (fresh durable, `DeliverPolicy::All`,
 //!   explicit ack) fetching batches of 512 (ecst's default) and acking every
 //!   message, nothing else, until all 100k are consumed;
-//! - `catch_up/raw_ack_last_per_subject`: the same with
+//! - `catch_up/raw_ack_all`: the same with `AckPolicy::All`, acknowledging
+//!   only the last message of each batch (after reading all of it): the
+//!   acknowledgement scheme the ecst follower uses since this round, for a
+//!   like-for-like reference (the targets stay against `raw_ack`);
+//! - `catch_up/raw_ack_last_per_subject`: the same as `raw_ack` with
 //!   `DeliverPolicy::LastPerSubject`, the policy a new ecst follower used
 //!   before it asked for `All` on a state stream (kept for the comparison);
 //! - `catch_up/ecst_memory`: `Follower::start` + `Follower::catch_up` into a
@@ -171,6 +175,16 @@ impl Bench {
 
     /// The raw baseline: fetch 512 at a time, ack each, count.
     async fn raw_ack(&self, deliver_policy: DeliverPolicy) -> Duration {
+        self.raw(deliver_policy, AckPolicy::Explicit).await
+    }
+
+    /// The raw baseline with `AckPolicy::All`: fetch 512 at a time, ack the
+    /// last of each batch, count.
+    async fn raw_ack_all(&self) -> Duration {
+        self.raw(DeliverPolicy::All, AckPolicy::All).await
+    }
+
+    async fn raw(&self, deliver_policy: DeliverPolicy, ack_policy: AckPolicy) -> Duration {
         let name = self.fresh_name("raw");
         let start = Instant::now();
         let count = Measured::new(async {
@@ -179,7 +193,7 @@ impl Bench {
                 .create_consumer(PullConfig {
                     durable_name: Some(name.clone()),
                     deliver_policy,
-                    ack_policy: AckPolicy::Explicit,
+                    ack_policy,
                     ack_wait: Duration::from_secs(30),
                     max_ack_pending: (BATCH * 4) as i64,
                     filter_subject: self.subjects.entity(Customer::ENTITY),
@@ -196,9 +210,18 @@ impl Bench {
                     .messages()
                     .await
                     .unwrap();
+                let mut last = None;
                 while let Some(message) = batch.next().await {
-                    message.unwrap().ack().await.unwrap();
+                    let message = message.unwrap();
                     count += 1;
+                    if ack_policy == AckPolicy::All {
+                        last = Some(message);
+                    } else {
+                        message.ack().await.unwrap();
+                    }
+                }
+                if let Some(message) = last {
+                    message.ack().await.unwrap();
                 }
             }
             count
@@ -510,6 +533,9 @@ fn bench(c: &mut Criterion) {
     group.bench_function("raw_ack", |b| {
         b.iter_custom(|iters| timed(&rt, iters, || bench.raw_ack(DeliverPolicy::All)))
     });
+    group.bench_function("raw_ack_all", |b| {
+        b.iter_custom(|iters| timed(&rt, iters, || bench.raw_ack_all()))
+    });
     group.bench_function("raw_ack_last_per_subject", |b| {
         b.iter_custom(|iters| timed(&rt, iters, || bench.raw_ack(DeliverPolicy::LastPerSubject)))
     });
@@ -598,6 +624,7 @@ fn once(functions: &str) {
             total.0 += rt.block_on(async {
                 match *function {
                     "catch_up/raw_ack" => bench.raw_ack(DeliverPolicy::All).await,
+                    "catch_up/raw_ack_all" => bench.raw_ack_all().await,
                     "catch_up/raw_ack_last_per_subject" => {
                         bench.raw_ack(DeliverPolicy::LastPerSubject).await
                     }

@@ -97,7 +97,9 @@ pub struct Progress {
     /// The batch's outcomes (applied and parked messages).
     pub batch: BatchOutcome,
     /// Messages the server still had for this consumer after the batch, as
-    /// the last message of the batch said (0 for an empty batch).
+    /// the last message of the batch said (0 for an empty batch). The
+    /// `ecst_consumer_lag` gauge is another measure: stream sequences past
+    /// the checkpoint (see the README's metrics).
     pub pending: u64,
     /// The server confirmed, after this batch was committed and
     /// acknowledged, that the consumer has nothing left: see
@@ -147,9 +149,10 @@ pub type RouterFollower<S> = StreamFollower<DurableRouter<S>>;
 /// work), `DeliverPolicy::LastPerSubject` on a stream that keeps history; a
 /// restarted one with `ByStartSequence` just after its checkpoint. Each
 /// [`Follower::poll`] fetches a batch, applies and commits it with the
-/// checkpoint, and only then acknowledges it. A crash anywhere in between
-/// loses nothing: unacknowledged messages come again, and those already
-/// committed are duplicates.
+/// checkpoint, and only then acknowledges it, with one acknowledgement (the
+/// consumer's `AckPolicy::All`, on the batch's highest stream sequence). A
+/// crash anywhere in between loses nothing: unacknowledged messages come
+/// again, and those already committed are duplicates.
 ///
 /// While catching up (the server still has messages for the consumer after
 /// a batch), a poll asks for the next batch before it applies the current
