@@ -465,6 +465,7 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
             pending.checkpoint.stream_created = Some(created);
         }
         let owed = self.part.owed_for_commit(&pending.share);
+        self.part.writing_owed();
         // A parked row written twice in one batch (parked, then superseded)
         // keeps its last form: the stores upsert in order.
         let commit = Commit {

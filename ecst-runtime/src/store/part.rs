@@ -40,8 +40,10 @@ pub(crate) struct Part<T: StateEvent> {
     replay_due: bool,
     /// Whether every key the store lists as owed is known to be reported
     /// (by this process: a report or a replay returned since the last
-    /// commit that wrote them), so that a reload in the same process (after
-    /// a failed commit) does not report them again.
+    /// commit that wrote them, and no commit writing them started since),
+    /// so that an explicit reload in the same process does not report them
+    /// again. Cleared before every commit that writes owed keys
+    /// ([`Part::writing_owed`]): such a commit may land without returning.
     stored_reported: bool,
 }
 
@@ -109,8 +111,8 @@ impl<T: StateEvent> Part<T> {
         self.replica = replica;
         self.parking = ParkingLot::new(parked);
         if self.stored_reported {
-            // Reloaded by this process after a failed commit: what the store
-            // lists was reported since it was written.
+            // Reloaded by this process with no owed keys written since they
+            // were last reported: what the store lists was reported.
             self.owed.clear();
             self.replay_due = false;
         } else {
@@ -140,6 +142,18 @@ impl<T: StateEvent> Part<T> {
             }
         }
         Some(keys)
+    }
+
+    /// A commit that writes the owed keys ([`Part::owed_for_commit`]) is
+    /// about to start: until it is known to have landed and its report
+    /// returned, what the store lists may be unreported. A commit can land
+    /// without its call returning (its future dropped during the store's
+    /// COMMIT, an error after the transaction committed), and the reload
+    /// that follows must then replay what it loads.
+    pub(crate) fn writing_owed(&mut self) {
+        if self.feed.is_some() {
+            self.stored_reported = false;
+        }
     }
 
     /// Reports each owed key's current entry to the feed as a replayed

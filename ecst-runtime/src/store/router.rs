@@ -838,6 +838,7 @@ impl<T: StateEvent> Route for Lane<T> {
 
     fn owed_for_commit(&mut self) -> Option<Vec<String>> {
         self.owed = self.part.owed_for_commit(&self.pending);
+        self.part.writing_owed();
         let keys = self.owed.as_ref()?;
         Some(keys.iter().map(ToString::to_string).collect())
     }
