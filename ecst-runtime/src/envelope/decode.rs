@@ -168,6 +168,17 @@ pub(crate) fn decode_header(
     Ok((header, sink.slot))
 }
 
+/// Whether the scanner reads `bytes` itself (rather than leaving them to
+/// serde_json): for the tests that compare the two readers.
+#[cfg(test)]
+pub(super) fn scanner_reads(bytes: &[u8]) -> bool {
+    let mut sink = RawSink {
+        slot: DataSlot::Absent,
+    };
+    core::str::from_utf8(bytes)
+        .is_ok_and(|text| scan::scan(text, &mut Fields::default(), &mut sink).is_some())
+}
+
 /// [`decode_header`] through the scanner (`true`) or serde_json alone,
 /// shown with `Debug`, `data` as its raw text: for the tests that compare
 /// the two readers.

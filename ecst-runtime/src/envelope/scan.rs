@@ -288,11 +288,10 @@ fn special_byte(bytes: &[u8], from: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::super::decode::header_read_with;
+    use super::super::decode::{header_read_with, scanner_reads};
     use super::special_byte;
 
-    const ENVELOPE: &str = r#"{"specversion":"1.0","id":"e-1","source":"urn:s","type":"customer","subject":"c-1","time":"2024-05-01T12:00:00Z","datacontenttype":"application/json","dataschema":"urn:ecst:schema:customer:v1","sequence":"00000000000000000007","schemaversion":1,"operation":"upsert","correlationid":"k","x-ext":true,"data":{"id":"c-1","tags":["a",{"b":[1,2.5,null]}],"s":"é
-"}}"#;
+    const ENVELOPE: &str = r#"{"specversion":"1.0","id":"e-1","source":"urn:s","type":"customer","subject":"c-1","time":"2024-05-01T12:00:00Z","datacontenttype":"application/json","dataschema":"urn:ecst:schema:customer:v1","sequence":"00000000000000000007","schemaversion":1,"operation":"upsert","correlationid":"k","x-ext":true,"data":{"id":"c-1","tags":["a",{"b":[1,2.5,null]}],"s":"\u00e9\n"}}"#;
 
     /// Whatever the input, the scanner and serde_json read the same
     /// attributes, the same `data`, or the same error.
@@ -304,6 +303,23 @@ mod tests {
 
     #[test]
     fn scanner_reads_what_serde_json_reads() {
+        // What the scanner reads itself, and what it leaves to serde_json.
+        for (shape, scanned) in [
+            (ENVELOPE.to_owned(), true),
+            (
+                ENVELOPE.replace("schemaversion\":1", "schemaversion\":01"),
+                false,
+            ),
+            (
+                ENVELOPE.replace("\"id\":\"e-1\"", "\"id\":\"e\\u002d1\""),
+                false,
+            ),
+            (ENVELOPE.replace("\"x-ext\":true", "\"x-ext\":[1]"), false),
+            (r#"{"data":{},"specversion":"1.0"}"#.to_owned(), false),
+            (r#"{"specversion":"1.0","data":null}"#.to_owned(), true),
+        ] {
+            assert_eq!(scanner_reads(shape.as_bytes()), scanned, "{shape}");
+        }
         let shapes = [
             ENVELOPE.to_owned(),
             ENVELOPE.replace(',', " ,\n\t"),
