@@ -16,7 +16,14 @@
 //! type), e.g. `derive(Serialize, Clone, Debug, PartialEq)` to build old
 //! payloads in tests. These structs' derives are most of the compile time
 //! the derive adds (`scripts/compile-bench` measures it), so whatever
-//! reading and the schema lock do not need is opt-in.
+//! reading and the schema lock do not need is opt-in, and the two they need
+//! are generated compactly where that is exact: an older version without
+//! `#[serde]` attributes (bar a container `rename_all`) reads through one
+//! set of typed slots per entity (`read.rs`) instead of serde's derive, and
+//! an older entity version that also has no `#[schemars]` attributes is
+//! described by a property table (`describe.rs`) instead of schemars'
+//! derive. `StateEvent::schema` builds every version's root schema through
+//! one `__private::root_schema`, not a `schema_for!` per version.
 //!
 //! # Nested types that evolve
 //!
