@@ -195,7 +195,18 @@ impl Bench {
                     deliver_policy,
                     ack_policy,
                     ack_wait: Duration::from_secs(30),
-                    max_ack_pending: (BATCH * 4) as i64,
+                    // No limit for `LastPerSubject`: nats-server 2.9 can skip
+                    // a message of such a consumer at the limit (see
+                    // `create_consumer` in ecst-runtime/src/nats/follow.rs),
+                    // and this loop then waits for it forever. A run hung in
+                    // this function on 2026-12-01 (the cause not confirmed).
+                    // Acking as it reads, the raw consumer never holds more
+                    // than a batch anyway.
+                    max_ack_pending: if deliver_policy == DeliverPolicy::LastPerSubject {
+                        -1
+                    } else {
+                        (BATCH * 4) as i64
+                    },
                     filter_subject: self.subjects.entity(Customer::ENTITY),
                     ..PullConfig::default()
                 })
