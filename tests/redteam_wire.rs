@@ -372,3 +372,174 @@ fn truncations_and_non_utf8_bytes_at_every_offset() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Subjects: the table path against the encoding's definition
+// ---------------------------------------------------------------------------
+
+#[cfg(feature = "nats")]
+mod subjects {
+    use std::borrow::Cow;
+
+    use ecst::nats::{decode_key, encode_key, Subjects};
+
+    /// The decoding as the module documentation defines it, written
+    /// independently of the library: `%` is the empty key; otherwise each
+    /// `%` and two upper-case hexadecimal digits is a byte, a safe
+    /// character or `.` stands for itself, anything else is refused; the
+    /// bytes must be UTF-8 and the input must be the key's one encoding.
+    fn reference(encoded: &str) -> Option<String> {
+        if encoded == "%" {
+            return Some(String::new());
+        }
+        let bytes = encoded.as_bytes();
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let b = bytes[at];
+            if b == b'%' {
+                let hex = |i: usize| {
+                    bytes
+                        .get(at + i)
+                        .filter(|d| d.is_ascii_digit() || (b'A'..=b'F').contains(d))
+                        .map(|&d| char::from(d).to_digit(16).map(|v| v as u8))
+                };
+                let (Some(Some(high)), Some(Some(low))) = (hex(1), hex(2)) else {
+                    return None;
+                };
+                out.push(high << 4 | low);
+                at += 3;
+                continue;
+            }
+            let safe = b.is_ascii_alphanumeric() || b"-_@+=:,~.".contains(&b);
+            if !safe {
+                return None;
+            }
+            out.push(b);
+            at += 1;
+        }
+        let key = String::from_utf8(out).ok()?;
+        (encode_key(&key) == encoded).then_some(key)
+    }
+
+    fn check(encoded: &str) {
+        let decoded = decode_key(encoded).ok().map(Cow::into_owned);
+        assert_eq!(decoded, reference(encoded), "decode_key({encoded:?})");
+        // Through a subject: the same key, the same entity.
+        let subjects = Subjects::new("ecst").expect("a valid prefix");
+        let subject = format!("ecst.customer.{encoded}");
+        let addressed = subjects
+            .address(&subject)
+            .ok()
+            .map(|a| (a.entity.to_owned(), a.key.into_owned()));
+        let expected = reference(encoded)
+            .filter(|_| !encoded.is_empty())
+            .map(|key| ("customer".to_owned(), key));
+        assert_eq!(addressed, expected, "address({subject:?})");
+        // A key that needs no escape is borrowed from the subject.
+        if let Ok(Cow::Owned(key)) = decode_key(encoded) {
+            assert_ne!(key, encoded, "{encoded:?} decoded to itself but was copied");
+        }
+    }
+
+    /// Every string of up to three characters from an alphabet of the
+    /// characters that matter (safe ones, `.`, `%`, hexadecimal digits of
+    /// both cases, wildcards, whitespace, a control character, non-ASCII),
+    /// and of four from a smaller one.
+    #[test]
+    fn the_table_path_decodes_as_the_definition_says() {
+        let alphabet: Vec<char> = "aZ09-_@+=:,~.%2Ee*> /\u{0}\u{7f}\u{e9}\u{1f600}F"
+            .chars()
+            .collect();
+        let mut strings = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..3 {
+            let next: Vec<String> = last
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            strings.extend(next.iter().cloned());
+            last = next;
+        }
+        let small: Vec<char> = "a.%2E".chars().collect();
+        let mut last = vec![String::new()];
+        for _ in 0..6 {
+            let next: Vec<String> = last
+                .iter()
+                .flat_map(|s| small.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            strings.extend(next.iter().cloned());
+            last = next;
+        }
+        for s in &strings {
+            check(s);
+        }
+        // Every byte value on its own and inside a safe key.
+        for byte in 0..=u8::MAX {
+            let c = char::from(byte);
+            check(&c.to_string());
+            check(&format!("c-{c}1"));
+            check(&format!("%{byte:02X}"));
+            check(&format!("%{byte:02x}"));
+            check(&format!("c%{byte:02X}1"));
+        }
+    }
+
+    /// Keys round-trip, the long ones too; escapes and separators that the
+    /// encoder never writes are refused.
+    #[test]
+    fn keys_round_trip_and_foreign_spellings_are_refused() {
+        let long = "a".repeat(1 << 20);
+        let keys = [
+            "",
+            "c-1",
+            "a.b",
+            ".a",
+            "a.",
+            "a..b",
+            ".",
+            "%",
+            "%25",
+            "*",
+            ">",
+            "a b",
+            "\u{0}",
+            "\u{e9}t\u{e9}",
+            "\u{1f600}",
+            "ADA@example.com",
+            long.as_str(),
+        ];
+        for key in keys {
+            let encoded = encode_key(key);
+            assert_eq!(decode_key(&encoded).as_deref(), Ok(key), "{encoded}");
+            check(&encoded);
+        }
+        for foreign in [
+            "%41",
+            "%2e",
+            "%c3%a9",
+            "a.%2Eb",
+            "%2E",
+            "a..b",
+            ".a",
+            "a.",
+            "*",
+            ">",
+            "a*",
+            "a>",
+            "a b",
+            "%",
+            "%%",
+            "%4",
+            "%G0",
+            "%E9",
+            "%C3",
+            "%ED%A0%80",
+        ] {
+            check(foreign);
+        }
+        check(&long);
+        check(&format!("{long}.{long}"));
+        check(&format!("{long}%20"));
+    }
+}
