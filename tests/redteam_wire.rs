@@ -543,3 +543,165 @@ mod subjects {
         check(&format!("{long}%20"));
     }
 }
+
+// ---------------------------------------------------------------------------
+// Acknowledgements: one per committed batch (`AckPolicy::All`)
+// ---------------------------------------------------------------------------
+
+#[cfg(feature = "nats")]
+#[path = "support/nats_server.rs"]
+mod nats_server;
+
+#[cfg(feature = "nats")]
+mod acks {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use ecst::nats::{FollowSettings, Follower, Publisher, ServerVersion, StateStream, Subjects};
+    use ecst::store::{DurableReplica, MemoryStore};
+    use ecst::Producer;
+    use futures_util::StreamExt;
+
+    use super::common_replica::Customer;
+    use super::nats_server::NatsServer;
+
+    /// A hang guard (never an assertion on speed).
+    const PATIENCE: Duration = Duration::from_secs(120);
+
+    async fn stream(server: &NatsServer) -> (async_nats::Client, Subjects) {
+        let client = async_nats::connect(server.url()).await.expect("connects");
+        let subjects = Subjects::new("crm").expect("a valid prefix");
+        StateStream::new("CRM", subjects.clone())
+            .ensure(
+                &async_nats::jetstream::new(client.clone()),
+                ServerVersion::of(&client).expect("connected"),
+            )
+            .await
+            .expect("the state stream");
+        (client, subjects)
+    }
+
+    /// Publishes one event per key of `keys`, named `name`.
+    async fn publish(
+        client: &async_nats::Client,
+        subjects: &Subjects,
+        producer: &mut Producer<Customer>,
+        keys: std::ops::Range<usize>,
+        name: &str,
+    ) {
+        let publisher =
+            Publisher::new(async_nats::jetstream::new(client.clone()), subjects.clone());
+        for i in keys {
+            let envelope = producer
+                .upsert(Customer {
+                    id: format!("c-{i}"),
+                    name: name.into(),
+                    email: None,
+                    credit: 1,
+                })
+                .expect("an envelope");
+            publisher.publish(&envelope).await.expect("published");
+        }
+    }
+
+    fn settings(subjects: &Subjects) -> FollowSettings {
+        let mut settings = FollowSettings::new("CRM", "billing", subjects.clone());
+        settings.batch = 4;
+        settings.fetch_wait = Duration::from_millis(250);
+        settings.ack_wait = Duration::from_secs(1);
+        settings.lease_ttl = None;
+        settings
+    }
+
+    /// What the stream holds, read by a consumer of its own: each key's last
+    /// name, and the stream's last sequence.
+    async fn truth(client: &async_nats::Client) -> (BTreeMap<String, String>, u64) {
+        let js = async_nats::jetstream::new(client.clone());
+        let mut stream = js.get_stream("CRM").await.expect("the stream");
+        let last = stream.info().await.expect("info").state.last_sequence;
+        let consumer = stream
+            .create_consumer(async_nats::jetstream::consumer::pull::Config::default())
+            .await
+            .expect("an ephemeral consumer");
+        let mut held = BTreeMap::new();
+        let mut messages = consumer
+            .fetch()
+            .max_messages(10_000)
+            .messages()
+            .await
+            .expect("fetch");
+        while let Some(message) = messages.next().await {
+            let message = message.expect("a message");
+            let envelope =
+                ecst::Envelope::<Customer>::from_json(&message.payload).expect("ecst's own event");
+            if let ecst::Change::Upsert(state) = envelope.change {
+                held.insert(state.id, state.name);
+            }
+        }
+        (held, last)
+    }
+
+    fn held(follower: &Follower<Customer, MemoryStore>) -> BTreeMap<String, String> {
+        follower
+            .replica()
+            .replica()
+            .iter()
+            .map(|(key, state)| (key.clone(), state.name.clone()))
+            .collect()
+    }
+
+    /// A hostile schedule for one acknowledgement per batch: a batch
+    /// requested ahead left waiting past `ack_wait` (redelivered while the
+    /// originals are still in the inbox), polls dropped mid-flight, a
+    /// follower restarted from its replica, a broker restarted, events
+    /// published in between. At the end the follower holds exactly what
+    /// the stream holds and its checkpoint is the stream's last sequence:
+    /// no message was acknowledged before it was committed, none skipped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nothing_is_acknowledged_before_its_batch_is_committed() {
+        let mut server = NatsServer::start();
+        let (client, subjects) = stream(&server).await;
+        let mut producer = Producer::<Customer>::new("urn:s");
+        publish(&client, &subjects, &mut producer, 0..20, "v1").await;
+        publish(&client, &subjects, &mut producer, 5..25, "v2").await;
+
+        let durable = DurableReplica::<Customer, _>::open(MemoryStore::new())
+            .await
+            .expect("opens");
+        let mut follower = Follower::start(client.clone(), settings(&subjects), durable)
+            .await
+            .expect("starts");
+        // A batch committed, the next one requested ahead and delivered.
+        follower.poll().await.expect("a batch");
+        // Past ack_wait: the batch in the inbox is delivered again.
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        follower.poll().await.expect("a batch");
+        follower.poll().await.expect("a batch");
+        // Polls dropped wherever they are.
+        for micros in [1, 50, 500, 5_000] {
+            let _ = tokio::time::timeout(Duration::from_micros(micros), follower.poll()).await;
+        }
+        follower.poll().await.expect("a batch");
+        // The process restarts mid-batch: a new follower over the replica.
+        let _ = tokio::time::timeout(Duration::from_micros(200), follower.poll()).await;
+        let durable = follower.into_replica();
+        let mut follower = Follower::start(client.clone(), settings(&subjects), durable)
+            .await
+            .expect("starts again");
+        follower.poll().await.expect("a batch");
+        // The broker restarts; more events come.
+        server.restart();
+        let (client, _) = stream(&server).await;
+        publish(&client, &subjects, &mut producer, 20..30, "v3").await;
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        tokio::time::timeout(PATIENCE, follower.catch_up())
+            .await
+            .expect("caught up (hang guard)")
+            .expect("catches up");
+
+        let (expected, last) = truth(&client).await;
+        assert_eq!(expected.len(), 30);
+        assert_eq!(held(&follower), expected);
+        assert_eq!(follower.replica().resume_after(), last);
+    }
+}
