@@ -26,6 +26,9 @@ mod consumer;
 mod durable;
 mod error;
 mod memory;
+// Only `parse_keys` and the type serve the memory stores; the rest, the SQL
+// stores' columns.
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 mod owed;
 mod part;
 #[cfg(feature = "postgres")]
