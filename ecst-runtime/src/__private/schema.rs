@@ -104,22 +104,110 @@ pub fn object_schema(
     doc: &'static str,
     properties: &[Property],
 ) -> Schema {
-    use schemars::_private::{
-        get_title_and_description, insert_metadata_property_if_nonempty, insert_object_property,
-    };
     let mut schema = schemars::json_schema!({ "type": "object" });
     for property in properties {
         let is_optional = generator.contract().is_deserialize() && (property.is_option)();
         let mut sub_schema = (property.schema)(generator);
         if let Some(doc) = property.doc {
             let (title, description) = get_title_and_description(doc);
-            insert_metadata_property_if_nonempty(&mut sub_schema, "title", title);
-            insert_metadata_property_if_nonempty(&mut sub_schema, "description", description);
+            insert_if_nonempty(&mut sub_schema, "title", title);
+            insert_if_nonempty(&mut sub_schema, "description", description);
         }
         insert_object_property(&mut schema, property.name, is_optional, sub_schema);
     }
     let (title, description) = get_title_and_description(doc);
-    insert_metadata_property_if_nonempty(&mut schema, "title", title);
-    insert_metadata_property_if_nonempty(&mut schema, "description", description);
+    insert_if_nonempty(&mut schema, "title", title);
+    insert_if_nonempty(&mut schema, "description", description);
     schema
+}
+
+// What schemars' derive does with a doc comment and a property, written
+// here rather than called in `schemars::_private` (hidden, and free to
+// change in any schemars release): the same steps, so the same schema
+// (`tests/derive_reads.rs` compares it with schemars' derive), and an
+// output that a schemars upgrade cannot change behind the schema lock.
+
+/// A doc comment as a title and a description: a first line starting
+/// with `#` is the title (without its `#`s), the rest the description;
+/// otherwise there is no title. Both trimmed of ASCII whitespace.
+fn get_title_and_description(doc: &str) -> (&str, &str) {
+    let doc = doc.trim_ascii();
+    match doc.strip_prefix('#') {
+        Some(_) => {
+            let (first, rest) = doc.split_at(doc.find('\n').unwrap_or(doc.len()));
+            (first.trim_start_matches('#').trim_ascii(), rest.trim_ascii())
+        }
+        None => ("", doc),
+    }
+}
+
+/// Sets `key` to `value` unless `value` is empty.
+fn insert_if_nonempty(schema: &mut Schema, key: &str, value: &str) {
+    if !value.is_empty() {
+        schema.insert(key.to_owned(), value.into());
+    }
+}
+
+/// Adds `sub_schema` under `properties.<key>`, and `key` to `required`
+/// unless the property is optional.
+fn insert_object_property(schema: &mut Schema, key: &str, is_optional: bool, sub_schema: Schema) {
+    let object = schema.ensure_object();
+    if let Some(properties) = object
+        .entry("properties")
+        .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()))
+        .as_object_mut()
+    {
+        properties.insert(key.to_owned(), sub_schema.into());
+    }
+    if !is_optional {
+        if let Some(required) = object
+            .entry("required")
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()))
+            .as_array_mut()
+        {
+            required.push(key.into());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The copies give what schemars' own functions give today.
+    #[test]
+    fn the_copies_agree_with_schemars() {
+        for doc in [
+            "",
+            "   ",
+            "One line.",
+            "  Padded.  \n",
+            "# Title\nThe description.\n\nMore.",
+            "#Title only",
+            "### Deep title  \n  body  ",
+            "#\n",
+            "Not # a title\n# nor this",
+            "\u{a0}non-ASCII space\u{a0}",
+        ] {
+            assert_eq!(
+                get_title_and_description(doc),
+                schemars::_private::get_title_and_description(doc),
+                "{doc:?}"
+            );
+        }
+        for (key, optional) in [("a", false), ("b", true), ("a", false)] {
+            let mut ours = schemars::json_schema!({ "type": "object" });
+            let mut theirs = ours.clone();
+            for _ in 0..2 {
+                let sub = schemars::json_schema!({ "type": "string" });
+                insert_object_property(&mut ours, key, optional, sub.clone());
+                schemars::_private::insert_object_property(&mut theirs, key, optional, sub);
+            }
+            insert_if_nonempty(&mut ours, "title", "");
+            insert_if_nonempty(&mut ours, "description", "d");
+            schemars::_private::insert_metadata_property_if_nonempty(&mut theirs, "title", "");
+            schemars::_private::insert_metadata_property_if_nonempty(&mut theirs, "description", "d");
+            assert_eq!(ours, theirs);
+        }
+    }
 }
