@@ -213,6 +213,17 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
     /// (loading [`Loaded::owed`] empty) gives an at-most-once feed: a crash
     /// after a commit loses the unreported changes of that batch.
     ///
+    /// # A feed that keeps panicking
+    ///
+    /// A feed that panics on a key every time it sees it stops the consumer:
+    /// each later call replays the owed keys first, meets the same panic,
+    /// and applies nothing new (nothing is lost either; the messages wait in
+    /// the transport). That is what at least once means for a change that
+    /// cannot be delivered. Catch what the feed cannot handle inside it
+    /// (log it, or record the key for a later repair), or clear the feed
+    /// with [`DurableReplica::clear_on_change`] to let the replica go on: the
+    /// owed keys stay stored, and a feed registered later replays them.
+    ///
     /// [`apply_batch`]: DurableReplica::apply_batch
     /// [`retry_parked`]: DurableReplica::retry_parked
     /// [`merge_unsequenced`]: DurableReplica::merge_unsequenced
