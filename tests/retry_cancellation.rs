@@ -17,7 +17,6 @@
 #[path = "support/router.rs"]
 mod router_common;
 
-
 use ecst::consume::ParkKind;
 use ecst::store::{
     DurableReplica, DurableRouter, MemoryRouterStore, MemoryStore, ReplicaStore, RouterStore,

@@ -135,7 +135,10 @@ fn get_title_and_description(doc: &str) -> (&str, &str) {
     match doc.strip_prefix('#') {
         Some(_) => {
             let (first, rest) = doc.split_at(doc.find('\n').unwrap_or(doc.len()));
-            (first.trim_start_matches('#').trim_ascii(), rest.trim_ascii())
+            (
+                first.trim_start_matches('#').trim_ascii(),
+                rest.trim_ascii(),
+            )
         }
         None => ("", doc),
     }
@@ -206,7 +209,11 @@ mod tests {
             insert_if_nonempty(&mut ours, "title", "");
             insert_if_nonempty(&mut ours, "description", "d");
             schemars::_private::insert_metadata_property_if_nonempty(&mut theirs, "title", "");
-            schemars::_private::insert_metadata_property_if_nonempty(&mut theirs, "description", "d");
+            schemars::_private::insert_metadata_property_if_nonempty(
+                &mut theirs,
+                "description",
+                "d",
+            );
             assert_eq!(ours, theirs);
         }
     }
