@@ -391,10 +391,42 @@ impl<C: DurableConsumer> StreamFollower<C> {
             .create_consumer(config)
             .await
             .map_err(|e| jetstream("creating the durable consumer", e))?;
+        // The new consumer this normally is. If the old one could not be
+        // deleted (no permission to, a broker restarting), the server returns
+        // it as it is when its configuration matches: it goes on from where
+        // it was. That is safe only if it holds no delivery this follower has
+        // not committed: acknowledgements are by batch (`AckPolicy::All`), so
+        // acknowledging this run's first batch would also acknowledge what the
+        // old consumer delivered to a run that died before committing it, and
+        // those messages would never come again. Refused, with the reason.
+        let info = consumer.cached_info();
+        // A new consumer has delivered nothing (its delivered stream
+        // sequence is where it starts, less one). An old one is resumed only
+        // if everything it delivered was acknowledged, so committed, at or
+        // below the checkpoint: it can then only deliver again what the
+        // replica holds, or what comes next.
+        let fresh = info.delivered.consumer_sequence == 0;
+        if !fresh && (info.num_ack_pending > 0 || info.delivered.stream_sequence > resume_after) {
+            return Err(jetstream(
+                "creating the durable consumer",
+                format!(
+                    "an earlier consumer named `{}` could not be deleted and holds deliveries \
+                     this follower has not committed ({} awaiting acknowledgement, delivered \
+                     through stream sequence {}, checkpoint {resume_after}); resuming it could \
+                     acknowledge messages never applied. Allow this client to delete it \
+                     (`$JS.API.CONSUMER.DELETE.{}.{}`, see docs/nats-permissions.md) or delete \
+                     it by hand",
+                    self.settings.durable_name,
+                    info.num_ack_pending,
+                    info.delivered.stream_sequence,
+                    self.settings.stream,
+                    self.settings.durable_name,
+                ),
+            ));
+        }
         // Deliveries are numbered from what the server says it delivered
-        // (0 for the new consumer this normally is; more if an old one
-        // could not be deleted and was returned as it is).
-        self.delivered = Some(consumer.cached_info().delivered.consumer_sequence);
+        // (0 for a new consumer; more for an old one returned as it is).
+        self.delivered = Some(info.delivered.consumer_sequence);
         self.consumer = Some(consumer);
         Ok(())
     }
