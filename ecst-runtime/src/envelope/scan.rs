@@ -14,11 +14,14 @@
 //! and data slot that the serde path gives, and every error (with
 //! serde_json's message and position) comes from the serde path.
 //!
-//! `data` is read here by a deserializer of its own, as the raw path (a
-//! `Router`, or `data` before the attributes that pick its version) reads
-//! it: serde_json's recursion limit of 128 nested arrays and objects counts
-//! from `data` itself, where the serde path, reading it in place inside the
-//! envelope, allows one level less.
+//! `data` is read here by a deserializer of its own, so serde_json's
+//! recursion limit of 128 nested arrays and objects would count from `data`
+//! itself, where the serde path, reading it in place inside the envelope,
+//! allows one level less. So that the limit cannot depend on how the
+//! attributes are spelled, a `data` with 127 or more opening brackets (a
+//! cheap bound on its depth) is left to the serde path. (The raw path, a
+//! `Router` or `data` before the attributes that pick its version, still
+//! reads `data` on its own and allows that one level more.)
 
 use std::borrow::Cow;
 
@@ -81,6 +84,10 @@ pub(super) fn scan<'de, S: DataSink<'de>>(
     }
 }
 
+/// How deep `data` may nest when serde_json reads it inside the envelope:
+/// its limit of 128 levels, less the envelope's own.
+const MAX_DEPTH_IN_PLACE: usize = 127;
+
 /// Reads `data`, starting at byte `start`, as the last attribute: from
 /// there to the envelope's closing brace must be one JSON value (and
 /// whitespace).
@@ -93,6 +100,12 @@ fn data<'de, S: DataSink<'de>>(
     let trimmed = text.trim_end_matches([' ', '\t', '\n', '\r']);
     let end = trimmed.strip_suffix('}')?.len();
     let value = text.get(start..end)?;
+    // Possibly as deep as the serde path's limit: its call (see the module
+    // docs).
+    let opening = value.bytes().filter(|&b| b == b'[' || b == b'{').count();
+    if opening >= MAX_DEPTH_IN_PLACE {
+        return None;
+    }
     fields.data_seen = true;
     let mut de = serde_json::Deserializer::from_str(value);
     sink.read(fields, &mut de).ok()?;
