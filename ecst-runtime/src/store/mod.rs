@@ -212,6 +212,13 @@ pub struct Loaded<T: StateEvent> {
 ///
 /// Implementations write everything in a [`Commit`] atomically: after a
 /// crash, [`ReplicaStore::load`] returns either all of it or none of it.
+///
+/// A consumer name must have one writer at a time. The SQL stores check it
+/// in every commit: one whose stored checkpoint is not the one this writer
+/// last loaded or committed fails with [`StoreError::CheckpointMoved`]. A
+/// store of your own that several processes can open should do the same
+/// (compare, then write, in the commit's transaction). The memory stores
+/// need no check: a clone is a copy, never shared by two writers.
 pub trait ReplicaStore<T: StateEvent> {
     /// What can go wrong.
     type Error: std::error::Error + Send + Sync + 'static;
