@@ -622,7 +622,10 @@ impl<C: DurableConsumer> StreamFollower<C> {
     /// committed), or is a redelivery, in the batch requested ahead, of
     /// one of them. A delivery lost on the way re-creates the consumer (see
     /// `poll_once`), and an interrupted or failed poll too, before anything
-    /// after it is acknowledged.
+    /// after it is acknowledged. And the consumer delivers only to this run:
+    /// `create_consumer` replaces any earlier consumer of the name, and
+    /// refuses one it cannot replace that holds deliveries not committed
+    /// here (otherwise this acknowledgement would cover them, unseen).
     ///
     /// A lost acknowledgement only means a redelivery, which the checkpoint
     /// and the version gate turn into a duplicate. (This is
