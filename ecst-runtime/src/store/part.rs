@@ -33,11 +33,9 @@ pub(crate) struct Part<T: StateEvent> {
     pub(crate) feed: Option<Observer<T>>,
     /// The feed's owed keys: those whose changes are not known to be
     /// reported (loaded from the store, or committed by a batch whose report
-    /// has not returned). Each once.
+    /// has not returned). Each once. While any are held, they are reported
+    /// again (replayed) before any new change.
     owed: Vec<T::Key>,
-    /// Whether the owed keys must be reported again (replayed) before any
-    /// new change: after a load, and after a report that did not return.
-    replay_due: bool,
     /// Whether every key the store lists as owed is known to be reported
     /// (by this process: a report or a replay returned since the last
     /// commit that wrote them, and no commit writing them started since),
@@ -97,7 +95,6 @@ impl<T: StateEvent> Default for Part<T> {
             limits: ParkingLimits::default(),
             feed: None,
             owed: Vec::new(),
-            replay_due: false,
             stored_reported: false,
         }
     }
@@ -114,9 +111,7 @@ impl<T: StateEvent> Part<T> {
             // Reloaded by this process with no owed keys written since they
             // were last reported: what the store lists was reported.
             self.owed.clear();
-            self.replay_due = false;
         } else {
-            self.replay_due = !owed.is_empty();
             self.owed = owed;
         }
     }
@@ -157,14 +152,14 @@ impl<T: StateEvent> Part<T> {
     }
 
     /// Reports each owed key's current entry to the feed as a replayed
-    /// change (see [`StateChange::replayed`]), when a feed is set and a
-    /// replay is due; then nothing is owed in memory. The store still lists
+    /// change (see [`StateChange::replayed`]), when a feed is set and keys
+    /// are owed; then nothing is owed in memory. The store still lists
     /// the keys until the next commit writes the new set: a crash before it
     /// replays them again (at least once).
     ///
-    /// A feed that panics here leaves every key owed and the replay due.
+    /// A feed that panics here leaves every key owed, to replay again.
     pub(crate) fn replay_owed(&mut self) {
-        if !self.replay_due {
+        if self.owed.is_empty() {
             return;
         }
         let Some(feed) = self.feed.as_mut() else {
@@ -191,7 +186,6 @@ impl<T: StateEvent> Part<T> {
             });
         }
         self.owed.clear();
-        self.replay_due = false;
         self.stored_reported = true;
     }
 
@@ -750,7 +744,6 @@ impl<T: StateEvent> Part<T> {
         };
         self.owed = owed;
         if self.feed.is_some() {
-            self.replay_due = !self.owed.is_empty();
             self.stored_reported = false;
         }
     }
@@ -768,7 +761,6 @@ impl<T: StateEvent> Part<T> {
         if let Some(feed) = self.feed.as_mut() {
             report(&self.replica, pending.changes, feed);
             self.owed.clear();
-            self.replay_due = false;
             self.stored_reported = true;
         }
         pending.outcome

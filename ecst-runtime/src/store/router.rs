@@ -769,7 +769,7 @@ trait Route: Send + Sync {
     /// Installs what the store holds: the entity's rows, and the keys owed
     /// to its feed.
     fn install(&mut self, rows: EntityRows, owed: Vec<String>) -> Result<(), StoreError>;
-    /// Reports the keys owed to the feed, if one is set and a replay is due.
+    /// Reports the keys owed to the feed, if one is set and keys are owed.
     fn replay_owed(&mut self);
     /// With a feed set, the keys owed to it once the share is committed
     /// (kept to pass to the feed's report); `None` without a feed.
