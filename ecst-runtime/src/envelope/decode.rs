@@ -88,6 +88,13 @@ pub(crate) struct Decoded<'de, T: StateEvent> {
     pub header: Header<'de>,
     pub key: T::Key,
     pub change: Change<T>,
+    /// The text of `data` when the state was decoded from it as written,
+    /// at `T`'s newest version (no upcast, no tolerant read of a newer
+    /// version): a JSON of the state that decodes to it again, which a
+    /// store can keep instead of serializing the state. `None` otherwise.
+    // Read by the stores' commit (being built); until then only set.
+    #[allow(dead_code)]
+    pub data_text: Option<&'de str>,
 }
 
 /// What a replica holds for one key, as far as the version gate needs it to
@@ -212,13 +219,14 @@ pub(crate) fn decode_typed<T: StateEvent>(bytes: &[u8]) -> Result<Decoded<'_, T>
         probed: None,
         gated_raw: false,
         schema_checked: false,
+        text: None,
     };
     let (fields, result) = parse(bytes, &mut sink);
     if let Err(e) = result {
         return Err(sink.failure(&fields, e));
     }
     let header = fields.into_header()?;
-    finish_plain(header, sink.slot, sink.schema_checked)
+    finish_plain(header, sink.slot, sink.text, sink.schema_checked)
 }
 
 /// [`decode_typed`] through the version gate: an upsert that the replica
@@ -244,6 +252,7 @@ pub(crate) fn decode_gated<'de, T: StateEvent>(
         probed: None,
         gated_raw: false,
         schema_checked: false,
+        text: None,
     };
     let (fields, result) = parse(bytes, &mut sink);
     let gated_raw = sink.gated_raw;
@@ -251,7 +260,8 @@ pub(crate) fn decode_gated<'de, T: StateEvent>(
         Err(e) => Err(sink.failure(&fields, e)),
         Ok(()) => fields.into_header().and_then(|header| {
             let checked = sink.schema_checked;
-            finish_gated_checked(header, sink.slot, sink.probed, sink.gate, checked)
+            let read = (sink.slot, sink.text);
+            finish_gated_checked(header, read, sink.probed, sink.gate, checked)
         }),
     };
     match outcome {
@@ -286,10 +296,11 @@ pub(crate) fn read_as<T: StateEvent>(written: u32) -> Option<u32> {
 fn finish_plain<'de, T: StateEvent>(
     header: Header<'de>,
     slot: DataSlot<'de, T>,
+    text: Option<&'de str>,
     schema_checked: bool,
 ) -> Result<Decoded<'de, T>, DecodeError> {
     let (key, version, _) = check_typed::<T>(&header, None, schema_checked)?;
-    change_of(header, key, version, slot)
+    change_of(header, key, version, (slot, text))
 }
 
 /// [`finish_plain`] through the version gate: with a `lookup`, an upsert
@@ -304,7 +315,7 @@ pub(crate) fn finish_gated<'de, T: StateEvent>(
     probed: Option<(T::Key, Option<Held>)>,
     lookup: Option<Lookup<'_, T::Key>>,
 ) -> Result<Gated<'de, T>, DecodeError> {
-    finish_gated_checked(header, slot, probed, lookup, false)
+    finish_gated_checked(header, (slot, None), probed, lookup, false)
 }
 
 /// [`finish_gated`]; `schema_checked` says the reader already found the
@@ -312,20 +323,21 @@ pub(crate) fn finish_gated<'de, T: StateEvent>(
 #[inline]
 fn finish_gated_checked<'de, T: StateEvent>(
     header: Header<'de>,
-    slot: DataSlot<'de, T>,
+    read: (DataSlot<'de, T>, Option<&'de str>),
     probed: Option<(T::Key, Option<Held>)>,
     lookup: Option<Lookup<'_, T::Key>>,
     schema_checked: bool,
 ) -> Result<Gated<'de, T>, DecodeError> {
     let (key, version, held) = check_typed::<T>(&header, probed, schema_checked)?;
-    if let (Some(lookup), Operation::Upsert, DataSlot::Raw(_)) = (lookup, header.operation, &slot) {
+    if let (Some(lookup), Operation::Upsert, DataSlot::Raw(_)) = (lookup, header.operation, &read.0)
+    {
         let held = held.unwrap_or_else(|| lookup(&key));
         let read_version = header.schema_version.min(T::VERSION);
         if held.is_some_and(|held| held.refuses_upsert(header.sequence, read_version)) {
             return Ok(Gated::Refused { header, key });
         }
     }
-    change_of(header, key, version, slot).map(Gated::Decoded)
+    change_of(header, key, version, read).map(Gated::Decoded)
 }
 
 /// Checks a header against `T`: the entity, the version (returning the
@@ -379,17 +391,24 @@ fn check_typed<T: StateEvent>(
 }
 
 /// Turns the `data` of a checked header into a [`Change`], read as
-/// `version`.
+/// `version`. `read` is the slot the reader filled and, for a state
+/// decoded in place, the text it was decoded from.
 #[inline]
 fn change_of<'de, T: StateEvent>(
     header: Header<'de>,
     key: T::Key,
     version: u32,
-    slot: DataSlot<'de, T>,
+    read: (DataSlot<'de, T>, Option<&'de str>),
 ) -> Result<Decoded<'de, T>, DecodeError> {
+    let (slot, in_place) = read;
+    let mut text = None;
     let change = match (header.operation, slot) {
-        (Operation::Upsert, DataSlot::Value(state)) => Change::Upsert(state),
+        (Operation::Upsert, DataSlot::Value(state)) => {
+            text = in_place;
+            Change::Upsert(state)
+        }
         (Operation::Upsert, DataSlot::Raw(raw)) => {
+            text = Some(raw.get());
             let mut de = serde_json::Deserializer::from_str(raw.get());
             match T::deserialize_version(version, &mut de) {
                 Ok(state) => Change::Upsert(state),
@@ -422,10 +441,14 @@ fn change_of<'de, T: StateEvent>(
             }));
         }
     }
+    // As written only: data upcast from an older version, or read
+    // tolerantly from a newer one, is not a JSON of the state.
+    let data_text = text.filter(|_| header.schema_version == T::VERSION);
     Ok(Decoded {
         header,
         key,
         change,
+        data_text,
     })
 }
 
@@ -695,6 +718,11 @@ fn is_json(content_type: &str) -> bool {
 pub(super) trait DataSource<'de> {
     type Error: de::Error;
     fn value<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Self::Error>;
+
+    /// The text of `data`, when the source reads exactly that text.
+    fn text(&self) -> Option<&'de str> {
+        None
+    }
 }
 
 /// `data` as the envelope map's next value.
@@ -708,11 +736,31 @@ impl<'de, A: MapAccess<'de>> DataSource<'de> for FromMap<'_, A> {
     }
 }
 
-impl<'de> DataSource<'de> for serde_json::Deserializer<serde_json::de::StrRead<'de>> {
+/// `data` read on its own, from its text (the scanner's source).
+pub(super) struct DataText<'de> {
+    pub(super) de: serde_json::Deserializer<serde_json::de::StrRead<'de>>,
+    /// The text `de` reads: one JSON value, perhaps with whitespace after.
+    pub(super) text: &'de str,
+}
+
+impl<'de> DataText<'de> {
+    pub(super) fn new(text: &'de str) -> Self {
+        DataText {
+            de: serde_json::Deserializer::from_str(text),
+            text,
+        }
+    }
+}
+
+impl<'de> DataSource<'de> for DataText<'de> {
     type Error = serde_json::Error;
     #[inline]
     fn value<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Self::Error> {
-        seed.deserialize(self)
+        seed.deserialize(&mut self.de)
+    }
+
+    fn text(&self) -> Option<&'de str> {
+        Some(self.text.trim_end_matches([' ', '\t', '\n', '\r']))
     }
 }
 
@@ -769,6 +817,9 @@ struct TypedSink<'de, 'g, T: StateEvent> {
     /// The `dataschema` was present when `data` was reached, and agreed
     /// with `type` and `schemaversion`.
     schema_checked: bool,
+    /// The text the state was decoded from in place, when the source
+    /// knows it.
+    text: Option<&'de str>,
 }
 
 impl<T: StateEvent> TypedSink<'_, '_, T> {
@@ -823,6 +874,7 @@ impl<'de, T: StateEvent> DataSink<'de> for TypedSink<'de, '_, T> {
         self.probed = None;
         self.gated_raw = false;
         self.schema_checked = false;
+        self.text = None;
     }
 
     fn read<D: DataSource<'de>>(
@@ -864,6 +916,7 @@ impl<'de, T: StateEvent> DataSink<'de> for TypedSink<'de, '_, T> {
             target: PhantomData,
         })?;
         self.reading = false;
+        self.text = map.text();
         self.slot = match state {
             Some(state) => DataSlot::Value(state),
             // `"data": null` is no data, as on the raw path.

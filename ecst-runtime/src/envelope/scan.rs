@@ -27,7 +27,7 @@ use std::borrow::Cow;
 
 use serde::de::Visitor;
 
-use super::decode::{put, Attr, DataSink, Fields, Number, NumberVisitor};
+use super::decode::{put, Attr, DataSink, DataText, Fields, Number, NumberVisitor};
 
 /// Reads `text` (a whole envelope, already checked as UTF-8) into `fields`
 /// and `sink`. `None` means "read it with serde_json instead": `fields` and
@@ -107,9 +107,9 @@ fn data<'de, S: DataSink<'de>>(
         return None;
     }
     fields.data_seen = true;
-    let mut de = serde_json::Deserializer::from_str(value);
-    sink.read(fields, &mut de).ok()?;
-    de.end().ok()
+    let mut source = DataText::new(value);
+    sink.read(fields, &mut source).ok()?;
+    source.de.end().ok()
 }
 
 /// A position in the envelope's text.
