@@ -13,7 +13,8 @@
 //!
 //! Events: three keys, sequences 0..5, upserts of several versions (an
 //! upcast one, a tolerated newer one, an unknown one), rival states at one
-//! sequence, deletes, and faults in the data, in the attributes or both,
+//! sequence, the same state at one sequence written as ecst writes it (a
+//! duplicate found from the data's text) or otherwise, deletes, and faults in the data, in the attributes or both,
 //! with `data` before or after the attributes.
 
 use std::collections::BTreeMap;
@@ -46,8 +47,14 @@ fn to_unsigned(credit: i64) -> Result<u64, std::num::TryFromIntError> {
 /// What an event's `data` is.
 #[derive(Clone, Debug)]
 enum Data {
-    /// A version-2 state.
-    V2 { name: u8, credit: u8 },
+    /// A version-2 state; `canonical`: written as ecst's producer writes
+    /// it (`serde_json::to_vec` of the state, fields in declared order),
+    /// so a tie with the same state is found without decoding.
+    V2 {
+        name: u8,
+        credit: u8,
+        canonical: bool,
+    },
     /// A version-1 state (upcast), failing for a negative credit.
     V1 { name: u8, credit: i8 },
     /// A version-3 state (read as version 2, the extra field ignored).
@@ -81,7 +88,8 @@ struct Event {
 
 fn event() -> impl Strategy<Value = Event> {
     let data = prop_oneof![
-        6 => (0..2u8, 0..2u8).prop_map(|(name, credit)| Data::V2 { name, credit }),
+        6 => (0..2u8, 0..2u8, any::<bool>())
+            .prop_map(|(name, credit, canonical)| Data::V2 { name, credit, canonical }),
         2 => (0..2u8, -1..2i8).prop_map(|(name, credit)| Data::V1 { name, credit }),
         1 => (0..2u8, 0..2u8).prop_map(|(name, credit)| Data::V3 { name, credit }),
         1 => Just(Data::V4),
@@ -119,7 +127,27 @@ impl Event {
         let name = |n: &u8| format!("name-{n}");
         let upsert = "upsert";
         match &self.data {
-            Data::V2 { name: n, credit } => (
+            Data::V2 {
+                name: n,
+                credit,
+                canonical: true,
+            } => {
+                let state = Customer {
+                    id: key,
+                    name: name(n),
+                    credit: u64::from(*credit),
+                };
+                (
+                    2,
+                    upsert,
+                    Some(serde_json::to_string(&state).expect("JSON")),
+                )
+            }
+            Data::V2 {
+                name: n,
+                credit,
+                canonical: false,
+            } => (
                 2,
                 upsert,
                 Some(json!({"id": key, "name": name(n), "credit": credit}).to_string()),
@@ -388,7 +416,14 @@ fn a_stale_upsert_is_refused_from_its_attributes() {
         data_first: false,
         no_specversion: false,
     };
-    let fresh = at(3, Data::V2 { name: 0, credit: 1 });
+    let fresh = at(
+        3,
+        Data::V2 {
+            name: 0,
+            credit: 1,
+            canonical: false,
+        },
+    );
     let apply = |replica: &mut Replica<Customer>, event: &Event| {
         replica
             .apply_json(&event.bytes())
@@ -415,4 +450,81 @@ fn a_stale_upsert_is_refused_from_its_attributes() {
     }
     let stats = replica.stats();
     assert_eq!((stats.inserted, stats.stale, stats.rejected), (1, 3, 7));
+}
+
+/// Counts how often a `Counted` state is decoded.
+static DECODED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn counted<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    DECODED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    u64::deserialize(deserializer)
+}
+
+#[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[state_event(entity = "counted", version = 1)]
+pub struct Counted {
+    #[state_event(key)]
+    pub id: String,
+    #[serde(deserialize_with = "counted")]
+    pub n: u64,
+}
+
+/// A redelivery (the same sequence, `data` byte for byte what ecst's
+/// producer writes for the state held) is a duplicate without its data
+/// being decoded, through a replica, a router and a durable replica; the
+/// same state written otherwise, and a rival state, are decoded and go to
+/// the tie-break.
+#[test]
+fn a_redelivery_is_a_duplicate_without_decoding() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let envelope = |data: &str| {
+        format!(
+            r#"{{"specversion":"1.0","id":"e-1","source":"urn:test","type":"counted","subject":"k","sequence":"00000000000000000001","schemaversion":1,"operation":"upsert","data":{data}}}"#
+        )
+        .into_bytes()
+    };
+    let canonical = envelope(r#"{"id":"k","n":5}"#);
+    let spaced = envelope(r#"{ "id": "k", "n": 5 }"#);
+    let rival = envelope(r#"{"id":"k","n":6}"#);
+
+    let mut replica = Replica::<Counted>::new();
+    let mut router = Router::new();
+    router.add(Replica::<Counted>::new()).expect("one entity");
+    let mut durable =
+        BlockingReplica::<Counted, _>::open(MemoryStore::new()).expect("a memory store opens");
+    let mut stream_sequence = 0;
+    let mut apply_all = |bytes: &[u8]| {
+        stream_sequence += 1;
+        let batch = durable
+            .apply_batch(&[Message::new(stream_sequence, "events.counted", bytes)])
+            .expect("the store commits");
+        assert_eq!(batch.applied.len(), 1, "not parked: {:?}", batch.parked);
+        [
+            replica.apply_json(bytes).expect("valid"),
+            router.apply_json(bytes).expect("valid").outcome,
+            batch.applied[0].1,
+        ]
+    };
+    let before = DECODED.load(SeqCst);
+    assert_eq!(apply_all(&canonical), [Outcome::Inserted; 3]);
+    assert_eq!(
+        DECODED.load(SeqCst) - before,
+        3,
+        "decoded once per consumer"
+    );
+    assert_eq!(apply_all(&canonical), [Outcome::Duplicate; 3]);
+    assert_eq!(
+        DECODED.load(SeqCst) - before,
+        3,
+        "a redelivery is not decoded"
+    );
+    assert_eq!(apply_all(&spaced), [Outcome::Duplicate; 3]);
+    assert_eq!(
+        DECODED.load(SeqCst) - before,
+        6,
+        "other spellings are decoded"
+    );
+    assert_eq!(apply_all(&rival), [Outcome::Updated; 3]);
+    assert_eq!(DECODED.load(SeqCst) - before, 9, "a rival state is decoded");
+    assert_eq!(replica.get("k").map(|c| c.n), Some(6));
 }

@@ -7,7 +7,7 @@ use std::hash::Hash;
 use std::time::SystemTime;
 
 use crate::envelope::{
-    decode_gated, finish_gated, Change, DataSlot, Decoded, Envelope, Gated, Header, Held,
+    decode_gated, finish_gated, Change, DataSlot, Decoded, Envelope, Gate, Gated, Header, Held,
 };
 use crate::error::DecodeError;
 use crate::event::StateEvent;
@@ -214,8 +214,16 @@ impl<T> Slot<T> {
 /// fails its upcast, or names another key is `Stale`, where decoding it
 /// would have rejected it. It could not change the replica either way.
 /// Every other event, rejected or not, gets exactly what decoding it whole
-/// gives. Duplicates (the same sequence and read version) are decoded: the
-/// tie-break compares their states.
+/// gives.
+///
+/// An upsert at the sequence and read version of the live state held, and
+/// written at `T`'s newest version, is first compared with that state
+/// without being decoded: when its `data` is, byte for byte, the state's
+/// `serde_json::to_vec` (as ecst's producer writes it, so a redelivery
+/// always is), it is a [`Duplicate`](Outcome::Duplicate), which is what
+/// the tie-break would find once it was decoded, for any `T` whose
+/// serialization reads back to a state that serializes the same (every
+/// derived one). Other ties are decoded and go to the tie-break.
 pub struct Replica<T: StateEvent> {
     pub(crate) slots: HashMap<T::Key, Slot<T>>,
     live: usize,
@@ -309,8 +317,7 @@ impl<T: StateEvent> Replica<T> {
     /// exactly what the plain decoder returns.
     #[inline]
     pub(crate) fn decode_gated<'j>(&self, json: &'j [u8]) -> Result<Gated<'j, T>, DecodeError> {
-        let slots = &self.slots;
-        decode_gated::<T>(json, &mut |key| slots.get(key).map(Slot::held))
+        decode_gated::<T>(json, &mut SlotsGate(&self.slots))
     }
 
     /// Applies what [`Replica::decode_gated`] returned, counting it.
@@ -318,7 +325,7 @@ impl<T: StateEvent> Replica<T> {
     pub(crate) fn apply_gated(&mut self, gated: Gated<'_, T>) -> Outcome {
         match gated {
             Gated::Decoded(decoded) => self.apply_decoded(decoded),
-            Gated::Refused { header, .. } => self.refused(&header),
+            Gated::Refused { header, same, .. } => self.refused(&header, same),
         }
     }
 
@@ -328,18 +335,24 @@ impl<T: StateEvent> Replica<T> {
     pub(crate) fn apply_gated_taking(&mut self, gated: Gated<'_, T>) -> (Outcome, Option<T>) {
         match gated {
             Gated::Decoded(decoded) => self.apply_decoded_taking(decoded),
-            Gated::Refused { header, .. } => (self.refused(&header), None),
+            Gated::Refused { header, same, .. } => (self.refused(&header, same), None),
         }
     }
 
     /// Counts an upsert the gate refused without decoding its data: what
-    /// applying it would have counted.
-    fn refused(&mut self, header: &Header<'_>) -> Outcome {
+    /// applying it would have counted (`same`: the state held, a
+    /// duplicate).
+    fn refused(&mut self, header: &Header<'_>, same: bool) -> Outcome {
         if header.schema_version > T::VERSION {
             self.stats.read_as_older += 1;
         }
-        self.stats.record(Outcome::Stale);
-        Outcome::Stale
+        let outcome = if same {
+            Outcome::Duplicate
+        } else {
+            Outcome::Stale
+        };
+        self.stats.record(outcome);
+        outcome
     }
 
     /// [`Replica::apply_decoded`], also returning the live state the event
@@ -371,9 +384,7 @@ impl<T: StateEvent> Replica<T> {
         header: Header<'_>,
         slot: DataSlot<'_, T>,
     ) -> Result<Outcome, DecodeError> {
-        let slots = &self.slots;
-        let mut lookup = |key: &T::Key| slots.get(key).map(Slot::held);
-        match finish_gated::<T>(header, slot, None, Some(&mut lookup)) {
+        match finish_gated::<T>(header, slot, None, Some(&mut SlotsGate(&self.slots))) {
             Ok(gated) => Ok(self.apply_gated(gated)),
             Err(error) => {
                 self.stats.reject(&error);
@@ -718,6 +729,30 @@ fn gate<T: StateEvent>(
             outcome
         }
     }
+}
+
+/// The version gate's view of a replica's slots.
+struct SlotsGate<'s, T: StateEvent>(&'s HashMap<T::Key, Slot<T>>);
+
+impl<T: StateEvent> Gate<T::Key> for SlotsGate<'_, T> {
+    fn held(&mut self, key: &T::Key) -> Option<Held> {
+        self.0.get(key).map(Slot::held)
+    }
+
+    fn holds_text(&mut self, key: &T::Key, data: &str) -> bool {
+        match self.0.get(key) {
+            Some(Slot::Live { state, .. }) => serializes_to(state, data.as_bytes()),
+            _ => false,
+        }
+    }
+}
+
+/// Whether `serde_json::to_vec(state)` is `expected`. (Written into a
+/// buffer of `expected`'s length and compared: cheaper than comparing each
+/// of the serializer's many small writes as it makes them.)
+fn serializes_to<T: serde::Serialize>(state: &T, expected: &[u8]) -> bool {
+    let mut written = Vec::with_capacity(expected.len());
+    serde_json::to_writer(&mut written, state).is_ok() && written == expected
 }
 
 /// Which of two events of one sequence a replica keeps.

@@ -119,23 +119,47 @@ impl Held {
             || (sequence == self.sequence
                 && self.read_version.is_none_or(|held| held > read_version))
     }
+
+    /// Whether an upsert at `sequence`, read at `read_version`, ties with
+    /// the live state held: the same sequence and read version, where the
+    /// tie-break compares the two states.
+    pub fn ties_with(self, sequence: Sequence, read_version: u32) -> bool {
+        sequence == self.sequence && self.read_version == Some(read_version)
+    }
 }
 
-/// Looks up what a replica holds for a key (see [`decode_gated`]).
-pub(crate) type Lookup<'g, K> = &'g mut dyn FnMut(&K) -> Option<Held>;
+/// What the version gate asks of a replica (see [`decode_gated`]).
+pub(crate) trait Gate<K> {
+    /// What the replica holds for `key`.
+    fn held(&mut self, key: &K) -> Option<Held>;
+
+    /// Whether `data`, the text of an upsert's data written at the newest
+    /// version, is byte for byte the JSON serialization of the live state
+    /// held for `key`: then the upsert is the state held, whatever the
+    /// tie-break would find (it compares those serializations), and need
+    /// not be decoded.
+    fn holds_text(&mut self, key: &K, data: &str) -> bool;
+}
+
+/// The replica's side of the version gate.
+pub(crate) type Lookup<'g, K> = &'g mut dyn Gate<K>;
 
 /// An envelope decoded for one entity type, through the version gate.
 pub(crate) enum Gated<'de, T: StateEvent> {
     /// Decoded, data and all.
     Decoded(Decoded<'de, T>),
     /// A valid upsert that the version gate refuses whatever its data is
-    /// (see [`Held::refuses_upsert`]): its `data` was checked to be JSON
-    /// but not decoded.
+    /// (see [`Held::refuses_upsert`]), or that ties with the state held and
+    /// whose data is that state's serialization ([`Gate::holds_text`]):
+    /// its `data` was checked to be JSON but not decoded.
     Refused {
         /// The validated attributes.
         header: Header<'de>,
         /// The key, parsed.
         key: T::Key,
+        /// The state held, as it is: a [`Duplicate`](crate::Outcome::Duplicate)
+        /// rather than [`Stale`](crate::Outcome::Stale).
+        same: bool,
     },
 }
 
@@ -220,6 +244,7 @@ pub(crate) fn decode_typed<T: StateEvent>(bytes: &[u8]) -> Result<Decoded<'_, T>
         gated_raw: false,
         schema_checked: false,
         text: None,
+        same: false,
     };
     let (fields, result) = parse(bytes, &mut sink);
     if let Err(e) = result {
@@ -253,6 +278,7 @@ pub(crate) fn decode_gated<'de, T: StateEvent>(
         gated_raw: false,
         schema_checked: false,
         text: None,
+        same: false,
     };
     let (fields, result) = parse(bytes, &mut sink);
     let gated_raw = sink.gated_raw;
@@ -261,6 +287,9 @@ pub(crate) fn decode_gated<'de, T: StateEvent>(
         Ok(()) => fields.into_header().and_then(|header| {
             let checked = sink.schema_checked;
             let read = (sink.slot, sink.text);
+            if sink.same {
+                return same_as_held(header, sink.probed, checked);
+            }
             finish_gated_checked(header, read, sink.probed, sink.gate, checked)
         }),
     };
@@ -329,15 +358,49 @@ fn finish_gated_checked<'de, T: StateEvent>(
     schema_checked: bool,
 ) -> Result<Gated<'de, T>, DecodeError> {
     let (key, version, held) = check_typed::<T>(&header, probed, schema_checked)?;
-    if let (Some(lookup), Operation::Upsert, DataSlot::Raw(_)) = (lookup, header.operation, &read.0)
+    if let (Some(lookup), Operation::Upsert, DataSlot::Raw(raw)) =
+        (lookup, header.operation, &read.0)
     {
-        let held = held.unwrap_or_else(|| lookup(&key));
+        let held = held.unwrap_or_else(|| lookup.held(&key));
         let read_version = header.schema_version.min(T::VERSION);
         if held.is_some_and(|held| held.refuses_upsert(header.sequence, read_version)) {
-            return Ok(Gated::Refused { header, key });
+            return Ok(Gated::Refused {
+                header,
+                key,
+                same: false,
+            });
+        }
+        // Only data written at the newest version: older data is upcast,
+        // and what an upcast makes of it is not its text.
+        if header.schema_version == T::VERSION
+            && held.is_some_and(|held| held.ties_with(header.sequence, read_version))
+            && lookup.holds_text(&key, raw.get())
+        {
+            return Ok(Gated::Refused {
+                header,
+                key,
+                same: true,
+            });
         }
     }
     change_of(header, key, version, read).map(Gated::Decoded)
+}
+
+/// [`finish_gated`] for an upsert whose `data` the reader took as the
+/// serialization of the state held (at the sequence and read version of
+/// the upsert: see [`TypedSink::gate_holds_back`]): a duplicate once every
+/// check on the attributes passes.
+fn same_as_held<'de, T: StateEvent>(
+    header: Header<'de>,
+    probed: Option<(T::Key, Option<Held>)>,
+    schema_checked: bool,
+) -> Result<Gated<'de, T>, DecodeError> {
+    let (key, _, _) = check_typed::<T>(&header, probed, schema_checked)?;
+    Ok(Gated::Refused {
+        header,
+        key,
+        same: true,
+    })
 }
 
 /// Checks a header against `T`: the entity, the version (returning the
@@ -723,6 +786,13 @@ pub(super) trait DataSource<'de> {
     fn text(&self) -> Option<&'de str> {
         None
     }
+
+    /// Takes `data` as its text, unread: for a text known to be one JSON
+    /// value (the serialization of a state). `false` when the source does
+    /// not know its text.
+    fn take_text(&mut self) -> bool {
+        false
+    }
 }
 
 /// `data` as the envelope map's next value.
@@ -738,9 +808,11 @@ impl<'de, A: MapAccess<'de>> DataSource<'de> for FromMap<'_, A> {
 
 /// `data` read on its own, from its text (the scanner's source).
 pub(super) struct DataText<'de> {
-    pub(super) de: serde_json::Deserializer<serde_json::de::StrRead<'de>>,
+    de: serde_json::Deserializer<serde_json::de::StrRead<'de>>,
     /// The text `de` reads: one JSON value, perhaps with whitespace after.
-    pub(super) text: &'de str,
+    text: &'de str,
+    /// Taken as it is ([`DataSource::take_text`]), without `de`.
+    taken: bool,
 }
 
 impl<'de> DataText<'de> {
@@ -748,7 +820,16 @@ impl<'de> DataText<'de> {
         DataText {
             de: serde_json::Deserializer::from_str(text),
             text,
+            taken: false,
         }
+    }
+
+    /// Checks that the text was read to its end (whitespace aside).
+    pub(super) fn end(&mut self) -> Result<(), serde_json::Error> {
+        if self.taken {
+            return Ok(());
+        }
+        self.de.end()
     }
 }
 
@@ -761,6 +842,11 @@ impl<'de> DataSource<'de> for DataText<'de> {
 
     fn text(&self) -> Option<&'de str> {
         Some(self.text.trim_end_matches([' ', '\t', '\n', '\r']))
+    }
+
+    fn take_text(&mut self) -> bool {
+        self.taken = true;
+        true
     }
 }
 
@@ -820,6 +906,9 @@ struct TypedSink<'de, 'g, T: StateEvent> {
     /// The text the state was decoded from in place, when the source
     /// knows it.
     text: Option<&'de str>,
+    /// `data` is the serialization of the state held, at its sequence:
+    /// taken as text, not decoded ([`Gate::holds_text`]).
+    same: bool,
 }
 
 impl<T: StateEvent> TypedSink<'_, '_, T> {
@@ -835,35 +924,61 @@ impl<T: StateEvent> TypedSink<'_, '_, T> {
         DecodeError::new(fields.context(), kind)
     }
 
-    /// Whether `data`, about to be decoded in place, must be read raw
-    /// instead because of the gate: the key and sequence are not known yet
-    /// (they come after `data`), or the gate refuses the upsert whatever
-    /// its data is. Records the parsed key and the gate's answer for
-    /// [`finish_gated`].
-    fn gate_holds_back(&mut self, fields: &Fields<'_>, version: u32) -> bool {
+    /// What `data`, about to be decoded in place, needs because of the
+    /// gate: to be read raw instead when the key and sequence are not known
+    /// yet (they come after `data`), when the gate refuses the upsert
+    /// whatever its data is, or when it ties with the state held; to be
+    /// taken as it is when its text (`data`, if the source knows it) is the
+    /// serialization of the state held. Records the parsed key and the
+    /// gate's answer for [`finish_gated`].
+    fn gate_holds_back(&mut self, fields: &Fields<'_>, version: u32, data: Option<&str>) -> Hold {
         let Some(lookup) = self.gate.as_mut() else {
-            return false;
+            return Hold::No;
         };
         let (Some(sequence), Some(text)) = (&fields.sequence, fields.key.as_deref()) else {
-            return true;
+            return Hold::Raw;
         };
         // An invalid sequence or key fails the header later: read as the
         // plain reader does.
         let Number::Valid(sequence) = *sequence else {
-            return false;
+            return Hold::No;
         };
         let (Ok(sequence), Ok(key)) = (
             Sequence::try_new(sequence),
             <T::Key as EntityKey>::parse_key(text),
         ) else {
-            return false;
+            return Hold::No;
         };
-        let held = lookup(&key);
+        let held = lookup.held(&key);
         // `version` is what the data is read as: the read version.
         let refused = held.is_some_and(|held| held.refuses_upsert(sequence, version));
+        // A tie with the state held, data written at the newest version:
+        // read raw, so that data that is the held state's serialization (a
+        // redelivery) is a duplicate without being decoded.
+        let written = fields.schemaversion.as_ref();
+        let tied = !refused
+            && matches!(written, Some(Number::Valid(v)) if *v == u64::from(T::VERSION))
+            && held.is_some_and(|held| held.ties_with(sequence, version));
+        let hold = if tied && data.is_some_and(|data| lookup.holds_text(&key, data)) {
+            Hold::Same
+        } else if refused || tied {
+            Hold::Raw
+        } else {
+            Hold::No
+        };
         self.probed = Some((key, held));
-        refused
+        hold
     }
+}
+
+/// What the gate makes of `data` before it is decoded in place.
+enum Hold {
+    /// Decode it in place.
+    No,
+    /// Read it raw (see [`TypedSink::gate_holds_back`]).
+    Raw,
+    /// Take it as it is: the serialization of the state held.
+    Same,
 }
 
 impl<'de, T: StateEvent> DataSink<'de> for TypedSink<'de, '_, T> {
@@ -875,6 +990,7 @@ impl<'de, T: StateEvent> DataSink<'de> for TypedSink<'de, '_, T> {
         self.gated_raw = false;
         self.schema_checked = false;
         self.text = None;
+        self.same = false;
     }
 
     fn read<D: DataSource<'de>>(
@@ -904,10 +1020,18 @@ impl<'de, T: StateEvent> DataSink<'de> for TypedSink<'de, '_, T> {
             return Ok(());
         }
         self.schema_checked = fields.dataschema.is_some();
-        if self.gate_holds_back(fields, version) {
-            self.gated_raw = true;
-            self.slot = read_raw(map)?;
-            return Ok(());
+        match self.gate_holds_back(fields, version, map.text()) {
+            Hold::No => {}
+            Hold::Same if map.take_text() => {
+                self.gated_raw = true;
+                self.same = true;
+                return Ok(());
+            }
+            Hold::Raw | Hold::Same => {
+                self.gated_raw = true;
+                self.slot = read_raw(map)?;
+                return Ok(());
+            }
         }
         self.reading = true;
         let state = map.value(VersionSeed::<T> {

@@ -75,7 +75,7 @@ use crate::sequence::Sequence;
 
 pub(crate) use decode::{
     check_key, decode_gated, decode_header, decode_typed, displays_as, finish_gated, shown,
-    DataSlot, Decoded, Gated, Header, Held,
+    DataSlot, Decoded, Gate, Gated, Header, Held,
 };
 pub use encode::EncodeError;
 pub use traceparent::{TraceParent, TraceParentError};

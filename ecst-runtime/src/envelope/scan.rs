@@ -109,7 +109,7 @@ fn data<'de, S: DataSink<'de>>(
     fields.data_seen = true;
     let mut source = DataText::new(value);
     sink.read(fields, &mut source).ok()?;
-    source.de.end().ok()
+    source.end().ok()
 }
 
 /// A position in the envelope's text.
