@@ -49,11 +49,29 @@ pub(super) fn scan<'de, S: DataSink<'de>>(
         at.i += 1;
         return at.only_whitespace_left();
     }
+    // The attribute ecst writes next (see `NAMES`): compared first.
+    let mut expected = 0;
     loop {
-        at.eat(b'"')?;
-        let attr = at.key()?;
-        at.whitespace();
-        at.eat(b':')?;
+        let rest = at.bytes.get(at.i..)?;
+        // `data` is the next most likely: the attributes between are
+        // optional.
+        let known = predicted(rest, expected).or_else(|| predicted(rest, Attr::Data as usize));
+        let attr = match known {
+            Some((attr, len)) => {
+                at.i += len;
+                attr
+            }
+            None => {
+                at.eat(b'"')?;
+                let attr = at.key()?;
+                at.whitespace();
+                at.eat(b':')?;
+                attr
+            }
+        };
+        if !matches!(attr, Attr::Other) {
+            expected = attr as usize + 1;
+        }
         at.whitespace();
         fields.mark(attr);
         match attr {
@@ -84,6 +102,35 @@ pub(super) fn scan<'de, S: DataSink<'de>>(
     }
 }
 
+/// The attribute that ecst writes `expected`-th (`encode.rs`: the order of
+/// [`Attr`]'s variants), if `rest` starts with its name (quotes and colon
+/// included), and the length of that name.
+#[inline]
+fn predicted(rest: &[u8], expected: usize) -> Option<(Attr, usize)> {
+    /// Compared as constants of known size: a few word compares.
+    fn name<const N: usize>(rest: &[u8], attr: Attr, name: &[u8; N]) -> Option<(Attr, usize)> {
+        (rest.first_chunk::<N>() == Some(name)).then_some((attr, N))
+    }
+    match expected {
+        0 => name(rest, Attr::SpecVersion, b"\"specversion\":"),
+        1 => name(rest, Attr::Id, b"\"id\":"),
+        2 => name(rest, Attr::Source, b"\"source\":"),
+        3 => name(rest, Attr::Type, b"\"type\":"),
+        4 => name(rest, Attr::Subject, b"\"subject\":"),
+        5 => name(rest, Attr::Time, b"\"time\":"),
+        6 => name(rest, Attr::DataContentType, b"\"datacontenttype\":"),
+        7 => name(rest, Attr::DataSchema, b"\"dataschema\":"),
+        8 => name(rest, Attr::Sequence, b"\"sequence\":"),
+        9 => name(rest, Attr::SchemaVersion, b"\"schemaversion\":"),
+        10 => name(rest, Attr::Operation, b"\"operation\":"),
+        11 => name(rest, Attr::CorrelationId, b"\"correlationid\":"),
+        12 => name(rest, Attr::CausationId, b"\"causationid\":"),
+        13 => name(rest, Attr::TraceParent, b"\"traceparent\":"),
+        14 => name(rest, Attr::Data, b"\"data\":"),
+        _ => None,
+    }
+}
+
 /// How deep `data` may nest when serde_json reads it inside the envelope:
 /// its limit of 128 levels, less the envelope's own.
 const MAX_DEPTH_IN_PLACE: usize = 127;
@@ -101,15 +148,33 @@ fn data<'de, S: DataSink<'de>>(
     let end = trimmed.strip_suffix('}')?.len();
     let value = text.get(start..end)?;
     // Possibly as deep as the serde path's limit: its call (see the module
-    // docs).
-    let opening = value.bytes().filter(|&b| b == b'[' || b == b'{').count();
-    if opening >= MAX_DEPTH_IN_PLACE {
+    // docs). Each opening bracket of a JSON value has its closing one, so a
+    // shorter `data` holds fewer (and one that is not JSON fails below).
+    if value.len() >= 2 * MAX_DEPTH_IN_PLACE
+        && opening_brackets(value.as_bytes()) >= MAX_DEPTH_IN_PLACE
+    {
         return None;
     }
     fields.data_seen = true;
     let mut source = DataText::new(value);
     sink.read(fields, &mut source).ok()?;
     source.end().ok()
+}
+
+/// How many bytes of `bytes` are `[` or `{`: counted in blocks of 255
+/// bytes into a byte-wide sum, which the compiler turns into vector
+/// instructions (a sum per byte into a `usize` costs several times more).
+fn opening_brackets(bytes: &[u8]) -> usize {
+    bytes
+        .chunks(255)
+        .map(|block| {
+            // `[` is `{` without bit 5; no other byte ORs to `{`.
+            let n = block
+                .iter()
+                .fold(0u8, |n, &b| n.wrapping_add(u8::from(b | 0x20 == b'{')));
+            usize::from(n)
+        })
+        .sum()
 }
 
 /// A position in the envelope's text.
@@ -176,7 +241,7 @@ impl<'de> Cursor<'de> {
 
     /// The rest of a string whose opening quote was read: `None` if it has
     /// an escape or a control character (or no end).
-    #[inline]
+    #[inline(always)]
     fn string(&mut self) -> Option<&'de str> {
         let start = self.i;
         let end = special_byte(self.bytes, start);
@@ -268,14 +333,10 @@ impl<'de> Cursor<'de> {
 fn special_byte(bytes: &[u8], from: usize) -> usize {
     const ONES: u64 = u64::MAX / 255;
     const HIGH: u64 = ONES << 7;
-    let Some(rest) = bytes.get(from..) else {
-        return bytes.len();
-    };
-    let mut i = from;
-    for chunk in rest.chunks_exact(8) {
-        let Ok(chunk) = <[u8; 8]>::try_from(chunk) else {
-            break;
-        };
+    let mut i = from.min(bytes.len());
+    // Words may reach past the string's end (into the rest of the
+    // envelope): only the text's last few bytes are read one at a time.
+    while let Some(&chunk) = bytes.get(i..).and_then(<[u8]>::first_chunk::<8>) {
         let x = u64::from_le_bytes(chunk);
         // The lowest flagged byte is exact (Mycroft's zero-byte test); a
         // byte of 0x80 or more is never flagged.
@@ -302,9 +363,12 @@ fn special_byte(bytes: &[u8], from: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::super::decode::{header_read_with, scanner_reads};
-    use super::special_byte;
+    use super::{opening_brackets, special_byte};
 
     const ENVELOPE: &str = r#"{"specversion":"1.0","id":"e-1","source":"urn:s","type":"customer","subject":"c-1","time":"2024-05-01T12:00:00Z","datacontenttype":"application/json","dataschema":"urn:ecst:schema:customer:v1","sequence":"00000000000000000007","schemaversion":1,"operation":"upsert","correlationid":"k","x-ext":true,"data":{"id":"c-1","tags":["a",{"b":[1,2.5,null]}],"s":"\u00e9\n"}}"#;
+
+    /// The attributes after `correlationid` that `ENVELOPE` leaves out.
+    const FULL_TAIL: &str = r#""causationid":"c","traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01""#;
 
     /// Whatever the input, the scanner and serde_json read the same
     /// attributes, the same `data`, or the same error.
@@ -345,6 +409,14 @@ mod tests {
             r#"{"data":{},"specversion":"1.0"}"#.to_owned(),
             r#"{"specversion":"1.0","data":null}"#.to_owned(),
             r#" { } "#.to_owned(),
+            // Every attribute, in ecst's order; then `data` straight after
+            // `operation`; then out of order.
+            ENVELOPE.replace(r#""x-ext":true"#, FULL_TAIL),
+            ENVELOPE.replace(r#""correlationid":"k","x-ext":true,"#, ""),
+            ENVELOPE.replace(
+                r#""id":"e-1","source":"urn:s""#,
+                r#""source":"urn:s","id":"e-1""#,
+            ),
         ];
         let swaps: &[u8] = b" \"\\,:{}[]0a-.en\x01\x7f";
         for shape in &shapes {
@@ -364,6 +436,39 @@ mod tests {
                     agree(&inserted);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn opening_brackets_are_counted() {
+        for len in (0..600).chain([2 * 255 - 1, 4 * 255 + 3]) {
+            let text: Vec<u8> = (0..len).map(|i| b"[{a]}\xdb\xfb {"[i % 9]).collect();
+            let naive = text.iter().filter(|&&b| b == b'[' || b == b'{').count();
+            assert_eq!(opening_brackets(&text), naive, "{len}");
+        }
+        assert_eq!(opening_brackets(&[b'['; 1000]), 1000);
+    }
+
+    #[test]
+    fn data_with_127_opening_brackets_is_left_to_serde_json() {
+        // Shallow, so both readers accept them: from 127 opening brackets
+        // on, whatever the depth, the scanner does not read `data` itself.
+        for (pairs, scanned) in [(124, true), (125, true), (126, false), (200, false)] {
+            let data = vec!["[]"; pairs].join(",");
+            let input = format!(r#"{{"specversion":"1.0","data":[{data}]}}"#);
+            let brackets = pairs + 1;
+            assert_eq!(scanner_reads(input.as_bytes()), scanned, "{brackets}");
+            agree(input.as_bytes());
+        }
+        // Nested 126 and 127 deep: the serde path takes one level for the
+        // envelope, so it reads the first and refuses the second.
+        // The shortest `data` with 127 opening brackets (254 bytes) is
+        // counted; one of 126 (252 bytes) need not be.
+        for (depth, scanned) in [(126, true), (127, false)] {
+            let data = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            let input = format!(r#"{{"specversion":"1.0","data":{data}}}"#);
+            assert_eq!(scanner_reads(input.as_bytes()), scanned, "{depth}");
+            agree(input.as_bytes());
         }
     }
 
