@@ -1104,6 +1104,7 @@ struct EnvelopeVisitor<'a, 'de, S> {
 
 /// Stores an attribute's value; `null` is no value (the CloudEvents JSON
 /// format reads it as absent).
+#[inline]
 pub(super) fn put<T>(slot: &mut Option<T>, value: Option<T>) {
     if value.is_some() {
         *slot = value;
@@ -1355,17 +1356,13 @@ fn parse_digits(v: &str) -> Number {
     }
     // Every byte a digit first: not digits wins over too large, wherever
     // the bad byte is.
-    if !digits.iter().all(u8::is_ascii_digit) {
+    if !all_digits(digits) {
         return not_digits(v);
     }
     // The sequence is 20 zero-padded digits on every event: skip the
     // zeros; up to 19 significant digits cannot overflow a u64
     // (10^19 - 1 < 2^64), more are added with overflow checks.
-    let start = digits
-        .iter()
-        .position(|&b| b != b'0')
-        .unwrap_or(digits.len());
-    let significant = &digits[start..];
+    let significant = &digits[leading_zeros(digits)..];
     let add = |n: u64, b: &u8| n * 10 + u64::from(b - b'0');
     if significant.len() <= 19 {
         return Number::Valid(significant.iter().fold(0, add));
@@ -1377,6 +1374,42 @@ fn parse_digits(v: &str) -> Number {
         return Number::Valid(n);
     }
     Number::Invalid(format!("`{}` does not fit in 64 bits", shown(v, 40)))
+}
+
+/// Eight ASCII `0`s, as one little-endian word.
+const ZEROS: u64 = u64::from_le_bytes(*b"00000000");
+
+/// Whether every byte is an ASCII digit: eight at a time (a sequence has
+/// twenty).
+#[inline]
+fn all_digits(bytes: &[u8]) -> bool {
+    let (words, rest) = bytes.as_chunks::<8>();
+    words.iter().all(|&word| {
+        // High nibbles all 3, then low nibbles all 9 or less: adding 6
+        // carries into the high nibble exactly when a low one is above 9.
+        let x = u64::from_le_bytes(word);
+        const HIGH: u64 = u64::from_le_bytes([0xf0; 8]);
+        x & HIGH == ZEROS && x.wrapping_add(u64::from_le_bytes([6; 8])) & HIGH == ZEROS
+    }) && rest.iter().all(u8::is_ascii_digit)
+}
+
+/// How many `0`s `digits` (all ASCII digits) starts with: eight at a time.
+#[inline]
+fn leading_zeros(digits: &[u8]) -> usize {
+    let mut at = 0;
+    while let Some(&word) = digits.get(at..).and_then(<[u8]>::first_chunk::<8>) {
+        let other = u64::from_le_bytes(word) ^ ZEROS;
+        if other != 0 {
+            return at + (other.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    at + digits
+        .get(at..)
+        .unwrap_or_default()
+        .iter()
+        .position(|&b| b != b'0')
+        .unwrap_or(digits.len() - at)
 }
 
 #[cold]
@@ -1430,21 +1463,44 @@ pub(crate) fn check_key(key: &str) -> Result<(), DecodeErrorKind> {
 /// `urn:ecst:schema:<entity>:v<version>`; any other URI is not ecst's to
 /// check. Compares without allocating: it runs on every upsert.
 fn dataschema_agrees(uri: &str, entity: &str, version: u32) -> bool {
-    let ecst = uri
-        .get(..9)
-        .is_some_and(|prefix| prefix.eq_ignore_ascii_case("urn:ecst:"))
-        && uri[9..].starts_with("schema:");
+    let b = uri.as_bytes();
+    let ecst = match b.first_chunk::<16>() {
+        // As ecst writes it, compared as two words.
+        Some(b"urn:ecst:schema:") => true,
+        Some(prefix) => {
+            prefix[..9].eq_ignore_ascii_case(b"urn:ecst:") && &prefix[9..] == b"schema:"
+        }
+        None => false,
+    };
     if !ecst {
         return true;
     }
-    uri["urn:ecst:schema:".len()..]
-        .strip_prefix(entity)
-        .and_then(|rest| rest.strip_prefix(":v"))
-        .is_some_and(|digits| {
-            !digits.starts_with('0')
-                && digits.bytes().all(|b| b.is_ascii_digit())
-                && digits.parse::<u32>() == Ok(version)
-        })
+    b[16..]
+        .strip_prefix(entity.as_bytes())
+        .and_then(|rest| rest.strip_prefix(b":v"))
+        .is_some_and(|digits| is_decimal(digits, version))
+}
+
+/// Whether `digits` is `n` written in decimal, without leading zeros.
+fn is_decimal(digits: &[u8], mut n: u32) -> bool {
+    if digits.first() == Some(&b'0') {
+        return false; // not even `0`: a version is 1 or more
+    }
+    let mut rest = digits;
+    // From the last digit: `n` has one more for as long as it is not zero.
+    loop {
+        let Some((&last, before)) = rest.split_last() else {
+            return false;
+        };
+        if u32::from(last.wrapping_sub(b'0')) != n % 10 {
+            return false;
+        }
+        n /= 10;
+        rest = before;
+        if n == 0 {
+            return rest.is_empty();
+        }
+    }
 }
 
 /// Parses an RFC 3339 `date-time` (section 5.6) strictly: `YYYY-MM-DDTHH:MM:SS`,
@@ -1457,18 +1513,48 @@ fn dataschema_agrees(uri: &str, entity: &str, version: u32) -> bool {
 /// table.
 pub(crate) fn parse_rfc3339(text: &str) -> Option<(i64, u32)> {
     let b = text.as_bytes();
+    // `YYYY-MM-DDTHH:MM:SS` as three little-endian words (the last two
+    // overlap): the separators compared at once (`T` folded to `t`), then
+    // the digits checked eight at a time, as in `all_digits`.
+    let head: &[u8; 19] = b.first_chunk()?;
+    let word = |at: usize| {
+        let mut bytes = [0; 8];
+        bytes.copy_from_slice(&head[at..at + 8]);
+        u64::from_le_bytes(bytes)
+    };
+    // Byte masks: `D` a digit, `_` a separator.
+    const DDDD_DD_: u64 = 0x00ff_ff00_ffff_ffff; // `YYYY-MM-`
+    const DD_DD_DD: u64 = 0xffff_00ff_ff00_ffff; // `DDTHH:MM` and `HH:MM:SS`
+    let (date, clock, seconds) = (word(0), word(8) | 0x20 << 16, word(11));
+    let separators = date & !DDDD_DD_ == u64::from_le_bytes(*b"\0\0\0\0-\0\0-")
+        && clock & !DD_DD_DD == u64::from_le_bytes(*b"\0\0t\0\0:\0\0")
+        && seconds & !DD_DD_DD == u64::from_le_bytes(*b"\0\0:\0\0:\0\0");
+    let digits = |x: u64, mask: u64| {
+        const HIGH: u64 = u64::from_le_bytes([0xf0; 8]);
+        x & HIGH & mask == ZEROS & mask
+            && x.wrapping_add(u64::from_le_bytes([6; 8])) & HIGH & mask == ZEROS & mask
+    };
+    if !(separators
+        && digits(date, DDDD_DD_)
+        && digits(clock, DD_DD_DD)
+        && digits(seconds, DD_DD_DD))
+    {
+        return None;
+    }
+    let number = |at: usize, width: usize| {
+        head[at..at + width]
+            .iter()
+            .fold(0, |n, &d| n * 10 + u32::from(d - b'0'))
+    };
+    let (year, month, day) = (number(0, 4), number(5, 2), number(8, 2));
+    let (hour, minute, second) = (number(11, 2), number(14, 2), number(17, 2));
+    let at = |i: usize, expected: &[u8]| b.get(i).is_some_and(|c| expected.contains(c));
     let num = |range: core::ops::Range<usize>| -> Option<u32> {
         let digits = b.get(range)?;
         digits.iter().try_fold(0u32, |n, &d| {
             d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
         })
     };
-    let at = |i: usize, expected: &[u8]| b.get(i).is_some_and(|c| expected.contains(c));
-    if !(at(4, b"-") && at(7, b"-") && at(10, b"Tt") && at(13, b":") && at(16, b":")) {
-        return None;
-    }
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
     let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
     let days_in_month = match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
@@ -1498,7 +1584,7 @@ pub(crate) fn parse_rfc3339(text: &str) -> Option<(i64, u32)> {
             nanos *= 10;
         }
     }
-    let offset = if at(i, b"Zz") && b.len() == i + 1 {
+    let offset = if b.len() == i + 1 && b[i] | 0x20 == b'z' {
         0
     } else if at(i, b"+-") && at(i + 3, b":") && b.len() == i + 6 {
         let (h, m) = (num(i + 1..i + 3)?, num(i + 4..i + 6)?);
@@ -1737,5 +1823,215 @@ mod displays_as_tests {
         assert!(!displays_as(&17u64, "1"));
         assert!(displays_as(&"c-1", "c-1"));
         assert!(displays_as(&"", ""));
+    }
+}
+
+/// The word-at-a-time checks against the plain byte-by-byte ones they
+/// replaced, on every one- and two-byte change of inputs that pass.
+#[cfg(test)]
+mod word_at_a_time_tests {
+    use super::{dataschema_agrees, parse_digits, parse_rfc3339, Number};
+
+    /// The byte-by-byte `parse_rfc3339`.
+    fn rfc3339_plain(text: &str) -> Option<(i64, u32)> {
+        let b = text.as_bytes();
+        let num = |range: core::ops::Range<usize>| -> Option<u32> {
+            let digits = b.get(range)?;
+            digits.iter().try_fold(0u32, |n, &d| {
+                d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+            })
+        };
+        let at = |i: usize, expected: &[u8]| b.get(i).is_some_and(|c| expected.contains(c));
+        if !(at(4, b"-") && at(7, b"-") && at(10, b"Tt") && at(13, b":") && at(16, b":")) {
+            return None;
+        }
+        let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+        let days_in_month = match month {
+            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+            4 | 6 | 9 | 11 => 30,
+            2 if leap => 29,
+            2 => 28,
+            _ => return None,
+        };
+        if day == 0 || day > days_in_month || hour > 23 || minute > 59 || second > 60 {
+            return None;
+        }
+        let mut i = 19;
+        let mut nanos = 0u32;
+        if at(i, b".") {
+            let start = i + 1;
+            i = start;
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                if i - start < 9 {
+                    nanos = nanos * 10 + u32::from(b[i] - b'0');
+                }
+                i += 1;
+            }
+            if i == start {
+                return None;
+            }
+            for _ in (i - start)..9 {
+                nanos *= 10;
+            }
+        }
+        let offset = if at(i, b"Zz") && b.len() == i + 1 {
+            0
+        } else if at(i, b"+-") && at(i + 3, b":") && b.len() == i + 6 {
+            let (h, m) = (num(i + 1..i + 3)?, num(i + 4..i + 6)?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            let minutes = i64::from(h * 60 + m);
+            if b[i] == b'+' {
+                minutes
+            } else {
+                -minutes
+            }
+        } else {
+            return None;
+        };
+        let y = i64::from(year) - i64::from(month <= 2);
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let m = i64::from(month);
+        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        let seconds =
+            days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second)
+                - offset * 60;
+        Some((seconds, nanos))
+    }
+
+    /// The `dataschema_agrees` that compared through `str`.
+    fn dataschema_plain(uri: &str, entity: &str, version: u32) -> bool {
+        let ecst = uri
+            .get(..9)
+            .is_some_and(|prefix| prefix.eq_ignore_ascii_case("urn:ecst:"))
+            && uri[9..].starts_with("schema:");
+        if !ecst {
+            return true;
+        }
+        uri["urn:ecst:schema:".len()..]
+            .strip_prefix(entity)
+            .and_then(|rest| rest.strip_prefix(":v"))
+            .is_some_and(|digits| {
+                !digits.starts_with('0')
+                    && digits.bytes().all(|b| b.is_ascii_digit())
+                    && digits.parse::<u32>() == Ok(version)
+            })
+    }
+
+    /// `text` with one byte changed, removed or added, and cut short, at
+    /// every position, for a set of bytes that matter to these checks.
+    fn variants(text: &str) -> Vec<Vec<u8>> {
+        let swaps: &[u8] = b"0123456789:-+.tTzZvV/ \x00\x7f\xc3\xe9";
+        let bytes = text.as_bytes();
+        let mut out = vec![bytes.to_vec()];
+        for at in 0..=bytes.len() {
+            out.push(bytes[..at].to_vec());
+            if at < bytes.len() {
+                let mut cut = bytes.to_vec();
+                cut.remove(at);
+                out.push(cut);
+            }
+            for &b in swaps {
+                if at < bytes.len() {
+                    let mut swapped = bytes.to_vec();
+                    swapped[at] = b;
+                    out.push(swapped);
+                }
+                let mut inserted = bytes.to_vec();
+                inserted.insert(at, b);
+                out.push(inserted);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn rfc3339_reads_what_the_plain_parser_reads() {
+        for base in [
+            "2024-05-01T12:00:00Z",
+            "2024-02-29t23:59:60.123456789+14:30",
+            "1999-12-31T00:09:59.5-00:00",
+            "2000-02-29T09:00:00z",
+            "2023-11-30T19:19:19.0001Z",
+        ] {
+            for variant in variants(base) {
+                // Two changes: every byte of each variant once more.
+                for twice in [variant.clone()].into_iter().chain(
+                    (0..variant.len())
+                        .flat_map(|at| b"09-:Tt".iter().map(move |&b| (at, b)))
+                        .map(|(at, b)| {
+                            let mut again = variant.clone();
+                            again[at] = b;
+                            again
+                        }),
+                ) {
+                    let Ok(text) = core::str::from_utf8(&twice) else {
+                        continue;
+                    };
+                    assert_eq!(parse_rfc3339(text), rfc3339_plain(text), "{text:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dataschemas_agree_as_the_plain_comparison_says() {
+        for (base, entity) in [
+            ("urn:ecst:schema:order:v2", "order"),
+            ("URN:eCsT:schema:customer:v10", "customer"),
+            ("urn:ecst:schema:o:v4294967295", "o"),
+            ("urn:ecst:schema::v1", ""),
+        ] {
+            for variant in variants(base) {
+                let Ok(uri) = core::str::from_utf8(&variant) else {
+                    continue;
+                };
+                for version in [0, 1, 2, 4, 10, 12, 100, 4_294_967_295, u32::MAX - 1] {
+                    assert_eq!(
+                        dataschema_agrees(uri, entity, version),
+                        dataschema_plain(uri, entity, version),
+                        "{uri:?} {entity} {version}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn digits_parse_as_the_plain_parser_says() {
+        let plain = |v: &str| -> Option<u64> {
+            if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            v.trim_start_matches('0')
+                .parse::<u64>()
+                .ok()
+                .or_else(|| v.bytes().all(|b| b == b'0').then_some(0))
+        };
+        for base in [
+            "00000000000000000007",
+            "00000000000000000000",
+            "18446744073709551615",
+            "000000000000000000000018446744073709551615",
+            "12345678",
+            "1",
+        ] {
+            for variant in variants(base) {
+                let Ok(text) = core::str::from_utf8(&variant) else {
+                    continue;
+                };
+                let read = match parse_digits(text) {
+                    Number::Valid(n) => Some(n),
+                    Number::Invalid(_) => None,
+                };
+                assert_eq!(read, plain(text), "{text:?}");
+            }
+        }
     }
 }
