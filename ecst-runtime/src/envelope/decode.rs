@@ -691,7 +691,7 @@ impl<'de> Fields<'de> {
             return fail(&self, invalid("dataschema", "must not be empty".into()));
         }
         if let Some(time) = self.time.as_deref() {
-            if parse_rfc3339(time).is_none() {
+            if !is_rfc3339(time) {
                 let reason = format!(
                     "`{}` is not an RFC 3339 date-time (e.g. `2024-05-01T12:00:00Z`)",
                     shown(time, 40)
@@ -1512,6 +1512,18 @@ fn is_decimal(digits: &[u8], mut n: u32) -> bool {
 /// (`:60`) is accepted on any day, since checking it needs the leap-second
 /// table.
 pub(crate) fn parse_rfc3339(text: &str) -> Option<(i64, u32)> {
+    rfc3339(text)
+}
+
+/// Whether [`parse_rfc3339`] reads `text`: the same code, with the seconds
+/// and nanoseconds left uncomputed (it runs on every event with a `time`).
+fn is_rfc3339(text: &str) -> bool {
+    rfc3339(text).is_some()
+}
+
+/// [`parse_rfc3339`], inlined into both callers.
+#[inline(always)]
+fn rfc3339(text: &str) -> Option<(i64, u32)> {
     let b = text.as_bytes();
     // `YYYY-MM-DDTHH:MM:SS` as three little-endian words (the last two
     // overlap): the separators compared at once (`T` folded to `t`), then
@@ -1830,7 +1842,7 @@ mod displays_as_tests {
 /// replaced, on every one- and two-byte change of inputs that pass.
 #[cfg(test)]
 mod word_at_a_time_tests {
-    use super::{dataschema_agrees, parse_digits, parse_rfc3339, Number};
+    use super::{dataschema_agrees, is_rfc3339, parse_digits, parse_rfc3339, Number};
 
     /// The byte-by-byte `parse_rfc3339`.
     fn rfc3339_plain(text: &str) -> Option<(i64, u32)> {
@@ -1974,7 +1986,9 @@ mod word_at_a_time_tests {
                     let Ok(text) = core::str::from_utf8(&twice) else {
                         continue;
                     };
-                    assert_eq!(parse_rfc3339(text), rfc3339_plain(text), "{text:?}");
+                    let plain = rfc3339_plain(text);
+                    assert_eq!(parse_rfc3339(text), plain, "{text:?}");
+                    assert_eq!(is_rfc3339(text), plain.is_some(), "{text:?}");
                 }
             }
         }

@@ -333,21 +333,35 @@ impl<'de> Cursor<'de> {
 fn special_byte(bytes: &[u8], from: usize) -> usize {
     const ONES: u64 = u64::MAX / 255;
     const HIGH: u64 = ONES << 7;
+    // The high bit of each byte of `x` below the lowest special one is
+    // clear, and that byte's is set (Mycroft's zero-byte test: the lowest
+    // flagged byte is exact); a byte of 0x80 or more is never flagged.
+    let flags = |x: u64| {
+        let control = x.wrapping_sub(ONES * 0x20);
+        let quote = (x ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES);
+        let backslash = (x ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES);
+        (control | quote | backslash) & !x & HIGH
+    };
+    let at = |i: usize, found: u64| i + (found.trailing_zeros() / 8) as usize;
     let mut i = from.min(bytes.len());
     // Words may reach past the string's end (into the rest of the
     // envelope): only the text's last few bytes are read one at a time.
-    while let Some(&chunk) = bytes.get(i..).and_then(<[u8]>::first_chunk::<8>) {
-        let x = u64::from_le_bytes(chunk);
-        // The lowest flagged byte is exact (Mycroft's zero-byte test); a
-        // byte of 0x80 or more is never flagged.
-        let control = x.wrapping_sub(ONES * 0x20) & !x;
-        let quote = x ^ (ONES * u64::from(b'"'));
-        let quote = quote.wrapping_sub(ONES) & !quote;
-        let backslash = x ^ (ONES * u64::from(b'\\'));
-        let backslash = backslash.wrapping_sub(ONES) & !backslash;
-        let found = (control | quote | backslash) & HIGH;
+    // Two words a turn, then one.
+    while let Some(&pair) = bytes.get(i..).and_then(<[u8]>::first_chunk::<16>) {
+        let pair = u128::from_le_bytes(pair);
+        let (low, high) = (flags(pair as u64), flags((pair >> 64) as u64));
+        if low != 0 {
+            return at(i, low);
+        }
+        if high != 0 {
+            return at(i + 8, high);
+        }
+        i += 16;
+    }
+    if let Some(&word) = bytes.get(i..).and_then(<[u8]>::first_chunk::<8>) {
+        let found = flags(u64::from_le_bytes(word));
         if found != 0 {
-            return i + (found.trailing_zeros() / 8) as usize;
+            return at(i, found);
         }
         i += 8;
     }
@@ -485,8 +499,8 @@ mod tests {
             "\u{e9}t\u{e9} \u{1f600} \"".as_bytes().to_vec(),
         ];
         for special in [b'"', b'\\', 0, 0x1f, b'\n'] {
-            for at in 0..20 {
-                let mut text = vec![b'a'; 20];
+            for at in 0..40 {
+                let mut text = vec![b'a'; 40];
                 text[at] = special;
                 cases.push(text.clone());
                 // High bytes before it must not hide it or be flagged.
