@@ -1015,6 +1015,7 @@ async fn router_feed_panic_does_not_leak_into_the_next_batch() {
             .upsert(Fragile {
                 id: "f-1".into(),
                 note: "x".into(),
+                tag: None,
             })
             .unwrap(),
     );
@@ -1024,6 +1025,7 @@ async fn router_feed_panic_does_not_leak_into_the_next_batch() {
             .upsert(Fragile {
                 id: "f-2".into(),
                 note: "y".into(),
+                tag: None,
             })
             .unwrap(),
     );

@@ -60,14 +60,32 @@ pub mod garbled {
 }
 
 /// An entity whose state cannot be serialized when `note` is `"poison"`
-/// (it deserializes fine): a commit that fails in the middle.
+/// (it deserializes fine): a commit that fails in the middle. Version 2:
+/// a state upcast from version 1 is serialized to be stored (one decoded as
+/// written is stored as its event's `data`, unserialized), see [`poisoned`].
 #[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
-#[state_event(entity = "fragile", version = 1)]
+#[state_event(entity = "fragile", version = 2)]
 pub struct Fragile {
     #[state_event(key)]
     pub id: String,
     #[serde(serialize_with = "refuse_poison")]
     pub note: String,
+    #[state_event(added(since = 2))]
+    pub tag: Option<String>,
+}
+
+/// `harmless` with its note made `"poison"`, as a version 1 event: upcast,
+/// so the store must serialize the state, and cannot.
+fn poisoned(harmless: Msg) -> Msg {
+    Msg {
+        payload: String::from_utf8(harmless.payload.clone())
+            .unwrap()
+            .replace("\"harmless\"", "\"poison\"")
+            .replace("\"schemaversion\":2", "\"schemaversion\":1")
+            .replace("fragile:v2", "fragile:v1")
+            .into_bytes(),
+        ..harmless
+    }
 }
 
 fn refuse_poison<S: Serializer>(note: &str, serializer: S) -> Result<S::Ok, S::Error> {
@@ -270,6 +288,7 @@ fn live<'a, T: StateEvent>(key: &'a T::Key, sequence: u64, state: &'a T) -> Stor
         sequence: Sequence::new(sequence),
         read_version: T::VERSION,
         state: Some(state),
+        json: None,
         deleted_at: None,
     }
 }
@@ -280,6 +299,7 @@ fn tombstone<T: StateEvent>(key: &T::Key, sequence: u64) -> StoredEntry<'_, T> {
         sequence: Sequence::new(sequence),
         read_version: T::VERSION,
         state: None,
+        json: None,
         deleted_at: Some(std::time::SystemTime::now()),
     }
 }
@@ -1047,6 +1067,7 @@ pub async fn failed_commit_changes_nothing<B: Backend>(backend: &B, test: &str) 
     let fine = Fragile {
         id: f1.clone(),
         note: "fine".into(),
+        tag: None,
     };
     ReplicaStore::<Fragile>::commit(
         &mut store,
@@ -1070,10 +1091,12 @@ pub async fn failed_commit_changes_nothing<B: Backend>(backend: &B, test: &str) 
     let better = Fragile {
         id: f1.clone(),
         note: "better".into(),
+        tag: None,
     };
     let poison = Fragile {
         id: f2.clone(),
         note: "poison".into(),
+        tag: None,
     };
     let error = ReplicaStore::<Fragile>::commit(
         &mut store,
@@ -1122,16 +1145,11 @@ pub async fn failed_commit_changes_nothing<B: Backend>(backend: &B, test: &str) 
             .upsert(Fragile {
                 id: f2.clone(),
                 note: "harmless".into(),
+                tag: None,
             })
             .unwrap(),
     );
-    let poisoned = Msg {
-        payload: String::from_utf8(harmless.payload.clone())
-            .unwrap()
-            .replace("\"harmless\"", "\"poison\"")
-            .into_bytes(),
-        ..harmless
-    };
+    let poisoned = poisoned(harmless);
     let mut durable = DurableReplica::<Fragile, _>::open(backend.open(&consumer).await)
         .await
         .expect("open fragile");
@@ -1305,17 +1323,12 @@ pub async fn an_unstorable_state_is_parked_and_the_rest_commits<B: Backend>(
     let note = |id: &str, note: &str| Fragile {
         id: id.into(),
         note: note.into(),
+        tag: None,
     };
     // A foreign producer's state that reads fine and does not serialize
     // (ecst's own producer could not have encoded it).
     let harmless = msg(2, producer.upsert(note("f-2", "harmless")).unwrap());
-    let poisoned = Msg {
-        payload: String::from_utf8(harmless.payload.clone())
-            .unwrap()
-            .replace("\"harmless\"", "\"poison\"")
-            .into_bytes(),
-        ..harmless
-    };
+    let poisoned = poisoned(harmless);
     let batch = vec![
         msg(1, producer.upsert(note("f-1", "fine")).unwrap()),
         poisoned,

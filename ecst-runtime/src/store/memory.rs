@@ -4,9 +4,11 @@
 //! Two kinds, one type:
 //!
 //! - [`MemoryStore`] (no type parameter) keeps every state as JSON, exactly
-//!   as a durable store would keep it, for any entity type: a state that does
-//!   not serialize is refused ([`StoreError::EncodeState`]) as SQLite and
-//!   PostgreSQL refuse it.
+//!   as a durable store would keep it, for any entity type: the event's own
+//!   `data` where the state was decoded from it as written
+//!   ([`StoredEntry::json`](super::StoredEntry::json)), else the state
+//!   serialized; a state that must be serialized and does not is refused
+//!   ([`StoreError::EncodeState`]) as SQLite and PostgreSQL refuse it.
 //! - `MemoryStore<T>` ([`MemoryStore::typed`]) keeps the states of one
 //!   entity type as `T` values, cloned at commit and at load: no JSON is
 //!   written or read per commit, which makes it the fast one for catch-up.
@@ -29,9 +31,11 @@ use crate::sequence::Sequence;
 /// `MemoryStore` (the default parameter, built with [`MemoryStore::new`])
 /// keeps commits as JSON, exactly as a durable store would keep them, so a
 /// [`DurableReplica`](super::DurableReplica) reopened on a clone of the store
-/// sees what was committed and nothing more, and a state that does not
-/// serialize fails its commit with [`StoreError::EncodeState`] (the durable
-/// replica then parks that key's messages, as with SQLite or PostgreSQL).
+/// sees what was committed and nothing more, and a state that must be
+/// serialized (it was not decoded from its event's `data` as written: see
+/// [`StoredEntry::json`](super::StoredEntry::json)) and does not serialize
+/// fails its commit with [`StoreError::EncodeState`] (the durable replica
+/// then parks that key's messages, as with SQLite or PostgreSQL).
 /// It serves any entity type.
 ///
 /// `MemoryStore<T>` (built with [`MemoryStore::typed`]) keeps the states of
@@ -55,8 +59,10 @@ use crate::sequence::Sequence;
 pub struct MemoryStore<T = AnyState> {
     /// JSON rows, per key: sequence, read version, state with the schema
     /// version it was written in (`None` for a tombstone), deletion time
-    /// (for a tombstone). Used by `MemoryStore`.
-    rows: BTreeMap<String, StoredRow>,
+    /// (for a tombstone). Used by `MemoryStore`. Hashed, not ordered:
+    /// nothing reads them in key order, and a commit inserts a key per
+    /// changed state.
+    rows: HashMap<String, StoredRow>,
     /// Typed rows, per key. Used by `MemoryStore<T>`.
     typed: HashMap<String, TypedRow<T>>,
     checkpoint: Option<Checkpoint>,
@@ -86,7 +92,7 @@ struct TypedRow<T> {
 impl<T> Default for MemoryStore<T> {
     fn default() -> Self {
         MemoryStore {
-            rows: BTreeMap::new(),
+            rows: HashMap::new(),
             typed: HashMap::new(),
             checkpoint: None,
             parked: BTreeMap::new(),
@@ -242,7 +248,14 @@ impl MemoryStore {
     fn commit_json<T: StateEvent>(&mut self, commit: Commit<'_, T>) -> Result<(), StoreError> {
         let mut rows = Vec::with_capacity(commit.entries.len());
         for entry in &commit.entries {
-            let state = match entry.state.map(serde_json::to_string) {
+            // The event's own `data` where the entry has it: a JSON of the
+            // state at `T::VERSION`, that loads as the state.
+            let json = match (entry.json, entry.state) {
+                (_, None) => None,
+                (Some(json), Some(_)) => Some(Ok(json.to_owned())),
+                (None, Some(state)) => Some(serde_json::to_string(state)),
+            };
+            let state = match json {
                 None => None,
                 Some(Ok(json)) => Some((T::VERSION, json)),
                 Some(Err(source)) => {
@@ -258,6 +271,7 @@ impl MemoryStore {
                 (entry.sequence, entry.read_version, state, entry.deleted_at),
             ));
         }
+        self.rows.reserve(rows.len());
         self.rows.extend(rows);
         for key in commit.purged {
             let key = key.to_string();

@@ -153,6 +153,19 @@ pub struct StoredEntry<'a, T: StateEvent> {
     pub read_version: u32,
     /// The state, or `None` for a tombstone.
     pub state: Option<&'a T>,
+    /// The state as JSON of `T::VERSION`, when the replica has one at hand:
+    /// the `data` of the event that set it, which was written at
+    /// `T::VERSION` and decoded to `state` as it is (no upcast, no tolerant
+    /// read of a newer version), so that `T::from_json_version(T::VERSION,
+    /// json)` gives `state` again. A store that keeps JSON can write it
+    /// instead of serializing `state`. `None` for a tombstone, and for a
+    /// state that came otherwise (upcast, merged, loaded): serialize it.
+    ///
+    /// It may differ from what serializing `state` gives (whitespace, the
+    /// order of fields, fields `T` does not have, escapes), never in what
+    /// it decodes to. A store that writes it never serializes the state, so
+    /// it holds one whose `Serialize` would fail.
+    pub json: Option<&'a str>,
     /// For a tombstone, when the key was deleted (the replica's
     /// [`Replica::deleted_at`]); `None` for a state. Stores keep it so that
     /// a tombstone's age survives a reload, and

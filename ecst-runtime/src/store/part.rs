@@ -55,10 +55,20 @@ struct Recorded<T: StateEvent> {
     before: Option<T>,
 }
 
+/// A key a batch changed, in the order of its changes (a key changed
+/// twice is in twice).
+struct Changed<K> {
+    key: K,
+    /// The state's JSON when the change set it from the event's `data` as
+    /// written (see [`StoredEntry::json`]): copied out of the message,
+    /// which the batch only borrows. Only the key's last change counts.
+    json: Option<Box<str>>,
+}
+
 /// What one part will commit of a batch.
 pub(crate) struct Pending<T: StateEvent> {
     pub(crate) outcome: BatchOutcome,
-    changed: Vec<T::Key>,
+    changed: Vec<Changed<T::Key>>,
     pub(crate) parked: Vec<Parked>,
     pub(crate) unparked: Vec<u64>,
     /// Tombstones purged from memory, to delete from the store.
@@ -223,11 +233,16 @@ impl<T: StateEvent> Part<T> {
             return;
         }
         match self.apply_addressed(message, purged_through, unstorable) {
-            Ok((applied, key, before)) => {
+            Ok(Applied {
+                outcome: applied,
+                key,
+                before,
+                json,
+            }) => {
                 if changes_state(applied) {
                     pending.applied += 1;
                     self.record(&key, applied, before, pending);
-                    self.supersede(key, Some(sequence), pending);
+                    self.supersede(key, json, Some(sequence), pending);
                 }
                 pending.outcome.applied.push((sequence, applied));
             }
@@ -260,13 +275,12 @@ impl<T: StateEvent> Part<T> {
     ///   [`ParkKind::PurgedTombstone`] (the first reason kept in the text),
     ///   so that [`Part::retry_parked`], after an upgrade, cannot bring the
     ///   key back.
-    #[allow(clippy::type_complexity)]
-    fn apply_addressed(
+    fn apply_addressed<'m>(
         &mut self,
-        message: &Message<'_>,
+        message: &Message<'m>,
         purged_through: u64,
         unstorable: &Unstorable,
-    ) -> Result<(Outcome, T::Key, Option<T>), (Option<String>, ParkReason)> {
+    ) -> Result<Applied<'m, T>, (Option<String>, ParkReason)> {
         match self.apply_unfloored(message, purged_through, unstorable) {
             Err((key, reason)) if below(message.stream_sequence, purged_through) => {
                 Err(self.below_the_floor(message, purged_through, key, reason))
@@ -311,13 +325,12 @@ impl<T: StateEvent> Part<T> {
 
     /// [`Part::apply_addressed`] but for parking what cannot apply below
     /// the floor.
-    #[allow(clippy::type_complexity)]
-    fn apply_unfloored(
+    fn apply_unfloored<'m>(
         &mut self,
-        message: &Message<'_>,
+        message: &Message<'m>,
         purged_through: u64,
         unstorable: &Unstorable,
-    ) -> Result<(Outcome, T::Key, Option<T>), (Option<String>, ParkReason)> {
+    ) -> Result<Applied<'m, T>, (Option<String>, ParkReason)> {
         if let Address::Invalid(why) = &message.address {
             return Err((None, ParkReason::new(ParkKind::Misaddressed, why)));
         }
@@ -393,14 +406,24 @@ impl<T: StateEvent> Part<T> {
                 let _entered = span.enter();
                 let (outcome, before) = self.replica.apply_gated_taking(refused);
                 span.outcome(outcome);
-                return Ok((outcome, key, before));
+                return Ok(Applied {
+                    outcome,
+                    key,
+                    before,
+                    json: None,
+                });
             }
         };
         let held = self.replica.entry(&decoded.key);
         // A redelivered delete of a key purged since: handled before the
         // purge, and not to be re-created as an older tombstone.
         if below_the_floor && held.is_none() && matches!(decoded.change, Change::Delete) {
-            return Ok((Outcome::Stale, decoded.key, None));
+            return Ok(Applied {
+                outcome: Outcome::Stale,
+                key: decoded.key,
+                before: None,
+                json: None,
+            });
         }
         // Not live, and no tombstone at least as new to make it stale:
         // unknown (its tombstone purged), or a tombstone older than the
@@ -428,11 +451,17 @@ impl<T: StateEvent> Part<T> {
             ));
         }
         let key = decoded.key.clone();
+        let json = decoded.data_text;
         let span = crate::telemetry::event_span(message.stream_sequence, &decoded.header);
         let _entered = span.enter();
         let (outcome, before) = self.replica.apply_decoded_taking(decoded);
         span.outcome(outcome);
-        Ok((outcome, key, before))
+        Ok(Applied {
+            outcome,
+            key,
+            before,
+            json,
+        })
     }
 
     /// Merges one event that does not come from the stream (an owner's
@@ -448,7 +477,7 @@ impl<T: StateEvent> Part<T> {
                     self.record(&key, applied, before, pending);
                     // The owner's current state comes after everything the
                     // stream delivered so far.
-                    self.supersede(key, Some(u64::MAX), pending);
+                    self.supersede(key, None, Some(u64::MAX), pending);
                 }
                 pending.outcome.applied.push((0, applied));
             }
@@ -487,13 +516,18 @@ impl<T: StateEvent> Part<T> {
                 None => message,
             };
             match self.apply_addressed(&message, 0, unstorable) {
-                Ok((applied, key, before)) => {
+                Ok(Applied {
+                    outcome: applied,
+                    key,
+                    before,
+                    json,
+                }) => {
                     self.parking.remove(sequence);
                     pending.unparked.push(sequence);
                     if changes_state(applied) {
                         pending.applied += 1;
                         self.record(&key, applied, before, pending);
-                        self.supersede(key, None, pending);
+                        self.supersede(key, json, None, pending);
                     }
                     pending.outcome.applied.push((sequence, applied));
                 }
@@ -575,17 +609,25 @@ impl<T: StateEvent> Part<T> {
         });
     }
 
-    /// Records that `key` changed, and marks the pending parked events of
-    /// `key` that its new state supersedes.
-    fn supersede(&mut self, key: T::Key, applied_at: Option<u64>, pending: &mut Pending<T>) {
+    /// Records that `key` changed (to the state decoded from `json`, if
+    /// given: see [`StoredEntry::json`]), and marks the pending parked
+    /// events of `key` that its new state supersedes.
+    fn supersede(
+        &mut self,
+        key: T::Key,
+        json: Option<&str>,
+        applied_at: Option<u64>,
+        pending: &mut Pending<T>,
+    ) {
+        let json = json.map(Box::from);
         // The common case, on the path of every applied event: nothing
         // pending to look up (and no key to write out as text).
         if !self.parking.has_pending_keys() {
-            pending.changed.push(key);
+            pending.changed.push(Changed { key, json });
             return;
         }
         let Some(held) = self.replica.entry(&key).map(|entry| entry.sequence().get()) else {
-            pending.changed.push(key);
+            pending.changed.push(Changed { key, json });
             return;
         };
         let text = key.to_string();
@@ -598,7 +640,7 @@ impl<T: StateEvent> Part<T> {
                 pending.outcome.superseded.push(stream_sequence);
             }
         }
-        pending.changed.push(key);
+        pending.changed.push(Changed { key, json });
     }
 
     fn park(
@@ -682,21 +724,30 @@ impl<T: StateEvent> Part<T> {
     }
 
     /// What the replica now holds for each key `pending` changed, each key
-    /// once: the entries of the share's commit.
+    /// once: the entries of the share's commit, in the order of the keys'
+    /// last changes.
+    ///
+    /// A live entry's [`StoredEntry::json`] is that of the key's last
+    /// change in the batch: the change that set what the replica holds (a
+    /// change is recorded only when the event changed the replica, and
+    /// nothing else changes it while the batch is pending). A tombstone
+    /// has none, whatever came before the delete.
     pub(crate) fn entries<'a>(&'a self, pending: &'a Pending<T>) -> Vec<StoredEntry<'a, T>> {
         let replica = &self.replica;
         let mut seen = HashSet::with_capacity(pending.changed.len());
-        pending
+        let mut entries: Vec<StoredEntry<'a, T>> = pending
             .changed
             .iter()
-            .filter(|key| seen.insert(*key))
-            .filter_map(|key| {
+            .rev()
+            .filter(|changed| seen.insert(&changed.key))
+            .filter_map(|Changed { key, json }| {
                 replica.entry(key).map(|entry| match entry {
                     Entry::Live { sequence, state } => StoredEntry {
                         key,
                         sequence,
                         read_version: replica.read_version(key).unwrap_or(T::VERSION),
                         state: Some(state),
+                        json: json.as_deref(),
                         deleted_at: None,
                     },
                     Entry::Tombstone { sequence } => StoredEntry {
@@ -704,11 +755,14 @@ impl<T: StateEvent> Part<T> {
                         sequence,
                         read_version: T::VERSION,
                         state: None,
+                        json: None,
                         deleted_at: replica.deleted_at(key),
                     },
                 })
             })
-            .collect()
+            .collect();
+        entries.reverse();
+        entries
     }
 
     /// The sizes the metrics report after a commit.
@@ -765,6 +819,16 @@ impl<T: StateEvent> Part<T> {
         }
         pending.outcome
     }
+}
+
+/// What applying one message did: the outcome, the key, the live state the
+/// event replaced, and the `data`'s text when the state was decoded from
+/// it as written ([`StoredEntry::json`]).
+struct Applied<'m, T: StateEvent> {
+    outcome: Outcome,
+    key: T::Key,
+    before: Option<T>,
+    json: Option<&'m str>,
 }
 
 /// Whether stream position `stream_sequence` is at or below the purge

@@ -25,7 +25,6 @@ use std::time::SystemTime;
 
 use std::collections::HashMap;
 
-use tokio_postgres::types::Json;
 use tokio_postgres::{Client, IsolationLevel, NoTls, Statement};
 
 pub use tokio_postgres;
@@ -107,8 +106,8 @@ END $$;
 
 const UPSERT_ENTRIES: &str = "
 INSERT INTO ecst_replica (consumer, entity, key, sequence, schema_version, state, read_version, deleted_at)
-SELECT $1, $2, u.key, u.sequence, $3, u.state, u.read_version, u.deleted_at
-FROM UNNEST($4::text[], $5::bigint[], $6::json[], $7::bigint[], $8::bigint[])
+SELECT $1, $2, u.key, u.sequence, $3, u.state::json, u.read_version, u.deleted_at
+FROM UNNEST($4::text[], $5::bigint[], $6::text[], $7::bigint[], $8::bigint[])
     AS u(key, sequence, state, read_version, deleted_at)
 ON CONFLICT (consumer, entity, key) DO UPDATE SET
     sequence = EXCLUDED.sequence,
@@ -116,6 +115,17 @@ ON CONFLICT (consumer, entity, key) DO UPDATE SET
     state = EXCLUDED.state,
     read_version = EXCLUDED.read_version,
     deleted_at = EXCLUDED.deleted_at";
+
+/// Whether an event's own `data` ([`StoredEntry::json`]) is written as
+/// it is: not when it holds a `\u` escape. Serialized states write none
+/// but for control characters; an event's text may hold any (in a field
+/// `T` does not read, a lone surrogate that serde_json skips), and
+/// servers have differed in what their `JSON` input takes of them.
+///
+/// [`StoredEntry::json`]: super::StoredEntry::json
+fn keeps_json(json: &str) -> bool {
+    !json.contains("\\u")
+}
 
 /// Deletes purged tombstones (never a state).
 const DELETE_TOMBSTONES: &str = "
@@ -624,7 +634,7 @@ async fn write_share(
                 Some(&entry.key),
             )?);
             keys.push(entry.key.as_str());
-            states.push(entry.state.as_deref().map(Json));
+            states.push(entry.state.as_deref());
         }
         tx.execute(
             &statements.upsert_entries,
@@ -756,6 +766,7 @@ impl<T: StateEvent> ReplicaStore<T> for PostgresStore {
             commit.parked,
             commit.unparked,
             commit.purged,
+            keeps_json,
         );
         let checkpoint = commit.checkpoint;
         let owed = super::owed::replica_column(commit.owed);
@@ -777,6 +788,10 @@ impl<T: StateEvent> ReplicaStore<T> for PostgresStore {
 impl Sealed for PostgresStore {
     fn router_context(&self) -> StoreContext {
         self.context(None)
+    }
+
+    fn keeps_json(json: &str) -> bool {
+        keeps_json(json)
     }
 
     fn load_router(

@@ -529,7 +529,7 @@ impl<S: RouterStore> DurableRouter<S> {
         let shares = self
             .routes
             .iter()
-            .map(|route| route.share())
+            .map(|route| route.share(S::keeps_json))
             .filter(|share| !matches!(share, Ok(share) if share.is_empty()))
             .collect::<Result<Vec<Share<'_>>, Unencodable>>();
         let shares = match shares {
@@ -781,7 +781,7 @@ trait Route: Send + Sync {
     fn discard(&mut self, stream_sequence: u64, why: &str) -> bool;
     /// Applies the parking limits to the share; the events it applied.
     fn close(&mut self) -> u64;
-    fn share(&self) -> Result<Share<'_>, Unencodable>;
+    fn share(&self, keeps: fn(&str) -> bool) -> Result<Share<'_>, Unencodable>;
     /// The share is committed: takes it (the next starts empty), and
     /// returns what reports it and says what it did.
     fn take_committed(&mut self) -> Report<'_>;
@@ -870,12 +870,13 @@ impl<T: StateEvent> Route for Lane<T> {
         self.pending.applied
     }
 
-    fn share(&self) -> Result<Share<'_>, Unencodable> {
+    fn share(&self, keeps: fn(&str) -> bool) -> Result<Share<'_>, Unencodable> {
         encode(
             self.part.entries(&self.pending),
             &self.pending.parked,
             &self.pending.unparked,
             &self.pending.purged,
+            keeps,
         )
     }
 

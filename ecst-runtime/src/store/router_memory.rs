@@ -109,7 +109,7 @@ impl MemoryRouterStore {
                         sequence,
                         schema_version: i64::from(share.version),
                         read_version: i64::from(entry.read_version),
-                        state: entry.state.as_ref().map(|raw| raw.get().to_owned()),
+                        state: entry.state.as_deref().map(str::to_owned),
                         deleted_at: entry.deleted_at.map(to_micros),
                     },
                 ));

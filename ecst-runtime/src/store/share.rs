@@ -4,9 +4,8 @@
 //! entities' types (states as JSON text).
 
 use core::future::Future;
+use std::borrow::Cow;
 use std::time::SystemTime;
-
-use serde_json::value::RawValue;
 
 pub(crate) use super::owed::OwedByEntity;
 use super::rows::StoredRow;
@@ -79,6 +78,14 @@ pub(crate) mod sealed {
             &mut self,
             entities: &[&'static str],
         ) -> impl Future<Output = Result<RouterRows, StoreError>> + Send;
+
+        /// Whether this store writes `json`, an event's own `data` (see
+        /// [`StoredEntry::json`]), as it is; `false`: the router serializes
+        /// the state instead. The default takes every one.
+        fn keeps_json(json: &str) -> bool {
+            let _ = json;
+            true
+        }
 
         /// Writes every share and the checkpoint (under
         /// [`ROUTER_CHECKPOINT_ENTITY`]) in one transaction: all of it or
@@ -162,7 +169,7 @@ pub struct Share<'a> {
     /// The schema version the states are written in (`T::VERSION`).
     pub(crate) version: u32,
     /// Changed keys, each once.
-    pub(crate) entries: Vec<EncodedEntry>,
+    pub(crate) entries: Vec<EncodedEntry<'a>>,
     /// Parked events to write (a stream sequence given twice keeps its
     /// last form).
     pub(crate) parked: &'a [Parked],
@@ -183,12 +190,14 @@ impl Share<'_> {
 }
 
 /// One key's new content, encoded.
-pub(crate) struct EncodedEntry {
+pub(crate) struct EncodedEntry<'a> {
     pub(crate) key: String,
     pub(crate) sequence: u64,
     pub(crate) read_version: u32,
-    /// The state as JSON, `None` for a tombstone.
-    pub(crate) state: Option<Box<RawValue>>,
+    /// The state as JSON (of `T::VERSION`), `None` for a tombstone:
+    /// borrowed when the event's own `data` is one
+    /// ([`StoredEntry::json`]), else serialized.
+    pub(crate) state: Option<Cow<'a, str>>,
     /// A tombstone's deletion time.
     pub(crate) deleted_at: Option<SystemTime>,
 }
@@ -212,26 +221,33 @@ impl Unencodable {
     }
 }
 
-/// Encodes one entity's share: its states as JSON, its keys as text.
-/// `entries` name each key once ([`Part::entries`](super::part::Part)).
+/// Encodes one entity's share: its states as JSON (the event's own
+/// `data` where the entry has it, [`StoredEntry::json`], and the store
+/// `keeps` it; else serialized), its keys as text. `entries` name each key
+/// once ([`Part::entries`](super::part::Part)).
 pub(crate) fn encode<'a, T: StateEvent>(
-    entries: Vec<StoredEntry<'_, T>>,
+    entries: Vec<StoredEntry<'a, T>>,
     parked: &'a [Parked],
     unparked: &'a [u64],
     purged: &[T::Key],
+    keeps: fn(&str) -> bool,
 ) -> Result<Share<'a>, Unencodable> {
-    let mut encoded: Vec<EncodedEntry> = Vec::with_capacity(entries.len());
+    let mut encoded: Vec<EncodedEntry<'a>> = Vec::with_capacity(entries.len());
     for entry in entries {
-        let state = match entry.state.map(serde_json::value::to_raw_value) {
-            None => None,
-            Some(Ok(raw)) => Some(raw),
-            Some(Err(source)) => {
-                return Err(Unencodable {
-                    entity: T::ENTITY,
-                    key: entry.key.to_string(),
-                    source,
-                })
-            }
+        let json = entry.json.filter(|json| keeps(json));
+        let state = match (json, entry.state) {
+            (_, None) => None,
+            (Some(json), Some(_)) => Some(Cow::Borrowed(json)),
+            (None, Some(state)) => match serde_json::to_string(state) {
+                Ok(json) => Some(Cow::Owned(json)),
+                Err(source) => {
+                    return Err(Unencodable {
+                        entity: T::ENTITY,
+                        key: entry.key.to_string(),
+                        source,
+                    })
+                }
+            },
         };
         encoded.push(EncodedEntry {
             key: entry.key.to_string(),

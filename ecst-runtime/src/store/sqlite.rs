@@ -580,7 +580,7 @@ fn write_share(
                     entry.key,
                     sequence,
                     i64::from(share.version),
-                    entry.state.as_ref().map(|raw| raw.get()),
+                    entry.state.as_deref(),
                     i64::from(entry.read_version),
                     entry.deleted_at.map(to_micros),
                 ])
@@ -670,6 +670,7 @@ impl<T: StateEvent> ReplicaStore<T> for SqliteStore {
             commit.parked,
             commit.unparked,
             commit.purged,
+            |_| true,
         );
         let checkpoint = commit.checkpoint;
         let owed = super::owed::replica_column(commit.owed);
