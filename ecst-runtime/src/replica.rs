@@ -220,10 +220,17 @@ impl<T> Slot<T> {
 /// written at `T`'s newest version, is first compared with that state
 /// without being decoded: when its `data` is, byte for byte, the state's
 /// `serde_json::to_vec` (as ecst's producer writes it, so a redelivery
-/// always is), it is a [`Duplicate`](Outcome::Duplicate), which is what
-/// the tie-break would find once it was decoded, for any `T` whose
-/// serialization reads back to a state that serializes the same (every
-/// derived one). Other ties are decoded and go to the tie-break.
+/// always is), it is a [`Duplicate`](Outcome::Duplicate): what the
+/// tie-break finds once it is decoded, for a `T` whose serialization reads
+/// back to a state that serializes the same (which the durable stores need
+/// anyway: they keep states as JSON and read them back). For a `T` whose
+/// serialization does not read back (a field with
+/// `#[serde(skip_serializing_if = ..)]` but no `default`, one that is
+/// `skip_serializing` but required, a `serialize_with` that its
+/// `deserialize_with` does not undo), such an event is a `Duplicate` where
+/// decoding it would reject it: either way the replica keeps the state it
+/// holds, whose serialization that `data` is. Other ties are decoded and go
+/// to the tie-break.
 pub struct Replica<T: StateEvent> {
     pub(crate) slots: HashMap<T::Key, Slot<T>>,
     live: usize,
