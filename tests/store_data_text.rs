@@ -219,6 +219,23 @@ proptest! {
     }
 
     #[test]
+    fn a_reloaded_typed_memory_store_holds_what_the_replica_holds((events, sizes) in stream()) {
+        let payloads = payloads(&events);
+        let expected = content(&reference(&payloads));
+        runtime().block_on(async {
+            let store = MemoryStore::<Account>::typed();
+            let mut durable = DurableReplica::<Account, _>::open(store).await.unwrap();
+            for batch in batches(&payloads, &sizes) {
+                durable.apply_batch(&batch).await.unwrap();
+            }
+            prop_assert_eq!(content(durable.replica()), expected.clone());
+            let reopened = DurableReplica::<Account, _>::open(durable.store().clone()).await.unwrap();
+            prop_assert_eq!(content(reopened.replica()), expected);
+            Ok(())
+        })?;
+    }
+
+    #[test]
     fn a_reloaded_sqlite_store_holds_what_the_replica_holds((events, sizes) in stream()) {
         let payloads = payloads(&events);
         let expected = content(&reference(&payloads));

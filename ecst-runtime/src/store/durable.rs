@@ -69,8 +69,10 @@ impl<T: StateEvent, S: ReplicaStore<T>> DurableReplica<T, S> {
     /// Loads the replica, its checkpoint and its parked events from `store`.
     pub async fn open(mut store: S) -> Result<Self, S::Error> {
         let loaded = store.load().await?;
+        let mut part = Part::default();
+        part.keeps_json = S::KEEPS_JSON;
         let mut durable = DurableReplica {
-            part: Part::default(),
+            part,
             store,
             checkpoint: None,
             stale_memory: false,

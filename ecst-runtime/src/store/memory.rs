@@ -163,6 +163,9 @@ impl<T: StateEvent> ReplicaStore<T> for MemoryStore {
 impl<T: StateEvent + Clone> ReplicaStore<T> for MemoryStore<T> {
     type Error = StoreError;
 
+    /// States are kept as values: no JSON.
+    const KEEPS_JSON: bool = false;
+
     fn load(&mut self) -> impl Future<Output = Result<Loaded<T>, StoreError>> + Send {
         ready(Ok(self.load_typed()))
     }

@@ -236,6 +236,12 @@ pub trait ReplicaStore<T: StateEvent> {
     /// What can go wrong.
     type Error: std::error::Error + Send + Sync + 'static;
 
+    /// Whether the store reads [`StoredEntry::json`]. A store that never
+    /// writes JSON (one that keeps states as values) sets it to `false`,
+    /// and the replica then keeps no copy of each event's `data` for the
+    /// commit (the entries' `json` are `None`). The default: `true`.
+    const KEEPS_JSON: bool = true;
+
     /// Loads the replica, the checkpoint and the parked events.
     fn load(&mut self) -> impl Future<Output = Result<Loaded<T>, Self::Error>> + Send;
 

@@ -31,6 +31,9 @@ pub(crate) struct Part<T: StateEvent> {
     pub(crate) limits: ParkingLimits,
     /// Called with every committed change, when set.
     pub(crate) feed: Option<Observer<T>>,
+    /// Whether the store writes the events' own `data` texts
+    /// ([`StoredEntry::json`]): if not, none is copied for the commit.
+    pub(crate) keeps_json: bool,
     /// The feed's owed keys: those whose changes are not known to be
     /// reported (loaded from the store, or committed by a batch whose report
     /// has not returned). Each once. While any are held, they are reported
@@ -104,6 +107,7 @@ impl<T: StateEvent> Default for Part<T> {
             parking: ParkingLot::default(),
             limits: ParkingLimits::default(),
             feed: None,
+            keeps_json: true,
             owed: Vec::new(),
             stored_reported: false,
         }
@@ -619,7 +623,7 @@ impl<T: StateEvent> Part<T> {
         applied_at: Option<u64>,
         pending: &mut Pending<T>,
     ) {
-        let json = json.map(Box::from);
+        let json = json.filter(|_| self.keeps_json).map(Box::from);
         // The common case, on the path of every applied event: nothing
         // pending to look up (and no key to write out as text).
         if !self.parking.has_pending_keys() {
