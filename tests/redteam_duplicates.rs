@@ -15,7 +15,11 @@
 //! tombstone ties, awkward `f64` values, `skip_serializing_if`/`default`
 //! fields, integer keys spelled otherwise, batches that change the key
 //! before the redelivery, a durable replica reopened from SQLite, and every
-//! delivery order of a set of rival and redelivered events.
+//! delivery order of a set of rival and redelivered events. With `nats`:
+//! the same events through a `Follower` over a real nats-server, restarted
+//! half way.
+
+#![cfg(feature = "sqlite")]
 
 use std::collections::BTreeMap;
 
@@ -330,6 +334,14 @@ fn attributes_around_a_matching_data_decide_as_when_decoded() {
         with(base.clone(), "dataschema", "\"ecst:plain/2\""),
         with(base.clone(), "dataschema", "\"ecst:PLAIN/1\""),
         with(base.clone(), "dataschema", "\"urn:other\""),
+        with(base.clone(), "dataschema", "\"urn:ecst:schema:plain:v1\""),
+        with(base.clone(), "dataschema", "\"urn:ecst:schema:plain:v2\""),
+        with(base.clone(), "dataschema", "\"URN:ECST:schema:plain:v1\""),
+        with(
+            base.clone(),
+            "dataschema",
+            "\"urn:ecst:schema:customer:v1\"",
+        ),
         with(base.clone(), "dataschema", "\"\""),
         with(
             base.clone(),
@@ -965,5 +977,135 @@ fn permutations(items: &mut [usize], at: usize, each: &mut impl FnMut(&[usize]))
         items.swap(at, i);
         permutations(items, at + 1, each);
         items.swap(at, i);
+    }
+}
+
+#[cfg(feature = "nats")]
+#[path = "support/nats_server.rs"]
+mod nats_server;
+
+/// The attacks through a NATS `Follower` (a durable replica over a memory
+/// store) on a real nats-server: published as they are one at a time (a
+/// state stream keeps one message per subject), followed, the follower
+/// stopped half way and started again on the same replica; it
+/// gets the reference's outcome for every event, parks exactly the events
+/// the reference rejects, and ends holding what the reference holds.
+#[cfg(feature = "nats")]
+mod nats {
+    use std::time::Duration;
+
+    use ecst::nats::{FollowSettings, Follower, ServerVersion, StateStream, Subjects};
+    use ecst::store::{DurableReplica, MemoryStore};
+
+    use super::nats_server;
+
+    /// Polls until caught up, recording each message's outcome (`Err` for
+    /// parked) by stream sequence.
+    async fn follow(
+        follower: &mut Follower<Plain, MemoryStore>,
+        got: &mut BTreeMap<u64, Result<Outcome, ()>>,
+    ) {
+        loop {
+            let progress = follower.poll().await.expect("polls");
+            for (at, outcome) in &progress.batch.applied {
+                assert!(got.insert(*at, Ok(*outcome)).is_none(), "once: {at}");
+            }
+            for (at, _) in &progress.batch.parked {
+                assert!(got.insert(*at, Err(())).is_none(), "once: {at}");
+            }
+            if progress.caught_up() {
+                return;
+            }
+        }
+    }
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_follower_gets_what_decoding_everything_gets() {
+        let a = plain("a", 1);
+        let b = plain("b", 1);
+        let head = r#"{"specversion":"1.0","id":"e-1","source":"urn:test","type":"plain","subject":"k","sequence":1,"schemaversion":1,"operation":"upsert","#;
+        let events: Vec<Vec<u8>> = vec![
+            bytes_of(&plain_event("1", &a)),
+            bytes_of(&plain_event("1", &a)),
+            format!("{head}\"data\":{a},\"sequence\":2}}").into_bytes(),
+            format!("{head}\"data\":{a},\"operation\":\"delete\"}}").into_bytes(),
+            format!("{head}\"data\":{a}}}x").into_bytes(),
+            envelope(&with(
+                upsert_attrs("\"plain\"", "\"k\"", "1", "1", &a),
+                "dataschema",
+                "\"urn:ecst:schema:plain:v2\"",
+            )),
+            envelope(&with(
+                upsert_attrs("\"plain\"", "\"k\"", "1", "1", &a),
+                "id",
+                "\"another\"",
+            )),
+            bytes_of(&plain_event("1", &b)),
+            bytes_of(&plain_event("1", &a)),
+            bytes_of(&plain_event("1", &b)),
+            envelope(&data_first(upsert_attrs(
+                "\"plain\"",
+                "\"k\"",
+                "1",
+                "1",
+                &b,
+            ))),
+            bytes_of(&plain_event("2", &a)),
+            bytes_of(&plain_event("2", &a)),
+        ];
+        let mut reference = Replica::<Plain>::new();
+        let mut expected = BTreeMap::new();
+        for (at, bytes) in (1u64..).zip(&events) {
+            let got = Envelope::<Plain>::from_json(bytes)
+                .map(|envelope| reference.apply(envelope))
+                .map_err(|_| ());
+            expected.insert(at, got);
+        }
+        let rejected = expected.values().filter(|got| got.is_err()).count();
+        assert_eq!(rejected, 4, "the hostile ones");
+
+        let server = nats_server::NatsServer::start();
+        let client = async_nats::connect(server.url()).await.expect("connects");
+        let js = async_nats::jetstream::new(client.clone());
+        let subjects = Subjects::new("crm").expect("a prefix");
+        StateStream::new("CRM", subjects.clone())
+            .ensure(&js, ServerVersion::of(&client).expect("a version"))
+            .await
+            .expect("the stream");
+        let subject = subjects.event("plain", "k").expect("a subject");
+        let settings = || {
+            let mut settings = FollowSettings::new("CRM", "redteam", subjects.clone());
+            settings.batch = 3;
+            settings.fetch_wait = Duration::from_millis(100);
+            settings.lease_ttl = None;
+            settings
+        };
+        // A state stream keeps one message per subject: each event is
+        // published once the follower has what came before. The follower
+        // is stopped half way and started again on the same replica.
+        let mut durable = DurableReplica::<Plain, _>::open(MemoryStore::new())
+            .await
+            .expect("opens");
+        let mut got = BTreeMap::new();
+        for half in events.chunks(events.len().div_ceil(2)) {
+            let mut follower = Follower::start(client.clone(), settings(), durable)
+                .await
+                .expect("follows");
+            for bytes in half {
+                js.publish(subject.clone(), bytes.clone().into())
+                    .await
+                    .expect("publishes")
+                    .await
+                    .expect("stored");
+                follow(&mut follower, &mut got).await;
+            }
+            durable = follower.stop().await;
+        }
+        assert_eq!(contents(durable.replica()), contents(&reference));
+        // Each event (by stream sequence, 1-based in publishing order) got
+        // what the reference got; parked: what it rejected.
+        assert_eq!(got, expected);
+        assert_eq!(durable.resume_after(), events.len() as u64);
     }
 }
