@@ -333,35 +333,21 @@ impl<'de> Cursor<'de> {
 fn special_byte(bytes: &[u8], from: usize) -> usize {
     const ONES: u64 = u64::MAX / 255;
     const HIGH: u64 = ONES << 7;
-    // The high bit of each byte of `x` below the lowest special one is
-    // clear, and that byte's is set (Mycroft's zero-byte test: the lowest
-    // flagged byte is exact); a byte of 0x80 or more is never flagged.
-    let flags = |x: u64| {
-        let control = x.wrapping_sub(ONES * 0x20);
-        let quote = (x ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES);
-        let backslash = (x ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES);
-        (control | quote | backslash) & !x & HIGH
-    };
-    let at = |i: usize, found: u64| i + (found.trailing_zeros() / 8) as usize;
     let mut i = from.min(bytes.len());
     // Words may reach past the string's end (into the rest of the
     // envelope): only the text's last few bytes are read one at a time.
-    // Two words a turn, then one.
-    while let Some(&pair) = bytes.get(i..).and_then(<[u8]>::first_chunk::<16>) {
-        let pair = u128::from_le_bytes(pair);
-        let (low, high) = (flags(pair as u64), flags((pair >> 64) as u64));
-        if low != 0 {
-            return at(i, low);
-        }
-        if high != 0 {
-            return at(i + 8, high);
-        }
-        i += 16;
-    }
-    if let Some(&word) = bytes.get(i..).and_then(<[u8]>::first_chunk::<8>) {
-        let found = flags(u64::from_le_bytes(word));
+    while let Some(&chunk) = bytes.get(i..).and_then(<[u8]>::first_chunk::<8>) {
+        let x = u64::from_le_bytes(chunk);
+        // The lowest flagged byte is exact (Mycroft's zero-byte test); a
+        // byte of 0x80 or more is never flagged.
+        let control = x.wrapping_sub(ONES * 0x20) & !x;
+        let quote = x ^ (ONES * u64::from(b'"'));
+        let quote = quote.wrapping_sub(ONES) & !quote;
+        let backslash = x ^ (ONES * u64::from(b'\\'));
+        let backslash = backslash.wrapping_sub(ONES) & !backslash;
+        let found = (control | quote | backslash) & HIGH;
         if found != 0 {
-            return at(i, found);
+            return i + (found.trailing_zeros() / 8) as usize;
         }
         i += 8;
     }
