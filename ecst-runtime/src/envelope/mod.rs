@@ -61,6 +61,9 @@
 pub mod binary;
 mod decode;
 mod encode;
+// Public (hidden) only for the differential tests and the fuzz target.
+#[doc(hidden)]
+pub mod payload;
 mod scan;
 mod traceparent;
 
