@@ -17,7 +17,8 @@
 //! before the redelivery, a durable replica reopened from SQLite, and every
 //! delivery order of a set of rival and redelivered events. With `nats`:
 //! the same events through a `Follower` over a real nats-server, restarted
-//! half way.
+//! half way. With `postgres`: redeliveries after a restart of a durable
+//! replica over PostgreSQL.
 
 #![cfg(feature = "sqlite")]
 
@@ -1108,4 +1109,74 @@ mod nats {
         assert_eq!(got, expected);
         assert_eq!(durable.resume_after(), events.len() as u64);
     }
+}
+
+/// A durable replica over PostgreSQL, reconnected and reloaded between
+/// events: each event gets the reference's outcome, and the reloaded
+/// state still serializes to the text the fast path compares with.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn redeliveries_after_a_postgres_restart() {
+    use ecst::store::postgres::PostgresStore;
+    use ecst::store::DurableReplica;
+
+    let config = std::env::var("ECST_TEST_POSTGRES")
+        .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".to_owned());
+    let consumer = format!("ecst-test-{}-redteam-duplicates", std::process::id());
+    let connect = || async {
+        PostgresStore::connect(&config, &consumer)
+            .await
+            .expect("PostgreSQL at ECST_TEST_POSTGRES (see tests/support/stores.rs)")
+    };
+    let mut store = connect().await;
+    store.purge_consumer().await.expect("purges");
+    let spaced = r#"{ "n": 1, "name": "a", "id": "k" }"#;
+    let at = |sequence: &'static str, data: &str| {
+        envelope(&upsert_attrs("\"plain\"", "\"k\"", sequence, "1", data))
+    };
+    let events = [
+        at("1", spaced),
+        at("1", &plain("a", 1)),
+        at("1", spaced),
+        envelope(&data_first(upsert_attrs(
+            "\"plain\"",
+            "\"k\"",
+            "1",
+            "1",
+            &plain("a", 1),
+        ))),
+        at("1", &plain("b", 1)),
+        at("1", &plain("a", 1)),
+        at("1", &plain("b", 1)),
+        at("2", &plain("a", 2)),
+        at("2", &plain("a", 2)),
+    ];
+    use Outcome::{Duplicate, Inserted, Stale, Updated};
+    let outcomes = [
+        Inserted, Duplicate, Duplicate, Duplicate, Updated, Stale, Duplicate, Updated, Duplicate,
+    ];
+    let mut reference = Replica::<Plain>::new();
+    for ((at, bytes), outcome) in (1u64..).zip(&events).zip(outcomes) {
+        let expected = reference.apply(Envelope::<Plain>::from_json(bytes).expect("valid"));
+        assert_eq!(expected, outcome, "event {at}, decoded whole");
+        // A restart before every event.
+        let mut durable = DurableReplica::<Plain, _>::open(connect().await)
+            .await
+            .expect("reloads");
+        assert_eq!(contents(durable.replica()), {
+            let mut before = Replica::<Plain>::new();
+            for bytes in &events[..at as usize - 1] {
+                before.apply(Envelope::<Plain>::from_json(bytes).expect("valid"));
+            }
+            contents(&before)
+        });
+        let batch = durable
+            .apply_batch(&[Message::new(at, "events.plain", bytes)])
+            .await
+            .expect("commits");
+        assert_eq!(batch.applied, vec![(at, expected)], "event {at}");
+        assert_eq!(contents(durable.replica()), contents(&reference));
+    }
+    let mut store = connect().await;
+    store.purge_consumer().await.expect("purges");
 }
