@@ -905,6 +905,44 @@ fn a_state_that_does_not_round_trip_reloads() {
     assert_eq!(batch.applied, vec![(1, Outcome::Duplicate)]);
 }
 
+/// A tie is read raw (to compare its text) and, when the text differs,
+/// decoded: one whose data does not fit `T` is rejected with the very
+/// error decoding it whole gives, serde_json's position included (counted
+/// from the envelope, not from `data`).
+#[test]
+fn a_tie_that_does_not_fit_is_the_very_error() {
+    let first = bytes_of(&plain_event("1", &plain("a", 1)));
+    for misfit in [
+        r#"{"id":"k","name":"a","n":"one"}"#,
+        r#"{"id":"k","name":"a"}"#,
+        r#"{"id":"k","name":"a","n":1,"n":2}"#,
+        r#"{"id":"j","name":"a","n":1}"#,
+        r#"[]"#,
+        r#"{"id":"k","name":"a","n":-1}"#,
+    ] {
+        for bytes in [
+            bytes_of(&plain_event("1", misfit)),
+            envelope(&data_first(upsert_attrs(
+                "\"plain\"",
+                "\"k\"",
+                "1",
+                "1",
+                misfit,
+            ))),
+        ] {
+            let mut expected = Replica::<Plain>::new();
+            expected.apply(Envelope::<Plain>::from_json(&first).expect("valid"));
+            let decoded = Envelope::<Plain>::from_json(&bytes).map(|e| expected.apply(e));
+            let decoded = decoded.map_err(|e| e.to_string());
+            let mut replica = Replica::<Plain>::new();
+            replica.apply_json(&first).expect("valid");
+            let fast = replica.apply_json(&bytes).map_err(|e| e.to_string());
+            assert!(decoded.is_err(), "{misfit}");
+            assert_eq!(fast, decoded, "{misfit}");
+        }
+    }
+}
+
 /// Every delivery order of rival states, redeliveries and other spellings
 /// at one sequence (and a delete): every consumer matches the reference at
 /// every step, and every order ends in the same contents.
