@@ -5,8 +5,8 @@
 //! `serde_json::to_vec(held)`, is `Duplicate` without being decoded. These
 //! are attacks on that shortcut that hold: each event goes through every
 //! consumer that uses it (`Replica::apply_json`, a `Router`, a
-//! `BlockingReplica` over a memory store and over SQLite) and must get the
-//! outcome (or the rejection) that decoding it whole with
+//! `BlockingReplica` over a memory store, a typed memory store and SQLite)
+//! and must get the outcome (or the rejection) that decoding it whole with
 //! `Envelope::from_json` and `Replica::apply` gives; after every event, the
 //! contents of each consumer must equal the reference's. The attacks: data
 //! equal to the held serialization with other attributes different or
@@ -97,6 +97,7 @@ struct Consumers<T: StateEvent + Clone> {
     replica: Replica<T>,
     router: Router,
     memory: BlockingReplica<T, MemoryStore>,
+    typed: BlockingReplica<T, MemoryStore<T>>,
     sqlite: BlockingReplica<T, SqliteStore>,
     stream_sequence: u64,
 }
@@ -110,6 +111,8 @@ impl<T: StateEvent + Clone> Consumers<T> {
             replica: Replica::new(),
             router,
             memory: BlockingReplica::open(MemoryStore::new()).expect("a memory store opens"),
+            typed: BlockingReplica::open(MemoryStore::<T>::typed())
+                .expect("a typed memory store opens"),
             sqlite: BlockingReplica::open(SqliteStore::in_memory("redteam").expect("SQLite opens"))
                 .expect("the SQLite store loads"),
             stream_sequence: 0,
@@ -153,6 +156,12 @@ impl<T: StateEvent + Clone> Consumers<T> {
                     .apply_batch(std::slice::from_ref(&message))
                     .expect("the SQLite store commits"),
             ),
+            (
+                "typed memory",
+                self.typed
+                    .apply_batch(std::slice::from_ref(&message))
+                    .expect("the typed memory store commits"),
+            ),
         ] {
             let got = match (batch.applied.as_slice(), batch.parked.as_slice()) {
                 ([(_, outcome)], []) => Ok(*outcome),
@@ -177,6 +186,11 @@ impl<T: StateEvent + Clone> Consumers<T> {
         assert_eq!(contents(routed), expected, "Router");
         assert_eq!(contents(self.memory.replica()), expected, "memory store");
         assert_eq!(contents(self.sqlite.replica()), expected, "SQLite store");
+        assert_eq!(
+            contents(self.typed.replica()),
+            expected,
+            "typed memory store"
+        );
         // The outcome counts too. (Rejections: the reference never sees
         // one, a router counts those it cannot route in itself; events
         // read as older: `Replica::apply` does not count them.)
@@ -192,7 +206,11 @@ impl<T: StateEvent + Clone> Consumers<T> {
         let counted = outcomes(self.reference.stats());
         assert_eq!(outcomes(self.replica.stats()), counted, "Replica's counts");
         assert_eq!(outcomes(routed.stats()), counted, "Router's counts");
-        let durable = [self.memory.replica().stats(), self.sqlite.replica().stats()];
+        let durable = [
+            self.memory.replica().stats(),
+            self.typed.replica().stats(),
+            self.sqlite.replica().stats(),
+        ];
         for stats in durable {
             assert_eq!(outcomes(stats), counted, "a durable replica's counts");
             assert_eq!(stats, self.replica.stats(), "a durable replica's counts");
