@@ -5,8 +5,8 @@
 //! `serde_json::to_vec(held)`, is `Duplicate` without being decoded. These
 //! are attacks on that shortcut that hold: each event goes through every
 //! consumer that uses it (`Replica::apply_json`, a `Router`, a
-//! `BlockingReplica` over a memory store, a typed memory store and SQLite)
-//! and must get the outcome (or the rejection) that decoding it whole with
+//! `BlockingReplica` over a memory store, a typed memory store and SQLite,
+//! a `BlockingRouter` over a memory store) and must get the outcome (or the rejection) that decoding it whole with
 //! `Envelope::from_json` and `Replica::apply` gives; after every event, the
 //! contents of each consumer must equal the reference's. The attacks: data
 //! equal to the held serialization with other attributes different or
@@ -24,9 +24,9 @@
 
 use std::collections::BTreeMap;
 
-use ecst::store::blocking::BlockingReplica;
+use ecst::store::blocking::{BlockingReplica, BlockingRouter};
 use ecst::store::sqlite::SqliteStore;
-use ecst::store::{MemoryStore, Message};
+use ecst::store::{DurableRouter, MemoryRouterStore, MemoryStore, Message};
 use ecst::{Entry, Envelope, Outcome, Replica, Router, StateEvent};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -98,6 +98,7 @@ struct Consumers<T: StateEvent + Clone> {
     router: Router,
     memory: BlockingReplica<T, MemoryStore>,
     typed: BlockingReplica<T, MemoryStore<T>>,
+    durable_router: BlockingRouter<MemoryRouterStore>,
     sqlite: BlockingReplica<T, SqliteStore>,
     stream_sequence: u64,
 }
@@ -113,6 +114,12 @@ impl<T: StateEvent + Clone> Consumers<T> {
             memory: BlockingReplica::open(MemoryStore::new()).expect("a memory store opens"),
             typed: BlockingReplica::open(MemoryStore::<T>::typed())
                 .expect("a typed memory store opens"),
+            durable_router: BlockingRouter::open(
+                DurableRouter::builder(MemoryRouterStore::new())
+                    .register::<T>()
+                    .expect("one entity"),
+            )
+            .expect("a durable router opens"),
             sqlite: BlockingReplica::open(SqliteStore::in_memory("redteam").expect("SQLite opens"))
                 .expect("the SQLite store loads"),
             stream_sequence: 0,
@@ -162,10 +169,23 @@ impl<T: StateEvent + Clone> Consumers<T> {
                     .apply_batch(std::slice::from_ref(&message))
                     .expect("the typed memory store commits"),
             ),
+            (
+                "durable router",
+                self.durable_router
+                    .apply_batch(std::slice::from_ref(&message))
+                    .expect("the router's memory store commits"),
+            ),
         ] {
-            let got = match (batch.applied.as_slice(), batch.parked.as_slice()) {
-                ([(_, outcome)], []) => Ok(*outcome),
-                ([], [_]) => Err(()),
+            // Rejected: parked, or (a durable router, for a message of no
+            // entity it holds) skipped and counted.
+            let got = match (
+                batch.applied.as_slice(),
+                batch.parked.as_slice(),
+                batch.rejected.as_slice(),
+            ) {
+                ([(_, outcome)], [], []) => Ok(*outcome),
+                ([], [_], []) => Err(()),
+                ([], [], [_]) if name == "durable router" => Err(()),
                 other => panic!("{name}: one message, {other:?}"),
             };
             assert_eq!(
@@ -191,6 +211,8 @@ impl<T: StateEvent + Clone> Consumers<T> {
             expected,
             "typed memory store"
         );
+        let durably_routed = self.durable_router.replica::<T>().expect("registered");
+        assert_eq!(contents(durably_routed), expected, "durable router");
         // The outcome counts too. (Rejections: the reference never sees
         // one, a router counts those it cannot route in itself; events
         // read as older: `Replica::apply` does not count them.)
@@ -211,6 +233,12 @@ impl<T: StateEvent + Clone> Consumers<T> {
             self.typed.replica().stats(),
             self.sqlite.replica().stats(),
         ];
+        // A durable router counts, in its replica, what it routes to it.
+        assert_eq!(
+            outcomes(durably_routed.stats()),
+            counted,
+            "durable router's counts"
+        );
         for stats in durable {
             assert_eq!(outcomes(stats), counted, "a durable replica's counts");
             assert_eq!(stats, self.replica.stats(), "a durable replica's counts");
