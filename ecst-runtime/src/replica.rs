@@ -841,3 +841,38 @@ impl<T: StateEvent + core::fmt::Debug> core::fmt::Debug for Replica<T> {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// A state's JSON must read back to the very state: the stores keep
+    /// states as JSON, and the version gate takes an upsert whose data is
+    /// the held state's JSON as a duplicate without decoding it. So floats
+    /// are read by serde_json correctly rounded (its `float_roundtrip`
+    /// feature, which the workspace enables): without it, the first text
+    /// below reads as a value that writes as another text, which reads as
+    /// yet another value (red team, issue 12), and two replicas kept
+    /// different states depending on the delivery order. This is the
+    /// runtime's own build, without any test-only crate that would turn the
+    /// feature on anyway.
+    #[test]
+    fn floats_read_back_as_written() {
+        for text in [
+            "3.0261999441573203e-52",
+            "3.0261999441573207e-52",
+            "2.2250738585072011e-308",
+            "9007199254740993",
+            "0.1",
+            "1e23",
+            "8.41e21",
+            "1.7976931348623157e308",
+            "4.9406564584124654e-324",
+        ] {
+            let read: f64 = serde_json::from_str(text).expect("a float");
+            let exact: f64 = text.parse().expect("a float");
+            assert_eq!(read.to_bits(), exact.to_bits(), "{text}");
+            let written = serde_json::to_string(&read).expect("finite");
+            let again: f64 = serde_json::from_str(&written).expect("a float");
+            assert_eq!(again.to_bits(), read.to_bits(), "{text} -> {written}");
+        }
+    }
+}

@@ -92,8 +92,6 @@ pub(crate) struct Decoded<'de, T: StateEvent> {
     /// at `T`'s newest version (no upcast, no tolerant read of a newer
     /// version): a JSON of the state that decodes to it again, which a
     /// store can keep instead of serializing the state. `None` otherwise.
-    // Read by the stores' commit (being built); until then only set.
-    #[allow(dead_code)]
     pub data_text: Option<&'de str>,
 }
 
@@ -926,10 +924,10 @@ impl<T: StateEvent> TypedSink<'_, '_, T> {
 
     /// What `data`, about to be decoded in place, needs because of the
     /// gate: to be read raw instead when the key and sequence are not known
-    /// yet (they come after `data`), when the gate refuses the upsert
-    /// whatever its data is, or when it ties with the state held; to be
-    /// taken as it is when its text (`data`, if the source knows it) is the
-    /// serialization of the state held. Records the parsed key and the
+    /// yet (they come after `data`) or when the gate refuses the upsert
+    /// whatever its data is; to be taken as it is when it ties with the
+    /// state held and its text (`data`, if the source knows it) is that
+    /// state's serialization. Records the parsed key and the
     /// gate's answer for [`finish_gated`].
     fn gate_holds_back(&mut self, fields: &Fields<'_>, version: u32, data: Option<&str>) -> Hold {
         let Some(lookup) = self.gate.as_mut() else {
@@ -953,15 +951,19 @@ impl<T: StateEvent> TypedSink<'_, '_, T> {
         // `version` is what the data is read as: the read version.
         let refused = held.is_some_and(|held| held.refuses_upsert(sequence, version));
         // A tie with the state held, data written at the newest version:
-        // read raw, so that data that is the held state's serialization (a
-        // redelivery) is a duplicate without being decoded.
+        // data that is the held state's serialization (a redelivery) is a
+        // duplicate without being decoded.
         let written = fields.schemaversion.as_ref();
         let tied = !refused
             && matches!(written, Some(Number::Valid(v)) if *v == u64::from(T::VERSION))
             && held.is_some_and(|held| held.ties_with(sequence, version));
+        // A tie whose text is something else is decoded in place, as the
+        // plain reader decodes it: read raw on its own, `data` could nest
+        // one level deeper (red team: a rival too deep to decode in place
+        // would then win the tie in one delivery order and not the other).
         let hold = if tied && data.is_some_and(|data| lookup.holds_text(&key, data)) {
             Hold::Same
-        } else if refused || tied {
+        } else if refused {
             Hold::Raw
         } else {
             Hold::No
