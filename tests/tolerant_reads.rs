@@ -91,6 +91,10 @@ fn forward_reads_the_next_version_as_the_newest_known_and_counts_it() {
             3,
             "the real version stays visible"
         );
+        // Applied as a decoded envelope, counted the same way.
+        let mut applied = Replica::<Customer>::new();
+        assert_eq!(applied.apply(envelope), Outcome::Inserted);
+        assert_eq!(applied.stats().read_as_older, 1);
     }
 }
 

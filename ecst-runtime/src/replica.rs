@@ -268,7 +268,11 @@ impl<T: StateEvent> Replica<T> {
 
     /// Applies a decoded event.
     pub fn apply(&mut self, envelope: Envelope<T>) -> Outcome {
-        let read_version = envelope.written_version().min(T::VERSION);
+        let written = envelope.written_version();
+        if written > T::VERSION {
+            self.stats.read_as_older += 1;
+        }
+        let read_version = written.min(T::VERSION);
         let outcome = self.merge(
             envelope.key,
             envelope.sequence,
