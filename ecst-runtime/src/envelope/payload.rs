@@ -66,6 +66,31 @@ impl de::Error for GaveUp {
     }
 }
 
+/// Whether this build's serde_json hands a number to a `deserialize_any`
+/// visitor as `visit_u64`/`visit_i64`, as this reader does. It does not when
+/// its `arbitrary_precision` feature is on anywhere in the build (features
+/// of a crate are shared by the whole build): numbers then come as a map
+/// with a private key, which this reader does not mimic, so it is not used
+/// at all. Asked of serde_json once per process.
+pub fn reads_as_serde_json() -> bool {
+    static PLAIN_NUMBERS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PLAIN_NUMBERS.get_or_init(|| {
+        /// `true` for a plain `visit_u64`; any other call is an error.
+        struct Probe;
+        impl Visitor<'_> for Probe {
+            type Value = bool;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number")
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<bool, E> {
+                Ok(n == 1)
+            }
+        }
+        let mut probe = serde_json::Deserializer::from_str("1");
+        de::Deserializer::deserialize_any(&mut probe, Probe).unwrap_or(false)
+    })
+}
+
 /// Reads a whole JSON text (whitespace around it allowed) as `T`, or gives
 /// up: `Ok(v)` only where `serde_json::from_str::<T>(text)` is `Ok(v)`.
 pub fn from_str<'de, T: Deserialize<'de>>(text: &'de str) -> Result<T, GaveUp> {
@@ -688,7 +713,15 @@ impl<'de> PayloadReader<'de> {
 
 #[cfg(test)]
 mod tests {
-    use super::string_end;
+    use super::{reads_as_serde_json, string_end};
+
+    /// The reader is on in this build: serde_json's `arbitrary_precision`
+    /// is not (if a dependency turned it on, the reader would be off, and
+    /// decoding slower, without a word).
+    #[test]
+    fn the_reader_is_on_where_numbers_are_plain() {
+        assert!(reads_as_serde_json());
+    }
 
     #[test]
     fn string_ends_are_found_where_they_are() {

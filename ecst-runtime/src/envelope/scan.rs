@@ -28,6 +28,7 @@ use std::borrow::Cow;
 use serde::de::Visitor;
 
 use super::decode::{put, Attr, DataSink, DataText, Fields, Number, NumberVisitor};
+use super::payload::{self, PayloadReader};
 
 /// Reads `text` (a whole envelope, already checked as UTF-8) into `fields`
 /// and `sink`. `None` means "read it with serde_json instead": `fields` and
@@ -156,6 +157,16 @@ fn data<'de, S: DataSink<'de>>(
         return None;
     }
     fields.data_seen = true;
+    // The payload reader first: it reads plain JSON for less than
+    // serde_json, and gives up on anything else, which serde_json then
+    // reads from the same text (so every value and error is serde_json's).
+    if payload::reads_as_serde_json() {
+        let mut reader = PayloadReader::new(value);
+        if sink.read(fields, &mut reader).is_ok() && reader.end().is_ok() {
+            return Some(());
+        }
+        sink.reset();
+    }
     let mut source = DataText::new(value);
     sink.read(fields, &mut source).ok()?;
     source.end().ok()
