@@ -40,6 +40,7 @@ use serde::de::{self, Deserialize, DeserializeSeed, Visitor};
 
 use self::access::{Elements, Entries, ObjectVariant, StringVariant};
 use super::decode::DataSource;
+use super::scan::special_byte;
 
 /// How deep arrays and objects may nest before the reader gives up: well
 /// under serde_json's limit of 128 (less one inside an envelope), so that
@@ -201,7 +202,7 @@ impl<'de> PayloadReader<'de> {
     #[inline]
     fn string(&mut self) -> Result<&'de str, GaveUp> {
         let start = self.at;
-        let end = string_end(self.bytes(), start);
+        let end = special_byte(self.bytes(), start);
         if self.bytes().get(end) != Some(&b'"') {
             return self.give_up();
         }
@@ -384,38 +385,6 @@ impl<'de> PayloadReader<'de> {
     fn is_private(name: &str) -> bool {
         name.starts_with("$serde_json::private::")
     }
-}
-
-/// The index of the first `"`, `\` or control character (`0x00..=0x1F`) at
-/// or after `from`, or the length: eight bytes at a time, without set-up
-/// (short strings are the common case).
-#[inline]
-fn string_end(bytes: &[u8], from: usize) -> usize {
-    const ONES: u64 = u64::MAX / 255;
-    const HIGH: u64 = ONES << 7;
-    let mut i = from;
-    while let Some(chunk) = bytes.get(i..).and_then(<[u8]>::first_chunk::<8>) {
-        let x = u64::from_le_bytes(*chunk);
-        // The lowest flagged byte is exact (Mycroft's zero-byte test); a
-        // byte of 0x80 or more is never flagged.
-        let control = x.wrapping_sub(ONES * 0x20) & !x;
-        let quote = x ^ (ONES * u64::from(b'"'));
-        let quote = quote.wrapping_sub(ONES) & !quote;
-        let backslash = x ^ (ONES * u64::from(b'\\'));
-        let backslash = backslash.wrapping_sub(ONES) & !backslash;
-        let found = (control | quote | backslash) & HIGH;
-        if found != 0 {
-            return i + (found.trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    while let Some(&b) = bytes.get(i) {
-        if b == b'"' || b == b'\\' || b < 0x20 {
-            return i;
-        }
-        i += 1;
-    }
-    i
 }
 
 impl<'de> DataSource<'de> for PayloadReader<'de> {
@@ -713,7 +682,7 @@ impl<'de> PayloadReader<'de> {
 
 #[cfg(test)]
 mod tests {
-    use super::{reads_as_serde_json, string_end};
+    use super::reads_as_serde_json;
 
     /// The reader is on in this build: serde_json's `arbitrary_precision`
     /// is not (if a dependency turned it on, the reader would be off, and
@@ -721,34 +690,5 @@ mod tests {
     #[test]
     fn the_reader_is_on_where_numbers_are_plain() {
         assert!(reads_as_serde_json());
-    }
-
-    #[test]
-    fn string_ends_are_found_where_they_are() {
-        let naive = |bytes: &[u8], from: usize| {
-            (from..bytes.len())
-                .find(|&i| matches!(bytes[i], b'"' | b'\\' | 0..=0x1f))
-                .unwrap_or(bytes.len())
-        };
-        let mut cases: Vec<Vec<u8>> = vec![
-            b"".to_vec(),
-            b"plain text without an end".to_vec(),
-            "\u{e9}t\u{e9} \u{1f600} \"".as_bytes().to_vec(),
-        ];
-        for special in [b'"', b'\\', 0, 0x1f, b'\n'] {
-            for at in 0..20 {
-                let mut text = vec![b'a'; 20];
-                text[at] = special;
-                cases.push(text.clone());
-                // High bytes before it must not hide it or be flagged.
-                text.iter_mut().take(at).for_each(|b| *b = 0xc3);
-                cases.push(text);
-            }
-        }
-        for case in &cases {
-            for from in 0..=case.len() {
-                assert_eq!(string_end(case, from), naive(case, from), "{case:?} {from}");
-            }
-        }
     }
 }

@@ -339,9 +339,10 @@ impl<'de> Cursor<'de> {
 
 /// The index of the first `"`, `\` or control character (`0x00..=0x1F`) at
 /// or after `from`, or the length: eight bytes at a time (as serde_json's
-/// own string reader does), without unsafe code.
+/// own string reader does), without unsafe code. The scanner's strings and
+/// the payload reader's.
 #[inline]
-fn special_byte(bytes: &[u8], from: usize) -> usize {
+pub(super) fn special_byte(bytes: &[u8], from: usize) -> usize {
     const ONES: u64 = u64::MAX / 255;
     const HIGH: u64 = ONES << 7;
     let mut i = from.min(bytes.len());
