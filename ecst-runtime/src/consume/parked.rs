@@ -62,7 +62,10 @@ pub enum ParkKind {
     /// invalid key.
     Invalid,
     /// Valid, but the store refused to hold its state (a state whose
-    /// `Serialize` fails); the rest of its batch was committed without it.
+    /// `Serialize` fails, when the store must serialize it: the JSON
+    /// stores keep a state decoded as written at the newest version as its
+    /// event's own `data`, and serialize the others); the rest of its batch
+    /// was committed without it.
     Unstorable,
     /// A redelivery of a message handled before tombstones were purged
     /// ([`Checkpoint::purged_through`](crate::store::Checkpoint::purged_through))
