@@ -25,8 +25,12 @@
 //! iteration replays the whole workload into a fresh map; dropping the map is
 //! not timed.
 //!
-//! For instruction counts, `ECST_BENCH_ONCE=<function>` (one of the names
-//! above) skips criterion and runs that function once over the workload:
+//! `ECST_BENCH_ONCE=<function>[,<function>...] ECST_BENCH_REPEAT=<n>` skips
+//! criterion and runs the functions in turn, `n` rounds, printing each one's
+//! best time and the first one's time as a fraction of it: a steadier
+//! measure than criterion's on a machine whose load changes between
+//! functions. For instruction counts, `ECST_BENCH_ONCE=<function>` (one of
+//! the names above) runs that function once over the workload:
 //! `valgrind --tool=callgrind --collect-atstart=no
 //! --toggle-collect='*run_*' target/release/deps/decode_apply-<hash>`.
 
@@ -316,15 +320,46 @@ fn bench(c: &mut Criterion) {
 criterion_group!(benches, bench);
 
 fn main() {
-    if let Ok(function) = std::env::var("ECST_BENCH_ONCE") {
+    if let Ok(functions) = std::env::var("ECST_BENCH_ONCE") {
         let events = workload();
-        match function.as_str() {
-            "ecst_replica" => drop(black_box(run_ecst(&events))),
-            "serde_envelope_hashmap" => drop(black_box(run_serde_envelope(&events))),
-            "serde_envelope_str_hashmap" => drop(black_box(run_serde_envelope_str(&events))),
-            "serde_payload_hashmap" => drop(black_box(run_serde_payload(&events))),
-            "cloudevents_sdk_hashmap" => drop(black_box(run_cloudevents(&events))),
-            other => panic!("unknown function `{other}`"),
+        let repeat: u32 = std::env::var("ECST_BENCH_REPEAT")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        let functions: Vec<&str> = functions.split(',').collect();
+        let mut best = vec![Duration::MAX; functions.len()];
+        // Round-robin, so that a change of load hits every function alike;
+        // the best of the rounds is the least disturbed.
+        for _ in 0..repeat {
+            for (function, best) in functions.iter().zip(&mut best) {
+                // The time to fill the map; dropping it is not timed.
+                fn timed<R>(run: impl FnOnce() -> R) -> Duration {
+                    let started = std::time::Instant::now();
+                    let filled = black_box(run());
+                    let elapsed = started.elapsed();
+                    drop(filled);
+                    elapsed
+                }
+                let elapsed = match *function {
+                    "ecst_replica" => timed(|| run_ecst(&events)),
+                    "serde_envelope_hashmap" => timed(|| run_serde_envelope(&events)),
+                    "serde_envelope_str_hashmap" => timed(|| run_serde_envelope_str(&events)),
+                    "serde_payload_hashmap" => timed(|| run_serde_payload(&events)),
+                    "cloudevents_sdk_hashmap" => timed(|| run_cloudevents(&events)),
+                    other => panic!("unknown function `{other}`"),
+                };
+                *best = (*best).min(elapsed);
+            }
+        }
+        if repeat > 1 {
+            let first = best[0].as_secs_f64();
+            for (function, best) in functions.iter().zip(&best) {
+                eprintln!(
+                    "{function}: best of {repeat} {best:.3?}; {} / {function} = {:.3}",
+                    functions[0],
+                    first / best.as_secs_f64().max(f64::MIN_POSITIVE),
+                );
+            }
         }
         return;
     }

@@ -167,6 +167,18 @@ fn data<'de, S: DataSink<'de>>(
         }
         sink.reset();
     }
+    data_by_serde_json(value, fields, sink)
+}
+
+/// `data` read by serde_json, where the payload reader gave up: out of
+/// line, so that the common path stays small.
+#[cold]
+#[inline(never)]
+fn data_by_serde_json<'de, S: DataSink<'de>>(
+    value: &'de str,
+    fields: &mut Fields<'de>,
+    sink: &mut S,
+) -> Option<()> {
     let mut source = DataText::new(value);
     sink.read(fields, &mut source).ok()?;
     source.end().ok()
