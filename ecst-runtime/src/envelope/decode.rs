@@ -811,7 +811,7 @@ impl<'de, A: MapAccess<'de>> DataSource<'de> for FromMap<'_, A> {
 /// `data` read on its own, from its text (the scanner's source).
 pub(super) struct DataText<'de> {
     de: serde_json::Deserializer<serde_json::de::StrRead<'de>>,
-    /// The text `de` reads: one JSON value, perhaps with whitespace after.
+    /// The text `de` reads: one JSON value, without whitespace after.
     text: &'de str,
     /// Taken as it is ([`DataSource::take_text`]), without `de`.
     taken: bool,
@@ -843,7 +843,7 @@ impl<'de> DataSource<'de> for DataText<'de> {
     }
 
     fn text(&self) -> Option<&'de str> {
-        Some(self.text.trim_end_matches([' ', '\t', '\n', '\r']))
+        Some(self.text)
     }
 
     fn take_text(&mut self) -> bool {
@@ -1026,7 +1026,8 @@ impl<'de, T: StateEvent> DataSink<'de> for TypedSink<'de, '_, T> {
             return Ok(());
         }
         self.schema_checked = fields.dataschema.is_some();
-        match self.gate_holds_back(fields, version, map.text()) {
+        let text = map.text();
+        match self.gate_holds_back(fields, version, text) {
             Hold::No => {}
             Hold::Same if map.take_text() => {
                 self.gated_raw = true;
@@ -1046,7 +1047,7 @@ impl<'de, T: StateEvent> DataSink<'de> for TypedSink<'de, '_, T> {
             target: PhantomData,
         })?;
         self.reading = false;
-        self.text = map.text();
+        self.text = text;
         self.slot = match state {
             Some(state) => DataSlot::Value(state),
             // `"data": null` is no data, as on the raw path.

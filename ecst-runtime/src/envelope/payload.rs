@@ -398,7 +398,7 @@ impl<'de> DataSource<'de> for PayloadReader<'de> {
     /// The whole text, as serde_json's source gives it: the reader reads
     /// exactly that text, or the caller reads it again with serde_json.
     fn text(&self) -> Option<&'de str> {
-        Some(self.text.trim_end_matches([' ', '\t', '\n', '\r']))
+        Some(self.text)
     }
 
     /// As serde_json's source does: the caller knows the text is one JSON

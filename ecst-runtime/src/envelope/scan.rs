@@ -147,7 +147,11 @@ fn data<'de, S: DataSink<'de>>(
 ) -> Option<()> {
     let trimmed = text.trim_end_matches([' ', '\t', '\n', '\r']);
     let end = trimmed.strip_suffix('}')?.len();
-    let value = text.get(start..end)?;
+    // Without the whitespace before the closing brace: the sources hand
+    // this text on as `data`'s own (`DataSource::text`).
+    let value = text
+        .get(start..end)?
+        .trim_end_matches([' ', '\t', '\n', '\r']);
     // Possibly as deep as the serde path's limit: its call (see the module
     // docs). Each opening bracket of a JSON value has its closing one, so a
     // shorter `data` holds fewer (and one that is not JSON fails below).
