@@ -18,6 +18,7 @@ use ecst::envelope::payload;
 use libfuzzer_sys::fuzz_target;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 #[derive(Deserialize, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -119,4 +120,16 @@ fuzz_target!(|data: &[u8]| {
     agree::<Vec<Tier>>(text);
     agree::<()>(text);
     agree::<IgnoredAny>(text);
+    agree_raw(text);
 });
+
+/// serde_json's `RawValue` (what the version gate reads a refused `data`
+/// as): the same text as serde_json's, wherever the reader reads one.
+fn agree_raw(text: &str) {
+    if let Ok(raw) = payload::from_str::<Option<&RawValue>>(text) {
+        match serde_json::from_str::<Option<&RawValue>>(text) {
+            Ok(expected) => assert_eq!(raw.map(RawValue::get), expected.map(RawValue::get)),
+            Err(e) => panic!("read {raw:?} where serde_json fails ({e}): {text:?}"),
+        }
+    }
+}

@@ -25,9 +25,11 @@
 //! fraction, an exponent, `-0`, an integer beyond `u64` (or below
 //! `i64::MIN`); nesting deeper than [`MAX_DEPTH`] (serde_json allows 128);
 //! `i128`/`u128`, `deserialize_bytes`/`deserialize_byte_buf`; numbers and
-//! booleans read from map keys; serde_json's private tokens
-//! (`$serde_json::private::RawValue`, `$serde_json::private::Number`) as a
-//! newtype name or a map key; and any syntax error. Where serde_json would
+//! booleans read from map keys; serde_json's private tokens as a map key,
+//! and `$serde_json::private::Number` as a newtype name; and any syntax
+//! error. serde_json's `RawValue` (the newtype
+//! `$serde_json::private::RawValue`) it hands over as serde_json does, the
+//! raw text of a value it skips. Where serde_json would
 //! read these, it still does, from the caller's fallback.
 //!
 //! [`end`]: PayloadReader::end
@@ -38,7 +40,7 @@ use core::fmt;
 
 use serde::de::{self, Deserialize, DeserializeSeed, Visitor};
 
-use self::access::{Elements, Entries, ObjectVariant, StringVariant};
+use self::access::{Elements, Entries, ObjectVariant, RawEntry, StringVariant, RAW_VALUE};
 use super::decode::DataSource;
 use super::scan::special_byte;
 
@@ -380,6 +382,22 @@ impl<'de> PayloadReader<'de> {
         }
     }
 
+    /// serde_json's `RawValue`, handed over as serde_json hands it (its
+    /// `deserialize_raw_value`): whitespace skipped, the value skipped and
+    /// checked as [`PayloadReader::skip`] checks it, then its text as the
+    /// one entry of a map under serde_json's private key. A skipped value
+    /// (the `data` of an event the version gate refuses) so costs no second
+    /// reading by serde_json.
+    fn raw_value<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value, GaveUp> {
+        self.whitespace();
+        let start = self.at;
+        self.skip()?;
+        let Some(raw) = self.text.get(start..self.at) else {
+            return self.give_up();
+        };
+        visitor.visit_map(RawEntry::new(raw))
+    }
+
     /// A newtype's name that serde_json reads specially.
     #[inline]
     fn is_private(name: &str) -> bool {
@@ -579,6 +597,9 @@ impl<'de> de::Deserializer<'de> for &mut PayloadReader<'de> {
         name: &'static str,
         visitor: V,
     ) -> Result<V::Value, GaveUp> {
+        if name == RAW_VALUE {
+            return self.raw_value(visitor);
+        }
         if PayloadReader::is_private(name) {
             return self.give_up();
         }

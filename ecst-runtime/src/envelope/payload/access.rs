@@ -4,6 +4,7 @@
 //! (`SeqAccess`, `MapAccess`, `MapKey`, `UnitVariantAccess`,
 //! `VariantAccess` in its `de.rs`) does, and gives up where that one fails.
 
+use serde::de::value::BorrowedStrDeserializer;
 use serde::de::{self, Deserialize, DeserializeSeed, Visitor};
 
 use super::{GaveUp, PayloadReader};
@@ -326,5 +327,45 @@ impl<'de> de::VariantAccess<'de> for ObjectVariant<'_, 'de> {
         visitor: V,
     ) -> Result<V::Value, GaveUp> {
         de::Deserializer::deserialize_struct(self.reader, "", fields, visitor)
+    }
+}
+
+/// The newtype name under which serde_json's `RawValue` asks for its text
+/// (serde_json's `raw::TOKEN`).
+pub(super) const RAW_VALUE: &str = "$serde_json::private::RawValue";
+
+/// A raw value's text as serde_json hands it to `RawValue`'s visitor
+/// (`BorrowedRawDeserializer` in its `raw.rs`): a map of one entry, whose
+/// key is [`RAW_VALUE`] and whose value is the text, borrowed.
+pub(super) struct RawEntry<'de> {
+    raw: Option<&'de str>,
+}
+
+impl<'de> RawEntry<'de> {
+    pub(super) fn new(raw: &'de str) -> Self {
+        RawEntry { raw: Some(raw) }
+    }
+}
+
+impl<'de> de::MapAccess<'de> for RawEntry<'de> {
+    type Error = GaveUp;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, GaveUp> {
+        if self.raw.is_none() {
+            return Ok(None);
+        }
+        seed.deserialize(BorrowedStrDeserializer::new(RAW_VALUE))
+            .map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, GaveUp> {
+        match self.raw.take() {
+            Some(raw) => seed.deserialize(BorrowedStrDeserializer::new(raw)),
+            // Asked for a value without a key: serde_json's would panic.
+            None => Err(GaveUp),
+        }
     }
 }
