@@ -148,6 +148,12 @@ impl<'de> PayloadReader<'de> {
         Ok(())
     }
 
+    /// Whether the caller took the text unread ([`DataSource::take_text`]):
+    /// then nothing of it was checked.
+    pub fn taken(&self) -> bool {
+        self.taken
+    }
+
     /// Fails, for good.
     #[cold]
     #[inline(never)]

@@ -19,7 +19,8 @@
 //! itself, where the serde path, reading it in place inside the envelope,
 //! allows one level less. So that the limit cannot depend on how the
 //! attributes are spelled, a `data` with 127 or more opening brackets (a
-//! cheap bound on its depth) is left to the serde path. (The raw path, a
+//! cheap bound on its depth) is left to the serde path, unless the payload
+//! reader (which gives up long before that depth) read it. (The raw path, a
 //! `Router` or `data` before the attributes that pick its version, still
 //! reads `data` on its own and allows that one level more.)
 
@@ -152,14 +153,6 @@ fn data<'de, S: DataSink<'de>>(
     let value = text
         .get(start..end)?
         .trim_end_matches([' ', '\t', '\n', '\r']);
-    // Possibly as deep as the serde path's limit: its call (see the module
-    // docs). Each opening bracket of a JSON value has its closing one, so a
-    // shorter `data` holds fewer (and one that is not JSON fails below).
-    if value.len() >= 2 * MAX_DEPTH_IN_PLACE
-        && opening_brackets(value.as_bytes()) >= MAX_DEPTH_IN_PLACE
-    {
-        return None;
-    }
     fields.data_seen = true;
     // The payload reader first: it reads plain JSON for less than
     // serde_json, and gives up on anything else, which serde_json then
@@ -167,11 +160,30 @@ fn data<'de, S: DataSink<'de>>(
     if payload::reads_as_serde_json() {
         let mut reader = PayloadReader::new(value);
         if sink.read(fields, &mut reader).is_ok() && reader.end().is_ok() {
-            return Some(());
+            // What the reader read nests less than `MAX_DEPTH_IN_PLACE`
+            // (it gives up deeper), so only a text taken unread can be too
+            // deep for the serde path.
+            return (!reader.taken() || !possibly_too_deep(value)).then_some(());
         }
         sink.reset();
     }
+    if possibly_too_deep(value) {
+        return None;
+    }
     data_by_serde_json(value, fields, sink)
+}
+
+// What the payload reader reads, the serde path reads without reaching
+// its limit.
+const _: () = assert!((payload::MAX_DEPTH as usize) < MAX_DEPTH_IN_PLACE);
+
+/// Whether `data`'s text may nest as deep as the serde path's limit (see
+/// the module docs): such a `data` is left to the serde path. Each opening
+/// bracket of a JSON value has its closing one, so a shorter text holds
+/// fewer (and one that is not JSON fails anyway).
+fn possibly_too_deep(value: &str) -> bool {
+    value.len() >= 2 * MAX_DEPTH_IN_PLACE
+        && opening_brackets(value.as_bytes()) >= MAX_DEPTH_IN_PLACE
 }
 
 /// `data` read by serde_json, where the payload reader gave up: out of
@@ -479,13 +491,23 @@ mod tests {
 
     #[test]
     fn data_with_127_opening_brackets_is_left_to_serde_json() {
-        // Shallow, so both readers accept them: from 127 opening brackets
-        // on, whatever the depth, the scanner does not read `data` itself.
-        for (pairs, scanned) in [(124, true), (125, true), (126, false), (200, false)] {
+        // Shallow, so both readers accept them. The payload reader reads
+        // them whatever their count (it gives up deeper than it may go);
+        // where it gives up (a float), from 127 opening brackets on,
+        // whatever the depth, the scanner does not read `data` itself.
+        for (pairs, scanned, float) in [
+            (124, true, true),
+            (125, true, true),
+            (126, false, true),
+            (200, false, true),
+            (126, true, false),
+            (200, true, false),
+        ] {
             let data = vec!["[]"; pairs].join(",");
-            let input = format!(r#"{{"specversion":"1.0","data":[{data}]}}"#);
+            let tail = if float { ",1.5" } else { "" };
+            let input = format!(r#"{{"specversion":"1.0","data":[{data}{tail}]}}"#);
             let brackets = pairs + 1;
-            assert_eq!(scanner_reads(input.as_bytes()), scanned, "{brackets}");
+            assert_eq!(scanner_reads(input.as_bytes()), scanned, "{brackets} {float}");
             agree(input.as_bytes());
         }
         // Nested 126 and 127 deep: the serde path takes one level for the
