@@ -7,7 +7,8 @@ use std::hash::Hash;
 use std::time::SystemTime;
 
 use crate::envelope::{
-    decode_gated, finish_gated, Change, DataSlot, Decoded, Envelope, Gate, Gated, Header, Held,
+    decode_gated, finish_gated, Change, Checked, DataSlot, Decoded, Envelope, Gate, Gated, Header,
+    Held, InPlace,
 };
 use crate::error::DecodeError;
 use crate::event::StateEvent;
@@ -293,13 +294,37 @@ impl<T: StateEvent> Replica<T> {
     /// attributes are checked as for any event, its `data` only as JSON.
     /// See "Skipped data" in the [`Replica`] docs.
     pub fn apply_json(&mut self, json: &[u8]) -> Result<Outcome, DecodeError> {
-        match self.decode_gated(json) {
-            Ok(gated) => Ok(self.apply_gated(gated)),
+        // Read in place: the state goes from where the reader put it
+        // straight into the slot, not through a `Gated` and a `Decoded`.
+        let mut read = InPlace::<T>::new();
+        match read.gated(json, &mut SlotsGate(&self.slots)) {
+            Ok(checked) => Ok(self.apply_checked(checked, &mut read)),
             Err(error) => {
                 self.stats.reject(&error);
                 Err(error)
             }
         }
+    }
+
+    /// Applies what [`InPlace::gated`] found, counting it, as
+    /// [`Replica::apply_gated`] does.
+    #[inline]
+    fn apply_checked(&mut self, checked: Checked<T::Key>, read: &mut InPlace<'_, T>) -> Outcome {
+        let written = checked.attrs.schema_version;
+        if let Some(same) = checked.refused {
+            return self.refused(written, same);
+        }
+        if written > T::VERSION {
+            self.stats.read_as_older += 1;
+        }
+        let outcome = self.merge(
+            checked.key,
+            checked.attrs.sequence,
+            written.min(T::VERSION),
+            read.take_change(),
+        );
+        self.stats.record(outcome);
+        outcome
     }
 
     /// [`Replica::apply_json`], also returning the event's key and, when
@@ -336,7 +361,7 @@ impl<T: StateEvent> Replica<T> {
     pub(crate) fn apply_gated(&mut self, gated: Gated<'_, T>) -> Outcome {
         match gated {
             Gated::Decoded(decoded) => self.apply_decoded(decoded),
-            Gated::Refused { header, same, .. } => self.refused(&header, same),
+            Gated::Refused { header, same, .. } => self.refused(header.schema_version, same),
         }
     }
 
@@ -346,15 +371,17 @@ impl<T: StateEvent> Replica<T> {
     pub(crate) fn apply_gated_taking(&mut self, gated: Gated<'_, T>) -> (Outcome, Option<T>) {
         match gated {
             Gated::Decoded(decoded) => self.apply_decoded_taking(decoded),
-            Gated::Refused { header, same, .. } => (self.refused(&header, same), None),
+            Gated::Refused { header, same, .. } => {
+                (self.refused(header.schema_version, same), None)
+            }
         }
     }
 
     /// Counts an upsert the gate refused without decoding its data: what
     /// applying it would have counted (`same`: the state held, a
     /// duplicate).
-    fn refused(&mut self, header: &Header<'_>, same: bool) -> Outcome {
-        if header.schema_version > T::VERSION {
+    fn refused(&mut self, written: u32, same: bool) -> Outcome {
+        if written > T::VERSION {
             self.stats.read_as_older += 1;
         }
         let outcome = if same {

@@ -48,16 +48,65 @@ pub(crate) struct Header<'de> {
 
 impl Header<'_> {
     pub fn context(&self) -> EventContext {
-        EventContext {
-            id: Some(shown(&self.id, usize::MAX)),
-            entity: Some(shown(&self.entity, usize::MAX)),
-            key: Some(shown(&self.key, MAX_KEY_BYTES)),
-            schema_version: Some(self.schema_version),
-            sequence: Some(self.sequence.get()),
-        }
+        self.view().context()
     }
 
     pub fn error(&self, kind: DecodeErrorKind) -> DecodeError {
+        DecodeError::new(self.context(), kind)
+    }
+
+    /// What the typed checks read of it.
+    fn view(&self) -> View<'_> {
+        View {
+            id: &self.id,
+            entity: &self.entity,
+            key: &self.key,
+            dataschema: self.dataschema.as_deref(),
+            attrs: Attrs {
+                sequence: self.sequence,
+                schema_version: self.schema_version,
+                operation: self.operation,
+            },
+        }
+    }
+}
+
+/// The attributes of a validated header that are not text: small, and
+/// copied rather than moved with the header.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Attrs {
+    pub sequence: Sequence,
+    pub schema_version: u32,
+    pub operation: Operation,
+}
+
+/// What the typed checks read of a validated header, by reference: built
+/// from a [`Header`] or straight from the [`Fields`] it would be made of,
+/// so that the reader need not move the header's strings into one.
+#[derive(Clone, Copy)]
+struct View<'a> {
+    id: &'a str,
+    entity: &'a str,
+    key: &'a str,
+    dataschema: Option<&'a str>,
+    attrs: Attrs,
+}
+
+impl View<'_> {
+    /// [`Header::context`].
+    fn context(&self) -> EventContext {
+        EventContext {
+            id: Some(shown(self.id, usize::MAX)),
+            entity: Some(shown(self.entity, usize::MAX)),
+            key: Some(shown(self.key, MAX_KEY_BYTES)),
+            schema_version: Some(self.attrs.schema_version),
+            sequence: Some(self.attrs.sequence.get()),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn error(&self, kind: DecodeErrorKind) -> DecodeError {
         DecodeError::new(self.context(), kind)
     }
 }
@@ -179,6 +228,132 @@ impl<'de, T: StateEvent> Gated<'de, T> {
     }
 }
 
+/// An envelope read in place ([`InPlace::gated`]): the attributes as read
+/// and what was found under `data` stay where the reader put them, in the
+/// caller's frame, rather than being moved into a [`Header`] and a
+/// [`Decoded`] and re-wrapped on their way out (each move of a state or a
+/// header is a copy of a few hundred bytes).
+pub(crate) struct InPlace<'de, T: StateEvent> {
+    fields: Fields<'de>,
+    read: Reading<'de, T>,
+}
+
+/// What [`InPlace::gated`] found: the key, the attributes that are not
+/// text, and whether the gate refused the upsert. The change itself stays
+/// in the [`InPlace`] ([`InPlace::take_change`]).
+pub(crate) struct Checked<K> {
+    /// The key, parsed.
+    pub key: K,
+    /// The validated attributes that are not text.
+    pub attrs: Attrs,
+    /// `None`: decoded, data and all; `Some(same)`: [`Gated::Refused`].
+    pub refused: Option<bool>,
+}
+
+impl<'de, T: StateEvent> InPlace<'de, T> {
+    pub fn new() -> Self {
+        InPlace {
+            fields: Fields::default(),
+            read: Reading::new(),
+        }
+    }
+
+    /// [`decode_gated`], leaving what it read in `self`: the same checks,
+    /// the same errors.
+    #[inline]
+    pub fn gated(
+        &mut self,
+        bytes: &'de [u8],
+        lookup: Lookup<'_, T::Key>,
+    ) -> Result<Checked<T::Key>, DecodeError> {
+        let mut sink = TypedSink {
+            read: &mut self.read,
+            gate: Some(lookup),
+        };
+        let result = parse(bytes, &mut self.fields, &mut sink);
+        let lookup = sink.gate.take();
+        let outcome = match result {
+            Err(e) => Err(sink.failure(&self.fields, e)),
+            Ok(()) => self.fields.check().and_then(|attrs| {
+                let view = self.fields.view(attrs);
+                let read = &mut self.read;
+                let checked = read.schema_checked;
+                if read.same {
+                    let (key, _, _) = check_typed::<T>(&view, read.probed.take(), checked)?;
+                    return Ok(Checked {
+                        key,
+                        attrs,
+                        refused: Some(true),
+                    });
+                }
+                finish_in_place(&view, read, lookup, checked)
+            }),
+        };
+        match outcome {
+            // The gate made `data` be read raw rather than in place, which
+            // can change which of two faults is found first: the error is
+            // the one the plain reader gives (errors are rare; read again).
+            Err(_) if self.read.gated_raw => self.plain(bytes),
+            outcome => outcome,
+        }
+    }
+
+    /// [`decode_typed`], leaving what it read in `self`.
+    fn plain(&mut self, bytes: &'de [u8]) -> Result<Checked<T::Key>, DecodeError> {
+        self.fields = Fields::default();
+        self.read.reset();
+        let mut sink = TypedSink {
+            read: &mut self.read,
+            gate: None,
+        };
+        if let Err(e) = parse(bytes, &mut self.fields, &mut sink) {
+            return Err(sink.failure(&self.fields, e));
+        }
+        let attrs = self.fields.check()?;
+        let view = self.fields.view(attrs);
+        let checked = self.read.schema_checked;
+        finish_in_place(&view, &mut self.read, None, checked)
+    }
+
+    /// The change read, moved out (a delete once taken).
+    #[inline]
+    pub fn take_change(&mut self) -> Change<T> {
+        match core::mem::replace(&mut self.read.slot, DataSlot::Absent) {
+            DataSlot::Value(state) => Change::Upsert(state),
+            DataSlot::Absent | DataSlot::Null | DataSlot::Raw(_) => Change::Delete,
+        }
+    }
+
+    /// What [`InPlace::gated`] found, as [`decode_gated`] returns it.
+    fn into_gated(mut self, checked: Checked<T::Key>) -> Gated<'de, T> {
+        let change = self.take_change();
+        let header = self.fields.into_checked_header(checked.attrs);
+        gated_of(header, checked, change, self.read.text)
+    }
+}
+
+/// The [`Gated`] of a header and what the typed checks found for it.
+fn gated_of<'de, T: StateEvent>(
+    header: Header<'de>,
+    checked: Checked<T::Key>,
+    change: Change<T>,
+    data_text: Option<&'de str>,
+) -> Gated<'de, T> {
+    match checked.refused {
+        Some(same) => Gated::Refused {
+            header,
+            key: checked.key,
+            same,
+        },
+        None => Gated::Decoded(Decoded {
+            header,
+            key: checked.key,
+            change,
+            data_text,
+        }),
+    }
+}
+
 /// Reads the attributes and keeps `data` raw (for routing by entity type).
 pub(crate) fn decode_header(
     bytes: &[u8],
@@ -186,8 +361,8 @@ pub(crate) fn decode_header(
     let mut sink = RawSink {
         slot: DataSlot::Absent,
     };
-    let (fields, result) = parse(bytes, &mut sink);
-    if let Err(e) = result {
+    let mut fields = Fields::default();
+    if let Err(e) = parse(bytes, &mut fields, &mut sink) {
         return Err(DecodeError::new(
             fields.context(),
             DecodeErrorKind::Malformed(e),
@@ -216,7 +391,8 @@ pub(super) fn header_read_with(bytes: &[u8], scanner: bool) -> String {
     let mut sink = RawSink {
         slot: DataSlot::Absent,
     };
-    let (fields, result) = parse_with(bytes, &mut sink, scanner);
+    let mut fields = Fields::default();
+    let result = parse_with(bytes, &mut fields, &mut sink, scanner);
     let header = match result {
         Err(e) => Err(DecodeError::new(
             fields.context(),
@@ -233,23 +409,21 @@ pub(super) fn header_read_with(bytes: &[u8], scanner: bool) -> String {
 
 /// Reads an envelope of entity `T`, decoding and upcasting its state.
 pub(crate) fn decode_typed<T: StateEvent>(bytes: &[u8]) -> Result<Decoded<'_, T>, DecodeError> {
-    let mut sink = TypedSink::<T> {
-        slot: DataSlot::Absent,
-        upcast_failure: None,
-        reading: false,
-        gate: None,
-        probed: None,
-        gated_raw: false,
-        schema_checked: false,
-        text: None,
-        same: false,
-    };
-    let (fields, result) = parse(bytes, &mut sink);
-    if let Err(e) = result {
-        return Err(sink.failure(&fields, e));
+    let mut read = InPlace::<T>::new();
+    let checked = read.plain(bytes)?;
+    let mut change = read.take_change();
+    let header = read.fields.into_checked_header(checked.attrs);
+    // Never refused: the plain reader has no gate.
+    if let Some(same) = checked.refused {
+        debug_assert!(false, "refused without a gate (same: {same})");
+        change = Change::Delete;
     }
-    let header = fields.into_header()?;
-    finish_plain(header, sink.slot, sink.text, sink.schema_checked)
+    Ok(Decoded {
+        header,
+        key: checked.key,
+        change,
+        data_text: read.read.text,
+    })
 }
 
 /// [`decode_typed`] through the version gate: an upsert that the replica
@@ -262,42 +436,14 @@ pub(crate) fn decode_typed<T: StateEvent>(bytes: &[u8]) -> Result<Decoded<'_, T>
 /// `data` is decoded in place when it comes after `subject` and `sequence`
 /// (as ecst writes it) and the gate lets the event through; otherwise it is
 /// kept raw and decoded, if it must be, once the attributes are all read.
-#[inline]
+/// [`InPlace::gated`] is the same, leaving what it read in place.
 pub(crate) fn decode_gated<'de, T: StateEvent>(
     bytes: &'de [u8],
     lookup: Lookup<'_, T::Key>,
 ) -> Result<Gated<'de, T>, DecodeError> {
-    let mut sink = TypedSink::<T> {
-        slot: DataSlot::Absent,
-        upcast_failure: None,
-        reading: false,
-        gate: Some(lookup),
-        probed: None,
-        gated_raw: false,
-        schema_checked: false,
-        text: None,
-        same: false,
-    };
-    let (fields, result) = parse(bytes, &mut sink);
-    let gated_raw = sink.gated_raw;
-    let outcome = match result {
-        Err(e) => Err(sink.failure(&fields, e)),
-        Ok(()) => fields.into_header().and_then(|header| {
-            let checked = sink.schema_checked;
-            let read = (sink.slot, sink.text);
-            if sink.same {
-                return same_as_held(header, sink.probed, checked);
-            }
-            finish_gated_checked(header, read, sink.probed, sink.gate, checked)
-        }),
-    };
-    match outcome {
-        // The gate made `data` be read raw rather than in place, which can
-        // change which of two faults is found first: the error is the one
-        // the plain reader gives (errors are rare; read again).
-        Err(_) if gated_raw => decode_typed(bytes).map(Gated::Decoded),
-        outcome => outcome,
-    }
+    let mut read = InPlace::<T>::new();
+    let checked = read.gated(bytes, lookup)?;
+    Ok(read.into_gated(checked))
 }
 
 /// The version of `T` to read data written in `written` with: itself when
@@ -316,88 +462,73 @@ pub(crate) fn read_as<T: StateEvent>(written: u32) -> Option<u32> {
     tolerated.then_some(T::VERSION)
 }
 
-/// Checks a header against `T` and turns its `data` into a [`Change`];
-/// `schema_checked` says the reader already found the `dataschema` to
-/// agree.
-#[inline]
-fn finish_plain<'de, T: StateEvent>(
-    header: Header<'de>,
-    slot: DataSlot<'de, T>,
-    text: Option<&'de str>,
-    schema_checked: bool,
-) -> Result<Decoded<'de, T>, DecodeError> {
-    let (key, version, _) = check_typed::<T>(&header, None, schema_checked)?;
-    change_of(header, key, version, (slot, text))
-}
-
-/// [`finish_plain`] through the version gate: with a `lookup`, an upsert
-/// whose `data` is still raw and that the gate refuses whatever it says
-/// (see [`Held::refuses_upsert`]) is [`Gated::Refused`], its data not
-/// decoded. Every check on the attributes runs first, in the same order.
-/// `probed` is the key as the reader already parsed it from this header's
-/// `subject`, with what `lookup` said for it.
+/// [`decode_gated`] for a header read already (by the router), its `data`
+/// in `slot`: with a `lookup`, an upsert whose `data` is still raw and that
+/// the gate refuses whatever it says (see [`Held::refuses_upsert`]) is
+/// [`Gated::Refused`], its data not decoded. Every check on the attributes
+/// runs first, in the same order. `probed` is the key as the reader
+/// already parsed it from this header's `subject`, with what `lookup` said
+/// for it.
 pub(crate) fn finish_gated<'de, T: StateEvent>(
     header: Header<'de>,
     slot: DataSlot<'de, T>,
     probed: Option<(T::Key, Option<Held>)>,
     lookup: Option<Lookup<'_, T::Key>>,
 ) -> Result<Gated<'de, T>, DecodeError> {
-    finish_gated_checked(header, (slot, None), probed, lookup, false)
+    let mut read = Reading::new();
+    read.slot = slot;
+    read.probed = probed;
+    let checked = finish_in_place(&header.view(), &mut read, lookup, false)?;
+    let change = match core::mem::replace(&mut read.slot, DataSlot::Absent) {
+        DataSlot::Value(state) => Change::Upsert(state),
+        DataSlot::Absent | DataSlot::Null | DataSlot::Raw(_) => Change::Delete,
+    };
+    Ok(gated_of(header, checked, change, read.text))
 }
 
-/// [`finish_gated`]; `schema_checked` says the reader already found the
-/// `dataschema` to agree.
+/// Checks a validated header against `T` and, through the gate when there
+/// is a `lookup`, turns its `data` into a state in place (see
+/// [`change_in_place`]), or refuses it; `schema_checked` says the reader
+/// already found the `dataschema` to agree.
 #[inline]
-fn finish_gated_checked<'de, T: StateEvent>(
-    header: Header<'de>,
-    read: (DataSlot<'de, T>, Option<&'de str>),
-    probed: Option<(T::Key, Option<Held>)>,
+fn finish_in_place<'de, T: StateEvent>(
+    view: &View<'_>,
+    read: &mut Reading<'de, T>,
     lookup: Option<Lookup<'_, T::Key>>,
     schema_checked: bool,
-) -> Result<Gated<'de, T>, DecodeError> {
-    let (key, version, held) = check_typed::<T>(&header, probed, schema_checked)?;
+) -> Result<Checked<T::Key>, DecodeError> {
+    let attrs = view.attrs;
+    let (key, version, held) = check_typed::<T>(view, read.probed.take(), schema_checked)?;
     if let (Some(lookup), Operation::Upsert, DataSlot::Raw(raw)) =
-        (lookup, header.operation, &read.0)
+        (lookup, attrs.operation, &read.slot)
     {
         let held = held.unwrap_or_else(|| lookup.held(&key));
-        let read_version = header.schema_version.min(T::VERSION);
-        if held.is_some_and(|held| held.refuses_upsert(header.sequence, read_version)) {
-            return Ok(Gated::Refused {
-                header,
+        let read_version = attrs.schema_version.min(T::VERSION);
+        if held.is_some_and(|held| held.refuses_upsert(attrs.sequence, read_version)) {
+            return Ok(Checked {
                 key,
-                same: false,
+                attrs,
+                refused: Some(false),
             });
         }
         // Only data written at the newest version: older data is upcast,
         // and what an upcast makes of it is not its text.
-        if header.schema_version == T::VERSION
-            && held.is_some_and(|held| held.ties_with(header.sequence, read_version))
+        if attrs.schema_version == T::VERSION
+            && held.is_some_and(|held| held.ties_with(attrs.sequence, read_version))
             && lookup.holds_text(&key, raw.get())
         {
-            return Ok(Gated::Refused {
-                header,
+            return Ok(Checked {
                 key,
-                same: true,
+                attrs,
+                refused: Some(true),
             });
         }
     }
-    change_of(header, key, version, read).map(Gated::Decoded)
-}
-
-/// [`finish_gated`] for an upsert whose `data` the reader took as the
-/// serialization of the state held (at the sequence and read version of
-/// the upsert: see [`TypedSink::gate_holds_back`]): a duplicate once every
-/// check on the attributes passes.
-fn same_as_held<'de, T: StateEvent>(
-    header: Header<'de>,
-    probed: Option<(T::Key, Option<Held>)>,
-    schema_checked: bool,
-) -> Result<Gated<'de, T>, DecodeError> {
-    let (key, _, _) = check_typed::<T>(&header, probed, schema_checked)?;
-    Ok(Gated::Refused {
-        header,
+    change_in_place(view, &key, version, read)?;
+    Ok(Checked {
         key,
-        same: true,
+        attrs,
+        refused: None,
     })
 }
 
@@ -409,33 +540,34 @@ fn same_as_held<'de, T: StateEvent>(
 #[allow(clippy::type_complexity)]
 #[inline]
 fn check_typed<T: StateEvent>(
-    header: &Header<'_>,
+    header: &View<'_>,
     probed: Option<(T::Key, Option<Held>)>,
     schema_checked: bool,
 ) -> Result<(T::Key, u32, Option<Option<Held>>), DecodeError> {
+    let schema_version = header.attrs.schema_version;
     if header.entity != T::ENTITY {
         return Err(header.error(DecodeErrorKind::WrongEntity {
             expected: T::ENTITY,
         }));
     }
-    let Some(version) = read_as::<T>(header.schema_version) else {
+    let Some(version) = read_as::<T>(schema_version) else {
         return Err(header.error(DecodeErrorKind::FutureVersion {
             newest_known: T::VERSION,
         }));
     };
     // After the version gate: a consumer that does not know the declared
     // version parks the event (FutureVersion) and judges it on retry.
-    if let Some(found) = header.dataschema.as_deref().filter(|_| !schema_checked) {
-        if !dataschema_agrees(found, T::ENTITY, header.schema_version) {
+    if let Some(found) = header.dataschema.filter(|_| !schema_checked) {
+        if !dataschema_agrees(found, T::ENTITY, schema_version) {
             return Err(header.error(DecodeErrorKind::DataSchemaMismatch {
                 found: shown(found, 200),
-                expected: dataschema(T::ENTITY, header.schema_version),
+                expected: dataschema(T::ENTITY, schema_version),
             }));
         }
     }
     let (key, held) = match probed {
         Some((key, held)) => (key, Some(held)),
-        None => match <T::Key as EntityKey>::parse_key(&header.key) {
+        None => match <T::Key as EntityKey>::parse_key(header.key) {
             Ok(key) => (key, None),
             Err(e) => return Err(header.error(DecodeErrorKind::InvalidKey(e))),
         },
@@ -443,7 +575,7 @@ fn check_typed<T: StateEvent>(
     // One key, one spelling: `007` and `+7` parse to the integer key 7, and
     // would give it several subjects (and several parking keys). Only the
     // key's own `Display` form is accepted.
-    if !displays_as(&key, &header.key) {
+    if !displays_as(&key, header.key) {
         return Err(header.error(DecodeErrorKind::InvalidKey(format!(
             "not the key's canonical form: write `{key}`"
         ))));
@@ -451,28 +583,26 @@ fn check_typed<T: StateEvent>(
     Ok((key, version, held))
 }
 
-/// Turns the `data` of a checked header into a [`Change`], read as
-/// `version`. `read` is the slot the reader filled and, for a state
-/// decoded in place, the text it was decoded from.
+/// Turns the `data` of a checked header, where the reader left it in
+/// `read`, into the state of a [`Change`], read as `version`: a state still
+/// raw is decoded into the slot; `read.text` is left as the data's text
+/// when the state was decoded from it as written (see
+/// [`Decoded::data_text`]), `None` otherwise.
 #[inline]
-fn change_of<'de, T: StateEvent>(
-    header: Header<'de>,
-    key: T::Key,
+fn change_in_place<'de, T: StateEvent>(
+    header: &View<'_>,
+    key: &T::Key,
     version: u32,
-    read: (DataSlot<'de, T>, Option<&'de str>),
-) -> Result<Decoded<'de, T>, DecodeError> {
-    let (slot, in_place) = read;
-    let mut text = None;
-    let change = match (header.operation, slot) {
-        (Operation::Upsert, DataSlot::Value(state)) => {
-            text = in_place;
-            Change::Upsert(state)
-        }
+    read: &mut Reading<'de, T>,
+) -> Result<(), DecodeError> {
+    match (header.attrs.operation, &read.slot) {
+        (Operation::Upsert, DataSlot::Value(_)) => {}
         (Operation::Upsert, DataSlot::Raw(raw)) => {
-            text = Some(raw.get());
-            let mut de = serde_json::Deserializer::from_str(raw.get());
+            let raw = raw.get();
+            read.text = Some(raw);
+            let mut de = serde_json::Deserializer::from_str(raw);
             match T::deserialize_version(version, &mut de) {
-                Ok(state) => Change::Upsert(state),
+                Ok(state) => read.slot = DataSlot::Value(state),
                 Err(e) => {
                     let kind = match e {
                         DecodeVersionError::Mismatch { source, .. } => {
@@ -490,13 +620,16 @@ fn change_of<'de, T: StateEvent>(
         (Operation::Upsert, DataSlot::Absent | DataSlot::Null) => {
             return Err(header.error(DecodeErrorKind::MissingData))
         }
-        (Operation::Delete, DataSlot::Absent | DataSlot::Null) => Change::Delete,
+        (Operation::Delete, DataSlot::Absent | DataSlot::Null) => {
+            read.slot = DataSlot::Absent;
+            read.text = None;
+        }
         (Operation::Delete, DataSlot::Raw(_) | DataSlot::Value(_)) => {
             return Err(header.error(DecodeErrorKind::UnexpectedData))
         }
-    };
-    if let Change::Upsert(state) = &change {
-        if *state.key() != key {
+    }
+    if let DataSlot::Value(state) = &read.slot {
+        if state.key() != key {
             return Err(header.error(DecodeErrorKind::KeyMismatch {
                 payload_key: state.key().to_string(),
             }));
@@ -504,21 +637,19 @@ fn change_of<'de, T: StateEvent>(
     }
     // As written only: data upcast from an older version, or read
     // tolerantly from a newer one, is not a JSON of the state.
-    let data_text = text.filter(|_| header.schema_version == T::VERSION);
-    Ok(Decoded {
-        header,
-        key,
-        change,
-        data_text,
-    })
+    if header.attrs.schema_version != T::VERSION {
+        read.text = None;
+    }
+    Ok(())
 }
 
 #[inline]
 fn parse<'de, S: DataSink<'de>>(
     bytes: &'de [u8],
+    fields: &mut Fields<'de>,
     sink: &mut S,
-) -> (Fields<'de>, Result<(), serde_json::Error>) {
-    parse_with(bytes, sink, true)
+) -> Result<(), serde_json::Error> {
+    parse_with(bytes, fields, sink, true)
 }
 
 /// [`parse`], through the scanner first when `scanner` (`false` only in
@@ -526,42 +657,37 @@ fn parse<'de, S: DataSink<'de>>(
 #[inline]
 fn parse_with<'de, S: DataSink<'de>>(
     bytes: &'de [u8],
+    fields: &mut Fields<'de>,
     sink: &mut S,
     scanner: bool,
-) -> (Fields<'de>, Result<(), serde_json::Error>) {
-    let mut fields = Fields::default();
+) -> Result<(), serde_json::Error> {
     // simdutf8: the same check as `core::str::from_utf8`, with vector
     // instructions where the CPU has them (a fifth of the instructions on
     // the benches' envelopes); where the input is not UTF-8, the reader
     // below finds where.
-    let result = match simdutf8::basic::from_utf8(bytes) {
+    match simdutf8::basic::from_utf8(bytes) {
         // Checked whole, in one pass: the reader need not check each string
         // again (serde_json's slice reader validates every string it reads
         // on its own, which costs several times more than one pass).
         Ok(text) => {
-            if scanner && scan::scan(text, &mut fields, sink).is_some() {
-                return (fields, Ok(()));
+            if scanner && scan::scan(text, fields, sink).is_some() {
+                return Ok(());
             }
             // Not the shape the scanner reads: read it all again.
-            fields = Fields::default();
+            *fields = Fields::default();
             sink.reset();
-            read(
-                &mut serde_json::Deserializer::from_str(text),
-                &mut fields,
-                sink,
-            )
+            read(&mut serde_json::Deserializer::from_str(text), fields, sink)
         }
         // Not UTF-8: read the bytes as they are, so that whatever comes
         // first (a syntax error, a bad string, a payload mismatch) is what
         // is reported, as if they had been read in one go.
         Err(_) => read(
             &mut serde_json::Deserializer::from_slice(bytes),
-            &mut fields,
+            fields,
             sink,
         )
         .and_then(|()| utf8(bytes)),
-    };
-    (fields, result)
+    }
 }
 
 fn read<'de, R: serde_json::de::Read<'de>, S: DataSink<'de>>(
@@ -648,20 +774,60 @@ impl<'de> Fields<'de> {
     }
 
     fn into_header(self) -> Result<Header<'de>, DecodeError> {
+        let attrs = self.check()?;
+        Ok(self.into_checked_header(attrs))
+    }
+
+    /// The header of attributes that [`Fields::check`] found valid
+    /// (`attrs`), their strings moved into it.
+    fn into_checked_header(self, attrs: Attrs) -> Header<'de> {
+        Header {
+            id: self.id.unwrap_or_default(),
+            source: self.source.unwrap_or_default(),
+            entity: self.entity.unwrap_or_default(),
+            key: self.key.unwrap_or_default(),
+            sequence: attrs.sequence,
+            schema_version: attrs.schema_version,
+            operation: attrs.operation,
+            dataschema: self.dataschema,
+            time: self.time,
+            correlation_id: self.correlationid,
+            causation_id: self.causationid,
+            traceparent: self.traceparent,
+        }
+    }
+
+    /// What the typed checks read of attributes that [`Fields::check`]
+    /// found valid (`attrs`), by reference.
+    #[inline]
+    fn view(&self, attrs: Attrs) -> View<'_> {
+        View {
+            id: self.id.as_deref().unwrap_or_default(),
+            entity: self.entity.as_deref().unwrap_or_default(),
+            key: self.key.as_deref().unwrap_or_default(),
+            dataschema: self.dataschema.as_deref(),
+            attrs,
+        }
+    }
+
+    /// Validates the attributes, in place: what [`Fields::into_header`]
+    /// refuses, in the same order, without moving their strings. `id`,
+    /// `source`, `type` and `subject` are present when it passes.
+    fn check(&self) -> Result<Attrs, DecodeError> {
         let fail = |fields: &Self, kind| Err(DecodeError::new(fields.context(), kind));
         let invalid = |name, reason: String| DecodeErrorKind::InvalidAttribute { name, reason };
         if let Some(name) = self.duplicate {
-            return fail(&self, invalid(name, "appears more than once".into()));
+            return fail(self, invalid(name, "appears more than once".into()));
         }
         match self.specversion.as_deref() {
-            None => return fail(&self, DecodeErrorKind::MissingAttribute("specversion")),
+            None => return fail(self, DecodeErrorKind::MissingAttribute("specversion")),
             Some(SPEC_VERSION) => {}
             Some(other) => {
                 let reason = format!(
                     "`{}` is not supported; ecst reads CloudEvents {SPEC_VERSION}",
                     shown(other, 40)
                 );
-                return fail(&self, invalid("specversion", reason));
+                return fail(self, invalid("specversion", reason));
             }
         }
         for (name, value) in [
@@ -671,26 +837,23 @@ impl<'de> Fields<'de> {
             ("subject", &self.key),
         ] {
             match value.as_deref() {
-                None => return fail(&self, DecodeErrorKind::MissingAttribute(name)),
-                Some("") => return fail(&self, invalid(name, "must not be empty".into())),
+                None => return fail(self, DecodeErrorKind::MissingAttribute(name)),
+                Some("") => return fail(self, invalid(name, "must not be empty".into())),
                 Some(_) => {}
             }
         }
         if let Some(key) = self.key.as_deref() {
             if let Err(kind) = check_key(key) {
-                return fail(&self, kind);
+                return fail(self, kind);
             }
         }
         if let Some(ct) = self.datacontenttype.as_deref() {
             if !is_json(ct) {
-                return fail(
-                    &self,
-                    DecodeErrorKind::UnsupportedContentType(shown(ct, 80)),
-                );
+                return fail(self, DecodeErrorKind::UnsupportedContentType(shown(ct, 80)));
             }
         }
         if self.dataschema.as_deref() == Some("") {
-            return fail(&self, invalid("dataschema", "must not be empty".into()));
+            return fail(self, invalid("dataschema", "must not be empty".into()));
         }
         if let Some(time) = self.time.as_deref() {
             if !is_rfc3339(time) {
@@ -698,70 +861,52 @@ impl<'de> Fields<'de> {
                     "`{}` is not an RFC 3339 date-time (e.g. `2024-05-01T12:00:00Z`)",
                     shown(time, 40)
                 );
-                return fail(&self, invalid("time", reason));
+                return fail(self, invalid("time", reason));
             }
         }
         if self.data_base64 {
             let reason = "binary data is not supported; ecst carries JSON under `data`".into();
-            return fail(&self, invalid("data_base64", reason));
+            return fail(self, invalid("data_base64", reason));
         }
         let sequence = match &self.sequence {
-            None => return fail(&self, DecodeErrorKind::MissingAttribute("sequence")),
+            None => return fail(self, DecodeErrorKind::MissingAttribute("sequence")),
             Some(Number::Invalid(reason)) => {
-                return fail(&self, invalid("sequence", reason.clone()))
+                return fail(self, invalid("sequence", reason.clone()))
             }
             Some(Number::Valid(n)) => match Sequence::try_new(*n) {
                 Ok(sequence) => sequence,
-                Err(e) => return fail(&self, invalid("sequence", e.to_string())),
+                Err(e) => return fail(self, invalid("sequence", e.to_string())),
             },
         };
         let schema_version = match &self.schemaversion {
-            None => return fail(&self, DecodeErrorKind::MissingAttribute("schemaversion")),
+            None => return fail(self, DecodeErrorKind::MissingAttribute("schemaversion")),
             Some(Number::Invalid(reason)) => {
-                return fail(&self, invalid("schemaversion", reason.clone()))
+                return fail(self, invalid("schemaversion", reason.clone()))
             }
-            Some(Number::Valid(0)) => return fail(&self, DecodeErrorKind::InvalidVersion),
+            Some(Number::Valid(0)) => return fail(self, DecodeErrorKind::InvalidVersion),
             Some(Number::Valid(n)) => match u32::try_from(*n) {
                 Ok(v) => v,
                 Err(_) => {
                     return fail(
-                        &self,
+                        self,
                         invalid("schemaversion", format!("{n} is out of range")),
                     )
                 }
             },
         };
         let operation = match self.operation.as_deref() {
-            None => return fail(&self, DecodeErrorKind::MissingAttribute("operation")),
+            None => return fail(self, DecodeErrorKind::MissingAttribute("operation")),
             Some("upsert") => Operation::Upsert,
             Some("delete") => Operation::Delete,
             Some(other) => {
                 let reason = format!("`{}` is neither `upsert` nor `delete`", shown(other, 40));
-                return fail(&self, invalid("operation", reason));
+                return fail(self, invalid("operation", reason));
             }
         };
-        // Checked above: all four are present.
-        let (Some(id), Some(source), Some(entity), Some(key)) =
-            (self.id, self.source, self.entity, self.key)
-        else {
-            return Err(DecodeError::new(
-                EventContext::default(),
-                DecodeErrorKind::MissingAttribute("id"),
-            ));
-        };
-        Ok(Header {
-            id,
-            source,
-            entity,
-            key,
+        Ok(Attrs {
             sequence,
             schema_version,
             operation,
-            dataschema: self.dataschema,
-            time: self.time,
-            correlation_id: self.correlationid,
-            causation_id: self.causationid,
-            traceparent: self.traceparent,
         })
     }
 }
@@ -890,12 +1035,13 @@ fn read_raw<'de, T, D: DataSource<'de>>(source: &mut D) -> Result<DataSlot<'de, 
     })
 }
 
-struct TypedSink<'de, 'g, T: StateEvent> {
+/// What a typed read found under `data`, and what it learned on the way:
+/// kept in the caller's frame (see [`InPlace`]) while a [`TypedSink`]
+/// borrows it.
+struct Reading<'de, T: StateEvent> {
     slot: DataSlot<'de, T>,
     upcast_failure: Option<UpcastError>,
     reading: bool,
-    /// What the replica holds, per key: set when reading through the gate.
-    gate: Option<Lookup<'g, T::Key>>,
     /// The key as parsed from `subject` when `data` was reached, and what
     /// the gate said for it.
     probed: Option<(T::Key, Option<Held>)>,
@@ -913,12 +1059,47 @@ struct TypedSink<'de, 'g, T: StateEvent> {
     same: bool,
 }
 
-impl<T: StateEvent> TypedSink<'_, '_, T> {
+impl<T: StateEvent> Reading<'_, T> {
+    fn new() -> Self {
+        Reading {
+            slot: DataSlot::Absent,
+            upcast_failure: None,
+            reading: false,
+            probed: None,
+            gated_raw: false,
+            schema_checked: false,
+            text: None,
+            same: false,
+        }
+    }
+
+    /// Forgets what a read that was given up left behind.
+    fn reset(&mut self) {
+        self.slot = DataSlot::Absent;
+        self.upcast_failure = None;
+        self.reading = false;
+        self.probed = None;
+        self.gated_raw = false;
+        self.schema_checked = false;
+        self.text = None;
+        self.same = false;
+    }
+}
+
+/// Where a typed read puts `data`: into `read`, through the gate when
+/// there is one.
+struct TypedSink<'r, 'de, 'g, T: StateEvent> {
+    read: &'r mut Reading<'de, T>,
+    /// What the replica holds, per key: set when reading through the gate.
+    gate: Option<Lookup<'g, T::Key>>,
+}
+
+impl<T: StateEvent> TypedSink<'_, '_, '_, T> {
     /// The error for a parse that failed with `e`.
     fn failure(&mut self, fields: &Fields<'_>, e: serde_json::Error) -> DecodeError {
-        let kind = match self.upcast_failure.take() {
+        let kind = match self.read.upcast_failure.take() {
             Some(failure) => DecodeErrorKind::Upcast(failure),
-            None if self.reading && !(e.is_syntax() || e.is_eof()) => {
+            None if self.read.reading && !(e.is_syntax() || e.is_eof()) => {
                 DecodeErrorKind::PayloadMismatch(e)
             }
             None => DecodeErrorKind::Malformed(e),
@@ -932,7 +1113,7 @@ impl<T: StateEvent> TypedSink<'_, '_, T> {
     /// whatever its data is; to be taken as it is when it ties with the
     /// state held and its text (`data`, if the source knows it) is that
     /// state's serialization. Records the parsed key and the
-    /// gate's answer for [`finish_gated`].
+    /// gate's answer for [`finish_in_place`].
     fn gate_holds_back(&mut self, fields: &Fields<'_>, version: u32, data: Option<&str>) -> Hold {
         let Some(lookup) = self.gate.as_mut() else {
             return Hold::No;
@@ -972,7 +1153,7 @@ impl<T: StateEvent> TypedSink<'_, '_, T> {
         } else {
             Hold::No
         };
-        self.probed = Some((key, held));
+        self.read.probed = Some((key, held));
         hold
     }
 }
@@ -987,16 +1168,9 @@ enum Hold {
     Same,
 }
 
-impl<'de, T: StateEvent> DataSink<'de> for TypedSink<'de, '_, T> {
+impl<'de, T: StateEvent> DataSink<'de> for TypedSink<'_, 'de, '_, T> {
     fn reset(&mut self) {
-        self.slot = DataSlot::Absent;
-        self.upcast_failure = None;
-        self.reading = false;
-        self.probed = None;
-        self.gated_raw = false;
-        self.schema_checked = false;
-        self.text = None;
-        self.same = false;
+        self.read.reset();
     }
 
     fn read<D: DataSource<'de>>(
@@ -1022,33 +1196,33 @@ impl<'de, T: StateEvent> DataSink<'de> for TypedSink<'de, '_, T> {
             && fields.operation.as_deref() == Some(Operation::Upsert.as_str())
             && agrees();
         if !in_place {
-            self.slot = read_raw(map)?;
+            self.read.slot = read_raw(map)?;
             return Ok(());
         }
-        self.schema_checked = fields.dataschema.is_some();
+        self.read.schema_checked = fields.dataschema.is_some();
         let text = map.text();
         match self.gate_holds_back(fields, version, text) {
             Hold::No => {}
             Hold::Same if map.take_text() => {
-                self.gated_raw = true;
-                self.same = true;
+                self.read.gated_raw = true;
+                self.read.same = true;
                 return Ok(());
             }
             Hold::Raw | Hold::Same => {
-                self.gated_raw = true;
-                self.slot = read_raw(map)?;
+                self.read.gated_raw = true;
+                self.read.slot = read_raw(map)?;
                 return Ok(());
             }
         }
-        self.reading = true;
+        self.read.reading = true;
         let state = map.value(VersionSeed::<T> {
             version,
-            failure: &mut self.upcast_failure,
+            failure: &mut self.read.upcast_failure,
             target: PhantomData,
         })?;
-        self.reading = false;
-        self.text = text;
-        self.slot = match state {
+        self.read.reading = false;
+        self.read.text = text;
+        self.read.slot = match state {
             Some(state) => DataSlot::Value(state),
             // `"data": null` is no data, as on the raw path.
             None => DataSlot::Null,

@@ -78,7 +78,7 @@ use crate::sequence::Sequence;
 
 pub(crate) use decode::{
     check_key, decode_gated, decode_header, decode_typed, displays_as, finish_gated, shown,
-    DataSlot, Decoded, Gate, Gated, Header, Held,
+    Checked, DataSlot, Decoded, Gate, Gated, Header, Held, InPlace,
 };
 pub use encode::EncodeError;
 pub use traceparent::{TraceParent, TraceParentError};
