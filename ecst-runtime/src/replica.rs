@@ -709,7 +709,10 @@ fn gate<T: StateEvent>(
     changed: impl FnOnce(&T::Key, Option<T>, Option<&T>, Outcome),
 ) -> Outcome {
     let (sequence, read_version, deleted_at) = at;
-    let new_slot = |change: Change<T>| match change {
+    // The slot the change makes, built before the key is looked up (moved
+    // once more, into the map, if it wins): the state is not moved again
+    // in between. A tombstone's time is set when it goes in.
+    let mut incoming = match change {
         Change::Upsert(state) => Slot::Live {
             sequence,
             read_version,
@@ -717,19 +720,25 @@ fn gate<T: StateEvent>(
         },
         Change::Delete => Slot::Tombstone {
             sequence,
-            deleted_at: deleted_at.unwrap_or_else(SystemTime::now),
+            deleted_at: SystemTime::UNIX_EPOCH,
         },
+    };
+    let stamp = |slot: &mut Slot<T>| {
+        if let Slot::Tombstone { deleted_at: at, .. } = slot {
+            *at = deleted_at.unwrap_or_else(SystemTime::now);
+        }
     };
     match slots.entry(key) {
         hash_map::Entry::Vacant(vacant) => {
-            let outcome = match change {
-                Change::Upsert(_) => {
+            let outcome = match incoming {
+                Slot::Live { .. } => {
                     *live += 1;
                     Outcome::Inserted
                 }
-                Change::Delete => Outcome::Deleted,
+                Slot::Tombstone { .. } => Outcome::Deleted,
             };
-            let entry = vacant.insert_entry(new_slot(change));
+            stamp(&mut incoming);
+            let entry = vacant.insert_entry(incoming);
             changed(entry.key(), None, entry.get().state(), outcome);
             outcome
         }
@@ -739,27 +748,28 @@ fn gate<T: StateEvent>(
                 return Outcome::Stale;
             }
             if sequence == held {
-                match tie_break(occupied.get(), read_version, &change) {
+                match tie_break(occupied.get(), read_version, &incoming) {
                     Tie::Held => return Outcome::Stale,
                     Tie::Same => return Outcome::Duplicate,
                     Tie::Incoming => {}
                 }
             }
             let was_live = matches!(occupied.get(), Slot::Live { .. });
-            let outcome = match (&change, was_live) {
-                (Change::Upsert(_), true) => Outcome::Updated,
-                (Change::Upsert(_), false) => {
+            let outcome = match (&incoming, was_live) {
+                (Slot::Live { .. }, true) => Outcome::Updated,
+                (Slot::Live { .. }, false) => {
                     *live += 1;
                     Outcome::Inserted
                 }
-                (Change::Delete, was_live) => {
+                (Slot::Tombstone { .. }, was_live) => {
                     if was_live {
                         *live -= 1;
                     }
                     Outcome::Deleted
                 }
             };
-            let before = match core::mem::replace(occupied.get_mut(), new_slot(change)) {
+            stamp(&mut incoming);
+            let before = match core::mem::replace(occupied.get_mut(), incoming) {
                 Slot::Live { state, .. } => Some(state),
                 Slot::Tombstone { .. } => None,
             };
@@ -803,20 +813,22 @@ enum Tie {
     Same,
 }
 
-/// The tie-break between `held` and an incoming `change` read at
-/// `read_version`, both at the same sequence (see [`Replica`]).
-fn tie_break<T: StateEvent>(held: &Slot<T>, read_version: u32, change: &Change<T>) -> Tie {
-    match (held, change) {
-        (Slot::Tombstone { .. }, Change::Delete) => Tie::Same,
-        (Slot::Tombstone { .. }, Change::Upsert(_)) => Tie::Held,
-        (Slot::Live { .. }, Change::Delete) => Tie::Incoming,
+/// The tie-break between `held` and the `incoming` slot of a change read
+/// at `read_version`, both at the same sequence (see [`Replica`]).
+fn tie_break<T: StateEvent>(held: &Slot<T>, read_version: u32, incoming: &Slot<T>) -> Tie {
+    match (held, incoming) {
+        (Slot::Tombstone { .. }, Slot::Tombstone { .. }) => Tie::Same,
+        (Slot::Tombstone { .. }, Slot::Live { .. }) => Tie::Held,
+        (Slot::Live { .. }, Slot::Tombstone { .. }) => Tie::Incoming,
         (
             Slot::Live {
                 read_version: held_version,
                 state: held,
                 ..
             },
-            Change::Upsert(incoming),
+            Slot::Live {
+                state: incoming, ..
+            },
         ) => match read_version.cmp(held_version) {
             core::cmp::Ordering::Greater => Tie::Incoming,
             core::cmp::Ordering::Less => Tie::Held,

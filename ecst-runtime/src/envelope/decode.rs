@@ -1214,58 +1214,61 @@ impl<'de, T: StateEvent> DataSink<'de> for TypedSink<'_, 'de, '_, T> {
                 return Ok(());
             }
         }
-        self.read.reading = true;
-        let state = map.value(VersionSeed::<T> {
+        let read = &mut *self.read;
+        read.reading = true;
+        map.value(VersionSeed::<T> {
             version,
-            failure: &mut self.read.upcast_failure,
-            target: PhantomData,
+            failure: &mut read.upcast_failure,
+            slot: &mut read.slot,
         })?;
-        self.read.reading = false;
-        self.read.text = text;
-        self.read.slot = match state {
-            Some(state) => DataSlot::Value(state),
-            // `"data": null` is no data, as on the raw path.
-            None => DataSlot::Null,
-        };
+        read.reading = false;
+        read.text = text;
         Ok(())
     }
 }
 
-/// Deserializes `data` as version `version` of `T` and upcasts it; `null` is
-/// `None`. An upcast failure is parked in `failure` (serde errors cannot
+/// Deserializes `data` as version `version` of `T` and upcasts it, into
+/// `slot` (rather than returning it, to be moved into the slot after: a
+/// state is a few hundred bytes); `null` is [`DataSlot::Null`], as on the
+/// raw path. An upcast failure is parked in `failure` (serde errors cannot
 /// carry it).
-struct VersionSeed<'a, T> {
+struct VersionSeed<'a, 'de, T> {
     version: u32,
     failure: &'a mut Option<UpcastError>,
-    target: PhantomData<T>,
+    slot: &'a mut DataSlot<'de, T>,
 }
 
-impl<'de, T: StateEvent> DeserializeSeed<'de> for VersionSeed<'_, T> {
-    type Value = Option<T>;
+impl<'de, T: StateEvent> DeserializeSeed<'de> for VersionSeed<'_, 'de, T> {
+    type Value = ();
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Option<T>, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         deserializer.deserialize_option(self)
     }
 }
 
-impl<'de, T: StateEvent> Visitor<'de> for VersionSeed<'_, T> {
-    type Value = Option<T>;
+impl<'de, T: StateEvent> Visitor<'de> for VersionSeed<'_, 'de, T> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("the state or null")
     }
 
-    fn visit_none<E: de::Error>(self) -> Result<Option<T>, E> {
-        Ok(None)
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        *self.slot = DataSlot::Null;
+        Ok(())
     }
 
-    fn visit_unit<E: de::Error>(self) -> Result<Option<T>, E> {
-        Ok(None)
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        *self.slot = DataSlot::Null;
+        Ok(())
     }
 
-    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Option<T>, D::Error> {
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         match T::deserialize_version(self.version, deserializer) {
-            Ok(state) => Ok(Some(state)),
+            Ok(state) => {
+                *self.slot = DataSlot::Value(state);
+                Ok(())
+            }
             Err(DecodeVersionError::Mismatch { source, .. }) => Err(source),
             Err(DecodeVersionError::Upcast(failure)) => {
                 *self.failure = Some(failure);
