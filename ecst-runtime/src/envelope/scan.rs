@@ -254,7 +254,7 @@ impl<'de> Cursor<'de> {
     /// The attribute named by the string whose opening quote was read.
     /// The names ecst writes are compared in place, closing quote
     /// included; anything else is read as a string and looked up.
-    #[inline]
+    #[inline(never)]
     fn key(&mut self) -> Option<Attr> {
         let rest = self.bytes.get(self.i..)?;
         let (attr, name): (Attr, &[u8]) = match *rest.first()? {
@@ -337,6 +337,7 @@ impl<'de> Cursor<'de> {
 
     /// An ignored attribute's value: a string, `null`, `true`, `false` or a
     /// plain non-negative integer.
+    #[inline(never)]
     fn scalar(&mut self) -> Option<()> {
         match self.peek()? {
             b'"' => {
