@@ -508,7 +508,11 @@ mod tests {
             let tail = if float { ",1.5" } else { "" };
             let input = format!(r#"{{"specversion":"1.0","data":[{data}{tail}]}}"#);
             let brackets = pairs + 1;
-            assert_eq!(scanner_reads(input.as_bytes()), scanned, "{brackets} {float}");
+            assert_eq!(
+                scanner_reads(input.as_bytes()),
+                scanned,
+                "{brackets} {float}"
+            );
             agree(input.as_bytes());
         }
         // Nested 126 and 127 deep: the serde path takes one level for the
