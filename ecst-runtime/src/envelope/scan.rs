@@ -20,9 +20,10 @@
 //! allows one level less. So that the limit cannot depend on how the
 //! attributes are spelled, a `data` with 127 or more opening brackets (a
 //! cheap bound on its depth) is left to the serde path, unless the payload
-//! reader (which gives up long before that depth) read it. (The raw path, a
-//! `Router` or `data` before the attributes that pick its version, still
-//! reads `data` on its own and allows that one level more.)
+//! reader (which gives up long before that depth) read it. The raw path (a
+//! `Router`, or `data` before the attributes that pick its version) reads
+//! `data` on its own too; where it may nest that deep, it decodes it one
+//! level down, as the serde path does in place.
 
 use std::borrow::Cow;
 
@@ -181,7 +182,7 @@ const _: () = assert!((payload::MAX_DEPTH as usize) < MAX_DEPTH_IN_PLACE);
 /// the module docs): such a `data` is left to the serde path. Each opening
 /// bracket of a JSON value has its closing one, so a shorter text holds
 /// fewer (and one that is not JSON fails anyway).
-fn possibly_too_deep(value: &str) -> bool {
+pub(super) fn possibly_too_deep(value: &str) -> bool {
     value.len() >= 2 * MAX_DEPTH_IN_PLACE
         && opening_brackets(value.as_bytes()) >= MAX_DEPTH_IN_PLACE
 }
