@@ -314,17 +314,12 @@ impl<T: StateEvent> Replica<T> {
         if let Some(same) = checked.refused {
             return self.refused(written, same);
         }
-        if written > T::VERSION {
-            self.stats.read_as_older += 1;
-        }
-        let outcome = self.merge(
+        self.merge_written(
             checked.key,
             checked.attrs.sequence,
-            written.min(T::VERSION),
+            written,
             read.take_change(),
-        );
-        self.stats.record(outcome);
-        outcome
+        )
     }
 
     /// [`Replica::apply_json`], also returning the event's key and, when
@@ -432,16 +427,28 @@ impl<T: StateEvent> Replica<T> {
     }
 
     pub(crate) fn apply_decoded(&mut self, decoded: Decoded<'_, T>) -> Outcome {
-        let written = decoded.header.schema_version;
+        self.merge_written(
+            decoded.key,
+            decoded.header.sequence,
+            decoded.header.schema_version,
+            decoded.change,
+        )
+    }
+
+    /// Merges a change written at schema version `written` (read at the
+    /// newest version this build knows when it is newer), counting it.
+    #[inline]
+    fn merge_written(
+        &mut self,
+        key: T::Key,
+        sequence: Sequence,
+        written: u32,
+        change: Change<T>,
+    ) -> Outcome {
         if written > T::VERSION {
             self.stats.read_as_older += 1;
         }
-        let outcome = self.merge(
-            decoded.key,
-            decoded.header.sequence,
-            written.min(T::VERSION),
-            decoded.change,
-        );
+        let outcome = self.merge(key, sequence, written.min(T::VERSION), change);
         self.stats.record(outcome);
         outcome
     }
