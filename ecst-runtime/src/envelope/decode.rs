@@ -318,10 +318,7 @@ impl<'de, T: StateEvent> InPlace<'de, T> {
     /// The change read, moved out (a delete once taken).
     #[inline]
     pub fn take_change(&mut self) -> Change<T> {
-        match core::mem::replace(&mut self.read.slot, DataSlot::Absent) {
-            DataSlot::Value(state) => Change::Upsert(state),
-            DataSlot::Absent | DataSlot::Null | DataSlot::Raw(_) => Change::Delete,
-        }
+        self.read.take_change()
     }
 
     /// What [`InPlace::gated`] found, as [`decode_gated`] returns it.
@@ -479,10 +476,7 @@ pub(crate) fn finish_gated<'de, T: StateEvent>(
     read.slot = slot;
     read.probed = probed;
     let checked = finish_in_place(&header.view(), &mut read, lookup, false)?;
-    let change = match core::mem::replace(&mut read.slot, DataSlot::Absent) {
-        DataSlot::Value(state) => Change::Upsert(state),
-        DataSlot::Absent | DataSlot::Null | DataSlot::Raw(_) => Change::Delete,
-    };
+    let change = read.take_change();
     Ok(gated_of(header, checked, change, read.text))
 }
 
@@ -1103,6 +1097,16 @@ struct Reading<'de, T: StateEvent> {
 }
 
 impl<T: StateEvent> Reading<'_, T> {
+    /// The change read, moved out of the slot (a delete once taken; only a
+    /// checked read's slot is taken: a state, or nothing for a delete).
+    #[inline]
+    fn take_change(&mut self) -> Change<T> {
+        match core::mem::replace(&mut self.slot, DataSlot::Absent) {
+            DataSlot::Value(state) => Change::Upsert(state),
+            DataSlot::Absent | DataSlot::Null | DataSlot::Raw(_) => Change::Delete,
+        }
+    }
+
     fn new() -> Self {
         Reading {
             slot: DataSlot::Absent,
