@@ -238,6 +238,26 @@ pub(crate) struct InPlace<'de, T: StateEvent> {
     read: Reading<'de, T>,
 }
 
+/// What the plain reader ([`decode_typed`]) found: the key and the
+/// attributes that are not text. The change stays in the [`InPlace`].
+pub(crate) struct Read<K> {
+    /// The key, parsed.
+    pub key: K,
+    /// The validated attributes that are not text.
+    pub attrs: Attrs,
+}
+
+impl<K> Read<K> {
+    /// As [`InPlace::gated`] returns what it decoded.
+    fn unrefused(self) -> Checked<K> {
+        Checked {
+            key: self.key,
+            attrs: self.attrs,
+            refused: None,
+        }
+    }
+}
+
 /// What [`InPlace::gated`] found: the key, the attributes that are not
 /// text, and whether the gate refused the upsert. The change itself stays
 /// in the [`InPlace`] ([`InPlace::take_change`]).
@@ -293,13 +313,13 @@ impl<'de, T: StateEvent> InPlace<'de, T> {
             // The gate made `data` be read raw rather than in place, which
             // can change which of two faults is found first: the error is
             // the one the plain reader gives (errors are rare; read again).
-            Err(_) if self.read.gated_raw => self.plain(bytes),
+            Err(_) if self.read.gated_raw => self.plain(bytes).map(Read::unrefused),
             outcome => outcome,
         }
     }
 
     /// [`decode_typed`], leaving what it read in `self`.
-    fn plain(&mut self, bytes: &'de [u8]) -> Result<Checked<T::Key>, DecodeError> {
+    fn plain(&mut self, bytes: &'de [u8]) -> Result<Read<T::Key>, DecodeError> {
         self.fields = Fields::default();
         self.read.reset();
         let mut sink = TypedSink {
@@ -312,7 +332,9 @@ impl<'de, T: StateEvent> InPlace<'de, T> {
         let attrs = self.fields.check()?;
         let view = self.fields.view(attrs);
         let checked = self.read.schema_checked;
-        finish_in_place(&view, &mut self.read, None, checked)
+        let (key, version, _) = check_typed::<T>(&view, self.read.probed.take(), checked)?;
+        change_in_place(&view, &key, version, &mut self.read)?;
+        Ok(Read { key, attrs })
     }
 
     /// The change read, moved out (a delete once taken).
@@ -407,17 +429,12 @@ pub(super) fn header_read_with(bytes: &[u8], scanner: bool) -> String {
 /// Reads an envelope of entity `T`, decoding and upcasting its state.
 pub(crate) fn decode_typed<T: StateEvent>(bytes: &[u8]) -> Result<Decoded<'_, T>, DecodeError> {
     let mut read = InPlace::<T>::new();
-    let checked = read.plain(bytes)?;
-    let mut change = read.take_change();
-    let header = read.fields.into_checked_header(checked.attrs);
-    // Never refused: the plain reader has no gate.
-    if let Some(same) = checked.refused {
-        debug_assert!(false, "refused without a gate (same: {same})");
-        change = Change::Delete;
-    }
+    let found = read.plain(bytes)?;
+    let change = read.take_change();
+    let header = read.fields.into_checked_header(found.attrs);
     Ok(Decoded {
         header,
-        key: checked.key,
+        key: found.key,
         change,
         data_text: read.read.text,
     })
