@@ -1,8 +1,9 @@
 //! An in-memory replica of one entity type, applying events idempotently and
 //! in any order.
 
+mod slots;
+
 use std::borrow::Borrow;
-use std::collections::hash_map::{self, HashMap};
 use std::hash::Hash;
 use std::time::SystemTime;
 
@@ -14,6 +15,8 @@ use crate::error::DecodeError;
 use crate::event::StateEvent;
 use crate::feed::{Observer, StateChange};
 use crate::sequence::Sequence;
+use hashbrown::hash_table;
+use slots::{KeyHash, Slots};
 
 /// What applying one event did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -119,12 +122,24 @@ pub(crate) enum Slot<T> {
         /// written in, or the newest this build knew when it read a newer
         /// one tolerantly (dropping the fields it did not know).
         read_version: u32,
+        /// The key's hash in the table ([`KeyHash`]).
+        key_hash: u32,
         state: T,
     },
     Tombstone {
         sequence: Sequence,
         deleted_at: SystemTime,
+        key_hash: u32,
     },
+}
+
+impl<T> KeyHash for Slot<T> {
+    #[inline]
+    fn key_hash(&self) -> u32 {
+        match self {
+            Slot::Live { key_hash, .. } | Slot::Tombstone { key_hash, .. } => *key_hash,
+        }
+    }
 }
 
 impl<T> Slot<T> {
@@ -233,7 +248,7 @@ impl<T> Slot<T> {
 /// holds, whose serialization that `data` is. Other ties are decoded and go
 /// to the tie-break.
 pub struct Replica<T: StateEvent> {
-    pub(crate) slots: HashMap<T::Key, Slot<T>>,
+    pub(crate) slots: Slots<T::Key, Slot<T>>,
     live: usize,
     stats: ApplyStats,
     /// Called with every change, when set ([`Replica::on_change`]).
@@ -250,7 +265,7 @@ impl<T: StateEvent> Replica<T> {
     /// An empty replica.
     pub fn new() -> Self {
         Replica {
-            slots: HashMap::new(),
+            slots: Slots::new(),
             live: 0,
             stats: ApplyStats::default(),
             observer: None,
@@ -260,7 +275,7 @@ impl<T: StateEvent> Replica<T> {
     /// An empty replica with room for `capacity` keys.
     pub fn with_capacity(capacity: usize) -> Self {
         Replica {
-            slots: HashMap::with_capacity(capacity),
+            slots: Slots::with_capacity(capacity),
             live: 0,
             stats: ApplyStats::default(),
             observer: None,
@@ -297,8 +312,11 @@ impl<T: StateEvent> Replica<T> {
         // Read in place: the state goes from where the reader put it
         // straight into the slot, not through a `Gated` and a `Decoded`.
         let mut read = InPlace::<T>::new();
-        match read.gated(json, &mut SlotsGate(&self.slots)) {
-            Ok(checked) => Ok(self.apply_checked(checked, &mut read)),
+        let mut gate = SlotsGate::new(&self.slots);
+        match read.gated(json, &mut gate) {
+            // The key hashed by the gate's look-up, if any, is not hashed
+            // again for the write.
+            Ok(checked) => Ok(self.apply_checked(checked, gate.hash, &mut read)),
             Err(error) => {
                 self.stats.reject(&error);
                 Err(error)
@@ -309,13 +327,18 @@ impl<T: StateEvent> Replica<T> {
     /// Applies what [`InPlace::gated`] found, counting it, as
     /// [`Replica::apply_gated`] does.
     #[inline]
-    fn apply_checked(&mut self, checked: Checked<T::Key>, read: &mut InPlace<'_, T>) -> Outcome {
+    fn apply_checked(
+        &mut self,
+        checked: Checked<T::Key>,
+        hash: Option<u64>,
+        read: &mut InPlace<'_, T>,
+    ) -> Outcome {
         let written = checked.attrs.schema_version;
         if let Some(same) = checked.refused {
             return self.refused(written, same);
         }
         self.merge_written(
-            checked.key,
+            (checked.key, hash),
             checked.attrs.sequence,
             written,
             read.take_change(),
@@ -330,9 +353,9 @@ impl<T: StateEvent> Replica<T> {
         json: &[u8],
     ) -> Result<(Outcome, T::Key, Option<T>), DecodeError> {
         match self.decode_gated(json) {
-            Ok(gated) => {
+            Ok((gated, hash)) => {
                 let key = gated.key().clone();
-                let (outcome, before) = self.apply_gated_taking(gated);
+                let (outcome, before) = self.apply_gated_taking(gated, hash);
                 Ok((outcome, key, before))
             }
             Err(error) => {
@@ -345,10 +368,16 @@ impl<T: StateEvent> Replica<T> {
     /// Decodes `json` through the version gate, without applying or
     /// counting it: an upsert this replica will refuse whatever its data
     /// says is [`Gated::Refused`], its `data` not decoded; anything else is
-    /// exactly what the plain decoder returns.
+    /// exactly what the plain decoder returns. With it comes the hash the
+    /// gate took of the key, for applying it.
     #[inline]
-    pub(crate) fn decode_gated<'j>(&self, json: &'j [u8]) -> Result<Gated<'j, T>, DecodeError> {
-        decode_gated::<T>(json, &mut SlotsGate(&self.slots))
+    pub(crate) fn decode_gated<'j>(
+        &self,
+        json: &'j [u8],
+    ) -> Result<(Gated<'j, T>, GateHash), DecodeError> {
+        let mut gate = SlotsGate::new(&self.slots);
+        let gated = decode_gated::<T>(json, &mut gate)?;
+        Ok((gated, GateHash(gate.hash)))
     }
 
     /// Applies what [`Replica::decode_gated`] returned, counting it.
@@ -363,9 +392,13 @@ impl<T: StateEvent> Replica<T> {
     /// [`Replica::apply_gated`], also returning the live state the event
     /// replaced, without reporting to the observer (for the durable
     /// replica).
-    pub(crate) fn apply_gated_taking(&mut self, gated: Gated<'_, T>) -> (Outcome, Option<T>) {
+    pub(crate) fn apply_gated_taking(
+        &mut self,
+        gated: Gated<'_, T>,
+        hash: GateHash,
+    ) -> (Outcome, Option<T>) {
         match gated {
-            Gated::Decoded(decoded) => self.apply_decoded_taking(decoded),
+            Gated::Decoded(decoded) => self.apply_decoded_taking(decoded, hash),
             Gated::Refused { header, same, .. } => {
                 (self.refused(header.schema_version, same), None)
             }
@@ -390,13 +423,17 @@ impl<T: StateEvent> Replica<T> {
 
     /// [`Replica::apply_decoded`], also returning the live state the event
     /// replaced, without reporting to the observer.
-    pub(crate) fn apply_decoded_taking(&mut self, decoded: Decoded<'_, T>) -> (Outcome, Option<T>) {
+    pub(crate) fn apply_decoded_taking(
+        &mut self,
+        decoded: Decoded<'_, T>,
+        hash: GateHash,
+    ) -> (Outcome, Option<T>) {
         let written = decoded.header.schema_version;
         if written > T::VERSION {
             self.stats.read_as_older += 1;
         }
         let (outcome, before) = self.merge_taking(
-            decoded.key,
+            (decoded.key, hash.0),
             decoded.header.sequence,
             written.min(T::VERSION),
             decoded.change,
@@ -417,8 +454,15 @@ impl<T: StateEvent> Replica<T> {
         header: Header<'_>,
         slot: DataSlot<'_, T>,
     ) -> Result<Outcome, DecodeError> {
-        match finish_gated::<T>(header, slot, None, Some(&mut SlotsGate(&self.slots))) {
-            Ok(gated) => Ok(self.apply_gated(gated)),
+        let mut gate = SlotsGate::new(&self.slots);
+        match finish_gated::<T>(header, slot, None, Some(&mut gate)) {
+            Ok(Gated::Decoded(decoded)) => Ok(self.merge_written(
+                (decoded.key, gate.hash),
+                decoded.header.sequence,
+                decoded.header.schema_version,
+                decoded.change,
+            )),
+            Ok(refused @ Gated::Refused { .. }) => Ok(self.apply_gated(refused)),
             Err(error) => {
                 self.stats.reject(&error);
                 Err(error)
@@ -428,7 +472,7 @@ impl<T: StateEvent> Replica<T> {
 
     pub(crate) fn apply_decoded(&mut self, decoded: Decoded<'_, T>) -> Outcome {
         self.merge_written(
-            decoded.key,
+            (decoded.key, None),
             decoded.header.sequence,
             decoded.header.schema_version,
             decoded.change,
@@ -437,10 +481,11 @@ impl<T: StateEvent> Replica<T> {
 
     /// Merges a change written at schema version `written` (read at the
     /// newest version this build knows when it is newer), counting it.
+    /// `key` comes with its hash in `self.slots` when it was looked up.
     #[inline]
     fn merge_written(
         &mut self,
-        key: T::Key,
+        key: (T::Key, Option<u64>),
         sequence: Sequence,
         written: u32,
         change: Change<T>,
@@ -448,7 +493,7 @@ impl<T: StateEvent> Replica<T> {
         if written > T::VERSION {
             self.stats.read_as_older += 1;
         }
-        let outcome = self.merge(key, sequence, written.min(T::VERSION), change);
+        let outcome = self.merge_hashed(key, sequence, written.min(T::VERSION), change);
         self.stats.record(outcome);
         outcome
     }
@@ -476,7 +521,7 @@ impl<T: StateEvent> Replica<T> {
         gate(
             &mut self.slots,
             &mut self.live,
-            key,
+            (key, None),
             (sequence, read_version, None),
             change,
             |_, _, _, _| {},
@@ -503,6 +548,19 @@ impl<T: StateEvent> Replica<T> {
     pub(crate) fn merge(
         &mut self,
         key: T::Key,
+        sequence: Sequence,
+        read_version: u32,
+        change: Change<T>,
+    ) -> Outcome {
+        self.merge_hashed((key, None), sequence, read_version, change)
+    }
+
+    /// [`Replica::merge`] of a key that comes with its hash in
+    /// `self.slots` when it was looked up already.
+    #[inline]
+    fn merge_hashed(
+        &mut self,
+        key: (T::Key, Option<u64>),
         sequence: Sequence,
         read_version: u32,
         change: Change<T>,
@@ -542,7 +600,7 @@ impl<T: StateEvent> Replica<T> {
     /// (moved out, not cloned). For the durable replica's change feed.
     pub(crate) fn merge_taking(
         &mut self,
-        key: T::Key,
+        key: (T::Key, Option<u64>),
         sequence: Sequence,
         read_version: u32,
         change: Change<T>,
@@ -594,7 +652,7 @@ impl<T: StateEvent> Replica<T> {
         gate(
             &mut self.slots,
             &mut self.live,
-            key,
+            (key, None),
             (sequence, T::VERSION, Some(deleted_at)),
             Change::Delete,
             |_, _, _, _| {},
@@ -707,10 +765,11 @@ impl<T: StateEvent> Replica<T> {
 /// `live` counted, and calls `changed(key, before, after, outcome)` when
 /// the key's content changed: `before` is the live state it replaced,
 /// moved out (dropped after the call), `after` the live state it holds now.
+/// `key` comes with its hash in `slots`, if it was taken already.
 fn gate<T: StateEvent>(
-    slots: &mut HashMap<T::Key, Slot<T>>,
+    slots: &mut Slots<T::Key, Slot<T>>,
     live: &mut usize,
-    key: T::Key,
+    (key, hash): (T::Key, Option<u64>),
     at: (Sequence, u32, Option<SystemTime>),
     change: Change<T>,
     changed: impl FnOnce(&T::Key, Option<T>, Option<&T>, Outcome),
@@ -719,15 +778,19 @@ fn gate<T: StateEvent>(
     // The slot the change makes, built before the key is looked up (moved
     // once more, into the map, if it wins): the state is not moved again
     // in between. A tombstone's time is set when it goes in.
+    let hash = hash.unwrap_or_else(|| slots.hash(&key));
+    let key_hash = Slots::<T::Key, Slot<T>>::kept(hash);
     let mut incoming = match change {
         Change::Upsert(state) => Slot::Live {
             sequence,
             read_version,
+            key_hash,
             state,
         },
         Change::Delete => Slot::Tombstone {
             sequence,
             deleted_at: SystemTime::UNIX_EPOCH,
+            key_hash,
         },
     };
     let stamp = |slot: &mut Slot<T>| {
@@ -735,8 +798,8 @@ fn gate<T: StateEvent>(
             *at = deleted_at.unwrap_or_else(SystemTime::now);
         }
     };
-    match slots.entry(key) {
-        hash_map::Entry::Vacant(vacant) => {
+    match slots.entry(hash, &key) {
+        hash_table::Entry::Vacant(vacant) => {
             let outcome = match incoming {
                 Slot::Live { .. } => {
                     *live += 1;
@@ -745,23 +808,25 @@ fn gate<T: StateEvent>(
                 Slot::Tombstone { .. } => Outcome::Deleted,
             };
             stamp(&mut incoming);
-            let entry = vacant.insert_entry(incoming);
-            changed(entry.key(), None, entry.get().state(), outcome);
+            let entry = vacant.insert((key, incoming));
+            let (key, slot) = entry.get();
+            changed(key, None, slot.state(), outcome);
             outcome
         }
-        hash_map::Entry::Occupied(mut occupied) => {
-            let held = occupied.get().sequence();
-            if sequence < held {
+        hash_table::Entry::Occupied(mut occupied) => {
+            let held = &occupied.get().1;
+            let held_sequence = held.sequence();
+            if sequence < held_sequence {
                 return Outcome::Stale;
             }
-            if sequence == held {
-                match tie_break(occupied.get(), read_version, &incoming) {
+            if sequence == held_sequence {
+                match tie_break(held, read_version, &incoming) {
                     Tie::Held => return Outcome::Stale,
                     Tie::Same => return Outcome::Duplicate,
                     Tie::Incoming => {}
                 }
             }
-            let was_live = matches!(occupied.get(), Slot::Live { .. });
+            let was_live = matches!(held, Slot::Live { .. });
             let outcome = match (&incoming, was_live) {
                 (Slot::Live { .. }, true) => Outcome::Updated,
                 (Slot::Live { .. }, false) => {
@@ -776,26 +841,52 @@ fn gate<T: StateEvent>(
                 }
             };
             stamp(&mut incoming);
-            let before = match core::mem::replace(occupied.get_mut(), incoming) {
+            let before = match core::mem::replace(&mut occupied.get_mut().1, incoming) {
                 Slot::Live { state, .. } => Some(state),
                 Slot::Tombstone { .. } => None,
             };
-            changed(occupied.key(), before, occupied.get().state(), outcome);
+            let (key, slot) = occupied.get();
+            changed(key, before, slot.state(), outcome);
             outcome
         }
     }
 }
 
-/// The version gate's view of a replica's slots.
-struct SlotsGate<'s, T: StateEvent>(&'s HashMap<T::Key, Slot<T>>);
+/// The hash of an event's key in one replica's table, taken when the
+/// version gate looked the key up ([`Replica::decode_gated`]): given back
+/// to that replica with the event, the key is not hashed again.
+pub(crate) struct GateHash(Option<u64>);
+
+/// The version gate's view of a replica's slots, for one event: the key it
+/// is asked about is hashed once, and the hash kept for the write
+/// ([`Replica::apply_json`]).
+struct SlotsGate<'s, T: StateEvent> {
+    slots: &'s Slots<T::Key, Slot<T>>,
+    /// The hash of the key asked about (an event has one key).
+    hash: Option<u64>,
+}
+
+impl<'s, T: StateEvent> SlotsGate<'s, T> {
+    fn new(slots: &'s Slots<T::Key, Slot<T>>) -> Self {
+        SlotsGate { slots, hash: None }
+    }
+
+    /// The slot of `key`: the key of this gate's event.
+    #[inline]
+    fn slot(&mut self, key: &T::Key) -> Option<&'s Slot<T>> {
+        let slots = self.slots;
+        let hash = *self.hash.get_or_insert_with(|| slots.hash(key));
+        slots.get_hashed(hash, key)
+    }
+}
 
 impl<T: StateEvent> Gate<T::Key> for SlotsGate<'_, T> {
     fn held(&mut self, key: &T::Key) -> Option<Held> {
-        self.0.get(key).map(Slot::held)
+        self.slot(key).map(Slot::held)
     }
 
     fn holds_text(&mut self, key: &T::Key, data: &str) -> bool {
-        match self.0.get(key) {
+        match self.slot(key) {
             Some(Slot::Live { state, .. }) => serializes_to(state, data.as_bytes()),
             _ => false,
         }

@@ -93,6 +93,7 @@ impl<T: StateEvent> Serialize for Entries<'_, T> {
                     sequence,
                     read_version,
                     state,
+                    ..
                 } => EntryOut {
                     key,
                     sequence: *sequence,

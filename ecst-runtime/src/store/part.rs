@@ -343,8 +343,8 @@ impl<T: StateEvent> Part<T> {
         // tombstone or a state read at a higher version) is `Stale` without
         // its data decoded, as in `Replica`. Its attributes are still
         // checked against the address, the unstorable keys and the floor.
-        let gated = match self.replica.decode_gated(message.payload) {
-            Ok(gated) => gated,
+        let (gated, hash) = match self.replica.decode_gated(message.payload) {
+            Ok(decoded) => decoded,
             Err(error) => {
                 self.replica.count_rejection(&error);
                 // An addressed message is parked under the key it was sent
@@ -408,7 +408,7 @@ impl<T: StateEvent> Part<T> {
                 let key = refused.key().clone();
                 let span = crate::telemetry::event_span(message.stream_sequence, refused.header());
                 let _entered = span.enter();
-                let (outcome, before) = self.replica.apply_gated_taking(refused);
+                let (outcome, before) = self.replica.apply_gated_taking(refused, hash);
                 span.outcome(outcome);
                 return Ok(Applied {
                     outcome,
@@ -418,7 +418,10 @@ impl<T: StateEvent> Part<T> {
                 });
             }
         };
-        let held = self.replica.entry(&decoded.key);
+        // What is held matters only below the floor (looked up only there).
+        let held = below_the_floor
+            .then(|| self.replica.entry(&decoded.key))
+            .flatten();
         // A redelivered delete of a key purged since: handled before the
         // purge, and not to be re-created as an older tombstone.
         if below_the_floor && held.is_none() && matches!(decoded.change, Change::Delete) {
@@ -458,7 +461,7 @@ impl<T: StateEvent> Part<T> {
         let json = decoded.data_text;
         let span = crate::telemetry::event_span(message.stream_sequence, &decoded.header);
         let _entered = span.enter();
-        let (outcome, before) = self.replica.apply_decoded_taking(decoded);
+        let (outcome, before) = self.replica.apply_decoded_taking(decoded, hash);
         span.outcome(outcome);
         Ok(Applied {
             outcome,
