@@ -218,6 +218,62 @@ mod tests {
         }
     }
 
+    /// Random inserts, replacements, removals and retains over a few
+    /// hundred keys, the table growing and shrinking in use: it holds what
+    /// a `std` map given the same operations holds (several seeds).
+    #[test]
+    fn agrees_with_a_std_map() {
+        for seed in 1..=8u64 {
+            let mut state = seed;
+            let mut next = move || {
+                // SplitMix64.
+                state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let z = (state ^ (state >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                z ^ (z >> 31)
+            };
+            let mut slots = Slots::<String, Value>::new();
+            let mut model = std::collections::HashMap::<String, u32>::new();
+            for step in 0..20_000u32 {
+                let key = format!("k{}", next() % 600);
+                match next() % 10 {
+                    0 => {
+                        let removed = slots.remove(key.as_str()).map(|v| v.0);
+                        assert_eq!(removed, model.remove(&key), "seed {seed} step {step}");
+                    }
+                    1 if step % 97 == 0 => {
+                        let cut = step % 7;
+                        slots.retain(|_, value| value.0 % 7 != cut);
+                        model.retain(|_, value| *value % 7 != cut);
+                    }
+                    _ => {
+                        let hash = slots.hash(&key);
+                        let kept = Slots::<String, Value>::kept(hash);
+                        match slots.entry(hash, &key) {
+                            Entry::Vacant(vacant) => {
+                                vacant.insert((key.clone(), Value(step, kept)));
+                            }
+                            Entry::Occupied(mut held) => held.get_mut().1 = Value(step, kept),
+                        }
+                        model.insert(key, step);
+                    }
+                }
+                assert_eq!(slots.len(), model.len(), "seed {seed} step {step}");
+            }
+            for (key, value) in &model {
+                assert_eq!(slots.get(key.as_str()).map(|v| v.0), Some(*value));
+            }
+            let mut listed: Vec<(String, u32)> = slots
+                .iter()
+                .map(|(key, value)| (key.clone(), value.0))
+                .collect();
+            listed.sort();
+            let mut expected: Vec<(String, u32)> = model.into_iter().collect();
+            expected.sort();
+            assert_eq!(listed, expected, "seed {seed}");
+        }
+    }
+
     /// Two tables hash one key differently (each has its own SipHash key):
     /// a hash is good for the table that made it only.
     #[test]
