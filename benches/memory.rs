@@ -16,9 +16,11 @@
 //! same capacities. The replica is built with `Replica::apply` of the
 //! producer's envelopes (sequence 1..=N), as a consumer's replica is.
 //!
-//! Two entities: `Customer`, the benches' ~11-field entity (strings on the
-//! heap dominate, ~600 bytes per state), and `Reading`, a small one (a key
-//! and a number), where the per-entry overhead of the table shows in full.
+//! Three entities: `Customer`, the benches' ~11-field entity (strings on the
+//! heap dominate, ~600 bytes per state); `Reading`, a small one (a key and
+//! a number), where the per-entry overhead of the table shows in full; and
+//! `Tally`, integers only (no heap data at all, and no spare bit pattern
+//! in the state for the slot's enum tag to use).
 //!
 //! Run with `cargo bench -p ecst-benches --bench memory` (prints a table;
 //! not a criterion bench: nothing is timed).
@@ -120,8 +122,25 @@ fn measure<T: StateEvent>(name: &str, state: fn(usize, u64) -> T) {
     );
 }
 
+/// An entity of integers only.
+#[derive(StateEvent, Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq)]
+#[state_event(entity = "tally", version = 1)]
+struct Tally {
+    #[state_event(key)]
+    counter: u64,
+    count: u64,
+}
+
+fn tally(i: usize, _revision: u64) -> Tally {
+    Tally {
+        counter: i as u64,
+        count: i as u64 * 3,
+    }
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; there is nothing to filter.
     measure::<Customer>("customer", customer);
     measure::<Reading>("reading", reading);
+    measure::<Tally>("tally", tally);
 }

@@ -121,7 +121,7 @@ pub(crate) enum Slot<T> {
         /// The schema version the state was read at: the version it was
         /// written in, or the newest this build knew when it read a newer
         /// one tolerantly (dropping the fields it did not know).
-        read_version: u32,
+        read_version: ReadVersion,
         /// The key's hash in the table ([`KeyHash`]).
         key_hash: u32,
         state: T,
@@ -131,6 +131,27 @@ pub(crate) enum Slot<T> {
         deleted_at: SystemTime,
         key_hash: u32,
     },
+}
+
+/// A schema version as a slot keeps it: in 16 bits, so that the kept hash
+/// and the enum's tag fit beside it in the 8 bytes after the sequence (in
+/// 32 bits, an entity without spare bit patterns, only integers say, took
+/// 8 bytes more per key: red team, issue 12). Saturated at `u16::MAX`: a
+/// derived type has no more versions than it declares changes, so none
+/// comes near it.
+#[derive(Clone, Copy)]
+pub(crate) struct ReadVersion(u16);
+
+impl ReadVersion {
+    #[inline]
+    fn new(version: u32) -> Self {
+        ReadVersion(u16::try_from(version).unwrap_or(u16::MAX))
+    }
+
+    #[inline]
+    pub(crate) fn get(self) -> u32 {
+        u32::from(self.0)
+    }
 }
 
 impl<T> KeyHash for Slot<T> {
@@ -166,7 +187,7 @@ impl<T> Slot<T> {
                 ..
             } => Held {
                 sequence: *sequence,
-                read_version: Some(*read_version),
+                read_version: Some(read_version.get()),
             },
             Slot::Tombstone { sequence, .. } => Held {
                 sequence: *sequence,
@@ -538,7 +559,7 @@ impl<T: StateEvent> Replica<T> {
         Q: Hash + Eq + ?Sized,
     {
         match self.slots.get(key) {
-            Some(Slot::Live { read_version, .. }) => Some(*read_version),
+            Some(Slot::Live { read_version, .. }) => Some(read_version.get()),
             _ => None,
         }
     }
@@ -672,6 +693,12 @@ impl<T: StateEvent> Replica<T> {
         }
     }
 
+    /// What the replica holds for `key`, whole (for the durable stores,
+    /// which keep the read version and deletion time too).
+    pub(crate) fn slot(&self, key: &T::Key) -> Option<&Slot<T>> {
+        self.slots.get(key)
+    }
+
     /// The live state of `key`, `None` if unknown or deleted.
     pub fn get<Q>(&self, key: &Q) -> Option<&T>
     where
@@ -783,7 +810,7 @@ fn gate<T: StateEvent>(
     let mut incoming = match change {
         Change::Upsert(state) => Slot::Live {
             sequence,
-            read_version,
+            read_version: ReadVersion::new(read_version),
             key_hash,
             state,
         },
@@ -820,7 +847,7 @@ fn gate<T: StateEvent>(
                 return Outcome::Stale;
             }
             if sequence == held_sequence {
-                match tie_break(held, read_version, &incoming) {
+                match tie_break(held, &incoming) {
                     Tie::Held => return Outcome::Stale,
                     Tie::Same => return Outcome::Duplicate,
                     Tie::Incoming => {}
@@ -911,9 +938,9 @@ enum Tie {
     Same,
 }
 
-/// The tie-break between `held` and the `incoming` slot of a change read
-/// at `read_version`, both at the same sequence (see [`Replica`]).
-fn tie_break<T: StateEvent>(held: &Slot<T>, read_version: u32, incoming: &Slot<T>) -> Tie {
+/// The tie-break between `held` and the `incoming` slot, both at the same
+/// sequence (see [`Replica`]).
+fn tie_break<T: StateEvent>(held: &Slot<T>, incoming: &Slot<T>) -> Tie {
     match (held, incoming) {
         (Slot::Tombstone { .. }, Slot::Tombstone { .. }) => Tie::Same,
         (Slot::Tombstone { .. }, Slot::Live { .. }) => Tie::Held,
@@ -925,9 +952,11 @@ fn tie_break<T: StateEvent>(held: &Slot<T>, read_version: u32, incoming: &Slot<T
                 ..
             },
             Slot::Live {
-                state: incoming, ..
+                read_version: incoming_version,
+                state: incoming,
+                ..
             },
-        ) => match read_version.cmp(held_version) {
+        ) => match incoming_version.get().cmp(&held_version.get()) {
             core::cmp::Ordering::Greater => Tie::Incoming,
             core::cmp::Ordering::Less => Tie::Held,
             core::cmp::Ordering::Equal => {
@@ -985,6 +1014,46 @@ impl<T: StateEvent + core::fmt::Debug> core::fmt::Debug for Replica<T> {
 
 #[cfg(test)]
 mod tests {
+    use super::Slot;
+
+    /// A slot costs what the plainest hand-written map's value, a sequence
+    /// and the state, costs plus at most 8 bytes (the read version, the
+    /// kept hash of the key and the enum's tag), whether or not the state
+    /// has spare bit patterns for the tag: the replica's memory per key
+    /// (the memory bench) rests on it. (Not for a state narrower than a
+    /// tombstone's time: no entity is, since the state holds its key.)
+    #[test]
+    fn a_slot_costs_at_most_eight_bytes_over_a_sequence_and_state() {
+        fn over<T>() -> usize {
+            core::mem::size_of::<Slot<T>>() - core::mem::size_of::<(u64, T)>()
+        }
+        assert!(
+            over::<(u64, u64)>() <= 8,
+            "integers: {}",
+            over::<(u64, u64)>()
+        );
+        assert!(
+            over::<(u64, u32)>() <= 8,
+            "integers: {}",
+            over::<(u64, u32)>()
+        );
+        assert!(
+            over::<(u64, [u8; 40])>() <= 8,
+            "bytes: {}",
+            over::<(u64, [u8; 40])>()
+        );
+        assert!(
+            over::<(String, u64)>() <= 8,
+            "a string: {}",
+            over::<(String, u64)>()
+        );
+        assert!(
+            over::<(String, bool)>() <= 8,
+            "a string: {}",
+            over::<(String, bool)>()
+        );
+    }
+
     /// A state's JSON must read back to the very state: the stores keep
     /// states as JSON, and the version gate takes an upsert whose data is
     /// the held state's JSON as a duplicate without decoding it. So floats

@@ -97,7 +97,7 @@ impl<T: StateEvent> Serialize for Entries<'_, T> {
                 } => EntryOut {
                     key,
                     sequence: *sequence,
-                    readversion: (*read_version < T::VERSION).then_some(*read_version),
+                    readversion: (read_version.get() < T::VERSION).then_some(read_version.get()),
                     state: Some(state),
                     deleted: false,
                 },

@@ -14,8 +14,8 @@
 //! the table's cost: it reads every key, each a separate allocation, so
 //! a cache miss and a SipHash per key (in the decode-and-apply bench,
 //! more time than the events' own look-ups). The hash is kept as 32 bits,
-//! in what was padding beside the slot's `read_version`: the table costs
-//! no more memory.
+//! beside the slot's 16-bit read version, in what was padding: a slot is
+//! no larger than before (see the size test in `replica.rs`).
 //!
 //! A hash is a function of the key and the table's own random SipHash key,
 //! which never changes: the hash of a key taken from a table is valid for
