@@ -20,7 +20,7 @@ use crate::consume::{
 use crate::envelope::{Change, Gated};
 use crate::event::{EntityKey, StateEvent};
 use crate::feed::{Observer, StateChange};
-use crate::replica::{Entry, Outcome, Replica};
+use crate::replica::{Entry, Outcome, Replica, Slot};
 use crate::sequence::Sequence;
 
 /// One entity's replica, parking lot and change feed, as a durable
@@ -748,22 +748,33 @@ impl<T: StateEvent> Part<T> {
             .rev()
             .filter(|changed| seen.insert(&changed.key))
             .filter_map(|Changed { key, json }| {
-                replica.entry(key).map(|entry| match entry {
-                    Entry::Live { sequence, state } => StoredEntry {
-                        key,
+                // One look-up for the entry, its read version and its
+                // deletion time.
+                replica.slot(key).map(|slot| match slot {
+                    Slot::Live {
                         sequence,
-                        read_version: replica.read_version(key).unwrap_or(T::VERSION),
+                        read_version,
+                        state,
+                        ..
+                    } => StoredEntry {
+                        key,
+                        sequence: *sequence,
+                        read_version: read_version.get(),
                         state: Some(state),
                         json: json.as_deref(),
                         deleted_at: None,
                     },
-                    Entry::Tombstone { sequence } => StoredEntry {
-                        key,
+                    Slot::Tombstone {
                         sequence,
+                        deleted_at,
+                        ..
+                    } => StoredEntry {
+                        key,
+                        sequence: *sequence,
                         read_version: T::VERSION,
                         state: None,
                         json: None,
-                        deleted_at: replica.deleted_at(key),
+                        deleted_at: Some(*deleted_at),
                     },
                 })
             })
