@@ -81,9 +81,10 @@ struct Bench {
 
 fn open_sqlite(path: &std::path::Path) -> Connection {
     let conn = Connection::open(path).unwrap();
+    // The timeout first: switching to WAL takes a lock.
+    conn.busy_timeout(Duration::from_secs(30)).unwrap();
     conn.pragma_update(None, "journal_mode", "WAL").unwrap();
     conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
-    conn.busy_timeout(Duration::from_secs(30)).unwrap();
     conn
 }
 

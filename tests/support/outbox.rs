@@ -240,7 +240,8 @@ impl Drop for SqliteFile {
 /// A connection to the SQLite file at `path` (WAL, 10 s busy timeout).
 pub fn open_sqlite(path: &std::path::Path) -> Connection {
     let conn = Connection::open(path).unwrap();
-    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    // The timeout first: switching to WAL takes a lock.
     conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
     conn
 }

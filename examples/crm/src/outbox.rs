@@ -107,11 +107,14 @@ pub struct SqliteOwner {
 pub fn open_sqlite(path: &std::path::Path) -> Result<rusqlite::Connection, String> {
     let fail = |e: rusqlite::Error| format!("SQLite `{}`: {e}", path.display());
     let conn = rusqlite::Connection::open(path).map_err(fail)?;
+    // The timeout first: switching to WAL takes a lock, and without a busy
+    // handler a process that opens the file while another writes failed
+    // at once with "database is locked" (seen in the outbox crash test).
+    conn.busy_timeout(std::time::Duration::from_secs(30))
+        .map_err(fail)?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(fail)?;
     conn.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(fail)?;
-    conn.busy_timeout(std::time::Duration::from_secs(30))
         .map_err(fail)?;
     Ok(conn)
 }
