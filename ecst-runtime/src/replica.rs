@@ -1027,31 +1027,15 @@ mod tests {
         fn over<T>() -> usize {
             core::mem::size_of::<Slot<T>>() - core::mem::size_of::<(u64, T)>()
         }
-        assert!(
-            over::<(u64, u64)>() <= 8,
-            "integers: {}",
-            over::<(u64, u64)>()
-        );
-        assert!(
-            over::<(u64, u32)>() <= 8,
-            "integers: {}",
-            over::<(u64, u32)>()
-        );
-        assert!(
-            over::<(u64, [u8; 40])>() <= 8,
-            "bytes: {}",
-            over::<(u64, [u8; 40])>()
-        );
-        assert!(
-            over::<(String, u64)>() <= 8,
-            "a string: {}",
-            over::<(String, u64)>()
-        );
-        assert!(
-            over::<(String, bool)>() <= 8,
-            "a string: {}",
-            over::<(String, bool)>()
-        );
+        for (state, over) in [
+            ("two integers", over::<(u64, u64)>()),
+            ("integers of two widths", over::<(u64, u32)>()),
+            ("bytes", over::<(u64, [u8; 40])>()),
+            ("a string and an integer", over::<(String, u64)>()),
+            ("a string and a bool", over::<(String, bool)>()),
+        ] {
+            assert!(over <= 8, "{state}: {over} bytes over");
+        }
     }
 
     /// A state's JSON must read back to the very state: the stores keep
