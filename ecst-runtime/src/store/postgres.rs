@@ -30,7 +30,7 @@ use tokio_postgres::{Client, IsolationLevel, NoTls, Statement};
 pub use tokio_postgres;
 
 use super::rows::{
-    check_unmoved, checkpoint_columns, created_column, restore_row, stored_checkpoint, to_bigint,
+    check_unmoved, checkpoint_columns, created_column, loaded, stored_checkpoint, to_bigint,
     to_micros, RawCheckpoint, StoredParked, StoredRow,
 };
 use super::share::sealed::Sealed;
@@ -40,7 +40,6 @@ use super::share::{
 };
 use super::{Checkpoint, Commit, Loaded, Parked, ReplicaStore, StoreContext, StoreError};
 use crate::event::StateEvent;
-use crate::replica::Replica;
 
 const BACKEND: &str = "postgres";
 
@@ -348,25 +347,9 @@ impl PostgresStore {
         tx.commit()
             .await
             .map_err(|e| context.database("finishing the load", e))?;
-        let owed = super::owed::replica_keys::<T>(owed.as_deref(), &context)?;
-        let checkpoint = raw
-            .map(|(columns, created)| stored_checkpoint(columns, created, &context))
-            .transpose()?;
-        self.seen.insert(T::ENTITY.to_owned(), raw);
         // No await below: nothing of type `T` lives across one, so the
         // future is `Send` whatever `T` is.
-        let mut replica = Replica::new();
-        for stored in rows {
-            restore_row(&mut replica, &context, stored, |version, json: String| {
-                T::from_json_version(version, json.as_bytes())
-            })?;
-        }
-        Ok(Loaded {
-            replica,
-            checkpoint,
-            parked,
-            owed,
-        })
+        loaded(rows, parked, raw, owed.as_deref(), &mut self.seen, &context)
     }
 
     /// A router's rows: every entity's, and its one checkpoint, from one

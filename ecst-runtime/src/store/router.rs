@@ -819,12 +819,7 @@ impl<T: StateEvent> Route for Lane<T> {
     }
 
     fn install(&mut self, rows: EntityRows, owed: Vec<String>) -> Result<(), StoreError> {
-        let mut replica = Replica::new();
-        for row in rows.entries {
-            super::rows::restore_row(&mut replica, &rows.context, row, |version, json: String| {
-                T::from_json_version(version, json.as_bytes())
-            })?;
-        }
+        let replica = super::rows::restore_rows::<T>(rows.entries, &rows.context)?;
         let owed = super::owed::parse_keys::<T>(owed, &rows.context)?;
         self.part.install(replica, rows.parked, owed);
         self.pending = Pending::default();

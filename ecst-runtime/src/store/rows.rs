@@ -4,9 +4,10 @@
 //! integers in SQL; a value that does not fit is a
 //! [`StoreError::OutOfRange`], never wrapped.
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{Checkpoint, Parked, StoreContext, StoreError};
+use super::{Checkpoint, Loaded, Parked, StoreContext, StoreError};
 use crate::consume::{ParkKind, ParkReason, Resolution};
 use crate::envelope::Change;
 use crate::event::{EntityKey, StateEvent};
@@ -80,6 +81,46 @@ pub(crate) fn to_micros(time: SystemTime) -> i64 {
 /// ecst never writes, is the epoch).
 pub(crate) fn from_micros(micros: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_micros(u64::try_from(micros).unwrap_or(0))
+}
+
+/// A replica of the rows of one entity as stored (JSON states, upcast
+/// from their stored versions), sized for them up front: loading a million
+/// keys grows no table.
+pub(crate) fn restore_rows<T: StateEvent>(
+    rows: Vec<StoredRow<String>>,
+    context: &StoreContext,
+) -> Result<Replica<T>, StoreError> {
+    let mut replica = Replica::with_capacity(rows.len());
+    for row in rows {
+        restore_row(&mut replica, context, row, |version, json: String| {
+            T::from_json_version(version, json.as_bytes())
+        })?;
+    }
+    Ok(replica)
+}
+
+/// What a SQL store loaded for one entity, from its rows as read in one
+/// transaction: the replica, the checkpoint (remembered in `seen`, to
+/// commit only over it), the parked events and the feed's owed keys.
+pub(crate) fn loaded<T: StateEvent>(
+    rows: Vec<StoredRow<String>>,
+    parked: Vec<Parked>,
+    raw: Option<RawCheckpoint>,
+    owed: Option<&str>,
+    seen: &mut HashMap<String, Option<RawCheckpoint>>,
+    context: &StoreContext,
+) -> Result<Loaded<T>, StoreError> {
+    let owed = super::owed::replica_keys::<T>(owed, context)?;
+    let checkpoint = raw
+        .map(|(columns, created)| stored_checkpoint(columns, created, context))
+        .transpose()?;
+    seen.insert(T::ENTITY.to_owned(), raw);
+    Ok(Loaded {
+        replica: restore_rows(rows, context)?,
+        checkpoint,
+        parked,
+        owed,
+    })
 }
 
 /// Decodes `row` (its state with `decode`, upcasting from the stored
