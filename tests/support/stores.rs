@@ -209,6 +209,21 @@ pub fn consumer(test: &str) -> String {
     format!("ecst-test-{}-{test}", std::process::id())
 }
 
+/// This test's consumer name and its store, emptied of what an earlier
+/// run of the test may have left.
+pub async fn fresh<B: Backend>(backend: &B, test: &str) -> (String, B::Store) {
+    let consumer = consumer(test);
+    let mut store = backend.open(&consumer).await;
+    backend.purge(&mut store).await;
+    (consumer, store)
+}
+
+/// Empties `consumer`'s store at the end of a test.
+pub async fn clean_up<B: Backend>(backend: &B, consumer: &str) {
+    let mut store = backend.open(consumer).await;
+    backend.purge(&mut store).await;
+}
+
 /// What a store holds, comparable: the entries sorted by key (state or
 /// tombstone, with sequence), the checkpoint, and the parked events.
 #[derive(Clone, Debug, PartialEq)]
@@ -308,9 +323,7 @@ fn tombstone<T: StateEvent>(key: &T::Key, sequence: u64) -> StoredEntry<'_, T> {
 /// gets exactly them back; then overwrites and unparks; then a v2 build
 /// loads what v1 wrote, upcast; a v1 build refuses what v2 wrote.
 pub async fn commit_then_reopen<B: Backend>(backend: &B, test: &str) {
-    let consumer = consumer(test);
-    let mut store = backend.open(&consumer).await;
-    backend.purge(&mut store).await;
+    let (consumer, mut store) = fresh(backend, test).await;
 
     let (a1, a2, a3, a4) = (
         "a-1".to_owned(),
@@ -511,9 +524,7 @@ pub async fn commit_then_reopen<B: Backend>(backend: &B, test: &str) {
 /// `DecodeState` error naming the key and the version, not a panic and
 /// not a silently dropped row.
 pub async fn undecodable_state_is_an_error<B: Backend>(backend: &B, test: &str) {
-    let consumer = consumer(test);
-    let mut store = backend.open(&consumer).await;
-    backend.purge(&mut store).await;
+    let (consumer, mut store) = fresh(backend, test).await;
     let bad = garbled::Account {
         id: "g-1".into(),
         owner: "Gus".into(),
@@ -578,9 +589,7 @@ fn msg<T: StateEvent>(stream_sequence: u64, envelope: ecst::Envelope<T>) -> Msg 
 /// A `DurableReplica` applies real envelopes, commits, and a reopened one
 /// holds exactly the same; redelivering the batch applies nothing new.
 pub async fn durable_replica_batch<B: Backend>(backend: &B, test: &str) {
-    let consumer = consumer(test);
-    let mut store = backend.open(&consumer).await;
-    backend.purge(&mut store).await;
+    let (consumer, store) = fresh(backend, test).await;
 
     let mut producer = Producer::<v1::Account>::new("urn:example:bank");
     let batch = vec![
@@ -666,8 +675,7 @@ pub async fn durable_replica_batch<B: Backend>(backend: &B, test: &str) {
     assert_eq!(reopened.entries, in_memory);
     assert_eq!(reopened.checkpoint, Some(checkpoint));
 
-    let mut store = backend.open(&consumer).await;
-    backend.purge(&mut store).await;
+    clean_up(backend, &consumer).await;
 }
 
 /// Parking holds nothing back and is superseded by newer states: garbage,
@@ -678,9 +686,7 @@ pub async fn durable_replica_batch<B: Backend>(backend: &B, test: &str) {
 /// discards what can never apply; resolved events are purged past the
 /// limits. Everything survives a reopen, and redeliveries park nothing twice.
 pub async fn parking_and_retry<B: Backend>(backend: &B, test: &str) {
-    let consumer = consumer(test);
-    let mut store = backend.open(&consumer).await;
-    backend.purge(&mut store).await;
+    let (consumer, store) = fresh(backend, test).await;
 
     let mut old = Producer::<v1::Account>::new("urn:example:bank");
     let mut new = Producer::<v2::Account>::new("urn:example:bank");
@@ -936,15 +942,12 @@ pub async fn parking_and_retry<B: Backend>(backend: &B, test: &str) {
         vec![7, 8]
     );
 
-    let mut store = backend.open(&consumer).await;
-    backend.purge(&mut store).await;
+    clean_up(backend, &consumer).await;
 }
 
 /// A commit that fails partway leaves the store exactly as it was.
 pub async fn failed_commit_changes_nothing<B: Backend>(backend: &B, test: &str) {
-    let consumer = consumer(test);
-    let mut store = backend.open(&consumer).await;
-    backend.purge(&mut store).await;
+    let (consumer, mut store) = fresh(backend, test).await;
 
     let (a1, a2, a9) = ("a-1".to_owned(), "a-2".to_owned(), "a-9".to_owned());
     let ada = account1("a-1", "Ada", 1);
@@ -1190,8 +1193,7 @@ pub async fn failed_commit_changes_nothing<B: Backend>(backend: &B, test: &str) 
     assert_eq!(after.entries, entries(durable.replica()));
     assert_eq!(after.checkpoint, durable.checkpoint());
 
-    let mut store = backend.open(&consumer).await;
-    backend.purge(&mut store).await;
+    clean_up(backend, &consumer).await;
 }
 
 /// Two consumers in one database do not see each other's rows, and
@@ -1316,9 +1318,7 @@ pub async fn an_unstorable_state_is_parked_and_the_rest_commits<B: Backend>(
     backend: &B,
     test: &str,
 ) {
-    let consumer = consumer(test);
-    let mut store = backend.open(&consumer).await;
-    backend.purge(&mut store).await;
+    let (consumer, store) = fresh(backend, test).await;
     let mut producer = Producer::<Fragile>::new("urn:example:notes");
     let note = |id: &str, note: &str| Fragile {
         id: id.into(),
@@ -1368,8 +1368,7 @@ pub async fn an_unstorable_state_is_parked_and_the_rest_commits<B: Backend>(
         .expect("reopen");
     assert_eq!(entries(reopened.replica()), expected);
     assert_eq!(reopened.pending_parked(), 1);
-    let mut store = backend.open(&consumer).await;
-    backend.purge(&mut store).await;
+    clean_up(backend, &consumer).await;
 }
 
 /// Found by a red-team review: a future-version event sent on the
@@ -1381,9 +1380,7 @@ pub async fn a_misaddressed_undecodable_event_never_reaches_its_claimed_key<B: B
     backend: &B,
     test: &str,
 ) {
-    let consumer = consumer(test);
-    let mut store = backend.open(&consumer).await;
-    backend.purge(&mut store).await;
+    let (consumer, store) = fresh(backend, test).await;
     let mut producer = Producer::<v1::Account>::new("urn:example:bank");
     let owner = producer.upsert(account1("victim", "Ada", 1)).unwrap();
     let mut upgraded = Producer::<v2::Account>::new("urn:example:attacker");
@@ -1419,8 +1416,7 @@ pub async fn a_misaddressed_undecodable_event_never_reaches_its_claimed_key<B: B
         durable.replica().get("victim").map(|a| a.holder.as_str()),
         Some("Ada")
     );
-    let mut store = backend.open(&consumer).await;
-    backend.purge(&mut store).await;
+    clean_up(backend, &consumer).await;
 }
 
 /// After a stream is re-created (`rewind_stream_position`), its messages
@@ -1432,9 +1428,7 @@ pub async fn a_rewound_stream_is_not_taken_for_parked_messages<B: Backend>(
     backend: &B,
     test: &str,
 ) {
-    let consumer = consumer(test);
-    let mut store = backend.open(&consumer).await;
-    backend.purge(&mut store).await;
+    let (consumer, store) = fresh(backend, test).await;
     let mut producer = Producer::<v1::Account>::new("urn:example:bank");
     let garbage = Msg {
         stream_sequence: 1,
@@ -1485,6 +1479,5 @@ pub async fn a_rewound_stream_is_not_taken_for_parked_messages<B: Backend>(
     );
     // The old stream's parked message is still listed, pending.
     assert_eq!(durable.pending_parked(), 1);
-    let mut store = backend.open(&consumer).await;
-    backend.purge(&mut store).await;
+    clean_up(backend, &consumer).await;
 }
