@@ -403,9 +403,9 @@ impl<T: StateEvent> Replica<T> {
 
     /// Applies what [`Replica::decode_gated`] returned, counting it.
     #[inline]
-    pub(crate) fn apply_gated(&mut self, gated: Gated<'_, T>) -> Outcome {
+    pub(crate) fn apply_gated(&mut self, gated: Gated<'_, T>, hash: GateHash) -> Outcome {
         match gated {
-            Gated::Decoded(decoded) => self.apply_decoded(decoded),
+            Gated::Decoded(decoded) => self.apply_decoded(decoded, hash),
             Gated::Refused { header, same, .. } => self.refused(header.schema_version, same),
         }
     }
@@ -477,13 +477,7 @@ impl<T: StateEvent> Replica<T> {
     ) -> Result<Outcome, DecodeError> {
         let mut gate = SlotsGate::new(&self.slots);
         match finish_gated::<T>(header, slot, None, Some(&mut gate)) {
-            Ok(Gated::Decoded(decoded)) => Ok(self.merge_written(
-                (decoded.key, gate.hash),
-                decoded.header.sequence,
-                decoded.header.schema_version,
-                decoded.change,
-            )),
-            Ok(refused @ Gated::Refused { .. }) => Ok(self.apply_gated(refused)),
+            Ok(gated) => Ok(self.apply_gated(gated, GateHash(gate.hash))),
             Err(error) => {
                 self.stats.reject(&error);
                 Err(error)
@@ -491,9 +485,11 @@ impl<T: StateEvent> Replica<T> {
         }
     }
 
-    pub(crate) fn apply_decoded(&mut self, decoded: Decoded<'_, T>) -> Outcome {
+    /// Applies a decoded event, counting it; `hash` is its key's, if the
+    /// gate took it.
+    pub(crate) fn apply_decoded(&mut self, decoded: Decoded<'_, T>, hash: GateHash) -> Outcome {
         self.merge_written(
-            (decoded.key, None),
+            (decoded.key, hash.0),
             decoded.header.sequence,
             decoded.header.schema_version,
             decoded.change,
@@ -531,7 +527,9 @@ impl<T: StateEvent> Replica<T> {
     /// without counting it in [`Replica::stats`]: for loading a replica from
     /// a durable store. `read_version` is the schema version the state was
     /// read at when it was first applied ([`Replica::read_version`]), which
-    /// the tie-break between two events of one sequence compares.
+    /// the tie-break between two events of one sequence compares (kept in
+    /// 16 bits: a version above 65,535, which no derived type has, is held
+    /// as 65,535).
     pub fn restore(
         &mut self,
         key: T::Key,
