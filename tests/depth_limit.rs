@@ -9,17 +9,12 @@
 
 use ecst::store::blocking::{BlockingReplica, BlockingRouter};
 use ecst::store::{DurableRouter, MemoryRouterStore, MemoryStore, Message};
-use ecst::{DecodeErrorKind, Replica, Router, StateEvent};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use ecst::{DecodeErrorKind, Replica, Router};
 
-#[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
-#[state_event(entity = "doc", version = 1)]
-pub struct Doc {
-    #[state_event(key)]
-    pub id: String,
-    pub v: serde_json::Value,
-}
+#[path = "support/gated.rs"]
+mod gated;
+
+use gated::Doc;
 
 /// An upsert of `data`, written with `data` last (as ecst writes it) or
 /// first (read raw).

@@ -37,22 +37,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-/// Version 2, with an upcast from version 1 that fails for a negative
-/// credit; FORWARD, so version 3 is read as version 2.
-#[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
-#[state_event(entity = "customer", version = 2, compatibility = "FORWARD")]
-pub struct Customer {
-    #[state_event(key)]
-    pub id: String,
-    #[state_event(renamed(since = 2, from = "full_name"))]
-    pub name: String,
-    #[state_event(retyped(since = 2, from = i64, with = to_unsigned))]
-    pub credit: u64,
-}
+#[path = "support/gated.rs"]
+mod gated;
 
-fn to_unsigned(credit: i64) -> Result<u64, std::num::TryFromIntError> {
-    u64::try_from(credit)
-}
+use gated::Customer;
 
 /// An integer key (one spelling only), version 1, no tolerance of newer
 /// versions.

@@ -38,14 +38,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-/// Any JSON under `v`.
-#[derive(StateEvent, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
-#[state_event(entity = "doc", version = 1)]
-pub struct Doc {
-    #[state_event(key)]
-    pub id: String,
-    pub v: serde_json::Value,
-}
+#[path = "support/gated.rs"]
+mod gated;
+
+use gated::Doc;
 
 /// Part of the data kept as serde_json's `RawValue`: its text, as written
 /// (whitespace inside included), is the state.
